@@ -1,0 +1,2 @@
+mod peers;
+fn main() { let _ = peers::Shape::Chain; }

@@ -1,0 +1,87 @@
+//! Pipelines inside pipelines: a sub-pipeline as one step, and fan-out of a pipeline over a list of items.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures::future::join_all;
+
+use crate::context::{Scope, StepContext};
+use crate::error::StepError;
+use crate::executor::drive;
+use crate::pipeline::Pipeline;
+use crate::step::Step;
+
+/// Runs a pipeline as one step of another. Built by [`PipelineBuilder::pipeline`](crate::PipelineBuilder::pipeline).
+pub(crate) struct SubPipeline {
+    pipeline: Pipeline,
+}
+
+impl SubPipeline {
+    pub(crate) fn new(pipeline: Pipeline) -> Self {
+        Self { pipeline }
+    }
+}
+
+#[async_trait]
+impl Step for SubPipeline {
+    async fn run(&self, ctx: &StepContext) -> Result<(), StepError> {
+        let scope = Arc::new(Scope::child(ctx, self.pipeline.clone(), ctx.name(), HashMap::new()));
+        let outcome = drive(&scope).await;
+        let (result, steps) = outcome.into_step_result(&format!("sub-pipeline `{}`", self.pipeline.name()));
+        ctx.scope.add_child_reports(ctx.node(), steps);
+        result
+    }
+
+    fn describe(&self, _ctx: &StepContext) -> String {
+        format!("runs pipeline `{}` ({} steps)", self.pipeline.name(), self.pipeline.len())
+    }
+}
+
+/// Runs one sub-pipeline per item, concurrently. Built by [`PipelineBuilder::fan_out`](crate::PipelineBuilder::fan_out).
+pub(crate) struct FanOut {
+    var: String,
+    runs: Vec<(String, Pipeline)>,
+}
+
+impl FanOut {
+    pub(crate) fn new(var: String, runs: Vec<(String, Pipeline)>) -> Self {
+        Self { var, runs }
+    }
+}
+
+#[async_trait]
+impl Step for FanOut {
+    async fn run(&self, ctx: &StepContext) -> Result<(), StepError> {
+        let sub_runs = self.runs.iter().map(|(item, pipeline)| async move {
+            let vars = HashMap::from([(self.var.clone(), item.clone())]);
+            let prefix = format!("{}[{item}]", ctx.name());
+            let scope = Arc::new(Scope::child(ctx, pipeline.clone(), &prefix, vars));
+            let outcome = drive(&scope).await;
+            outcome.into_step_result(&format!("`{item}`"))
+        });
+        let mut failures = Vec::new();
+        let mut cancelled = false;
+        for (result, steps) in join_all(sub_runs).await {
+            ctx.scope.add_child_reports(ctx.node(), steps);
+            match result {
+                Ok(()) => {}
+                Err(e) if e.kind() == crate::StepErrorKind::Cancelled => cancelled = true,
+                Err(e) => failures.push(e.to_string()),
+            }
+        }
+        if cancelled {
+            return Err(StepError::cancelled());
+        }
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(StepError::new(format!("{} of {} sub-runs failed: {}", failures.len(), self.runs.len(), failures.join("; "))))
+        }
+    }
+
+    fn describe(&self, _ctx: &StepContext) -> String {
+        let items: Vec<&str> = self.runs.iter().map(|(item, _)| item.as_str()).collect();
+        format!("fans out over {} = [{}]", self.var, items.join(", "))
+    }
+}

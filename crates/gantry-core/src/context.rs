@@ -1,0 +1,416 @@
+//! The run context: variables for templates, typed outputs passed between steps, and secrets.
+//!
+//! A run starts from a [`Context`] (variables and secrets). Each step gets a [`StepContext`] through which it reads
+//! variables, upstream outputs and secrets, publishes its own outputs and variables, logs, and watches for
+//! cancellation. Steps write only to their own slots (outputs are keyed by the publishing step; variables a step sets
+//! are named `step.key`), so parallel steps never write to the same place.
+
+use std::any::Any;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{ContextError, TemplateError};
+use crate::event::{Event, Journal, LogStream};
+use crate::executor::{ChildReports, RunOptions};
+use crate::report::StepReport;
+use crate::pipeline::Pipeline;
+use crate::secret::{Redactor, Secret};
+use crate::template::{SECRET_PREFIX, Template};
+
+/// The starting point of a run: variables and secrets.
+///
+/// ```
+/// use gantry_core::{Context, Secret};
+/// let ctx = Context::new().var("service", "api").var("env", "staging").secret("token", Secret::new("t0k3n"));
+/// assert_eq!(ctx.get_var("service"), Some("api"));
+/// assert!(!format!("{ctx:?}").contains("t0k3n"));
+/// ```
+#[derive(Clone, Default)]
+pub struct Context {
+    vars: BTreeMap<String, String>,
+    secrets: BTreeMap<String, Secret>,
+}
+
+impl Context {
+    /// An empty context.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets a variable.
+    #[must_use]
+    pub fn var(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.vars.insert(name.into(), value.into());
+        self
+    }
+
+    /// Adds a secret, available to steps by name and as `{{secrets.NAME}}` in templates, and masked everywhere.
+    #[must_use]
+    pub fn secret(mut self, name: impl Into<String>, value: Secret) -> Self {
+        self.secrets.insert(name.into(), value);
+        self
+    }
+
+    /// A variable's value.
+    pub fn get_var(&self, name: &str) -> Option<&str> {
+        self.vars.get(name).map(String::as_str)
+    }
+
+    /// Whether a template variable name resolves in this context (`secrets.X` looks among the secrets).
+    pub(crate) fn knows(&self, name: &str) -> bool {
+        match name.strip_prefix(SECRET_PREFIX) {
+            Some(secret) => self.secrets.contains_key(secret),
+            None => self.vars.contains_key(name),
+        }
+    }
+}
+
+impl fmt::Debug for Context {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Context").field("vars", &self.vars).field("secrets", &self.secrets).finish()
+    }
+}
+
+/// The name and type of an output a step publishes. Declare keys as constants next to the step that publishes them.
+///
+/// ```
+/// use gantry_core::OutputKey;
+/// pub const IMAGE_DIGEST: OutputKey<String> = OutputKey::new("image_digest");
+/// assert_eq!(IMAGE_DIGEST.name(), "image_digest");
+/// ```
+pub struct OutputKey<T> {
+    name: &'static str,
+    _type: PhantomData<fn() -> T>,
+}
+
+impl<T> OutputKey<T> {
+    /// A key with this name.
+    pub const fn new(name: &'static str) -> Self {
+        Self { name, _type: PhantomData }
+    }
+
+    /// The key's name.
+    pub const fn name(&self) -> &'static str {
+        self.name
+    }
+}
+
+impl<T> Clone for OutputKey<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for OutputKey<T> {}
+
+impl<T> fmt::Debug for OutputKey<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "OutputKey<{}>({:?})", std::any::type_name::<T>(), self.name)
+    }
+}
+
+struct StoredOutput {
+    value: Arc<dyn Any + Send + Sync>,
+    rendered: String,
+}
+
+/// Secrets by name plus the redactor; one per top-level run, shared by its sub-runs.
+#[derive(Default)]
+pub(crate) struct SecretStore {
+    named: RwLock<HashMap<String, Secret>>,
+    pub(crate) redactor: Redactor,
+}
+
+/// The names the steps of one (sub-)run go by in events and reports.
+pub(crate) enum Names {
+    /// Top-level run: the pipeline's own names.
+    Plain,
+    /// Sub-run: `prefix/name` for each node.
+    Prefixed(Vec<Arc<str>>),
+}
+
+/// Shared state of one run or sub-run.
+pub(crate) struct Scope {
+    pub(crate) run_id: Arc<str>,
+    pub(crate) pipeline: Pipeline,
+    pub(crate) names: Names,
+    vars: RwLock<HashMap<String, String>>,
+    parent: Option<Arc<Scope>>,
+    outputs: Mutex<HashMap<(u32, &'static str), StoredOutput>>,
+    pub(crate) secrets: Arc<SecretStore>,
+    pub(crate) journal: Arc<Journal>,
+    pub(crate) run_token: CancellationToken,
+    pub(crate) final_token: CancellationToken,
+    pub(crate) options: Arc<RunOptions>,
+    child_reports: ChildReports,
+}
+
+impl Scope {
+    /// The scope of a top-level run.
+    pub(crate) fn root(
+        run_id: Arc<str>,
+        pipeline: Pipeline,
+        context: Context,
+        journal: Arc<Journal>,
+        run_token: CancellationToken,
+        options: Arc<RunOptions>,
+    ) -> Self {
+        let secrets = SecretStore::default();
+        for secret in context.secrets.values() {
+            secrets.redactor.register(secret);
+        }
+        *secrets.named.write().unwrap_or_else(|e| e.into_inner()) = context.secrets.into_iter().collect();
+        Self {
+            run_id,
+            pipeline,
+            names: Names::Plain,
+            vars: RwLock::new(context.vars.into_iter().collect()),
+            parent: None,
+            outputs: Mutex::default(),
+            secrets: Arc::new(secrets),
+            journal,
+            run_token,
+            final_token: CancellationToken::new(),
+            options,
+            child_reports: ChildReports::default(),
+        }
+    }
+
+    /// The scope of a sub-run of `pipeline` started by the step `parent` under the name `prefix`, with extra variables.
+    pub(crate) fn child(parent: &StepContext, pipeline: Pipeline, prefix: &str, vars: HashMap<String, String>) -> Self {
+        let names = (0..pipeline.len()).map(|i| Arc::from(format!("{prefix}/{}", pipeline.node(i).name))).collect();
+        let scope = &parent.scope;
+        Self {
+            run_id: Arc::clone(&scope.run_id),
+            pipeline,
+            names: Names::Prefixed(names),
+            vars: RwLock::new(vars),
+            parent: Some(Arc::clone(scope)),
+            outputs: Mutex::default(),
+            secrets: Arc::clone(&scope.secrets),
+            journal: Arc::clone(&scope.journal),
+            run_token: parent.cancellation().clone(),
+            final_token: CancellationToken::new(),
+            options: Arc::clone(&scope.options),
+            child_reports: ChildReports::default(),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn name(&self, node: u32) -> &Arc<str> {
+        match &self.names {
+            Names::Plain => &self.pipeline.node(node as usize).name,
+            Names::Prefixed(names) => &names[node as usize],
+        }
+    }
+
+    pub(crate) fn redact<'t>(&self, text: &'t str) -> std::borrow::Cow<'t, str> {
+        self.secrets.redactor.redact(text)
+    }
+
+    fn var(&self, name: &str) -> Option<String> {
+        let own = self.vars.read().unwrap_or_else(|e| e.into_inner()).get(name).cloned();
+        own.or_else(|| self.parent.as_ref().and_then(|p| p.var(name)))
+    }
+
+    fn var_names(&self, into: &mut BTreeMap<String, String>) {
+        if let Some(p) = &self.parent {
+            p.var_names(into);
+        }
+        into.extend(self.vars.read().unwrap_or_else(|e| e.into_inner()).iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+
+    /// Removes and returns every output as (node, key, rendered), for the report.
+    pub(crate) fn drain_outputs(&self) -> Vec<(u32, &'static str, String)> {
+        let mut outputs = self.outputs.lock().unwrap_or_else(|e| e.into_inner());
+        outputs.drain().map(|((node, key), v)| (node, key, v.rendered)).collect()
+    }
+
+    /// Records the step reports of a sub-run started by `node`.
+    pub(crate) fn add_child_reports(&self, node: u32, steps: Vec<StepReport>) {
+        self.child_reports.add(node, steps);
+    }
+
+    pub(crate) fn take_child_reports(&self) -> HashMap<u32, Vec<StepReport>> {
+        self.child_reports.take()
+    }
+}
+
+/// What a step sees of its run. Cheap to clone; clones refer to the same run.
+pub struct StepContext {
+    pub(crate) scope: Arc<Scope>,
+    node: u32,
+    finally: bool,
+    attempt: AtomicU32,
+}
+
+impl Clone for StepContext {
+    fn clone(&self) -> Self {
+        Self { scope: Arc::clone(&self.scope), node: self.node, finally: self.finally, attempt: AtomicU32::new(self.attempt()) }
+    }
+}
+
+impl StepContext {
+    pub(crate) fn new(scope: Arc<Scope>, node: u32, finally: bool) -> Self {
+        Self { scope, node, finally, attempt: AtomicU32::new(1) }
+    }
+
+    pub(crate) fn node(&self) -> u32 {
+        self.node
+    }
+
+    pub(crate) fn set_attempt(&self, attempt: u32) {
+        self.attempt.store(attempt, Ordering::Relaxed);
+    }
+
+    /// The step's name (`outer/inner` inside a sub-pipeline).
+    pub fn name(&self) -> &str {
+        self.scope.name(self.node)
+    }
+
+    /// The run's id.
+    pub fn run_id(&self) -> &str {
+        &self.scope.run_id
+    }
+
+    /// The current attempt, 1 for the first.
+    pub fn attempt(&self) -> u32 {
+        self.attempt.load(Ordering::Relaxed)
+    }
+
+    /// The signal to stop: cancelled when the run is cancelled. Steps that run after a cancellation (`always` steps)
+    /// get a token that is not cancelled.
+    pub fn cancellation(&self) -> &CancellationToken {
+        if self.finally { &self.scope.final_token } else { &self.scope.run_token }
+    }
+
+    /// Whether the step should stop.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancellation().is_cancelled()
+    }
+
+    /// A variable: the run's, a sub-run's (`item` of a fan-out), or one set by a step as `step.key`.
+    pub fn var(&self, name: &str) -> Option<String> {
+        self.scope.var(name)
+    }
+
+    /// A variable that must exist.
+    pub fn require_var(&self, name: &str) -> Result<String, ContextError> {
+        self.var(name).ok_or_else(|| ContextError::MissingVariable { name: name.to_owned() })
+    }
+
+    /// All variables visible to the step, for inspection (debugger, plans).
+    pub fn vars(&self) -> BTreeMap<String, String> {
+        let mut all = BTreeMap::new();
+        self.scope.var_names(&mut all);
+        all
+    }
+
+    /// Sets the variable `<this step's name>.<key>`, visible to every step that runs after this one.
+    pub fn set_var(&self, key: &str, value: impl Into<String>) {
+        let local = &self.scope.pipeline.node(self.node as usize).name;
+        let mut vars = self.scope.vars.write().unwrap_or_else(|e| e.into_inner());
+        vars.insert(format!("{local}.{key}"), value.into());
+    }
+
+    /// A secret by name.
+    pub fn secret(&self, name: &str) -> Result<Secret, ContextError> {
+        let named = self.scope.secrets.named.read().unwrap_or_else(|e| e.into_inner());
+        named.get(name).cloned().ok_or_else(|| ContextError::MissingSecret { name: name.to_owned() })
+    }
+
+    /// Adds a secret to the run: masked from now on in every event, log line, error and report, and available to
+    /// later steps by name.
+    pub fn add_secret(&self, name: impl Into<String>, secret: Secret) {
+        self.scope.secrets.redactor.register(&secret);
+        self.scope.secrets.named.write().unwrap_or_else(|e| e.into_inner()).insert(name.into(), secret);
+    }
+
+    /// Masks the run's secrets in `text`.
+    pub fn redact<'t>(&self, text: &'t str) -> std::borrow::Cow<'t, str> {
+        self.scope.redact(text)
+    }
+
+    /// Looks up a template variable: `secrets.NAME` gives the secret's value, anything else a variable.
+    pub fn lookup(&self, name: &str) -> Option<String> {
+        match name.strip_prefix(SECRET_PREFIX) {
+            Some(secret) => self.secret(secret).ok().map(|s| s.expose().to_owned()),
+            None => self.var(name),
+        }
+    }
+
+    /// Renders a template with the step's variables and secrets.
+    pub fn render(&self, template: &Template) -> Result<String, TemplateError> {
+        template.render(|name| self.lookup(name))
+    }
+
+    /// Renders a template for display: secrets show as a mask.
+    pub fn render_masked(&self, template: &Template) -> String {
+        let rendered = template.render(|name| {
+            if name.starts_with(SECRET_PREFIX) { Some(crate::secret::MASK.to_owned()) } else { self.var(name) }
+        });
+        rendered.unwrap_or_else(|_| template.source().to_owned())
+    }
+
+    /// Publishes an output of this step under `key`. Publishing the same key again replaces the value.
+    pub fn publish<T>(&self, key: OutputKey<T>, value: T)
+    where
+        T: Any + Send + Sync + fmt::Debug,
+    {
+        let rendered = format!("{value:?}");
+        let stored = StoredOutput { value: Arc::new(value), rendered };
+        let mut outputs = self.scope.outputs.lock().unwrap_or_else(|e| e.into_inner());
+        outputs.insert((self.node, key.name()), stored);
+    }
+
+    /// An output published by the step `step` (of this pipeline, or of an enclosing one).
+    pub fn output<T>(&self, step: &str, key: OutputKey<T>) -> Result<Arc<T>, ContextError>
+    where
+        T: Any + Send + Sync,
+    {
+        let mut scope = Some(&self.scope);
+        while let Some(s) = scope {
+            if let Some(node) = s.pipeline.index_of(step) {
+                let outputs = s.outputs.lock().unwrap_or_else(|e| e.into_inner());
+                let missing = || ContextError::MissingOutput { step: step.to_owned(), key: key.name().to_owned() };
+                let stored = outputs.get(&(node, key.name())).ok_or_else(missing)?;
+                return Arc::clone(&stored.value).downcast::<T>().map_err(|_| ContextError::OutputType {
+                    step: step.to_owned(),
+                    key: key.name().to_owned(),
+                    expected: std::any::type_name::<T>(),
+                });
+            }
+            scope = s.parent.as_ref();
+        }
+        Err(ContextError::UnknownStep { step: step.to_owned() })
+    }
+
+    /// Logs a line as the step's output (secrets masked).
+    pub fn log(&self, line: impl AsRef<str>) {
+        self.log_to(LogStream::Stdout, line.as_ref());
+    }
+
+    /// Logs a line on the given stream (secrets masked).
+    pub fn log_to(&self, stream: LogStream, line: &str) {
+        let line = self.redact(line);
+        tracing::debug!(step = %self.name(), ?stream, line = %line, "step output");
+        if self.scope.journal.is_active() {
+            let step = Arc::clone(self.scope.name(self.node));
+            self.scope.journal.emit_now(Event::Log { step, stream, line: Arc::from(line.as_ref()) });
+        }
+    }
+}
+
+impl fmt::Debug for StepContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StepContext")
+            .field("step", &self.name())
+            .field("run_id", &self.run_id())
+            .field("attempt", &self.attempt())
+            .finish_non_exhaustive()
+    }
+}

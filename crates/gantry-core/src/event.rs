@@ -1,0 +1,307 @@
+//! The events of a run and the journal that delivers them to any number of subscribers.
+//!
+//! Delivery is lossless and in order: each subscriber reads the run's events at its own pace from a shared journal,
+//! which forgets an event once every subscriber has read it. Subscribe before the run starts to see all of it
+//! ([`Run::subscribe`](crate::Run::subscribe)); the stream ends after [`Event::RunFinished`].
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context as TaskContext, Poll, Waker};
+use std::time::{Duration, SystemTime};
+
+use futures::Stream;
+
+use crate::report::{RunStatus, StepStatus};
+
+/// Which output stream a log line came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogStream {
+    /// Standard output, or a step's own informational log.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+/// Something that happened in a run. Step names of sub-pipelines are namespaced `outer/inner`.
+/// Every text in an event has had the run's secrets masked.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Event {
+    /// The run started.
+    RunStarted {
+        /// The run's id.
+        run_id: Arc<str>,
+        /// The pipeline's name.
+        pipeline: Arc<str>,
+        /// Wall-clock start.
+        at: SystemTime,
+    },
+    /// A step started an attempt.
+    StepStarted {
+        /// The step.
+        step: Arc<str>,
+        /// 1 for the first attempt.
+        attempt: u32,
+    },
+    /// A line of a step's output.
+    Log {
+        /// The step.
+        step: Arc<str>,
+        /// Where the line came from.
+        stream: LogStream,
+        /// The line, without its newline.
+        line: Arc<str>,
+    },
+    /// An attempt failed with a retryable error and the step will run again after `delay`.
+    StepRetrying {
+        /// The step.
+        step: Arc<str>,
+        /// The attempt that failed.
+        attempt: u32,
+        /// Why it failed.
+        error: Arc<str>,
+        /// The backoff before the next attempt.
+        delay: Duration,
+    },
+    /// A step reached its final status.
+    StepFinished {
+        /// The step.
+        step: Arc<str>,
+        /// How it ended.
+        status: StepStatus,
+        /// Why it failed or was skipped.
+        reason: Option<Arc<str>>,
+        /// How many attempts ran (0 for a skipped step).
+        attempts: u32,
+        /// Time from the first attempt's start to the end.
+        duration: Duration,
+    },
+    /// The run finished.
+    RunFinished {
+        /// The run's id.
+        run_id: Arc<str>,
+        /// How it ended.
+        status: RunStatus,
+        /// Its duration.
+        duration: Duration,
+    },
+}
+
+impl Event {
+    /// The step the event is about, if any.
+    pub fn step(&self) -> Option<&str> {
+        match self {
+            Self::StepStarted { step, .. }
+            | Self::Log { step, .. }
+            | Self::StepRetrying { step, .. }
+            | Self::StepFinished { step, .. } => Some(step),
+            Self::RunStarted { .. } | Self::RunFinished { .. } => None,
+        }
+    }
+}
+
+/// The shared, append-only log of a run's events. Internal: users see [`EventStream`].
+#[derive(Debug, Default)]
+pub(crate) struct Journal {
+    inner: Mutex<JournalInner>,
+    subscribers: AtomicUsize,
+    waiting: AtomicBool,
+}
+
+#[derive(Debug, Default)]
+struct JournalInner {
+    events: VecDeque<Event>,
+    /// Sequence number of `events[0]`.
+    head: u64,
+    /// Per subscriber: the next sequence number it reads, and its waker while it waits.
+    cursors: Vec<Option<Cursor>>,
+    closed: bool,
+}
+
+#[derive(Debug)]
+struct Cursor {
+    next: u64,
+    waker: Option<Waker>,
+}
+
+impl Journal {
+    fn lock(&self) -> MutexGuard<'_, JournalInner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether anyone listens. Emitters skip building events when no one does.
+    #[inline]
+    pub(crate) fn is_active(&self) -> bool {
+        self.subscribers.load(Ordering::Relaxed) > 0
+    }
+
+    /// Appends an event without waking readers; the executor calls [`publish`](Self::publish) before it waits.
+    pub(crate) fn emit(&self, event: Event) {
+        let mut inner = self.lock();
+        if inner.closed || inner.cursors.is_empty() {
+            return;
+        }
+        inner.events.push_back(event);
+    }
+
+    /// Appends an event and wakes readers at once: for events emitted outside the executor's own loop.
+    pub(crate) fn emit_now(&self, event: Event) {
+        self.emit(event);
+        self.publish();
+    }
+
+    /// Wakes every reader that waits for events.
+    pub(crate) fn publish(&self) {
+        if self.waiting.swap(false, Ordering::AcqRel) {
+            let mut inner = self.lock();
+            for cursor in inner.cursors.iter_mut().flatten() {
+                if let Some(w) = cursor.waker.take() {
+                    w.wake();
+                }
+            }
+        }
+    }
+
+    /// No more events: readers end after reading what is there.
+    pub(crate) fn close(&self) {
+        self.lock().closed = true;
+        self.waiting.store(true, Ordering::Release);
+        self.publish();
+    }
+
+    pub(crate) fn subscribe(self: &Arc<Self>) -> EventStream {
+        let mut inner = self.lock();
+        let next = inner.head + inner.events.len() as u64;
+        let cursor = Some(Cursor { next, waker: None });
+        let id = match inner.cursors.iter().position(Option::is_none) {
+            Some(free) => {
+                inner.cursors[free] = cursor;
+                free
+            }
+            None => {
+                inner.cursors.push(cursor);
+                inner.cursors.len() - 1
+            }
+        };
+        self.subscribers.fetch_add(1, Ordering::Relaxed);
+        drop(inner);
+        EventStream { journal: Arc::clone(self), id, buffer: VecDeque::new() }
+    }
+
+    /// Drops the events every subscriber has read.
+    fn compact(inner: &mut JournalInner) {
+        let min = inner.cursors.iter().flatten().map(|c| c.next).min();
+        let min = min.unwrap_or(inner.head + inner.events.len() as u64);
+        let read = (min - inner.head) as usize;
+        if read > 0 {
+            inner.events.drain(..read);
+            inner.head = min;
+        }
+    }
+}
+
+/// A subscriber's stream of a run's events; see [`Run::subscribe`](crate::Run::subscribe).
+#[derive(Debug)]
+#[must_use = "streams do nothing unless polled"]
+pub struct EventStream {
+    journal: Arc<Journal>,
+    id: usize,
+    buffer: VecDeque<Event>,
+}
+
+const BATCH: usize = 256;
+
+impl Stream for EventStream {
+    type Item = Event;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Event>> {
+        if let Some(event) = self.buffer.pop_front() {
+            return Poll::Ready(Some(event));
+        }
+        let this = &mut *self;
+        let mut inner = this.journal.lock();
+        let head = inner.head;
+        let available = inner.events.len() as u64;
+        let closed = inner.closed;
+        let Some(cursor) = inner.cursors[this.id].as_mut() else { return Poll::Ready(None) };
+        let start = cursor.next;
+        let end = (head + available).min(start + BATCH as u64);
+        if start < end {
+            cursor.next = end;
+            let (from, to) = ((start - head) as usize, (end - head) as usize);
+            this.buffer.extend(inner.events.range(from..to).cloned());
+            Journal::compact(&mut inner);
+            drop(inner);
+            return Poll::Ready(this.buffer.pop_front());
+        }
+        if closed {
+            return Poll::Ready(None);
+        }
+        cursor.waker = Some(cx.waker().clone());
+        this.journal.waiting.store(true, Ordering::Release);
+        Poll::Pending
+    }
+}
+
+impl Drop for EventStream {
+    fn drop(&mut self) {
+        let mut inner = self.journal.lock();
+        inner.cursors[self.id] = None;
+        self.journal.subscribers.fetch_sub(1, Ordering::Relaxed);
+        Journal::compact(&mut inner);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::StreamExt;
+
+    fn ev(n: u32) -> Event {
+        Event::StepStarted { step: "s".into(), attempt: n }
+    }
+
+    #[tokio::test]
+    async fn every_subscriber_gets_every_event_in_order() {
+        let j = Arc::new(Journal::default());
+        let a = j.subscribe();
+        let b = j.subscribe();
+        for n in 0..1000 {
+            j.emit(ev(n));
+        }
+        j.close();
+        let a: Vec<_> = a.collect().await;
+        let b: Vec<_> = b.collect().await;
+        assert_eq!(a.len(), 1000);
+        assert_eq!(a, b);
+        assert_eq!(a[999], ev(999));
+    }
+
+    #[tokio::test]
+    async fn read_events_are_forgotten_and_without_subscribers_nothing_is_kept() {
+        let j = Arc::new(Journal::default());
+        j.emit(ev(0));
+        assert!(j.lock().events.is_empty());
+        let mut s = j.subscribe();
+        j.emit(ev(1));
+        j.emit(ev(2));
+        assert_eq!(s.next().await, Some(ev(1)));
+        assert!(j.lock().events.is_empty(), "both were read into the subscriber's batch");
+        drop(s);
+        assert!(!j.is_active());
+    }
+
+    #[tokio::test]
+    async fn a_waiting_subscriber_is_woken_by_publish() {
+        let j = Arc::new(Journal::default());
+        let mut s = j.subscribe();
+        let reader = tokio::spawn(async move { s.next().await });
+        tokio::task::yield_now().await;
+        j.emit_now(ev(7));
+        assert_eq!(reader.await.unwrap(), Some(ev(7)));
+    }
+}

@@ -1,0 +1,593 @@
+//! The executor: runs a pipeline's steps as soon as their trigger rules allow, concurrently.
+//!
+//! One coordinator future drives a run. It keeps, per step, the count of unfinished upstream steps and how the
+//! finished ones ended; when the count reaches zero the step's rule and condition decide whether it runs. A started
+//! step is polled once inline: a step that completes at once never touches the set of running futures. Running steps
+//! are polled from a `FuturesUnordered` inside the coordinator's task, so a run costs no task spawns; steps that need
+//! a thread of their own spawn one.
+//!
+//! Cancellation: the run's token fires; running steps see it through [`StepContext::cancellation`]; the coordinator
+//! starts nothing new and waits up to the grace period for them; steps still running then are dropped and marked
+//! cancelled; then every `always` step whose upstream steps are finished runs (with a token that is not cancelled) and
+//! every other step is skipped.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::{Future, poll_fn};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Context as TaskContext, Poll};
+use std::time::{Duration, Instant, SystemTime};
+
+use futures::stream::{FuturesUnordered, StreamExt};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::context::{Context, Scope, StepContext};
+use crate::debug::Hook;
+use crate::error::{RunError, StepError, StepErrorKind};
+use crate::event::{Event, EventStream, Journal};
+use crate::pipeline::{Node, Pipeline};
+use crate::report::{RunReport, RunStatus, StepReport, StepStatus};
+use crate::rule::{TriggerRule, Upstream, Verdict};
+
+/// Settings shared by a run and its sub-runs.
+pub(crate) struct RunOptions {
+    pub(crate) max_concurrency: usize,
+    pub(crate) grace: Duration,
+    pub(crate) hooks: Vec<Arc<dyn Hook>>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self { max_concurrency: usize::MAX, grace: Duration::from_secs(30), hooks: Vec::new() }
+    }
+}
+
+/// One run of a pipeline: configure it, subscribe to its events, then [`execute`](Run::execute) it.
+///
+/// ```
+/// use gantry_core::{step_fn, Context, Pipeline, Run, RunStatus};
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let pipeline = Pipeline::builder("hello")
+///     .step("greet", step_fn(|ctx| async move {
+///         ctx.log(format!("hello, {}", ctx.require_var("who")?));
+///         Ok(())
+///     }))
+///     .build()
+///     .unwrap();
+/// let run = Run::new(&pipeline, Context::new().var("who", "world"));
+/// let events = run.subscribe();
+/// let report = run.execute().await.unwrap();
+/// assert_eq!(report.status, RunStatus::Succeeded);
+/// # drop(events);
+/// # });
+/// ```
+#[must_use = "a run does nothing until `execute` is awaited"]
+pub struct Run {
+    pipeline: Pipeline,
+    context: Context,
+    options: RunOptions,
+    journal: Arc<Journal>,
+    token: CancellationToken,
+    run_id: Arc<str>,
+}
+
+impl Run {
+    /// A run of `pipeline` starting from `context`.
+    pub fn new(pipeline: &Pipeline, context: Context) -> Self {
+        Self {
+            pipeline: pipeline.clone(),
+            context,
+            options: RunOptions::default(),
+            journal: Arc::new(Journal::default()),
+            token: CancellationToken::new(),
+            run_id: Arc::from(new_run_id()),
+        }
+    }
+
+    /// Runs at most `n` steps at once (at least 1). Unbounded by default.
+    pub fn max_concurrency(mut self, n: usize) -> Self {
+        self.options.max_concurrency = n.max(1);
+        self
+    }
+
+    /// How long a cancelled run waits for running steps to stop before dropping them (default 30 s).
+    pub fn grace_period(mut self, grace: Duration) -> Self {
+        self.options.grace = grace;
+        self
+    }
+
+    /// Calls `hook` before and after every step, sub-pipeline steps included.
+    pub fn hook(mut self, hook: impl Hook) -> Self {
+        self.options.hooks.push(Arc::new(hook));
+        self
+    }
+
+    /// Uses `id` as the run's id instead of a generated one (e.g. a GitHub deployment id).
+    pub fn with_id(mut self, id: impl Into<String>) -> Self {
+        self.run_id = Arc::from(id.into());
+        self
+    }
+
+    /// Cancels the run when `token` is cancelled (replaces the run's own token).
+    pub fn with_cancellation(mut self, token: CancellationToken) -> Self {
+        self.token = token;
+        self
+    }
+
+    /// The run's id.
+    pub fn id(&self) -> &str {
+        &self.run_id
+    }
+
+    /// A token that cancels the run.
+    pub fn cancellation_token(&self) -> CancellationToken {
+        self.token.clone()
+    }
+
+    /// A stream of every event of the run from now on, ending with [`Event::RunFinished`]. Any number of
+    /// subscribers each get every event, in order.
+    pub fn subscribe(&self) -> EventStream {
+        self.journal.subscribe()
+    }
+
+    /// Runs the pipeline to the end. Fails only if the run cannot start (templates with unknown variables); a
+    /// failed step is reported in the [`RunReport`].
+    pub async fn execute(self) -> Result<RunReport, RunError> {
+        let problems = self.pipeline.check_variables(&self.context);
+        if !problems.is_empty() {
+            return Err(RunError::Templates { pipeline: self.pipeline.name().to_owned(), problems });
+        }
+        let pipeline_name: Arc<str> = Arc::from(self.pipeline.name());
+        let span = tracing::info_span!("gantry.run", pipeline = %pipeline_name, run_id = %self.run_id);
+        let scope = Arc::new(Scope::root(
+            Arc::clone(&self.run_id),
+            self.pipeline,
+            self.context,
+            Arc::clone(&self.journal),
+            self.token,
+            Arc::new(self.options),
+        ));
+        let started = Instant::now();
+        async {
+            tracing::info!("run started");
+            self.journal.emit(Event::RunStarted {
+                run_id: Arc::clone(&self.run_id),
+                pipeline: Arc::clone(&pipeline_name),
+                at: SystemTime::now(),
+            });
+            let outcome = drive(&scope).await;
+            let duration = started.elapsed();
+            tracing::info!(status = %outcome.status, ?duration, "run finished");
+            self.journal.emit(Event::RunFinished { run_id: Arc::clone(&self.run_id), status: outcome.status, duration });
+            self.journal.close();
+            Ok(RunReport {
+                run_id: self.run_id.to_string(),
+                pipeline: pipeline_name.to_string(),
+                status: outcome.status,
+                duration,
+                steps: outcome.steps,
+            })
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+impl Pipeline {
+    /// Runs the pipeline with `context` and default settings: `Run::new(self, context).execute()`.
+    pub async fn run(&self, context: Context) -> Result<RunReport, RunError> {
+        Run::new(self, context).execute().await
+    }
+}
+
+fn new_run_id() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let millis = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_millis();
+    format!("{millis:x}-{:x}", COUNTER.fetch_add(1, Ordering::Relaxed))
+}
+
+/// How a (sub-)run ended.
+pub(crate) struct Outcome {
+    pub(crate) status: RunStatus,
+    pub(crate) steps: Vec<StepReport>,
+}
+
+impl Outcome {
+    /// The outcome as the result of the step that ran the sub-run.
+    pub(crate) fn into_step_result(self, what: &str) -> (Result<(), StepError>, Vec<StepReport>) {
+        let result = match self.status {
+            RunStatus::Succeeded => Ok(()),
+            RunStatus::Cancelled => Err(StepError::cancelled()),
+            RunStatus::Failed => {
+                let failed: Vec<String> = self
+                    .steps
+                    .iter()
+                    .filter(|s| s.status == StepStatus::Failed && !s.allowed_failure)
+                    .map(|s| format!("`{}`", s.name))
+                    .collect();
+                Err(StepError::new(format!("{what} failed at {}", failed.join(", "))))
+            }
+        };
+        (result, self.steps)
+    }
+}
+
+/// Runs the pipeline of `scope` to the end.
+pub(crate) async fn drive(scope: &Arc<Scope>) -> Outcome {
+    let contexts: Box<[OnceLock<StepContext>]> = (0..scope.pipeline.len()).map(|_| OnceLock::new()).collect();
+    let mut coordinator = Coordinator::new(scope, &contexts);
+    poll_fn(|cx| coordinator.poll(cx)).await;
+    coordinator.into_outcome()
+}
+
+/// Per step: what the coordinator knows.
+struct Slot {
+    waiting: u32,
+    up: Upstream,
+    status: Option<StepStatus>,
+    allowed: bool,
+    attempts: u32,
+    duration: Duration,
+    reason: Option<Arc<str>>,
+}
+
+struct Attempted {
+    result: Result<(), StepError>,
+    attempts: u32,
+}
+
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+enum StepFuture<'a> {
+    /// `Step::run` itself: one attempt, no hooks.
+    Direct(BoxFuture<'a, Result<(), StepError>>),
+    /// Attempts with timeout, retries, hooks and a tracing span.
+    Wrapped(BoxFuture<'a, Attempted>),
+}
+
+struct Running<'a> {
+    node: u32,
+    started: Instant,
+    future: StepFuture<'a>,
+}
+
+impl Future for Running<'_> {
+    type Output = (u32, Instant, Attempted);
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        let attempted = match &mut self.future {
+            StepFuture::Direct(f) => match f.as_mut().poll(cx) {
+                Poll::Ready(result) => Attempted { result, attempts: 1 },
+                Poll::Pending => return Poll::Pending,
+            },
+            StepFuture::Wrapped(f) => match f.as_mut().poll(cx) {
+                Poll::Ready(attempted) => attempted,
+                Poll::Pending => return Poll::Pending,
+            },
+        };
+        Poll::Ready((self.node, self.started, attempted))
+    }
+}
+
+struct Coordinator<'a> {
+    scope: &'a Arc<Scope>,
+    pipeline: &'a Pipeline,
+    contexts: &'a [OnceLock<StepContext>],
+    slots: Vec<Slot>,
+    ready: VecDeque<u32>,
+    running: FuturesUnordered<Running<'a>>,
+    finished: Vec<u32>,
+    cancel_signal: BoxFuture<'a, ()>,
+    grace: Option<Pin<Box<tokio::time::Sleep>>>,
+    cancelling: bool,
+    finalizing: bool,
+    failed: bool,
+}
+
+impl<'a> Coordinator<'a> {
+    fn new(scope: &'a Arc<Scope>, contexts: &'a [OnceLock<StepContext>]) -> Self {
+        let pipeline = &scope.pipeline;
+        let slots = (0..pipeline.len())
+            .map(|i| Slot {
+                waiting: pipeline.node(i).upstream_count,
+                up: Upstream::default(),
+                status: None,
+                allowed: false,
+                attempts: 0,
+                duration: Duration::ZERO,
+                reason: None,
+            })
+            .collect();
+        Self {
+            scope,
+            pipeline,
+            contexts,
+            slots,
+            ready: pipeline.roots().iter().copied().collect(),
+            running: FuturesUnordered::new(),
+            finished: Vec::with_capacity(pipeline.len()),
+            cancel_signal: Box::pin(scope.run_token.cancelled()),
+            grace: None,
+            cancelling: false,
+            finalizing: false,
+            failed: false,
+        }
+    }
+
+    fn poll(&mut self, cx: &mut TaskContext<'_>) -> Poll<()> {
+        loop {
+            if !self.cancelling && self.scope.run_token.is_cancelled() {
+                self.cancelling = true;
+                self.grace = Some(Box::pin(tokio::time::sleep(self.scope.options.grace)));
+                tracing::warn!("run cancelled; waiting for running steps");
+            }
+            if !self.cancelling || self.finalizing {
+                while self.running.len() < self.scope.options.max_concurrency {
+                    let Some(node) = self.ready.pop_front() else { break };
+                    self.start_or_skip(node, cx);
+                }
+            }
+            match self.running.poll_next_unpin(cx) {
+                Poll::Ready(Some((node, started, attempted))) => self.complete(node, started, attempted),
+                Poll::Ready(None) => {
+                    if self.cancelling && !self.finalizing {
+                        self.finalizing = true;
+                    } else if self.ready.is_empty() {
+                        self.scope.journal.publish();
+                        return Poll::Ready(());
+                    }
+                }
+                Poll::Pending => {
+                    if !self.cancelling {
+                        if self.cancel_signal.as_mut().poll(cx).is_ready() {
+                            continue;
+                        }
+                    } else if !self.finalizing {
+                        let expired = self.grace.as_mut().is_some_and(|g| g.as_mut().poll(cx).is_ready());
+                        if expired {
+                            self.abandon_running();
+                            continue;
+                        }
+                    }
+                    self.scope.journal.publish();
+                    return Poll::Pending;
+                }
+            }
+        }
+    }
+
+    /// Decides a step whose upstream steps are all finished, and starts or skips it.
+    fn start_or_skip(&mut self, i: u32, cx: &mut TaskContext<'_>) {
+        let pipeline: &'a Pipeline = self.pipeline;
+        let contexts: &'a [OnceLock<StepContext>] = self.contexts;
+        let node: &'a Node = pipeline.node(i as usize);
+        let verdict = if self.cancelling && node.rule != TriggerRule::Always {
+            return self.skip(i, Arc::from("run cancelled"));
+        } else {
+            node.rule.decide(&self.slots[i as usize].up)
+        };
+        match verdict {
+            Verdict::Run => {}
+            Verdict::UpstreamFailed(up) => return self.skip(i, self.because(up, "failed")),
+            Verdict::UpstreamSkipped(up) => return self.skip(i, self.because(up, "was skipped")),
+            Verdict::NothingFailed => return self.skip(i, Arc::from("no upstream step failed")),
+        }
+        let ctx: &'a StepContext =
+            contexts[i as usize].get_or_init(|| StepContext::new(Arc::clone(self.scope), i, self.cancelling));
+        if let Some(condition) = &node.condition
+            && !condition.evaluate(ctx)
+        {
+            return self.skip(i, Arc::from(format!("condition false: {}", condition.label())));
+        }
+        let journal = &self.scope.journal;
+        if journal.is_active() {
+            journal.emit(Event::StepStarted { step: Arc::clone(self.scope.name(i)), attempt: 1 });
+        }
+        let started = Instant::now();
+        let span = tracing::info_span!("gantry.step", step = %self.scope.name(i));
+        let future = if node.needs_wrapper() || !self.scope.options.hooks.is_empty() || !span.is_disabled() {
+            StepFuture::Wrapped(Box::pin(attempts(node, ctx, self.scope).instrument(span)))
+        } else {
+            StepFuture::Direct(node.step.run(ctx))
+        };
+        let mut running = Running { node: i, started, future };
+        match Pin::new(&mut running).poll(cx) {
+            Poll::Ready((node, started, attempted)) => self.complete(node, started, attempted),
+            Poll::Pending => self.running.push(running),
+        }
+    }
+
+    fn because(&self, upstream: u32, what: &str) -> Arc<str> {
+        Arc::from(format!("upstream `{}` {what}", self.pipeline.node(upstream as usize).name))
+    }
+
+    fn skip(&mut self, i: u32, reason: Arc<str>) {
+        self.finish(i, StepStatus::Skipped, Some(reason), 0, Duration::ZERO);
+    }
+
+    fn complete(&mut self, i: u32, started: Instant, attempted: Attempted) {
+        let duration = started.elapsed();
+        let Attempted { result, attempts } = attempted;
+        match result {
+            Ok(()) => self.finish(i, StepStatus::Succeeded, None, attempts, duration),
+            Err(error) => {
+                let token_fired = self.contexts[i as usize].get().is_some_and(StepContext::is_cancelled);
+                let status = if error.kind() == StepErrorKind::Cancelled || token_fired {
+                    StepStatus::Cancelled
+                } else {
+                    StepStatus::Failed
+                };
+                let reason = Arc::from(self.scope.redact(&error_chain(&error)).as_ref());
+                self.finish(i, status, Some(reason), attempts, duration);
+            }
+        }
+    }
+
+    /// Drops the steps that did not stop within the grace period.
+    fn abandon_running(&mut self) {
+        let now = Instant::now();
+        for running in std::mem::take(&mut self.running) {
+            let reason = Arc::from("did not stop within the grace period; dropped");
+            self.finish(running.node, StepStatus::Cancelled, Some(reason), 1, now - running.started);
+        }
+        self.finalizing = true;
+    }
+
+    fn finish(&mut self, i: u32, status: StepStatus, reason: Option<Arc<str>>, attempts: u32, duration: Duration) {
+        let allowed = status == StepStatus::Failed && self.pipeline.node(i as usize).allow_failure;
+        let counts_failed = status == StepStatus::Failed && !allowed;
+        let counts_skipped = matches!(status, StepStatus::Skipped | StepStatus::Cancelled);
+        self.failed |= counts_failed;
+        if status != StepStatus::Succeeded {
+            let step = self.scope.name(i);
+            tracing::info!(step = %step, %status, reason = reason.as_deref().unwrap_or(""), attempts, "step finished");
+        }
+        let journal = &self.scope.journal;
+        if journal.is_active() {
+            journal.emit(Event::StepFinished {
+                step: Arc::clone(self.scope.name(i)),
+                status,
+                reason: reason.clone(),
+                attempts,
+                duration,
+            });
+        }
+        let slot = &mut self.slots[i as usize];
+        slot.status = Some(status);
+        slot.allowed = allowed;
+        slot.attempts = attempts;
+        slot.duration = duration;
+        slot.reason = reason;
+        self.finished.push(i);
+        for next in self.pipeline.downstream(i) {
+            let slot = &mut self.slots[next as usize];
+            if counts_failed {
+                slot.up.failed += 1;
+                slot.up.first_failed.get_or_insert(i);
+            } else if counts_skipped {
+                slot.up.skipped += 1;
+                slot.up.first_skipped.get_or_insert(i);
+            }
+            slot.waiting -= 1;
+            if slot.waiting == 0 {
+                self.ready.push_back(next);
+            }
+        }
+    }
+
+    fn into_outcome(self) -> Outcome {
+        let status = if self.cancelling {
+            RunStatus::Cancelled
+        } else if self.failed {
+            RunStatus::Failed
+        } else {
+            RunStatus::Succeeded
+        };
+        let mut outputs = self.scope.take_outputs();
+        let mut children = self.scope.take_child_reports();
+        let steps = self
+            .finished
+            .iter()
+            .map(|&i| {
+                let slot = &self.slots[i as usize];
+                StepReport {
+                    name: self.scope.name(i).to_string(),
+                    status: slot.status.unwrap_or(StepStatus::Skipped),
+                    allowed_failure: slot.allowed,
+                    reason: slot.reason.as_deref().map(str::to_owned),
+                    attempts: slot.attempts,
+                    duration: slot.duration,
+                    outputs: outputs.remove(&i).unwrap_or_default(),
+                    children: children.remove(&i).unwrap_or_default(),
+                }
+            })
+            .collect();
+        Outcome { status, steps }
+    }
+}
+
+/// The error's message followed by its sources, `: `-separated.
+pub(crate) fn error_chain(error: &StepError) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// Runs a step's attempts with its timeout and retries, between the run's hooks.
+async fn attempts(node: &Node, ctx: &StepContext, scope: &Scope) -> Attempted {
+    let hooks = &scope.options.hooks;
+    for hook in hooks {
+        hook.before_step(ctx).await;
+    }
+    let mut attempt = 1;
+    let result = loop {
+        ctx.set_attempt(attempt);
+        if attempt > 1 && scope.journal.is_active() {
+            scope.journal.emit_now(Event::StepStarted { step: Arc::from(ctx.name()), attempt });
+        }
+        let result = match node.timeout {
+            Some(limit) => {
+                tokio::time::timeout(limit, node.step.run(ctx)).await.unwrap_or_else(|_| Err(StepError::timeout(limit)))
+            }
+            None => node.step.run(ctx).await,
+        };
+        match (&result, &node.retry) {
+            (Err(error), Some(policy))
+                if error.is_retryable() && attempt <= policy.retries() && !ctx.is_cancelled() =>
+            {
+                let delay = policy.delay(attempt);
+                let message = Arc::from(scope.redact(&error_chain(error)).as_ref());
+                tracing::warn!(step = %ctx.name(), attempt, ?delay, error = %message, "retrying");
+                if scope.journal.is_active() {
+                    let step = Arc::from(ctx.name());
+                    scope.journal.emit_now(Event::StepRetrying { step, attempt, error: message, delay });
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = ctx.cancellation().cancelled() => break Err(StepError::cancelled()),
+                }
+                attempt += 1;
+            }
+            _ => break result,
+        }
+    };
+    for hook in hooks {
+        hook.after_step(ctx, &result).await;
+    }
+    Attempted { result, attempts: attempt }
+}
+
+impl Scope {
+    /// Outputs by node, rendered and masked, for the report.
+    fn take_outputs(&self) -> HashMap<u32, Vec<(String, String)>> {
+        let mut by_node: HashMap<u32, Vec<(String, String)>> = HashMap::new();
+        for (node, key, rendered) in self.drain_outputs() {
+            by_node.entry(node).or_default().push((key.to_owned(), self.redact(&rendered).into_owned()));
+        }
+        for outputs in by_node.values_mut() {
+            outputs.sort();
+        }
+        by_node
+    }
+}
+
+/// Where sub-runs leave their step reports for the parent's report.
+#[derive(Default)]
+pub(crate) struct ChildReports(Mutex<HashMap<u32, Vec<StepReport>>>);
+
+impl ChildReports {
+    pub(crate) fn add(&self, node: u32, steps: Vec<StepReport>) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).entry(node).or_default().extend(steps);
+    }
+
+    pub(crate) fn take(&self) -> HashMap<u32, Vec<StepReport>> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}

@@ -1,0 +1,112 @@
+//! The [`Step`] trait and closure steps.
+
+use std::fmt;
+use std::future::Future;
+
+use async_trait::async_trait;
+
+use crate::context::StepContext;
+use crate::error::StepError;
+
+/// A unit of work in a pipeline.
+///
+/// Implement it in the host application for custom steps; the executor calls [`run`](Step::run) once per attempt.
+/// A step watches [`StepContext::cancellation`] and returns [`StepError::cancelled`] soon after it fires; a step that
+/// does not is dropped after the run's grace period, so anything it started must be cleaned up on drop.
+///
+/// ```
+/// use gantry_core::{async_trait, Step, StepContext, StepError};
+///
+/// struct Greet;
+///
+/// #[async_trait]
+/// impl Step for Greet {
+///     async fn run(&self, ctx: &StepContext) -> Result<(), StepError> {
+///         let who = ctx.require_var("service")?;
+///         ctx.log(format!("hello, {who}"));
+///         Ok(())
+///     }
+///
+///     fn describe(&self, _ctx: &StepContext) -> String {
+///         "greets the service".into()
+///     }
+/// }
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a Gantry step",
+    label = "this is not a step",
+    note = "implement `gantry_core::Step` (with `#[async_trait]`), or wrap an async closure in `gantry_core::step_fn`"
+)]
+#[async_trait]
+pub trait Step: Send + Sync + 'static {
+    /// Does the work. Errors marked [`retryable`](StepError::retryable) may be retried by the pipeline.
+    async fn run(&self, ctx: &StepContext) -> Result<(), StepError>;
+
+    /// What the step would do, for plans and dry runs. Render templates with [`StepContext::render_masked`].
+    fn describe(&self, _ctx: &StepContext) -> String {
+        "custom step".to_owned()
+    }
+
+    /// The template variables the step will read, checked against the run's variables before anything runs.
+    /// An unparsable template is reported here too.
+    fn variables(&self) -> Result<Vec<String>, crate::TemplateError> {
+        Ok(Vec::new())
+    }
+}
+
+/// A step made from an async closure; see [`step_fn`].
+pub struct FnStep<F> {
+    f: F,
+    description: String,
+}
+
+/// Makes a step from an async closure that gets a clone of the [`StepContext`].
+///
+/// ```
+/// use gantry_core::{step_fn, Pipeline};
+/// let pipeline = Pipeline::builder("hello")
+///     .step("say", step_fn(|ctx| async move {
+///         ctx.log("hello");
+///         Ok(())
+///     }))
+///     .build()
+///     .unwrap();
+/// # let _ = pipeline;
+/// ```
+pub fn step_fn<F, Fut>(f: F) -> FnStep<F>
+where
+    F: Fn(StepContext) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), StepError>> + Send + 'static,
+{
+    FnStep { f, description: "closure step".to_owned() }
+}
+
+impl<F> FnStep<F> {
+    /// Sets what [`Step::describe`] says.
+    #[must_use]
+    pub fn describe(mut self, description: impl Into<String>) -> Self {
+        self.description = description.into();
+        self
+    }
+}
+
+#[async_trait]
+impl<F, Fut> Step for FnStep<F>
+where
+    F: Fn(StepContext) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), StepError>> + Send + 'static,
+{
+    async fn run(&self, ctx: &StepContext) -> Result<(), StepError> {
+        (self.f)(ctx.clone()).await
+    }
+
+    fn describe(&self, _ctx: &StepContext) -> String {
+        self.description.clone()
+    }
+}
+
+impl<F> fmt::Debug for FnStep<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FnStep").field("description", &self.description).finish_non_exhaustive()
+    }
+}
