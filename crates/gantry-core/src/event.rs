@@ -16,7 +16,7 @@ use futures::Stream;
 use crate::report::{RunStatus, StepStatus};
 
 /// Which output stream a log line came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LogStream {
     /// Standard output, or a step's own informational log.

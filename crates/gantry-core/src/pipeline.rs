@@ -257,23 +257,24 @@ impl PipelineBuilder {
     /// Adds one step that runs a sub-pipeline per item, concurrently, each with the item in the variable `var`:
     /// the way to write multi-service and multi-repo pipelines. Sub-run steps are named `name[item]/step`. The step
     /// fails if any sub-run fails.
-    pub fn fan_out<I, S>(
+    pub fn fan_out<I, S, B>(
         self,
         name: impl Into<String>,
         var: impl Into<String>,
         items: I,
-        pipeline_for: impl Fn(&str) -> PipelineBuilder,
+        pipeline_for: impl Fn(&str) -> B,
     ) -> StepBuilder
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
+        B: Into<PipelineBuilder>,
     {
         let (name, var) = (name.into(), var.into());
         let runs: Result<Vec<(String, Pipeline)>, BuildError> = items
             .into_iter()
             .map(|item| {
                 let item: String = item.into();
-                let built = pipeline_for(&item).build().map_err(|e| BuildError::Nested {
+                let built = pipeline_for(&item).into().build().map_err(|e| BuildError::Nested {
                     pipeline: self.name.clone(),
                     step: format!("{name}[{item}]"),
                     source: Box::new(e),
@@ -405,16 +406,17 @@ macro_rules! forward_pipeline_methods {
         }
 
         /// Adds a fan-out (see [`PipelineBuilder::fan_out`]).
-        pub fn fan_out<I, S>(
+        pub fn fan_out<I, S, B>(
             self,
             name: impl Into<String>,
             var: impl Into<String>,
             items: I,
-            pipeline_for: impl Fn(&str) -> PipelineBuilder,
+            pipeline_for: impl Fn(&str) -> B,
         ) -> StepBuilder
         where
             I: IntoIterator<Item = S>,
             S: Into<String>,
+            B: Into<PipelineBuilder>,
         {
             self.pipeline.fan_out(name, var, items, pipeline_for)
         }
@@ -424,6 +426,12 @@ macro_rules! forward_pipeline_methods {
             self.pipeline.build()
         }
     };
+}
+
+impl From<StepBuilder> for PipelineBuilder {
+    fn from(step: StepBuilder) -> Self {
+        step.pipeline
+    }
 }
 
 impl StepBuilder {
