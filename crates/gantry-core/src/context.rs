@@ -9,7 +9,7 @@ use std::any::Any;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use tokio_util::sync::CancellationToken;
@@ -244,19 +244,29 @@ impl Scope {
 pub struct StepContext {
     pub(crate) scope: Arc<Scope>,
     node: u32,
-    finally: bool,
+    /// Set before an `always` step starts after a cancellation: it then gets the run's final token.
+    finally: AtomicBool,
     attempt: AtomicU32,
 }
 
 impl Clone for StepContext {
     fn clone(&self) -> Self {
-        Self { scope: Arc::clone(&self.scope), node: self.node, finally: self.finally, attempt: AtomicU32::new(self.attempt()) }
+        Self {
+            scope: Arc::clone(&self.scope),
+            node: self.node,
+            finally: AtomicBool::new(self.finally.load(Ordering::Relaxed)),
+            attempt: AtomicU32::new(self.attempt()),
+        }
     }
 }
 
 impl StepContext {
-    pub(crate) fn new(scope: Arc<Scope>, node: u32, finally: bool) -> Self {
-        Self { scope, node, finally, attempt: AtomicU32::new(1) }
+    pub(crate) fn new(scope: Arc<Scope>, node: u32) -> Self {
+        Self { scope, node, finally: AtomicBool::new(false), attempt: AtomicU32::new(1) }
+    }
+
+    pub(crate) fn set_finally(&self) {
+        self.finally.store(true, Ordering::Relaxed);
     }
 
     pub(crate) fn node(&self) -> u32 {
@@ -285,7 +295,7 @@ impl StepContext {
     /// The signal to stop: cancelled when the run is cancelled. Steps that run after a cancellation (`always` steps)
     /// get a token that is not cancelled.
     pub fn cancellation(&self) -> &CancellationToken {
-        if self.finally { &self.scope.final_token } else { &self.scope.run_token }
+        if self.finally.load(Ordering::Relaxed) { &self.scope.final_token } else { &self.scope.run_token }
     }
 
     /// Whether the step should stop.

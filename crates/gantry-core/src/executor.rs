@@ -14,7 +14,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -216,7 +216,8 @@ impl Outcome {
 
 /// Runs the pipeline of `scope` to the end.
 pub(crate) async fn drive(scope: &Arc<Scope>) -> Outcome {
-    let contexts: Box<[OnceLock<StepContext>]> = (0..scope.pipeline.len()).map(|_| OnceLock::new()).collect();
+    // One context per step, made up front: running steps borrow theirs for as long as they run.
+    let contexts: Vec<StepContext> = (0..scope.pipeline.len() as u32).map(|i| StepContext::new(Arc::clone(scope), i)).collect();
     let mut coordinator = Coordinator::new(scope, &contexts);
     poll_fn(|cx| coordinator.poll(cx)).await;
     coordinator.into_outcome()
@@ -274,7 +275,7 @@ impl Future for Running<'_> {
 struct Coordinator<'a> {
     scope: &'a Arc<Scope>,
     pipeline: &'a Pipeline,
-    contexts: &'a [OnceLock<StepContext>],
+    contexts: &'a [StepContext],
     slots: Vec<Slot>,
     ready: VecDeque<u32>,
     running: FuturesUnordered<Running<'a>>,
@@ -287,7 +288,7 @@ struct Coordinator<'a> {
 }
 
 impl<'a> Coordinator<'a> {
-    fn new(scope: &'a Arc<Scope>, contexts: &'a [OnceLock<StepContext>]) -> Self {
+    fn new(scope: &'a Arc<Scope>, contexts: &'a [StepContext]) -> Self {
         let pipeline = &scope.pipeline;
         let slots = (0..pipeline.len())
             .map(|i| Slot {
@@ -361,7 +362,7 @@ impl<'a> Coordinator<'a> {
     /// Decides a step whose upstream steps are all finished, and starts or skips it.
     fn start_or_skip(&mut self, i: u32, cx: &mut TaskContext<'_>) {
         let pipeline: &'a Pipeline = self.pipeline;
-        let contexts: &'a [OnceLock<StepContext>] = self.contexts;
+        let contexts: &'a [StepContext] = self.contexts;
         let node: &'a Node = pipeline.node(i as usize);
         let verdict = if self.cancelling && node.rule != TriggerRule::Always {
             return self.skip(i, Arc::from("run cancelled"));
@@ -374,8 +375,10 @@ impl<'a> Coordinator<'a> {
             Verdict::UpstreamSkipped(up) => return self.skip(i, self.because(up, "was skipped")),
             Verdict::NothingFailed => return self.skip(i, Arc::from("no upstream step failed")),
         }
-        let ctx: &'a StepContext =
-            contexts[i as usize].get_or_init(|| StepContext::new(Arc::clone(self.scope), i, self.cancelling));
+        let ctx: &'a StepContext = &contexts[i as usize];
+        if self.cancelling {
+            ctx.set_finally();
+        }
         if let Some(condition) = &node.condition
             && !condition.evaluate(ctx)
         {
@@ -413,7 +416,7 @@ impl<'a> Coordinator<'a> {
         match result {
             Ok(()) => self.finish(i, StepStatus::Succeeded, None, attempts, duration),
             Err(error) => {
-                let token_fired = self.contexts[i as usize].get().is_some_and(StepContext::is_cancelled);
+                let token_fired = self.contexts[i as usize].is_cancelled();
                 let status = if error.kind() == StepErrorKind::Cancelled || token_fired {
                     StepStatus::Cancelled
                 } else {
@@ -493,19 +496,24 @@ impl<'a> Coordinator<'a> {
             .map(|&i| {
                 let slot = &self.slots[i as usize];
                 StepReport {
-                    name: self.scope.name(i).to_string(),
+                    name: Arc::clone(self.scope.name(i)),
                     status: slot.status.unwrap_or(StepStatus::Skipped),
                     allowed_failure: slot.allowed,
-                    reason: slot.reason.as_deref().map(str::to_owned),
+                    reason: slot.reason.clone(),
                     attempts: slot.attempts,
                     duration: slot.duration,
-                    outputs: outputs.remove(&i).unwrap_or_default(),
-                    children: children.remove(&i).unwrap_or_default(),
+                    outputs: take(&mut outputs, i),
+                    children: take(&mut children, i),
                 }
             })
             .collect();
         Outcome { status, steps }
     }
+}
+
+/// Removes `node`'s entry, without hashing when the map is empty (the common case).
+fn take<T>(map: &mut HashMap<u32, Vec<T>>, node: u32) -> Vec<T> {
+    if map.is_empty() { Vec::new() } else { map.remove(&node).unwrap_or_default() }
 }
 
 /// The error's message followed by its sources, `: `-separated.

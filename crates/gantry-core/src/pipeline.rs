@@ -159,7 +159,7 @@ impl Pipeline {
     fn check_in(&self, known: &dyn Fn(&str) -> bool, prefix: &str, problems: &mut Vec<Problem>) {
         for i in 0..self.len() as u32 {
             let node = self.node(i as usize);
-            let path = format!("{prefix}{}", node.name);
+            let path = || format!("{prefix}{}", node.name);
             let ancestors = std::cell::OnceCell::new();
             let upstream_var = |name: &str| {
                 name.split_once('.').is_some_and(|(step, _)| {
@@ -173,16 +173,16 @@ impl Pipeline {
                         for name in vars.into_iter().filter(|v| !here(v)) {
                             let template = format!("{{{{{name}}}}}");
                             let error = TemplateError::UnknownVariable { template, name };
-                            problems.push(Problem { step: path.clone(), error });
+                            problems.push(Problem { step: path(), error });
                         }
                     }
-                    Err(error) => problems.push(Problem { step: path.clone(), error }),
+                    Err(error) => problems.push(Problem { step: path(), error }),
                 },
-                Children::Pipeline(sub) => sub.check_in(&here, &format!("{path}/"), problems),
+                Children::Pipeline(sub) => sub.check_in(&here, &format!("{}/", path()), problems),
                 Children::FanOut { var, runs } => {
                     for (item, sub) in runs {
                         let with_item = |name: &str| name == var || here(name);
-                        sub.check_in(&with_item, &format!("{path}[{item}]/"), problems);
+                        sub.check_in(&with_item, &format!("{}[{item}]/", path()), problems);
                     }
                 }
             }

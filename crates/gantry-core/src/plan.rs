@@ -133,7 +133,7 @@ fn plan_scope(scope: &Arc<Scope>, out: &mut Vec<PlannedStep>) {
             }
             _ => (Abstract::Runs, None),
         };
-        let ctx = StepContext::new(Arc::clone(scope), i, false);
+        let ctx = StepContext::new(Arc::clone(scope), i);
         let (state, status) = match by_rule {
             (Abstract::Skipped, Some(status)) => (Abstract::Skipped, status),
             (state, status) => match &node.condition {

@@ -1,6 +1,7 @@
 //! What a run did: the status of the run and of every step.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How a step ended.
@@ -54,13 +55,13 @@ impl fmt::Display for RunStatus {
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct StepReport {
     /// The step's name, `outer/inner` inside sub-pipelines.
-    pub name: String,
+    pub name: Arc<str>,
     /// How it ended.
     pub status: StepStatus,
     /// Whether it failed under `allow_failure` (its status is then `Failed`, but the run did not fail for it).
     pub allowed_failure: bool,
     /// Why it failed or was skipped, secrets masked.
-    pub reason: Option<String>,
+    pub reason: Option<Arc<str>>,
     /// How many attempts ran.
     pub attempts: u32,
     /// From the first attempt's start to the end.
@@ -90,7 +91,7 @@ impl RunReport {
     /// The report of the step with that name (`outer/inner` reaches into sub-pipelines).
     pub fn step(&self, name: &str) -> Option<&StepReport> {
         fn find<'r>(steps: &'r [StepReport], name: &str) -> Option<&'r StepReport> {
-            steps.iter().find_map(|s| if s.name == name { Some(s) } else { find(&s.children, name) })
+            steps.iter().find_map(|s| if &*s.name == name { Some(s) } else { find(&s.children, name) })
         }
         find(&self.steps, name)
     }
@@ -119,7 +120,7 @@ impl RunReport {
             .steps
             .iter()
             .filter(|s| s.status == StepStatus::Failed && !s.allowed_failure)
-            .map(|s| s.name.as_str())
+            .map(|s| &*s.name)
             .collect();
         match self.status {
             RunStatus::Failed if !failed.is_empty() => {

@@ -77,7 +77,7 @@ async fn a_sub_pipeline_is_one_step_with_namespaced_inner_steps() {
         .unwrap();
     let report = p.run(Context::new()).await.unwrap();
     assert_eq!(report.status, RunStatus::Succeeded, "{report}");
-    let names: Vec<&str> = report.all_steps().iter().map(|s| s.name.as_str()).collect();
+    let names: Vec<&str> = report.all_steps().iter().map(|s| &*s.name).collect();
     assert_eq!(names, ["checks", "checks/lint", "checks/unit", "report"]);
 }
 

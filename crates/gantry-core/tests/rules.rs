@@ -17,7 +17,7 @@ fn fail(message: &'static str) -> impl gantry_core::Step {
 }
 
 fn reason(report: &gantry_core::RunReport, step: &str) -> String {
-    report.step(step).unwrap().reason.clone().unwrap_or_default()
+    report.step(step).unwrap().reason.as_deref().unwrap_or_default().to_owned()
 }
 
 #[tokio::test]
