@@ -8,8 +8,10 @@
 //! - `gantry/build+run`: the same plus building and validating the pipeline (names, petgraph, cycle check);
 //! - `async_dag` and `dagx`: their graphs are single-use, so each iteration builds and runs one.
 //!
-//! After the timings, the bench prints peak heap bytes per node for each contender (build + run) and the ns/node
+//! After the timings, the bench prints (`GANTRY_BENCH=criterion|tables|memory` runs one part) peak heap bytes per node for each contender (build + run) and the ns/node
 //! table that docs/PERFORMANCE.md records. Run: `cargo bench --bench executor`.
+
+#![allow(clippy::print_stdout)] // The bench prints the tables docs/PERFORMANCE.md records.
 
 mod peers;
 
@@ -65,7 +67,12 @@ impl Dag {
         for &(from, to) in &edges {
             parents[to].push(from);
         }
-        Self { shape, nodes, edges, parents }
+        Self {
+            shape,
+            nodes,
+            edges,
+            parents,
+        }
     }
 
     fn label(&self) -> &'static str {
@@ -88,28 +95,31 @@ fn pipeline(dag: &Dag, work: Work, names: &[String]) -> Pipeline {
             Work::YieldOnce => Arc::new(YieldOnce),
         }
     };
-    let mut b = Pipeline::builder("bench").shared_step(names[0].clone(), step());
+    let mut b = Pipeline::builder("bench").shared_step(names[0].as_str(), step());
     for (i, parents) in dag.parents.iter().enumerate().skip(1) {
-        b = b.shared_step(names[i].clone(), step()).after(parents.iter().map(|&p| names[p].clone()));
+        b = b
+            .shared_step(names[i].as_str(), step())
+            .after(parents.iter().map(|&p| &names[p]));
     }
     b.build().expect("valid DAG")
 }
 
-/// Runs with full semantics: one subscriber draining every event; the report is built.
+/// Runs with full semantics: trigger rules, one subscriber reading every event (a task of its own, as a notifier in
+/// a host application is), the report built. Call from outside the runtime's workers (`block_on`), as a host does.
 async fn run_gantry(p: &Pipeline) -> usize {
     let run = Run::new(p, Context::new());
     let mut events = run.subscribe();
-    let drain = tokio::spawn(async move {
+    let reader = tokio::spawn(async move {
         let mut n = 0usize;
         while events.next().await.is_some() {
             n += 1;
         }
         n
     });
-    let report = run.execute().await.expect("runs");
+    let report = tokio::spawn(run.execute()).await.unwrap().expect("runs");
     assert_eq!(report.status, RunStatus::Succeeded);
-    let events = drain.await.unwrap();
-    debug_assert!(events >= 2 * p.len());
+    let events = reader.await.unwrap();
+    assert_eq!(events, 2 * p.len() + 2);
     report.steps.len()
 }
 
@@ -153,7 +163,11 @@ async fn run_floor(nodes: usize, work: Work) -> u64 {
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 const DAGS: [Shape; 3] = [Shape::Chain, Shape::Fan, Shape::Layered];
@@ -167,7 +181,10 @@ fn bench(c: &mut Criterion) {
         for (work, work_label) in WORKS {
             let mut group = c.benchmark_group(format!("{}/{work_label}", dag.label()));
             group.throughput(Throughput::Elements(dag.nodes as u64));
-            group.sample_size(20).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(3));
+            group
+                .sample_size(20)
+                .warm_up_time(Duration::from_millis(500))
+                .measurement_time(Duration::from_secs(3));
             let n = dag.nodes;
             group.bench_function(BenchmarkId::from_parameter("floor"), |b| {
                 b.iter(|| rt.block_on(async { tokio::spawn(run_floor(n, work)).await.unwrap() }))
@@ -177,13 +194,13 @@ fn bench(c: &mut Criterion) {
             group.bench_function(BenchmarkId::from_parameter("gantry/run"), |b| {
                 b.iter(|| {
                     let p = built.clone();
-                    rt.block_on(async move { tokio::spawn(async move { run_gantry(&p).await }).await.unwrap() })
+                    rt.block_on(run_gantry(&p))
                 })
             });
             group.bench_function(BenchmarkId::from_parameter("gantry/build+run"), |b| {
                 b.iter(|| {
                     let p = pipeline(&dag, work, &names);
-                    rt.block_on(async move { tokio::spawn(async move { run_gantry(&p).await }).await.unwrap() })
+                    rt.block_on(run_gantry(&p))
                 })
             });
             group.bench_function(BenchmarkId::from_parameter("async_dag"), |b| {
@@ -208,7 +225,10 @@ fn memory_per_node(nodes: usize, f: impl FnOnce()) -> f64 {
 fn memory_table() {
     let rt = runtime();
     println!("\npeak heap bytes per node (build + one run, no-op steps):");
-    println!("{:<8} {:>8} {:>8} {:>10} {:>8}", "shape", "floor", "gantry", "async_dag", "dagx");
+    println!(
+        "{:<8} {:>8} {:>8} {:>10} {:>8}",
+        "shape", "floor", "gantry", "async_dag", "dagx"
+    );
     for shape in DAGS {
         let dag = Dag::new(shape);
         let n = dag.nodes;
@@ -219,7 +239,7 @@ fn memory_table() {
             let names = names(n);
             let p = pipeline(&dag, Work::Noop, &names);
             drop(names);
-            rt.block_on(async { tokio::spawn(async move { run_gantry(&p).await }).await.unwrap() });
+            rt.block_on(run_gantry(&p));
         });
         let async_dag = memory_per_node(n, || {
             rt.block_on(peers::run_async_dag(n, &dag.edges, Work::Noop));
@@ -227,62 +247,117 @@ fn memory_table() {
         let dagx = memory_per_node(n, || {
             rt.block_on(peers::run_dagx(n, &dag.edges, Work::Noop));
         });
-        println!("{:<8} {floor:>8.0} {gantry:>8.0} {async_dag:>10.0} {dagx:>8.0}", dag.label());
+        println!(
+            "{:<8} {floor:>8.0} {gantry:>8.0} {async_dag:>10.0} {dagx:>8.0}",
+            dag.label()
+        );
+    }
+    println!(
+        "\ngantry's part by phase, bytes per node: building (peak, names included), the built pipeline (retained), one run (peak above the pipeline)"
+    );
+    for shape in DAGS {
+        let dag = Dag::new(shape);
+        let n = dag.nodes;
+        let names = names(n);
+        let base = HEAP.current_usage();
+        HEAP.reset_peak_usage();
+        let p = pipeline(&dag, Work::Noop, &names);
+        let build_peak = (HEAP.peak_usage() - base) as f64 / n as f64;
+        let retained = (HEAP.current_usage() - base) as f64 / n as f64;
+        let run = memory_per_node(n, || {
+            let p = p.clone();
+            rt.block_on(run_gantry(&p));
+        });
+        println!(
+            "{:<8} build {build_peak:>6.0}  pipeline {retained:>6.0}  run {run:>6.0}",
+            dag.label()
+        );
     }
 }
 
-/// A quick median-of-runs ns/node table printed for docs/PERFORMANCE.md (criterion's own report has the detail).
+/// Median ns per node over 15 runs of each contender, the table docs/PERFORMANCE.md records. "run" columns exclude
+/// building the graph (for the peers, the time of their own `run` call); "b+r" columns include it.
 fn ns_table() {
     let rt = runtime();
-    println!("\nmedian ns per node over 15 runs:");
-    println!("{:<14} {:>8} {:>10} {:>16} {:>10} {:>8}", "shape/work", "floor", "gantry/run", "gantry/build+run", "async_dag", "dagx");
+    println!("\nmedian ns per node over 15 runs (run = graph already built; b+r = build + run):");
+    println!(
+        "{:<14} {:>6} {:>11} {:>11} {:>14} {:>14} {:>9} {:>9}",
+        "shape/work",
+        "floor",
+        "gantry run",
+        "gantry b+r",
+        "async_dag run",
+        "async_dag b+r",
+        "dagx run",
+        "dagx b+r"
+    );
     for shape in DAGS {
         let dag = Dag::new(shape);
         let n = dag.nodes;
         for (work, work_label) in WORKS {
             let names = names(n);
             let built = pipeline(&dag, work, &names);
-            let median = |f: &mut dyn FnMut()| {
-                let mut t: Vec<f64> = (0..15)
-                    .map(|_| {
-                        let start = Instant::now();
-                        f();
-                        start.elapsed().as_nanos() as f64 / n as f64
-                    })
-                    .collect();
+            let per_node = |d: Duration| d.as_nanos() as f64 / n as f64;
+            let median = |f: &mut dyn FnMut() -> Duration| {
+                let mut t: Vec<f64> = (0..15).map(|_| per_node(f())).collect();
                 t.sort_by(f64::total_cmp);
                 t[t.len() / 2]
             };
+            let timed = |f: &mut dyn FnMut()| {
+                let start = Instant::now();
+                f();
+                start.elapsed()
+            };
             let floor = median(&mut || {
-                rt.block_on(async { tokio::spawn(run_floor(n, work)).await.unwrap() });
+                timed(&mut || {
+                    rt.block_on(async { tokio::spawn(run_floor(n, work)).await.unwrap() });
+                })
             });
             let run = median(&mut || {
-                let p = built.clone();
-                rt.block_on(async move { tokio::spawn(async move { run_gantry(&p).await }).await.unwrap() });
+                timed(&mut || {
+                    let p = built.clone();
+                    rt.block_on(run_gantry(&p));
+                })
             });
             let build_run = median(&mut || {
-                let p = pipeline(&dag, work, &names);
-                rt.block_on(async move { tokio::spawn(async move { run_gantry(&p).await }).await.unwrap() });
+                timed(&mut || {
+                    let p = pipeline(&dag, work, &names);
+                    rt.block_on(run_gantry(&p));
+                })
             });
+            let async_dag_run =
+                median(&mut || rt.block_on(peers::time_async_dag_run(n, &dag.edges, work)));
             let async_dag = median(&mut || {
-                rt.block_on(peers::run_async_dag(n, &dag.edges, work));
+                timed(&mut || {
+                    rt.block_on(peers::run_async_dag(n, &dag.edges, work));
+                })
             });
+            let dagx_run = median(&mut || rt.block_on(peers::time_dagx_run(n, &dag.edges, work)));
             let dagx = median(&mut || {
-                rt.block_on(peers::run_dagx(n, &dag.edges, work));
+                timed(&mut || {
+                    rt.block_on(peers::run_dagx(n, &dag.edges, work));
+                })
             });
             let label = format!("{}/{work_label}", dag.label());
-            println!("{label:<14} {floor:>8.0} {run:>10.0} {build_run:>16.0} {async_dag:>10.0} {dagx:>8.0}");
+            println!(
+                "{label:<14} {floor:>6.0} {run:>11.0} {build_run:>11.0} {async_dag_run:>14.0} {async_dag:>14.0} {dagx_run:>9.0} {dagx:>9.0}"
+            );
         }
     }
 }
 
+/// `GANTRY_BENCH=criterion|tables|memory` runs one part; unset runs all three.
 fn main() {
-    let quick = std::env::args().any(|a| a == "--tables-only");
-    if !quick {
+    let part = std::env::var("GANTRY_BENCH").unwrap_or_default();
+    if part.is_empty() || part == "criterion" {
         let mut c = Criterion::default().configure_from_args();
         bench(&mut c);
         c.final_summary();
     }
-    ns_table();
-    memory_table();
+    if part.is_empty() || part == "tables" {
+        ns_table();
+    }
+    if part.is_empty() || part == "tables" || part == "memory" {
+        memory_table();
+    }
 }

@@ -17,8 +17,8 @@ use tokio_util::sync::CancellationToken;
 use crate::error::{ContextError, TemplateError};
 use crate::event::{Event, Journal, LogStream};
 use crate::executor::{ChildReports, RunOptions};
-use crate::report::StepReport;
 use crate::pipeline::Pipeline;
+use crate::report::StepReport;
 use crate::secret::{Redactor, Secret};
 use crate::template::{SECRET_PREFIX, Template};
 
@@ -72,7 +72,10 @@ impl Context {
 
 impl fmt::Debug for Context {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Context").field("vars", &self.vars).field("secrets", &self.secrets).finish()
+        f.debug_struct("Context")
+            .field("vars", &self.vars)
+            .field("secrets", &self.secrets)
+            .finish()
     }
 }
 
@@ -91,7 +94,10 @@ pub struct OutputKey<T> {
 impl<T> OutputKey<T> {
     /// A key with this name.
     pub const fn new(name: &'static str) -> Self {
-        Self { name, _type: PhantomData }
+        Self {
+            name,
+            _type: PhantomData,
+        }
     }
 
     /// The key's name.
@@ -109,7 +115,12 @@ impl<T> Copy for OutputKey<T> {}
 
 impl<T> fmt::Debug for OutputKey<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "OutputKey<{}>({:?})", std::any::type_name::<T>(), self.name)
+        write!(
+            f,
+            "OutputKey<{}>({:?})",
+            std::any::type_name::<T>(),
+            self.name
+        )
     }
 }
 
@@ -163,7 +174,8 @@ impl Scope {
         for secret in context.secrets.values() {
             secrets.redactor.register(secret);
         }
-        *secrets.named.write().unwrap_or_else(|e| e.into_inner()) = context.secrets.into_iter().collect();
+        *secrets.named.write().unwrap_or_else(|e| e.into_inner()) =
+            context.secrets.into_iter().collect();
         Self {
             run_id,
             pipeline,
@@ -181,8 +193,15 @@ impl Scope {
     }
 
     /// The scope of a sub-run of `pipeline` started by the step `parent` under the name `prefix`, with extra variables.
-    pub(crate) fn child(parent: &StepContext, pipeline: Pipeline, prefix: &str, vars: HashMap<String, String>) -> Self {
-        let names = (0..pipeline.len()).map(|i| Arc::from(format!("{prefix}/{}", pipeline.node(i).name))).collect();
+    pub(crate) fn child(
+        parent: &StepContext,
+        pipeline: Pipeline,
+        prefix: &str,
+        vars: HashMap<String, String>,
+    ) -> Self {
+        let names = (0..pipeline.len())
+            .map(|i| Arc::from(format!("{prefix}/{}", pipeline.node(i).name)))
+            .collect();
         let scope = &parent.scope;
         Self {
             run_id: Arc::clone(&scope.run_id),
@@ -213,7 +232,12 @@ impl Scope {
     }
 
     fn var(&self, name: &str) -> Option<String> {
-        let own = self.vars.read().unwrap_or_else(|e| e.into_inner()).get(name).cloned();
+        let own = self
+            .vars
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned();
         own.or_else(|| self.parent.as_ref().and_then(|p| p.var(name)))
     }
 
@@ -221,13 +245,22 @@ impl Scope {
         if let Some(p) = &self.parent {
             p.var_names(into);
         }
-        into.extend(self.vars.read().unwrap_or_else(|e| e.into_inner()).iter().map(|(k, v)| (k.clone(), v.clone())));
+        into.extend(
+            self.vars
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
     }
 
     /// Removes and returns every output as (node, key, rendered), for the report.
     pub(crate) fn drain_outputs(&self) -> Vec<(u32, &'static str, String)> {
         let mut outputs = self.outputs.lock().unwrap_or_else(|e| e.into_inner());
-        outputs.drain().map(|((node, key), v)| (node, key, v.rendered)).collect()
+        outputs
+            .drain()
+            .map(|((node, key), v)| (node, key, v.rendered))
+            .collect()
     }
 
     /// Records the step reports of a sub-run started by `node`.
@@ -262,7 +295,12 @@ impl Clone for StepContext {
 
 impl StepContext {
     pub(crate) fn new(scope: Arc<Scope>, node: u32) -> Self {
-        Self { scope, node, finally: AtomicBool::new(false), attempt: AtomicU32::new(1) }
+        Self {
+            scope,
+            node,
+            finally: AtomicBool::new(false),
+            attempt: AtomicU32::new(1),
+        }
     }
 
     pub(crate) fn set_finally(&self) {
@@ -295,7 +333,11 @@ impl StepContext {
     /// The signal to stop: cancelled when the run is cancelled. Steps that run after a cancellation (`always` steps)
     /// get a token that is not cancelled.
     pub fn cancellation(&self) -> &CancellationToken {
-        if self.finally.load(Ordering::Relaxed) { &self.scope.final_token } else { &self.scope.run_token }
+        if self.finally.load(Ordering::Relaxed) {
+            &self.scope.final_token
+        } else {
+            &self.scope.run_token
+        }
     }
 
     /// Whether the step should stop.
@@ -310,7 +352,9 @@ impl StepContext {
 
     /// A variable that must exist.
     pub fn require_var(&self, name: &str) -> Result<String, ContextError> {
-        self.var(name).ok_or_else(|| ContextError::MissingVariable { name: name.to_owned() })
+        self.var(name).ok_or_else(|| ContextError::MissingVariable {
+            name: name.to_owned(),
+        })
     }
 
     /// All variables visible to the step, for inspection (debugger, plans).
@@ -329,15 +373,30 @@ impl StepContext {
 
     /// A secret by name.
     pub fn secret(&self, name: &str) -> Result<Secret, ContextError> {
-        let named = self.scope.secrets.named.read().unwrap_or_else(|e| e.into_inner());
-        named.get(name).cloned().ok_or_else(|| ContextError::MissingSecret { name: name.to_owned() })
+        let named = self
+            .scope
+            .secrets
+            .named
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        named
+            .get(name)
+            .cloned()
+            .ok_or_else(|| ContextError::MissingSecret {
+                name: name.to_owned(),
+            })
     }
 
     /// Adds a secret to the run: masked from now on in every event, log line, error and report, and available to
     /// later steps by name.
     pub fn add_secret(&self, name: impl Into<String>, secret: Secret) {
         self.scope.secrets.redactor.register(&secret);
-        self.scope.secrets.named.write().unwrap_or_else(|e| e.into_inner()).insert(name.into(), secret);
+        self.scope
+            .secrets
+            .named
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.into(), secret);
     }
 
     /// Masks the run's secrets in `text`.
@@ -361,7 +420,11 @@ impl StepContext {
     /// Renders a template for display: secrets show as a mask.
     pub fn render_masked(&self, template: &Template) -> String {
         let rendered = template.render(|name| {
-            if name.starts_with(SECRET_PREFIX) { Some(crate::secret::MASK.to_owned()) } else { self.var(name) }
+            if name.starts_with(SECRET_PREFIX) {
+                Some(crate::secret::MASK.to_owned())
+            } else {
+                self.var(name)
+            }
         });
         rendered.unwrap_or_else(|_| template.source().to_owned())
     }
@@ -372,7 +435,10 @@ impl StepContext {
         T: Any + Send + Sync + fmt::Debug,
     {
         let rendered = format!("{value:?}");
-        let stored = StoredOutput { value: Arc::new(value), rendered };
+        let stored = StoredOutput {
+            value: Arc::new(value),
+            rendered,
+        };
         let mut outputs = self.scope.outputs.lock().unwrap_or_else(|e| e.into_inner());
         outputs.insert((self.node, key.name()), stored);
     }
@@ -386,17 +452,24 @@ impl StepContext {
         while let Some(s) = scope {
             if let Some(node) = s.pipeline.index_of(step) {
                 let outputs = s.outputs.lock().unwrap_or_else(|e| e.into_inner());
-                let missing = || ContextError::MissingOutput { step: step.to_owned(), key: key.name().to_owned() };
-                let stored = outputs.get(&(node, key.name())).ok_or_else(missing)?;
-                return Arc::clone(&stored.value).downcast::<T>().map_err(|_| ContextError::OutputType {
+                let missing = || ContextError::MissingOutput {
                     step: step.to_owned(),
                     key: key.name().to_owned(),
-                    expected: std::any::type_name::<T>(),
+                };
+                let stored = outputs.get(&(node, key.name())).ok_or_else(missing)?;
+                return Arc::clone(&stored.value).downcast::<T>().map_err(|_| {
+                    ContextError::OutputType {
+                        step: step.to_owned(),
+                        key: key.name().to_owned(),
+                        expected: std::any::type_name::<T>(),
+                    }
                 });
             }
             scope = s.parent.as_ref();
         }
-        Err(ContextError::UnknownStep { step: step.to_owned() })
+        Err(ContextError::UnknownStep {
+            step: step.to_owned(),
+        })
     }
 
     /// Logs a line as the step's output (secrets masked).
@@ -410,7 +483,11 @@ impl StepContext {
         tracing::debug!(step = %self.name(), ?stream, line = %line, "step output");
         if self.scope.journal.is_active() {
             let step = Arc::clone(self.scope.name(self.node));
-            self.scope.journal.emit_now(Event::Log { step, stream, line: Arc::from(line.as_ref()) });
+            self.scope.journal.emit_now(Event::Log {
+                step,
+                stream,
+                line: Arc::from(line.as_ref()),
+            });
         }
     }
 }

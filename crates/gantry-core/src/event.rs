@@ -105,8 +105,14 @@ impl Event {
 }
 
 /// The shared, append-only log of a run's events. Internal: users see [`EventStream`].
+///
+/// Emitters append to `pending` (one short lock; the order of appends is the order every reader sees). The executor
+/// [`publish`](Journal::publish)es at the points where it waits, and when `pending` grows past a batch: the whole
+/// batch moves to the readers' side under the other lock, so emitting and reading rarely contend. A lone reader
+/// takes whole batches by swapping buffers; several readers each clone what they read.
 #[derive(Debug, Default)]
 pub(crate) struct Journal {
+    pending: Mutex<Vec<Event>>,
     inner: Mutex<JournalInner>,
     subscribers: AtomicUsize,
     waiting: AtomicBool,
@@ -128,36 +134,69 @@ struct Cursor {
     waker: Option<Waker>,
 }
 
-impl Journal {
-    fn lock(&self) -> MutexGuard<'_, JournalInner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
-    }
+/// Pending events past which an emitter publishes by itself.
+const FLUSH_AT: usize = 512;
 
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Journal {
     /// Whether anyone listens. Emitters skip building events when no one does.
     #[inline]
     pub(crate) fn is_active(&self) -> bool {
         self.subscribers.load(Ordering::Relaxed) > 0
     }
 
-    /// Appends an event without waking readers; the executor calls [`publish`](Self::publish) before it waits.
+    /// Appends an event; readers see it at the next [`publish`](Self::publish).
     pub(crate) fn emit(&self, event: Event) {
-        let mut inner = self.lock();
-        if inner.closed || inner.cursors.is_empty() {
+        if !self.is_active() {
             return;
         }
-        inner.events.push_back(event);
+        let mut pending = lock(&self.pending);
+        pending.push(event);
+        if pending.len() >= FLUSH_AT {
+            drop(pending);
+            self.publish();
+        }
     }
 
-    /// Appends an event and wakes readers at once: for events emitted outside the executor's own loop.
+    /// Appends a batch of events (emptying `events`), in order.
+    pub(crate) fn emit_batch(&self, events: &mut Vec<Event>) {
+        if !self.is_active() {
+            events.clear();
+            return;
+        }
+        let mut pending = lock(&self.pending);
+        if pending.is_empty() {
+            std::mem::swap(&mut *pending, events);
+        } else {
+            pending.append(events);
+        }
+        if pending.len() >= FLUSH_AT {
+            drop(pending);
+            self.publish();
+        }
+    }
+
+    /// Appends an event and publishes at once: for events emitted outside the executor's own loop.
     pub(crate) fn emit_now(&self, event: Event) {
         self.emit(event);
         self.publish();
     }
 
-    /// Wakes every reader that waits for events.
+    /// Moves pending events to the readers and wakes those that wait.
     pub(crate) fn publish(&self) {
+        let batch = std::mem::take(&mut *lock(&self.pending));
+        let mut inner = lock(&self.inner);
+        if !batch.is_empty() && !inner.cursors.is_empty() && !inner.closed {
+            if inner.events.is_empty() {
+                inner.events = VecDeque::from(batch);
+            } else {
+                inner.events.extend(batch);
+            }
+        }
         if self.waiting.swap(false, Ordering::AcqRel) {
-            let mut inner = self.lock();
             for cursor in inner.cursors.iter_mut().flatten() {
                 if let Some(w) = cursor.waker.take() {
                     w.wake();
@@ -168,13 +207,16 @@ impl Journal {
 
     /// No more events: readers end after reading what is there.
     pub(crate) fn close(&self) {
-        self.lock().closed = true;
+        self.waiting.store(true, Ordering::Release);
+        self.publish();
+        lock(&self.inner).closed = true;
         self.waiting.store(true, Ordering::Release);
         self.publish();
     }
 
     pub(crate) fn subscribe(self: &Arc<Self>) -> EventStream {
-        let mut inner = self.lock();
+        self.publish();
+        let mut inner = lock(&self.inner);
         let next = inner.head + inner.events.len() as u64;
         let cursor = Some(Cursor { next, waker: None });
         let id = match inner.cursors.iter().position(Option::is_none) {
@@ -189,7 +231,11 @@ impl Journal {
         };
         self.subscribers.fetch_add(1, Ordering::Relaxed);
         drop(inner);
-        EventStream { journal: Arc::clone(self), id, buffer: VecDeque::new() }
+        EventStream {
+            journal: Arc::clone(self),
+            id,
+            buffer: VecDeque::new(),
+        }
     }
 
     /// Drops the events every subscriber has read.
@@ -213,6 +259,7 @@ pub struct EventStream {
     buffer: VecDeque<Event>,
 }
 
+/// How many events a reader among several copies at a time.
 const BATCH: usize = 256;
 
 impl Stream for EventStream {
@@ -223,18 +270,26 @@ impl Stream for EventStream {
             return Poll::Ready(Some(event));
         }
         let this = &mut *self;
-        let mut inner = this.journal.lock();
-        let head = inner.head;
-        let available = inner.events.len() as u64;
-        let closed = inner.closed;
-        let Some(cursor) = inner.cursors[this.id].as_mut() else { return Poll::Ready(None) };
+        let mut inner = lock(&this.journal.inner);
+        let (head, available, closed) = (inner.head, inner.events.len() as u64, inner.closed);
+        let alone = inner.cursors.iter().flatten().count() == 1;
+        let Some(cursor) = inner.cursors[this.id].as_mut() else {
+            return Poll::Ready(None);
+        };
         let start = cursor.next;
-        let end = (head + available).min(start + BATCH as u64);
-        if start < end {
-            cursor.next = end;
-            let (from, to) = ((start - head) as usize, (end - head) as usize);
-            this.buffer.extend(inner.events.range(from..to).cloned());
-            Journal::compact(&mut inner);
+        if start < head + available {
+            if alone && start == head {
+                // The only reader, and everything there is new to it: take it all.
+                cursor.next = head + available;
+                inner.head = head + available;
+                std::mem::swap(&mut this.buffer, &mut inner.events);
+            } else {
+                let end = (head + available).min(start + BATCH as u64);
+                cursor.next = end;
+                let (from, to) = ((start - head) as usize, (end - head) as usize);
+                this.buffer.extend(inner.events.range(from..to).cloned());
+                Journal::compact(&mut inner);
+            }
             drop(inner);
             return Poll::Ready(this.buffer.pop_front());
         }
@@ -243,13 +298,18 @@ impl Stream for EventStream {
         }
         cursor.waker = Some(cx.waker().clone());
         this.journal.waiting.store(true, Ordering::Release);
+        drop(inner);
+        // An emitter may have appended before we registered: make sure it is not left pending.
+        if !lock(&this.journal.pending).is_empty() {
+            this.journal.publish();
+        }
         Poll::Pending
     }
 }
 
 impl Drop for EventStream {
     fn drop(&mut self) {
-        let mut inner = self.journal.lock();
+        let mut inner = lock(&self.journal.inner);
         inner.cursors[self.id] = None;
         self.journal.subscribers.fetch_sub(1, Ordering::Relaxed);
         Journal::compact(&mut inner);
@@ -262,7 +322,10 @@ mod tests {
     use futures::StreamExt;
 
     fn ev(n: u32) -> Event {
-        Event::StepStarted { step: "s".into(), attempt: n }
+        Event::StepStarted {
+            step: "s".into(),
+            attempt: n,
+        }
     }
 
     #[tokio::test]
@@ -285,12 +348,21 @@ mod tests {
     async fn read_events_are_forgotten_and_without_subscribers_nothing_is_kept() {
         let j = Arc::new(Journal::default());
         j.emit(ev(0));
-        assert!(j.lock().events.is_empty());
+        j.publish();
+        assert!(lock(&j.inner).events.is_empty() && lock(&j.pending).is_empty());
         let mut s = j.subscribe();
+        let mut t = j.subscribe();
         j.emit(ev(1));
         j.emit(ev(2));
+        j.publish();
         assert_eq!(s.next().await, Some(ev(1)));
-        assert!(j.lock().events.is_empty(), "both were read into the subscriber's batch");
+        assert_eq!(lock(&j.inner).events.len(), 2, "t has not read them yet");
+        assert_eq!(t.next().await, Some(ev(1)));
+        assert!(
+            lock(&j.inner).events.is_empty(),
+            "both read both into their batches"
+        );
+        drop(t);
         drop(s);
         assert!(!j.is_active());
     }

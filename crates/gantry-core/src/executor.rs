@@ -39,7 +39,11 @@ pub(crate) struct RunOptions {
 
 impl Default for RunOptions {
     fn default() -> Self {
-        Self { max_concurrency: usize::MAX, grace: Duration::from_secs(30), hooks: Vec::new() }
+        Self {
+            max_concurrency: usize::MAX,
+            grace: Duration::from_secs(30),
+            hooks: Vec::new(),
+        }
     }
 }
 
@@ -136,10 +140,14 @@ impl Run {
     pub async fn execute(self) -> Result<RunReport, RunError> {
         let problems = self.pipeline.check_variables(&self.context);
         if !problems.is_empty() {
-            return Err(RunError::Templates { pipeline: self.pipeline.name().to_owned(), problems });
+            return Err(RunError::Templates {
+                pipeline: self.pipeline.name().to_owned(),
+                problems,
+            });
         }
         let pipeline_name: Arc<str> = Arc::from(self.pipeline.name());
-        let span = tracing::info_span!("gantry.run", pipeline = %pipeline_name, run_id = %self.run_id);
+        let span =
+            tracing::info_span!("gantry.run", pipeline = %pipeline_name, run_id = %self.run_id);
         let scope = Arc::new(Scope::root(
             Arc::clone(&self.run_id),
             self.pipeline,
@@ -159,7 +167,11 @@ impl Run {
             let outcome = drive(&scope).await;
             let duration = started.elapsed();
             tracing::info!(status = %outcome.status, ?duration, "run finished");
-            self.journal.emit(Event::RunFinished { run_id: Arc::clone(&self.run_id), status: outcome.status, duration });
+            self.journal.emit(Event::RunFinished {
+                run_id: Arc::clone(&self.run_id),
+                status: outcome.status,
+                duration,
+            });
             self.journal.close();
             Ok(RunReport {
                 run_id: self.run_id.to_string(),
@@ -184,7 +196,10 @@ impl Pipeline {
 fn new_run_id() -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let millis = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_millis();
+    let millis = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis();
     format!("{millis:x}-{:x}", COUNTER.fetch_add(1, Ordering::Relaxed))
 }
 
@@ -207,7 +222,10 @@ impl Outcome {
                     .filter(|s| s.status == StepStatus::Failed && !s.allowed_failure)
                     .map(|s| format!("`{}`", s.name))
                     .collect();
-                Err(StepError::new(format!("{what} failed at {}", failed.join(", "))))
+                Err(StepError::new(format!(
+                    "{what} failed at {}",
+                    failed.join(", ")
+                )))
             }
         };
         (result, self.steps)
@@ -217,21 +235,21 @@ impl Outcome {
 /// Runs the pipeline of `scope` to the end.
 pub(crate) async fn drive(scope: &Arc<Scope>) -> Outcome {
     // One context per step, made up front: running steps borrow theirs for as long as they run.
-    let contexts: Vec<StepContext> = (0..scope.pipeline.len() as u32).map(|i| StepContext::new(Arc::clone(scope), i)).collect();
+    let contexts: Vec<StepContext> = (0..scope.pipeline.len() as u32)
+        .map(|i| StepContext::new(Arc::clone(scope), i))
+        .collect();
     let mut coordinator = Coordinator::new(scope, &contexts);
     poll_fn(|cx| coordinator.poll(cx)).await;
     coordinator.into_outcome()
 }
 
-/// Per step: what the coordinator knows.
+/// How many steps a coordinator starts or completes in one poll before it yields.
+const COOP_BUDGET: u32 = 1024;
+
+/// Per step, until it finishes: how many upstream steps it still waits for and how the finished ones ended.
 struct Slot {
     waiting: u32,
     up: Upstream,
-    status: Option<StepStatus>,
-    allowed: bool,
-    attempts: u32,
-    duration: Duration,
-    reason: Option<Arc<str>>,
 }
 
 struct Attempted {
@@ -260,7 +278,10 @@ impl Future for Running<'_> {
     fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
         let attempted = match &mut self.future {
             StepFuture::Direct(f) => match f.as_mut().poll(cx) {
-                Poll::Ready(result) => Attempted { result, attempts: 1 },
+                Poll::Ready(result) => Attempted {
+                    result,
+                    attempts: 1,
+                },
                 Poll::Pending => return Poll::Pending,
             },
             StepFuture::Wrapped(f) => match f.as_mut().poll(cx) {
@@ -279,12 +300,19 @@ struct Coordinator<'a> {
     slots: Vec<Slot>,
     ready: VecDeque<u32>,
     running: FuturesUnordered<Running<'a>>,
+    /// Report entries in the order steps finished, and the node of each.
+    reports: Vec<StepReport>,
     finished: Vec<u32>,
     cancel_signal: BoxFuture<'a, ()>,
     grace: Option<Pin<Box<tokio::time::Sleep>>>,
     cancelling: bool,
     finalizing: bool,
     failed: bool,
+    /// The last clock reading, valid until a step future is polled (nothing else takes measurable time).
+    now: Option<Instant>,
+    /// Events of the coordinator not yet handed to the journal; flushed before any step future is polled and
+    /// before the coordinator waits, so that whatever a step emits comes after its `StepStarted`.
+    events: Vec<Event>,
 }
 
 impl<'a> Coordinator<'a> {
@@ -294,11 +322,6 @@ impl<'a> Coordinator<'a> {
             .map(|i| Slot {
                 waiting: pipeline.node(i).upstream_count,
                 up: Upstream::default(),
-                status: None,
-                allowed: false,
-                attempts: 0,
-                duration: Duration::ZERO,
-                reason: None,
             })
             .collect();
         Self {
@@ -308,35 +331,78 @@ impl<'a> Coordinator<'a> {
             slots,
             ready: pipeline.roots().iter().copied().collect(),
             running: FuturesUnordered::new(),
+            reports: Vec::with_capacity(pipeline.len()),
             finished: Vec::with_capacity(pipeline.len()),
             cancel_signal: Box::pin(scope.run_token.cancelled()),
             grace: None,
             cancelling: false,
             finalizing: false,
             failed: false,
+            now: None,
+            events: Vec::new(),
         }
     }
 
+    fn clock(&mut self) -> Instant {
+        *self.now.get_or_insert_with(Instant::now)
+    }
+
+    fn emit(&mut self, event: Event) {
+        self.events.push(event);
+    }
+
+    /// Hands buffered events to the journal.
+    fn flush(&mut self) {
+        if !self.events.is_empty() {
+            self.scope.journal.emit_batch(&mut self.events);
+        }
+    }
+
+    /// Hands buffered events to the journal and wakes its readers.
+    fn publish(&mut self) {
+        self.flush();
+        self.scope.journal.publish();
+    }
+
     fn poll(&mut self, cx: &mut TaskContext<'_>) -> Poll<()> {
+        // Steps finished in this poll: past the budget the coordinator yields, so that other tasks on its thread
+        // (event readers among them) run, as tokio's cooperative scheduling asks of every task.
+        let mut budget = COOP_BUDGET;
         loop {
+            if budget == 0 {
+                self.publish();
+                self.now = None;
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
             if !self.cancelling && self.scope.run_token.is_cancelled() {
                 self.cancelling = true;
                 self.grace = Some(Box::pin(tokio::time::sleep(self.scope.options.grace)));
                 tracing::warn!("run cancelled; waiting for running steps");
             }
             if !self.cancelling || self.finalizing {
-                while self.running.len() < self.scope.options.max_concurrency {
-                    let Some(node) = self.ready.pop_front() else { break };
+                while budget > 0 && self.running.len() < self.scope.options.max_concurrency {
+                    let Some(node) = self.ready.pop_front() else {
+                        break;
+                    };
                     self.start_or_skip(node, cx);
+                    budget -= 1;
                 }
             }
+            if !self.running.is_empty() {
+                self.flush();
+                self.now = None;
+            }
             match self.running.poll_next_unpin(cx) {
-                Poll::Ready(Some((node, started, attempted))) => self.complete(node, started, attempted),
+                Poll::Ready(Some((node, started, attempted))) => {
+                    budget = budget.saturating_sub(1);
+                    self.complete(node, started, attempted);
+                }
                 Poll::Ready(None) => {
                     if self.cancelling && !self.finalizing {
                         self.finalizing = true;
                     } else if self.ready.is_empty() {
-                        self.scope.journal.publish();
+                        self.publish();
                         return Poll::Ready(());
                     }
                 }
@@ -346,13 +412,17 @@ impl<'a> Coordinator<'a> {
                             continue;
                         }
                     } else if !self.finalizing {
-                        let expired = self.grace.as_mut().is_some_and(|g| g.as_mut().poll(cx).is_ready());
+                        let expired = self
+                            .grace
+                            .as_mut()
+                            .is_some_and(|g| g.as_mut().poll(cx).is_ready());
                         if expired {
                             self.abandon_running();
                             continue;
                         }
                     }
-                    self.scope.journal.publish();
+                    self.publish();
+                    self.now = None;
                     return Poll::Pending;
                 }
             }
@@ -379,31 +449,49 @@ impl<'a> Coordinator<'a> {
         if self.cancelling {
             ctx.set_finally();
         }
-        if let Some(condition) = &node.condition
+        if let Some(condition) = node.condition()
             && !condition.evaluate(ctx)
         {
-            return self.skip(i, Arc::from(format!("condition false: {}", condition.label())));
+            return self.skip(
+                i,
+                Arc::from(format!("condition false: {}", condition.label())),
+            );
         }
-        let journal = &self.scope.journal;
-        if journal.is_active() {
-            journal.emit(Event::StepStarted { step: Arc::clone(self.scope.name(i)), attempt: 1 });
+        if self.scope.journal.is_active() {
+            self.emit(Event::StepStarted {
+                step: Arc::clone(self.scope.name(i)),
+                attempt: 1,
+            });
+            self.flush();
         }
-        let started = Instant::now();
+        let started = self.clock();
         let span = tracing::info_span!("gantry.step", step = %self.scope.name(i));
-        let future = if node.needs_wrapper() || !self.scope.options.hooks.is_empty() || !span.is_disabled() {
+        let future = if node.needs_wrapper()
+            || !self.scope.options.hooks.is_empty()
+            || !span.is_disabled()
+        {
             StepFuture::Wrapped(Box::pin(attempts(node, ctx, self.scope).instrument(span)))
         } else {
             StepFuture::Direct(node.step.run(ctx))
         };
-        let mut running = Running { node: i, started, future };
-        match Pin::new(&mut running).poll(cx) {
+        let mut running = Running {
+            node: i,
+            started,
+            future,
+        };
+        let polled = Pin::new(&mut running).poll(cx);
+        self.now = None;
+        match polled {
             Poll::Ready((node, started, attempted)) => self.complete(node, started, attempted),
             Poll::Pending => self.running.push(running),
         }
     }
 
     fn because(&self, upstream: u32, what: &str) -> Arc<str> {
-        Arc::from(format!("upstream `{}` {what}", self.pipeline.node(upstream as usize).name))
+        Arc::from(format!(
+            "upstream `{}` {what}",
+            self.pipeline.node(upstream as usize).name
+        ))
     }
 
     fn skip(&mut self, i: u32, reason: Arc<str>) {
@@ -411,7 +499,7 @@ impl<'a> Coordinator<'a> {
     }
 
     fn complete(&mut self, i: u32, started: Instant, attempted: Attempted) {
-        let duration = started.elapsed();
+        let duration = self.clock().saturating_duration_since(started);
         let Attempted { result, attempts } = attempted;
         match result {
             Ok(()) => self.finish(i, StepStatus::Succeeded, None, attempts, duration),
@@ -430,15 +518,28 @@ impl<'a> Coordinator<'a> {
 
     /// Drops the steps that did not stop within the grace period.
     fn abandon_running(&mut self) {
-        let now = Instant::now();
+        let now = self.clock();
         for running in std::mem::take(&mut self.running) {
             let reason = Arc::from("did not stop within the grace period; dropped");
-            self.finish(running.node, StepStatus::Cancelled, Some(reason), 1, now - running.started);
+            self.finish(
+                running.node,
+                StepStatus::Cancelled,
+                Some(reason),
+                1,
+                now - running.started,
+            );
         }
         self.finalizing = true;
     }
 
-    fn finish(&mut self, i: u32, status: StepStatus, reason: Option<Arc<str>>, attempts: u32, duration: Duration) {
+    fn finish(
+        &mut self,
+        i: u32,
+        status: StepStatus,
+        reason: Option<Arc<str>>,
+        attempts: u32,
+        duration: Duration,
+    ) {
         let allowed = status == StepStatus::Failed && self.pipeline.node(i as usize).allow_failure;
         let counts_failed = status == StepStatus::Failed && !allowed;
         let counts_skipped = matches!(status, StepStatus::Skipped | StepStatus::Cancelled);
@@ -447,22 +548,26 @@ impl<'a> Coordinator<'a> {
             let step = self.scope.name(i);
             tracing::info!(step = %step, %status, reason = reason.as_deref().unwrap_or(""), attempts, "step finished");
         }
-        let journal = &self.scope.journal;
-        if journal.is_active() {
-            journal.emit(Event::StepFinished {
-                step: Arc::clone(self.scope.name(i)),
+        let name = self.scope.name(i);
+        if self.scope.journal.is_active() {
+            self.emit(Event::StepFinished {
+                step: Arc::clone(name),
                 status,
                 reason: reason.clone(),
                 attempts,
                 duration,
             });
         }
-        let slot = &mut self.slots[i as usize];
-        slot.status = Some(status);
-        slot.allowed = allowed;
-        slot.attempts = attempts;
-        slot.duration = duration;
-        slot.reason = reason;
+        self.reports.push(StepReport {
+            name: Arc::clone(name),
+            status,
+            allowed_failure: allowed,
+            reason,
+            attempts,
+            duration,
+            outputs: Vec::new(),
+            children: Vec::new(),
+        });
         self.finished.push(i);
         for next in self.pipeline.downstream(i) {
             let slot = &mut self.slots[next as usize];
@@ -490,30 +595,24 @@ impl<'a> Coordinator<'a> {
         };
         let mut outputs = self.scope.take_outputs();
         let mut children = self.scope.take_child_reports();
-        let steps = self
-            .finished
-            .iter()
-            .map(|&i| {
-                let slot = &self.slots[i as usize];
-                StepReport {
-                    name: Arc::clone(self.scope.name(i)),
-                    status: slot.status.unwrap_or(StepStatus::Skipped),
-                    allowed_failure: slot.allowed,
-                    reason: slot.reason.clone(),
-                    attempts: slot.attempts,
-                    duration: slot.duration,
-                    outputs: take(&mut outputs, i),
-                    children: take(&mut children, i),
-                }
-            })
-            .collect();
+        let mut steps = self.reports;
+        if !outputs.is_empty() || !children.is_empty() {
+            for (report, &i) in steps.iter_mut().zip(&self.finished) {
+                report.outputs = take(&mut outputs, i);
+                report.children = take(&mut children, i);
+            }
+        }
         Outcome { status, steps }
     }
 }
 
 /// Removes `node`'s entry, without hashing when the map is empty (the common case).
 fn take<T>(map: &mut HashMap<u32, Vec<T>>, node: u32) -> Vec<T> {
-    if map.is_empty() { Vec::new() } else { map.remove(&node).unwrap_or_default() }
+    if map.is_empty() {
+        Vec::new()
+    } else {
+        map.remove(&node).unwrap_or_default()
+    }
 }
 
 /// The error's message followed by its sources, `: `-separated.
@@ -538,15 +637,18 @@ async fn attempts(node: &Node, ctx: &StepContext, scope: &Scope) -> Attempted {
     let result = loop {
         ctx.set_attempt(attempt);
         if attempt > 1 && scope.journal.is_active() {
-            scope.journal.emit_now(Event::StepStarted { step: Arc::from(ctx.name()), attempt });
+            scope.journal.emit_now(Event::StepStarted {
+                step: Arc::from(ctx.name()),
+                attempt,
+            });
         }
-        let result = match node.timeout {
-            Some(limit) => {
-                tokio::time::timeout(limit, node.step.run(ctx)).await.unwrap_or_else(|_| Err(StepError::timeout(limit)))
-            }
+        let result = match node.timeout() {
+            Some(limit) => tokio::time::timeout(limit, node.step.run(ctx))
+                .await
+                .unwrap_or_else(|_| Err(StepError::timeout(limit))),
             None => node.step.run(ctx).await,
         };
-        match (&result, &node.retry) {
+        match (&result, node.retry()) {
             (Err(error), Some(policy))
                 if error.is_retryable() && attempt <= policy.retries() && !ctx.is_cancelled() =>
             {
@@ -555,7 +657,12 @@ async fn attempts(node: &Node, ctx: &StepContext, scope: &Scope) -> Attempted {
                 tracing::warn!(step = %ctx.name(), attempt, ?delay, error = %message, "retrying");
                 if scope.journal.is_active() {
                     let step = Arc::from(ctx.name());
-                    scope.journal.emit_now(Event::StepRetrying { step, attempt, error: message, delay });
+                    scope.journal.emit_now(Event::StepRetrying {
+                        step,
+                        attempt,
+                        error: message,
+                        delay,
+                    });
                 }
                 tokio::select! {
                     () = tokio::time::sleep(delay) => {}
@@ -569,7 +676,10 @@ async fn attempts(node: &Node, ctx: &StepContext, scope: &Scope) -> Attempted {
     for hook in hooks {
         hook.after_step(ctx, &result).await;
     }
-    Attempted { result, attempts: attempt }
+    Attempted {
+        result,
+        attempts: attempt,
+    }
 }
 
 impl Scope {
@@ -577,7 +687,10 @@ impl Scope {
     fn take_outputs(&self) -> HashMap<u32, Vec<(String, String)>> {
         let mut by_node: HashMap<u32, Vec<(String, String)>> = HashMap::new();
         for (node, key, rendered) in self.drain_outputs() {
-            by_node.entry(node).or_default().push((key.to_owned(), self.redact(&rendered).into_owned()));
+            by_node
+                .entry(node)
+                .or_default()
+                .push((key.to_owned(), self.redact(&rendered).into_owned()));
         }
         for outputs in by_node.values_mut() {
             outputs.sort();
@@ -592,10 +705,33 @@ pub(crate) struct ChildReports(Mutex<HashMap<u32, Vec<StepReport>>>);
 
 impl ChildReports {
     pub(crate) fn add(&self, node: u32, steps: Vec<StepReport>) {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).entry(node).or_default().extend(steps);
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(node)
+            .or_default()
+            .extend(steps);
     }
 
     pub(crate) fn take(&self) -> HashMap<u32, Vec<StepReport>> {
         std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    #[test]
+    fn print_sizes() {
+        use std::mem::size_of;
+        eprintln!(
+            "Node {} Slot {} StepReport {} Event {} StepContext {} Children {} Condition {}",
+            size_of::<crate::pipeline::Node>(),
+            size_of::<super::Slot>(),
+            size_of::<crate::report::StepReport>(),
+            size_of::<crate::event::Event>(),
+            size_of::<crate::context::StepContext>(),
+            size_of::<crate::pipeline::Children>(),
+            size_of::<Option<crate::rule::Condition>>(),
+        );
     }
 }

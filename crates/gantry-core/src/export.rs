@@ -41,7 +41,10 @@ impl Pipeline {
     /// assert!(p.to_dot().contains(r#""deploy" -> "rollback" [label="on_failure"]"#));
     /// ```
     pub fn to_dot(&self) -> String {
-        let mut out = format!("digraph \"{}\" {{\n  rankdir=LR;\n  node [shape=box];\n", dot_escape(self.name()));
+        let mut out = format!(
+            "digraph \"{}\" {{\n  rankdir=LR;\n  node [shape=box];\n",
+            dot_escape(self.name())
+        );
         dot_body(self, "", &mut out, 1);
         out.push_str("}\n");
         out
@@ -61,22 +64,47 @@ fn dot_body(p: &Pipeline, prefix: &str, out: &mut String, depth: usize) {
     for i in 0..p.len() {
         let node = p.node(i);
         let id = format!("{prefix}{}", node.name);
-        match &node.children {
+        match node.children() {
             Children::None => {
-                let _ = writeln!(out, "{indent}\"{}\" [label=\"{}\"];", dot_escape(&id), dot_escape(&node.name));
+                let _ = writeln!(
+                    out,
+                    "{indent}\"{}\" [label=\"{}\"];",
+                    dot_escape(&id),
+                    dot_escape(&node.name)
+                );
             }
             Children::Pipeline(sub) => {
-                let _ = writeln!(out, "{indent}\"{}\" [label=\"{}\", shape=component];", dot_escape(&id), dot_escape(&node.name));
-                let _ = writeln!(out, "{indent}subgraph \"cluster_{}\" {{\n{indent}  label=\"{}\";", dot_escape(&id), dot_escape(&id));
+                let _ = writeln!(
+                    out,
+                    "{indent}\"{}\" [label=\"{}\", shape=component];",
+                    dot_escape(&id),
+                    dot_escape(&node.name)
+                );
+                let _ = writeln!(
+                    out,
+                    "{indent}subgraph \"cluster_{}\" {{\n{indent}  label=\"{}\";",
+                    dot_escape(&id),
+                    dot_escape(&id)
+                );
                 dot_body(sub, &format!("{id}/"), out, depth + 1);
                 let _ = writeln!(out, "{indent}}}");
             }
             Children::FanOut { var, runs } => {
                 let label = format!("{} (fan-out over {var})", node.name);
-                let _ = writeln!(out, "{indent}\"{}\" [label=\"{}\", shape=component];", dot_escape(&id), dot_escape(&label));
+                let _ = writeln!(
+                    out,
+                    "{indent}\"{}\" [label=\"{}\", shape=component];",
+                    dot_escape(&id),
+                    dot_escape(&label)
+                );
                 for (item, sub) in runs {
                     let sub_id = format!("{id}[{item}]");
-                    let _ = writeln!(out, "{indent}subgraph \"cluster_{}\" {{\n{indent}  label=\"{}\";", dot_escape(&sub_id), dot_escape(&sub_id));
+                    let _ = writeln!(
+                        out,
+                        "{indent}subgraph \"cluster_{}\" {{\n{indent}  label=\"{}\";",
+                        dot_escape(&sub_id),
+                        dot_escape(&sub_id)
+                    );
                     dot_body(sub, &format!("{sub_id}/"), out, depth + 1);
                     let _ = writeln!(out, "{indent}}}");
                 }
@@ -85,21 +113,31 @@ fn dot_body(p: &Pipeline, prefix: &str, out: &mut String, depth: usize) {
     }
     for i in 0..p.len() as u32 {
         let node = p.node(i as usize);
-        let label = edge_label(node.rule, node.condition.as_ref().map(|c| c.label()));
+        let label = edge_label(node.rule, node.condition().map(|c| c.label()));
         let mut ups: Vec<u32> = p.upstream(i).collect();
         ups.sort_unstable();
         for u in ups {
             let from = format!("{prefix}{}", p.node(u as usize).name);
             let to = format!("{prefix}{}", node.name);
-            let _ = write!(out, "{indent}\"{}\" -> \"{}\"", dot_escape(&from), dot_escape(&to));
+            let _ = write!(
+                out,
+                "{indent}\"{}\" -> \"{}\"",
+                dot_escape(&from),
+                dot_escape(&to)
+            );
             if label.is_empty() {
                 out.push_str(";\n");
             } else {
                 let _ = writeln!(out, " [label=\"{}\"];", dot_escape(&label));
             }
         }
-        if ups_is_empty(p, i) && node.condition.is_some() {
-            let _ = writeln!(out, "{indent}\"{}\" [xlabel=\"{}\"];", dot_escape(&format!("{prefix}{}", node.name)), dot_escape(&label));
+        if ups_is_empty(p, i) && node.condition().is_some() {
+            let _ = writeln!(
+                out,
+                "{indent}\"{}\" [xlabel=\"{}\"];",
+                dot_escape(&format!("{prefix}{}", node.name)),
+                dot_escape(&label)
+            );
         }
     }
 }
@@ -115,7 +153,7 @@ fn mermaid_body(p: &Pipeline, prefix: &str, out: &mut String, ids: &mut usize) -
         let id = format!("n{ids}");
         *ids += 1;
         let full = format!("{prefix}{}", node.name);
-        match &node.children {
+        match node.children() {
             Children::None => {
                 let _ = writeln!(out, "  {id}[\"{}\"]", mermaid_escape(&node.name));
             }
@@ -126,10 +164,18 @@ fn mermaid_body(p: &Pipeline, prefix: &str, out: &mut String, ids: &mut usize) -
                 let _ = writeln!(out, "  end\n  {id} -.- {id}_sub");
             }
             Children::FanOut { var, runs } => {
-                let _ = writeln!(out, "  {id}[[\"{} (fan-out over {var})\"]]", mermaid_escape(&node.name));
+                let _ = writeln!(
+                    out,
+                    "  {id}[[\"{} (fan-out over {var})\"]]",
+                    mermaid_escape(&node.name)
+                );
                 for (k, (item, sub)) in runs.iter().enumerate() {
                     let sub_full = format!("{full}[{item}]");
-                    let _ = writeln!(out, "  subgraph {id}_sub{k} [\"{}\"]", mermaid_escape(&sub_full));
+                    let _ = writeln!(
+                        out,
+                        "  subgraph {id}_sub{k} [\"{}\"]",
+                        mermaid_escape(&sub_full)
+                    );
                     mermaid_body(sub, &format!("{sub_full}/"), out, ids);
                     let _ = writeln!(out, "  end\n  {id} -.- {id}_sub{k}");
                 }
@@ -139,10 +185,14 @@ fn mermaid_body(p: &Pipeline, prefix: &str, out: &mut String, ids: &mut usize) -
     }
     for i in 0..p.len() as u32 {
         let node = p.node(i as usize);
-        let label = edge_label(node.rule, node.condition.as_ref().map(|c| c.label()));
+        let label = edge_label(node.rule, node.condition().map(|c| c.label()));
         let mut ups: Vec<u32> = p.upstream(i).collect();
         ups.sort_unstable();
-        let arrow = if node.rule == TriggerRule::OnFailure { "-.->" } else { "-->" };
+        let arrow = if node.rule == TriggerRule::OnFailure {
+            "-.->"
+        } else {
+            "-->"
+        };
         for u in ups {
             let (from, to) = (&node_ids[u as usize], &node_ids[i as usize]);
             if label.is_empty() {

@@ -2,6 +2,7 @@
 //! consuming builder.
 
 use std::collections::{HashMap, HashSet};
+
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,26 +24,80 @@ pub(crate) enum Children {
     /// A sub-pipeline.
     Pipeline(Pipeline),
     /// One sub-run per item, the item in the variable `var`.
-    FanOut { var: String, runs: Vec<(String, Pipeline)> },
+    FanOut {
+        var: String,
+        runs: Vec<(String, Pipeline)>,
+    },
 }
 
-/// A step in a built pipeline.
+/// A step in a built pipeline. What most steps do not use lives behind one box, so that a pipeline of ten
+/// thousand plain steps stays small.
 pub(crate) struct Node {
     pub(crate) name: Arc<str>,
     pub(crate) step: Arc<dyn Step>,
     pub(crate) rule: TriggerRule,
-    pub(crate) condition: Option<Condition>,
-    pub(crate) timeout: Option<Duration>,
-    pub(crate) retry: Option<Box<RetryPolicy>>,
     pub(crate) allow_failure: bool,
     pub(crate) upstream_count: u32,
-    pub(crate) children: Children,
+    extras: Option<Box<Extras>>,
 }
 
+#[derive(Default)]
+struct Extras {
+    condition: Option<Condition>,
+    timeout: Option<Duration>,
+    retry: Option<RetryPolicy>,
+    children: Option<Children>,
+}
+
+static NO_CHILDREN: Children = Children::None;
+
 impl Node {
+    fn new(name: Arc<str>, step: Arc<dyn Step>, children: Children) -> Self {
+        let extras = match children {
+            Children::None => None,
+            children => Some(Box::new(Extras {
+                children: Some(children),
+                ..Extras::default()
+            })),
+        };
+        Self {
+            name,
+            step,
+            rule: TriggerRule::AllSuccess,
+            allow_failure: false,
+            upstream_count: 0,
+            extras,
+        }
+    }
+
+    fn extras(&mut self) -> &mut Extras {
+        self.extras.get_or_insert_with(Box::default)
+    }
+
+    pub(crate) fn condition(&self) -> Option<&Condition> {
+        self.extras.as_ref().and_then(|e| e.condition.as_ref())
+    }
+
+    pub(crate) fn timeout(&self) -> Option<Duration> {
+        self.extras.as_ref().and_then(|e| e.timeout)
+    }
+
+    pub(crate) fn retry(&self) -> Option<&RetryPolicy> {
+        self.extras.as_ref().and_then(|e| e.retry.as_ref())
+    }
+
+    pub(crate) fn children(&self) -> &Children {
+        self.extras
+            .as_ref()
+            .and_then(|e| e.children.as_ref())
+            .unwrap_or(&NO_CHILDREN)
+    }
+
     /// Whether running it needs more than one call of `Step::run`.
     pub(crate) fn needs_wrapper(&self) -> bool {
-        self.timeout.is_some() || self.retry.is_some()
+        self.extras
+            .as_ref()
+            .is_some_and(|e| e.timeout.is_some() || e.retry.is_some())
     }
 }
 
@@ -51,7 +106,13 @@ struct Inner {
     graph: DiGraph<Node, ()>,
     by_name: HashMap<Arc<str>, u32>,
     roots: Vec<u32>,
+    /// The template variables each step reads, asked once: (node, what `Step::variables` said), only for steps
+    /// that read any or hold a sub-pipeline.
+    templates: std::sync::OnceLock<Vec<StepTemplates>>,
 }
+
+/// A step and the template variables it reads (or why its templates cannot be parsed).
+type StepTemplates = (u32, Result<Vec<String>, TemplateError>);
 
 /// A validated DAG of steps. Cheap to clone and reusable: each run gets its own state.
 ///
@@ -75,7 +136,14 @@ pub struct Pipeline {
 impl Pipeline {
     /// Starts building a pipeline called `name`.
     pub fn builder(name: impl Into<String>) -> PipelineBuilder {
-        PipelineBuilder { name: name.into(), specs: Vec::new() }
+        PipelineBuilder {
+            name: name.into(),
+            graph: DiGraph::default(),
+            by_name: HashMap::new(),
+            edges: Vec::new(),
+            forward: Vec::new(),
+            error: None,
+        }
     }
 
     /// The pipeline's name.
@@ -103,7 +171,11 @@ impl Pipeline {
         let i = self.index_of(step)?;
         let mut up: Vec<u32> = self.upstream(i).collect();
         up.sort_unstable();
-        Some(up.into_iter().map(|u| &*self.node(u as usize).name).collect())
+        Some(
+            up.into_iter()
+                .map(|u| &*self.node(u as usize).name)
+                .collect(),
+        )
     }
 
     #[inline]
@@ -121,11 +193,17 @@ impl Pipeline {
 
     #[inline]
     pub(crate) fn downstream(&self, i: u32) -> impl Iterator<Item = u32> + '_ {
-        self.inner.graph.neighbors_directed(NodeIndex::new(i as usize), Direction::Outgoing).map(|n| n.index() as u32)
+        self.inner
+            .graph
+            .neighbors_directed(NodeIndex::new(i as usize), Direction::Outgoing)
+            .map(|n| n.index() as u32)
     }
 
     pub(crate) fn upstream(&self, i: u32) -> impl Iterator<Item = u32> + '_ {
-        self.inner.graph.neighbors_directed(NodeIndex::new(i as usize), Direction::Incoming).map(|n| n.index() as u32)
+        self.inner
+            .graph
+            .neighbors_directed(NodeIndex::new(i as usize), Direction::Incoming)
+            .map(|n| n.index() as u32)
     }
 
     /// The nodes in an order where every step comes after its upstream steps.
@@ -156,27 +234,52 @@ impl Pipeline {
         problems
     }
 
+    fn templates(&self) -> &[StepTemplates] {
+        self.inner.templates.get_or_init(|| {
+            (0..self.len() as u32)
+                .filter_map(|i| {
+                    let node = self.node(i as usize);
+                    let vars = node.step.variables();
+                    let relevant = !matches!(node.children(), Children::None)
+                        || !matches!(&vars, Ok(v) if v.is_empty());
+                    relevant.then_some((i, vars))
+                })
+                .collect()
+        })
+    }
+
     fn check_in(&self, known: &dyn Fn(&str) -> bool, prefix: &str, problems: &mut Vec<Problem>) {
-        for i in 0..self.len() as u32 {
+        for (i, vars) in self.templates() {
+            let i = *i;
             let node = self.node(i as usize);
             let path = || format!("{prefix}{}", node.name);
             let ancestors = std::cell::OnceCell::new();
             let upstream_var = |name: &str| {
                 name.split_once('.').is_some_and(|(step, _)| {
-                    self.index_of(step).is_some_and(|s| ancestors.get_or_init(|| self.ancestors(i)).contains(&s))
+                    self.index_of(step)
+                        .is_some_and(|s| ancestors.get_or_init(|| self.ancestors(i)).contains(&s))
                 })
             };
             let here = |name: &str| known(name) || upstream_var(name);
-            match &node.children {
-                Children::None => match node.step.variables() {
+            match node.children() {
+                Children::None => match vars {
                     Ok(vars) => {
-                        for name in vars.into_iter().filter(|v| !here(v)) {
+                        for name in vars.iter().filter(|v| !here(v)) {
                             let template = format!("{{{{{name}}}}}");
-                            let error = TemplateError::UnknownVariable { template, name };
-                            problems.push(Problem { step: path(), error });
+                            let error = TemplateError::UnknownVariable {
+                                template,
+                                name: name.clone(),
+                            };
+                            problems.push(Problem {
+                                step: path(),
+                                error,
+                            });
                         }
                     }
-                    Err(error) => problems.push(Problem { step: path(), error }),
+                    Err(error) => problems.push(Problem {
+                        step: path(),
+                        error: error.clone(),
+                    }),
                 },
                 Children::Pipeline(sub) => sub.check_in(&here, &format!("{}/", path()), problems),
                 Children::FanOut { var, runs } => {
@@ -192,27 +295,28 @@ impl Pipeline {
 
 impl fmt::Debug for Pipeline {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Pipeline").field("name", &self.name()).field("steps", &self.len()).finish()
+        f.debug_struct("Pipeline")
+            .field("name", &self.name())
+            .field("steps", &self.len())
+            .finish()
     }
 }
 
-struct Spec {
-    name: String,
-    step: Arc<dyn Step>,
-    after: Vec<String>,
-    rule: TriggerRule,
-    condition: Option<Condition>,
-    timeout: Option<Duration>,
-    retry: Option<RetryPolicy>,
-    allow_failure: bool,
-    children: Result<Children, BuildError>,
-}
-
 /// Builds a [`Pipeline`]. Adding a step returns a [`StepBuilder`] to configure it.
+///
+/// Steps go straight into the graph as they are added. A dependency on a step added earlier is an edge at once; one
+/// on a step added later is resolved by name in [`build`](Self::build), which also rejects what cannot run.
 #[must_use = "a builder does nothing until `build` is called"]
 pub struct PipelineBuilder {
     name: String,
-    specs: Vec<Spec>,
+    graph: DiGraph<Node, ()>,
+    by_name: HashMap<Arc<str>, u32>,
+    /// (step, upstream step) pairs, grouped by step in the order steps were added.
+    edges: Vec<(u32, u32)>,
+    /// Dependencies on steps not added yet: (step, name).
+    forward: Vec<(u32, String)>,
+    /// The first mistake found while adding steps, reported by `build`.
+    error: Option<BuildError>,
 }
 
 /// Configures the step just added; also continues the pipeline (`step`, `pipeline`, `fan_out`, `build`).
@@ -222,34 +326,53 @@ pub struct StepBuilder {
 }
 
 impl PipelineBuilder {
-    fn push(mut self, name: String, step: Arc<dyn Step>, children: Result<Children, BuildError>) -> StepBuilder {
-        self.specs.push(Spec {
-            name,
-            step,
-            after: Vec::new(),
-            rule: TriggerRule::AllSuccess,
-            condition: None,
-            timeout: None,
-            retry: None,
-            allow_failure: false,
-            children,
+    fn push(
+        mut self,
+        name: Arc<str>,
+        step: Arc<dyn Step>,
+        children: Result<Children, BuildError>,
+    ) -> StepBuilder {
+        let fail = |this: &mut Self, e: BuildError| {
+            this.error.get_or_insert(e);
+        };
+        let children = children.unwrap_or_else(|e| {
+            fail(&mut self, e);
+            Children::None
         });
+        if name.is_empty() || name.contains('/') {
+            let e = BuildError::InvalidName {
+                pipeline: self.name.clone(),
+                step: name.to_string(),
+            };
+            fail(&mut self, e);
+        }
+        let index = self
+            .graph
+            .add_node(Node::new(Arc::clone(&name), step, children))
+            .index() as u32;
+        if self.by_name.insert(Arc::clone(&name), index).is_some() {
+            let e = BuildError::DuplicateStep {
+                pipeline: self.name.clone(),
+                step: name.to_string(),
+            };
+            fail(&mut self, e);
+        }
         StepBuilder { pipeline: self }
     }
 
     /// Adds a step.
-    pub fn step(self, name: impl Into<String>, step: impl Step) -> StepBuilder {
+    pub fn step(self, name: impl Into<Arc<str>>, step: impl Step) -> StepBuilder {
         self.push(name.into(), Arc::new(step), Ok(Children::None))
     }
 
     /// Adds a step shared with other pipelines.
-    pub fn shared_step(self, name: impl Into<String>, step: Arc<dyn Step>) -> StepBuilder {
+    pub fn shared_step(self, name: impl Into<Arc<str>>, step: Arc<dyn Step>) -> StepBuilder {
         self.push(name.into(), step, Ok(Children::None))
     }
 
     /// Adds a built pipeline as one step. Its steps are named `name/step` in events and reports; it sees this run's
     /// variables, secrets and the outputs of this pipeline's steps.
-    pub fn pipeline(self, name: impl Into<String>, pipeline: Pipeline) -> StepBuilder {
+    pub fn pipeline(self, name: impl Into<Arc<str>>, pipeline: Pipeline) -> StepBuilder {
         let step = Arc::new(SubPipeline::new(pipeline.clone()));
         self.push(name.into(), step, Ok(Children::Pipeline(pipeline)))
     }
@@ -259,7 +382,7 @@ impl PipelineBuilder {
     /// fails if any sub-run fails.
     pub fn fan_out<I, S, B>(
         self,
-        name: impl Into<String>,
+        name: impl Into<Arc<str>>,
         var: impl Into<String>,
         items: I,
         pipeline_for: impl Fn(&str) -> B,
@@ -269,24 +392,33 @@ impl PipelineBuilder {
         S: Into<String>,
         B: Into<PipelineBuilder>,
     {
-        let (name, var) = (name.into(), var.into());
+        let (name, var): (Arc<str>, String) = (name.into(), var.into());
         let runs: Result<Vec<(String, Pipeline)>, BuildError> = items
             .into_iter()
             .map(|item| {
                 let item: String = item.into();
-                let built = pipeline_for(&item).into().build().map_err(|e| BuildError::Nested {
-                    pipeline: self.name.clone(),
-                    step: format!("{name}[{item}]"),
-                    source: Box::new(e),
-                })?;
+                let built = pipeline_for(&item)
+                    .into()
+                    .build()
+                    .map_err(|e| BuildError::Nested {
+                        pipeline: self.name.clone(),
+                        step: format!("{name}[{item}]"),
+                        source: Box::new(e),
+                    })?;
                 Ok((item, built))
             })
             .collect();
         let children = runs.and_then(|runs| {
             if runs.is_empty() {
-                Err(BuildError::EmptyFanOut { pipeline: self.name.clone(), step: name.clone() })
+                Err(BuildError::EmptyFanOut {
+                    pipeline: self.name.clone(),
+                    step: name.to_string(),
+                })
             } else {
-                Ok(Children::FanOut { var: var.clone(), runs })
+                Ok(Children::FanOut {
+                    var: var.clone(),
+                    runs,
+                })
             }
         });
         let step: Arc<dyn Step> = match &children {
@@ -296,63 +428,73 @@ impl PipelineBuilder {
         self.push(name, step, children)
     }
 
-    /// Validates and builds the pipeline.
+    /// Validates and builds the pipeline: every dependency names a step, no cycle, no failure handler without
+    /// upstream steps, no duplicate or invalid names.
     pub fn build(self) -> Result<Pipeline, BuildError> {
-        let pipeline = self.name;
-        let mut graph: DiGraph<Node, ()> = DiGraph::with_capacity(self.specs.len(), self.specs.len());
-        let mut by_name: HashMap<Arc<str>, u32> = HashMap::with_capacity(self.specs.len());
-        let mut afters = Vec::with_capacity(self.specs.len());
-        for spec in self.specs {
-            if spec.name.is_empty() || spec.name.contains('/') {
-                return Err(BuildError::InvalidName { pipeline, step: spec.name });
-            }
-            let name: Arc<str> = Arc::from(spec.name.as_str());
-            let children = spec.children?;
-            if by_name.contains_key(&name) {
-                return Err(BuildError::DuplicateStep { pipeline, step: spec.name });
-            }
-            let index = graph.add_node(Node {
-                name: Arc::clone(&name),
-                step: spec.step,
-                rule: spec.rule,
-                condition: spec.condition,
-                timeout: spec.timeout,
-                retry: spec.retry.map(Box::new),
-                allow_failure: spec.allow_failure,
-                upstream_count: 0,
-                children,
-            });
-            by_name.insert(name, index.index() as u32);
-            afters.push(spec.after);
+        let Self {
+            name: pipeline,
+            mut graph,
+            by_name,
+            mut edges,
+            forward,
+            error,
+        } = self;
+        if let Some(error) = error {
+            return Err(error);
         }
-        for (i, after) in afters.iter().enumerate() {
-            let mut seen = HashSet::new();
-            for dependency in after {
-                let Some(&up) = by_name.get(dependency.as_str()) else {
-                    let step = graph[NodeIndex::new(i)].name.to_string();
-                    return Err(BuildError::UnknownDependency { pipeline, step, dependency: dependency.clone() });
-                };
-                if seen.insert(up) {
-                    graph.add_edge(NodeIndex::new(up as usize), NodeIndex::new(i), ());
-                }
-            }
+        for (step, dependency) in forward {
+            let Some(&up) = by_name.get(dependency.as_str()) else {
+                let step = graph[NodeIndex::new(step as usize)].name.to_string();
+                return Err(BuildError::UnknownDependency {
+                    pipeline,
+                    step,
+                    dependency,
+                });
+            };
+            edges.push((step, up));
         }
-        if let Some(cycle) = find_cycle(&graph) {
+        // Each step's dependencies once: sort (step, upstream) pairs, drop repeats.
+        edges.sort_unstable();
+        edges.dedup();
+        graph.reserve_exact_edges(edges.len());
+        for &(step, up) in &edges {
+            graph.add_edge(
+                NodeIndex::new(up as usize),
+                NodeIndex::new(step as usize),
+                (),
+            );
+            graph[NodeIndex::new(step as usize)].upstream_count += 1;
+        }
+        drop(edges);
+        if petgraph::algo::toposort(&graph, None).is_err() {
+            let cycle = find_cycle(&graph).unwrap_or_default();
             return Err(BuildError::Cycle { pipeline, cycle });
         }
         let mut roots = Vec::new();
         for index in graph.node_indices() {
-            let count = graph.neighbors_directed(index, Direction::Incoming).count() as u32;
-            let node = &mut graph[index];
-            node.upstream_count = count;
-            if count == 0 {
+            let node = &graph[index];
+            if node.upstream_count == 0 {
                 if node.rule == TriggerRule::OnFailure {
-                    return Err(BuildError::FailureHandlerWithoutUpstream { pipeline, step: node.name.to_string() });
+                    return Err(BuildError::FailureHandlerWithoutUpstream {
+                        pipeline,
+                        step: node.name.to_string(),
+                    });
                 }
                 roots.push(index.index() as u32);
             }
         }
-        Ok(Pipeline { inner: Arc::new(Inner { name: pipeline, graph, by_name, roots }) })
+        graph.shrink_to_fit();
+        let mut by_name = by_name;
+        by_name.shrink_to_fit();
+        Ok(Pipeline {
+            inner: Arc::new(Inner {
+                name: pipeline,
+                graph,
+                by_name,
+                roots,
+                templates: std::sync::OnceLock::new(),
+            }),
+        })
     }
 }
 
@@ -376,7 +518,10 @@ fn find_cycle(graph: &DiGraph<Node, ()>) -> Option<Vec<String>> {
                 .min()
                 .unwrap_or(start);
             if let Some(&at) = position.get(&next) {
-                let mut cycle: Vec<String> = path[at..].iter().map(|&n| graph[n].name.to_string()).collect();
+                let mut cycle: Vec<String> = path[at..]
+                    .iter()
+                    .map(|&n| graph[n].name.to_string())
+                    .collect();
                 cycle.push(graph[next].name.to_string());
                 return Some(cycle);
             }
@@ -391,24 +536,24 @@ fn find_cycle(graph: &DiGraph<Node, ()>) -> Option<Vec<String>> {
 macro_rules! forward_pipeline_methods {
     () => {
         /// Adds another step (see [`PipelineBuilder::step`]).
-        pub fn step(self, name: impl Into<String>, step: impl Step) -> StepBuilder {
+        pub fn step(self, name: impl Into<Arc<str>>, step: impl Step) -> StepBuilder {
             self.pipeline.step(name, step)
         }
 
         /// Adds a shared step (see [`PipelineBuilder::shared_step`]).
-        pub fn shared_step(self, name: impl Into<String>, step: Arc<dyn Step>) -> StepBuilder {
+        pub fn shared_step(self, name: impl Into<Arc<str>>, step: Arc<dyn Step>) -> StepBuilder {
             self.pipeline.shared_step(name, step)
         }
 
         /// Adds a sub-pipeline (see [`PipelineBuilder::pipeline`]).
-        pub fn pipeline(self, name: impl Into<String>, pipeline: Pipeline) -> StepBuilder {
+        pub fn pipeline(self, name: impl Into<Arc<str>>, pipeline: Pipeline) -> StepBuilder {
             self.pipeline.pipeline(name, pipeline)
         }
 
         /// Adds a fan-out (see [`PipelineBuilder::fan_out`]).
         pub fn fan_out<I, S, B>(
             self,
-            name: impl Into<String>,
+            name: impl Into<Arc<str>>,
             var: impl Into<String>,
             items: I,
             pipeline_for: impl Fn(&str) -> B,
@@ -435,48 +580,60 @@ impl From<StepBuilder> for PipelineBuilder {
 }
 
 impl StepBuilder {
-    fn spec(&mut self) -> &mut Spec {
-        self.pipeline.specs.last_mut().unwrap_or_else(|| unreachable!("a StepBuilder always has a step"))
+    fn last(&self) -> u32 {
+        self.pipeline.graph.node_count() as u32 - 1
     }
 
-    /// Runs the step after these steps (adds to earlier `after` calls).
+    fn node(&mut self) -> &mut Node {
+        let last = self.last();
+        &mut self.pipeline.graph[NodeIndex::new(last as usize)]
+    }
+
+    /// Runs the step after these steps (adds to earlier `after` calls). A step may be named before it is added.
     pub fn after<I, S>(mut self, steps: I) -> Self
     where
         I: IntoIterator<Item = S>,
-        S: Into<String>,
+        S: AsRef<str>,
     {
-        self.spec().after.extend(steps.into_iter().map(Into::into));
+        let me = self.last();
+        let b = &mut self.pipeline;
+        for step in steps {
+            match b.by_name.get(step.as_ref()) {
+                Some(&up) => b.edges.push((me, up)),
+                None => b.forward.push((me, step.as_ref().to_owned())),
+            }
+        }
         self
     }
 
     /// Sets the trigger rule (default [`TriggerRule::AllSuccess`]).
     pub fn rule(mut self, rule: TriggerRule) -> Self {
-        self.spec().rule = rule;
+        self.node().rule = rule;
         self
     }
 
     /// Runs the step only if the condition holds when its rule allows it to run.
     pub fn when(mut self, condition: Condition) -> Self {
-        self.spec().condition = Some(condition);
+        self.node().extras().condition = Some(condition);
         self
     }
 
     /// Fails an attempt that runs longer than `timeout` (the attempt is dropped: what it started must clean up on
     /// drop, as the command step does by killing its process group).
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.spec().timeout = Some(timeout);
+        self.node().extras().timeout = Some(timeout);
         self
     }
 
     /// Retries the step after errors it marks retryable.
     pub fn retry(mut self, policy: RetryPolicy) -> Self {
-        self.spec().retry = Some(policy);
+        self.node().extras().retry = Some(policy);
         self
     }
 
     /// A failure of this step does not fail the run, and counts as success for the steps after it.
     pub fn allow_failure(mut self) -> Self {
-        self.spec().allow_failure = true;
+        self.node().allow_failure = true;
         self
     }
 
