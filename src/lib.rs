@@ -21,8 +21,7 @@ pub use gantry_core as core;
 /// The names most pipelines use.
 pub mod prelude {
     pub use gantry_core::{
-        Breakpoint, CommandStep, Condition, Context, Debugger, Event, OutputKey, Pipeline,
-        RetryPolicy, Run, RunReport, RunStatus, Secret, Step, StepContext, StepError, StepStatus,
-        TriggerRule, async_trait, step_fn,
+        Breakpoint, CommandStep, Condition, Context, Debugger, Event, OutputKey, Pipeline, RetryPolicy, Run, RunReport,
+        RunStatus, Secret, Step, StepContext, StepError, StepStatus, TriggerRule, async_trait, step_fn,
     };
 }

@@ -29,6 +29,8 @@
 
 // dagx passes each input as an argument of the generated task function: arity 8 is dagx's own limit.
 #![allow(clippy::too_many_arguments)]
+// Each bench binary uses a part of the adapters.
+#![allow(dead_code)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -60,11 +62,7 @@ pub(crate) enum Work {
 /// Chain: `n_or_layers` nodes. Fan: `n_or_layers` nodes, node 0 -> each of 1..=n-2 -> node n-1.
 /// Layered: `n_or_layers` layers of `width` nodes; node j of layer k > 0 has parents
 /// (j, j+1, j+2) mod width of layer k-1. `width` is ignored for Chain and Fan.
-pub(crate) fn edges(
-    shape: Shape,
-    n_or_layers: usize,
-    width: usize,
-) -> (usize, Vec<(usize, usize)>) {
+pub(crate) fn edges(shape: Shape, n_or_layers: usize, width: usize) -> (usize, Vec<(usize, usize)>) {
     match shape {
         Shape::Chain => {
             let n = n_or_layers;
@@ -125,10 +123,7 @@ fn build<H: Copy>(
 ) -> Vec<H> {
     let mut parents = vec![Vec::new(); n_nodes];
     for &(from, to) in edges {
-        assert!(
-            from < to && to < n_nodes,
-            "edges must go forward within 0..n"
-        );
+        assert!(from < to && to < n_nodes, "edges must go forward within 0..n");
         parents[to].push(from);
     }
     let mut handles: Vec<H> = Vec::with_capacity(n_nodes);
@@ -160,11 +155,7 @@ macro_rules! async_dag_task {
 }
 
 /// Adds a task with one `u64` input per parent and wires the parents to it.
-fn async_dag_add(
-    g: &mut async_dag::Graph<'static>,
-    ctx: Ctx,
-    ps: &[async_dag::NodeIndex],
-) -> async_dag::NodeIndex {
+fn async_dag_add(g: &mut async_dag::Graph<'static>, ctx: Ctx, ps: &[async_dag::NodeIndex]) -> async_dag::NodeIndex {
     let node = match ps.len() {
         0 => async_dag_task!(g, ctx;),
         1 => async_dag_task!(g, ctx; a),
@@ -183,8 +174,7 @@ fn async_dag_add(
     };
     for (slot, &p) in ps.iter().enumerate() {
         // The child is new (no children yet), so daggy skips its cycle check.
-        g.update_dependency(p, node, slot as u8)
-            .expect("well-typed acyclic edge");
+        g.update_dependency(p, node, slot as u8).expect("well-typed acyclic edge");
     }
     node
 }
@@ -198,27 +188,18 @@ async fn async_dag_impl(
     let counter = Arc::new(AtomicUsize::new(0));
     let mut g = async_dag::Graph::new();
     let handles = build(n_nodes, edges, ASYNC_DAG_MAX_INPUTS, |ps, real| {
-        let ctx = Ctx {
-            counter: real.then(|| Arc::clone(&counter)),
-            work,
-        };
+        let ctx = Ctx { counter: real.then(|| Arc::clone(&counter)), work };
         async_dag_add(&mut g, ctx, ps)
     });
     let started = std::time::Instant::now();
     g.run().await;
     let ran_in = started.elapsed();
-    let last = handles
-        .last()
-        .map(|&h| g.get_value::<u64>(h).expect("last node ran"));
+    let last = handles.last().map(|&h| g.get_value::<u64>(h).expect("last node ran"));
     (counter.load(Ordering::Relaxed), last, ran_in)
 }
 
 /// Like [`run_async_dag`], but returns how long `Graph::run` alone took (construction excluded).
-pub(crate) async fn time_async_dag_run(
-    n_nodes: usize,
-    edges: &[(usize, usize)],
-    work: Work,
-) -> std::time::Duration {
+pub(crate) async fn time_async_dag_run(n_nodes: usize, edges: &[(usize, usize)], work: Work) -> std::time::Duration {
     async_dag_impl(n_nodes, edges, work).await.2
 }
 
@@ -270,26 +251,17 @@ fn dagx_add(dag: &DagRunner, ctx: Ctx, ps: &[TaskHandle<u64>]) -> TaskHandle<u64
         [a, b, c, d, e] => dag.add_task(Dagx5(ctx)).depends_on((a, b, c, d, e)),
         [a, b, c, d, e, f] => dag.add_task(Dagx6(ctx)).depends_on((a, b, c, d, e, f)),
         [a, b, c, d, e, f, h] => dag.add_task(Dagx7(ctx)).depends_on((a, b, c, d, e, f, h)),
-        [a, b, c, d, e, f, h, i] => dag
-            .add_task(Dagx8(ctx))
-            .depends_on((a, b, c, d, e, f, h, i)),
+        [a, b, c, d, e, f, h, i] => dag.add_task(Dagx8(ctx)).depends_on((a, b, c, d, e, f, h, i)),
         _ => unreachable!("build() caps arity at {DAGX_MAX_INPUTS}, got {}", ps.len()),
     }
 }
 
 /// Runs with dagx; returns (executed node count, output of the last node).
-async fn dagx_impl(
-    n_nodes: usize,
-    edges: &[(usize, usize)],
-    work: Work,
-) -> (usize, Option<u64>, std::time::Duration) {
+async fn dagx_impl(n_nodes: usize, edges: &[(usize, usize)], work: Work) -> (usize, Option<u64>, std::time::Duration) {
     let counter = Arc::new(AtomicUsize::new(0));
     let dag = DagRunner::new();
     let handles = build(n_nodes, edges, DAGX_MAX_INPUTS, |ps, real| {
-        let ctx = Ctx {
-            counter: real.then(|| Arc::clone(&counter)),
-            work,
-        };
+        let ctx = Ctx { counter: real.then(|| Arc::clone(&counter)), work };
         dagx_add(&dag, ctx, ps)
     });
     let started = std::time::Instant::now();
@@ -304,11 +276,7 @@ async fn dagx_impl(
 }
 
 /// Like [`run_dagx`], but returns how long `DagRunner::run` alone took (construction excluded).
-pub(crate) async fn time_dagx_run(
-    n_nodes: usize,
-    edges: &[(usize, usize)],
-    work: Work,
-) -> std::time::Duration {
+pub(crate) async fn time_dagx_run(n_nodes: usize, edges: &[(usize, usize)], work: Work) -> std::time::Duration {
     dagx_impl(n_nodes, edges, work).await.2
 }
 
@@ -319,16 +287,10 @@ pub(crate) async fn run_dagx(n_nodes: usize, edges: &[(usize, usize)], work: Wor
 
 /// Runs each peer on tiny graphs of each shape and asserts every node ran and values flowed.
 pub(crate) fn self_check() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .expect("tokio runtime");
+    let rt = tokio::runtime::Builder::new_current_thread().build().expect("tokio runtime");
     // Fan with 100 nodes exercises the reduction helpers of both peers (98 parents).
-    let cases = [
-        edges(Shape::Chain, 10, 0),
-        edges(Shape::Fan, 10, 0),
-        edges(Shape::Fan, 100, 0),
-        edges(Shape::Layered, 10, 4),
-    ];
+    let cases =
+        [edges(Shape::Chain, 10, 0), edges(Shape::Fan, 10, 0), edges(Shape::Fan, 100, 0), edges(Shape::Layered, 10, 4)];
     for (n, es) in &cases {
         // Expected output of the last node: number of nodes on the longest path to it.
         let mut depth = vec![1u64; *n];
@@ -339,11 +301,7 @@ pub(crate) fn self_check() {
         }
         for work in [Work::Noop, Work::YieldOnce] {
             let (count, last, _) = rt.block_on(async_dag_impl(*n, es, work));
-            assert_eq!(
-                (count, last),
-                (*n, depth.last().copied()),
-                "async_dag {work:?}"
-            );
+            assert_eq!((count, last), (*n, depth.last().copied()), "async_dag {work:?}");
             let (count, last, _) = rt.block_on(dagx_impl(*n, es, work));
             assert_eq!((count, last), (*n, depth.last().copied()), "dagx {work:?}");
             assert_eq!(rt.block_on(run_async_dag(*n, es, work)), *n);

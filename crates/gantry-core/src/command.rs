@@ -138,16 +138,8 @@ impl CommandStep {
         let render = |source: &str| Template::parse(source).and_then(|t| ctx.render(&t));
         Ok(Rendered {
             program: render(&self.program)?,
-            args: self
-                .args
-                .iter()
-                .map(|a| render(a))
-                .collect::<Result<_, _>>()?,
-            env: self
-                .env
-                .iter()
-                .map(|(k, v)| Ok((k.clone(), render(v)?)))
-                .collect::<Result<_, TemplateError>>()?,
+            args: self.args.iter().map(|a| render(a)).collect::<Result<_, _>>()?,
+            env: self.env.iter().map(|(k, v)| Ok((k.clone(), render(v)?))).collect::<Result<_, TemplateError>>()?,
             current_dir: self.current_dir.as_deref().map(render).transpose()?,
         })
     }
@@ -218,11 +210,7 @@ impl Step for CommandStep {
     async fn run(&self, ctx: &StepContext) -> Result<(), StepError> {
         let r = self.render(ctx)?;
         let mut command = tokio::process::Command::new(&r.program);
-        command
-            .args(&r.args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        command.args(&r.args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         command.process_group(0).kill_on_drop(true);
         if self.env_clear {
             command.env_clear();
@@ -232,24 +220,15 @@ impl Step for CommandStep {
             command.current_dir(dir);
         }
         let shown = ctx.redact(&r.program).into_owned();
-        let mut child = command
-            .spawn()
-            .map_err(|e| StepError::with_source(format!("could not start `{shown}`"), e))?;
-        let guard = GroupGuard {
-            pgid: child.id().map(|id| Pid::from_raw(id as i32)),
-        };
+        let mut child = command.spawn().map_err(|e| StepError::with_source(format!("could not start `{shown}`"), e))?;
+        let guard = GroupGuard { pgid: child.id().map(|id| Pid::from_raw(id as i32)) };
         let tail = Arc::new(Mutex::new(VecDeque::with_capacity(self.tail_lines)));
         let mut pumps = Vec::new();
         if let Some(out) = child.stdout.take() {
             pumps.push(pump(out, ctx.clone(), LogStream::Stdout, None));
         }
         if let Some(err) = child.stderr.take() {
-            pumps.push(pump(
-                err,
-                ctx.clone(),
-                LogStream::Stderr,
-                Some((Arc::clone(&tail), self.tail_lines)),
-            ));
+            pumps.push(pump(err, ctx.clone(), LogStream::Stderr, Some((Arc::clone(&tail), self.tail_lines))));
         }
         let token = ctx.cancellation();
         let status = tokio::select! {
@@ -267,15 +246,11 @@ impl Step for CommandStep {
         drop(guard);
         let drain = futures::future::join_all(pumps.iter_mut().map(|p| &mut p.0));
         let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
-        let status = status
-            .map_err(|e| StepError::with_source(format!("could not wait for `{shown}`"), e))?;
+        let status = status.map_err(|e| StepError::with_source(format!("could not wait for `{shown}`"), e))?;
         if status.success() {
             return Ok(());
         }
-        let ended = match (
-            status.code(),
-            std::os::unix::process::ExitStatusExt::signal(&status),
-        ) {
+        let ended = match (status.code(), std::os::unix::process::ExitStatusExt::signal(&status)) {
             (Some(code), _) => format!("exited with code {code}"),
             (None, Some(signal)) => format!("was killed by signal {signal}"),
             (None, None) => "failed".to_owned(),
@@ -287,21 +262,15 @@ impl Step for CommandStep {
             message.push_str(&tail.iter().cloned().collect::<Vec<_>>().join("\n"));
         }
         let error = StepError::new(message);
-        Ok(()).and(
-            if status.code().is_some_and(|c| self.retry_on.contains(&c)) {
-                Err(error.retryable())
-            } else {
-                Err(error)
-            },
-        )
+        Ok(()).and(if status.code().is_some_and(|c| self.retry_on.contains(&c)) {
+            Err(error.retryable())
+        } else {
+            Err(error)
+        })
     }
 
     fn describe(&self, ctx: &StepContext) -> String {
-        let show = |s: &str| {
-            Template::parse(s)
-                .map(|t| ctx.render_masked(&t))
-                .unwrap_or_else(|_| s.to_owned())
-        };
+        let show = |s: &str| Template::parse(s).map(|t| ctx.render_masked(&t)).unwrap_or_else(|_| s.to_owned());
         let mut text = format!("runs `{}", show(&self.program));
         for arg in &self.args {
             text.push(' ');

@@ -26,25 +26,15 @@ impl SubPipeline {
 #[async_trait]
 impl Step for SubPipeline {
     async fn run(&self, ctx: &StepContext) -> Result<(), StepError> {
-        let scope = Arc::new(Scope::child(
-            ctx,
-            self.pipeline.clone(),
-            ctx.name(),
-            HashMap::new(),
-        ));
+        let scope = Arc::new(Scope::child(ctx, self.pipeline.clone(), ctx.name(), HashMap::new()));
         let outcome = drive(&scope).await;
-        let (result, steps) =
-            outcome.into_step_result(&format!("sub-pipeline `{}`", self.pipeline.name()));
+        let (result, steps) = outcome.into_step_result(&format!("sub-pipeline `{}`", self.pipeline.name()));
         ctx.scope.add_child_reports(ctx.node(), steps);
         result
     }
 
     fn describe(&self, _ctx: &StepContext) -> String {
-        format!(
-            "runs pipeline `{}` ({} steps)",
-            self.pipeline.name(),
-            self.pipeline.len()
-        )
+        format!("runs pipeline `{}` ({} steps)", self.pipeline.name(), self.pipeline.len())
     }
 }
 

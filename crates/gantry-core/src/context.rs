@@ -72,10 +72,7 @@ impl Context {
 
 impl fmt::Debug for Context {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Context")
-            .field("vars", &self.vars)
-            .field("secrets", &self.secrets)
-            .finish()
+        f.debug_struct("Context").field("vars", &self.vars).field("secrets", &self.secrets).finish()
     }
 }
 
@@ -94,10 +91,7 @@ pub struct OutputKey<T> {
 impl<T> OutputKey<T> {
     /// A key with this name.
     pub const fn new(name: &'static str) -> Self {
-        Self {
-            name,
-            _type: PhantomData,
-        }
+        Self { name, _type: PhantomData }
     }
 
     /// The key's name.
@@ -115,12 +109,7 @@ impl<T> Copy for OutputKey<T> {}
 
 impl<T> fmt::Debug for OutputKey<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "OutputKey<{}>({:?})",
-            std::any::type_name::<T>(),
-            self.name
-        )
+        write!(f, "OutputKey<{}>({:?})", std::any::type_name::<T>(), self.name)
     }
 }
 
@@ -136,12 +125,33 @@ pub(crate) struct SecretStore {
     pub(crate) redactor: Redactor,
 }
 
-/// The names the steps of one (sub-)run go by in events and reports.
+/// The names the steps of one (sub-)run go by in events and reports. Registered with the run's journal, whose
+/// readers turn step indices back into names.
+#[derive(Clone)]
 pub(crate) enum Names {
     /// Top-level run: the pipeline's own names.
-    Plain,
+    Plain(Pipeline),
     /// Sub-run: `prefix/name` for each node.
-    Prefixed(Vec<Arc<str>>),
+    Prefixed(Arc<[Arc<str>]>),
+}
+
+impl fmt::Debug for Names {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Plain(p) => write!(f, "Names::Plain({})", p.name()),
+            Self::Prefixed(names) => write!(f, "Names::Prefixed({} steps)", names.len()),
+        }
+    }
+}
+
+impl Names {
+    #[inline]
+    pub(crate) fn get(&self, node: u32) -> &Arc<str> {
+        match self {
+            Self::Plain(pipeline) => &pipeline.node(node as usize).name,
+            Self::Prefixed(names) => &names[node as usize],
+        }
+    }
 }
 
 /// Shared state of one run or sub-run.
@@ -149,6 +159,8 @@ pub(crate) struct Scope {
     pub(crate) run_id: Arc<str>,
     pub(crate) pipeline: Pipeline,
     pub(crate) names: Names,
+    /// This scope's number in the journal's table of names.
+    pub(crate) id: u32,
     vars: RwLock<HashMap<String, String>>,
     parent: Option<Arc<Scope>>,
     outputs: Mutex<HashMap<(u32, &'static str), StoredOutput>>,
@@ -174,12 +186,13 @@ impl Scope {
         for secret in context.secrets.values() {
             secrets.redactor.register(secret);
         }
-        *secrets.named.write().unwrap_or_else(|e| e.into_inner()) =
-            context.secrets.into_iter().collect();
+        *secrets.named.write().unwrap_or_else(|e| e.into_inner()) = context.secrets.into_iter().collect();
+        let names = Names::Plain(pipeline.clone());
         Self {
+            id: journal.register(names.clone()),
             run_id,
             pipeline,
-            names: Names::Plain,
+            names,
             vars: RwLock::new(context.vars.into_iter().collect()),
             parent: None,
             outputs: Mutex::default(),
@@ -193,20 +206,16 @@ impl Scope {
     }
 
     /// The scope of a sub-run of `pipeline` started by the step `parent` under the name `prefix`, with extra variables.
-    pub(crate) fn child(
-        parent: &StepContext,
-        pipeline: Pipeline,
-        prefix: &str,
-        vars: HashMap<String, String>,
-    ) -> Self {
-        let names = (0..pipeline.len())
-            .map(|i| Arc::from(format!("{prefix}/{}", pipeline.node(i).name)))
-            .collect();
+    pub(crate) fn child(parent: &StepContext, pipeline: Pipeline, prefix: &str, vars: HashMap<String, String>) -> Self {
+        let names: Arc<[Arc<str>]> =
+            (0..pipeline.len()).map(|i| Arc::from(format!("{prefix}/{}", pipeline.node(i).name))).collect();
+        let names = Names::Prefixed(names);
         let scope = &parent.scope;
         Self {
+            id: scope.journal.register(names.clone()),
             run_id: Arc::clone(&scope.run_id),
             pipeline,
-            names: Names::Prefixed(names),
+            names,
             vars: RwLock::new(vars),
             parent: Some(Arc::clone(scope)),
             outputs: Mutex::default(),
@@ -221,10 +230,7 @@ impl Scope {
 
     #[inline]
     pub(crate) fn name(&self, node: u32) -> &Arc<str> {
-        match &self.names {
-            Names::Plain => &self.pipeline.node(node as usize).name,
-            Names::Prefixed(names) => &names[node as usize],
-        }
+        self.names.get(node)
     }
 
     pub(crate) fn redact<'t>(&self, text: &'t str) -> std::borrow::Cow<'t, str> {
@@ -232,12 +238,7 @@ impl Scope {
     }
 
     fn var(&self, name: &str) -> Option<String> {
-        let own = self
-            .vars
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(name)
-            .cloned();
+        let own = self.vars.read().unwrap_or_else(|e| e.into_inner()).get(name).cloned();
         own.or_else(|| self.parent.as_ref().and_then(|p| p.var(name)))
     }
 
@@ -245,22 +246,13 @@ impl Scope {
         if let Some(p) = &self.parent {
             p.var_names(into);
         }
-        into.extend(
-            self.vars
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone())),
-        );
+        into.extend(self.vars.read().unwrap_or_else(|e| e.into_inner()).iter().map(|(k, v)| (k.clone(), v.clone())));
     }
 
     /// Removes and returns every output as (node, key, rendered), for the report.
     pub(crate) fn drain_outputs(&self) -> Vec<(u32, &'static str, String)> {
         let mut outputs = self.outputs.lock().unwrap_or_else(|e| e.into_inner());
-        outputs
-            .drain()
-            .map(|((node, key), v)| (node, key, v.rendered))
-            .collect()
+        outputs.drain().map(|((node, key), v)| (node, key, v.rendered)).collect()
     }
 
     /// Records the step reports of a sub-run started by `node`.
@@ -295,12 +287,7 @@ impl Clone for StepContext {
 
 impl StepContext {
     pub(crate) fn new(scope: Arc<Scope>, node: u32) -> Self {
-        Self {
-            scope,
-            node,
-            finally: AtomicBool::new(false),
-            attempt: AtomicU32::new(1),
-        }
+        Self { scope, node, finally: AtomicBool::new(false), attempt: AtomicU32::new(1) }
     }
 
     pub(crate) fn set_finally(&self) {
@@ -333,11 +320,7 @@ impl StepContext {
     /// The signal to stop: cancelled when the run is cancelled. Steps that run after a cancellation (`always` steps)
     /// get a token that is not cancelled.
     pub fn cancellation(&self) -> &CancellationToken {
-        if self.finally.load(Ordering::Relaxed) {
-            &self.scope.final_token
-        } else {
-            &self.scope.run_token
-        }
+        if self.finally.load(Ordering::Relaxed) { &self.scope.final_token } else { &self.scope.run_token }
     }
 
     /// Whether the step should stop.
@@ -352,9 +335,7 @@ impl StepContext {
 
     /// A variable that must exist.
     pub fn require_var(&self, name: &str) -> Result<String, ContextError> {
-        self.var(name).ok_or_else(|| ContextError::MissingVariable {
-            name: name.to_owned(),
-        })
+        self.var(name).ok_or_else(|| ContextError::MissingVariable { name: name.to_owned() })
     }
 
     /// All variables visible to the step, for inspection (debugger, plans).
@@ -373,30 +354,15 @@ impl StepContext {
 
     /// A secret by name.
     pub fn secret(&self, name: &str) -> Result<Secret, ContextError> {
-        let named = self
-            .scope
-            .secrets
-            .named
-            .read()
-            .unwrap_or_else(|e| e.into_inner());
-        named
-            .get(name)
-            .cloned()
-            .ok_or_else(|| ContextError::MissingSecret {
-                name: name.to_owned(),
-            })
+        let named = self.scope.secrets.named.read().unwrap_or_else(|e| e.into_inner());
+        named.get(name).cloned().ok_or_else(|| ContextError::MissingSecret { name: name.to_owned() })
     }
 
     /// Adds a secret to the run: masked from now on in every event, log line, error and report, and available to
     /// later steps by name.
     pub fn add_secret(&self, name: impl Into<String>, secret: Secret) {
         self.scope.secrets.redactor.register(&secret);
-        self.scope
-            .secrets
-            .named
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(name.into(), secret);
+        self.scope.secrets.named.write().unwrap_or_else(|e| e.into_inner()).insert(name.into(), secret);
     }
 
     /// Masks the run's secrets in `text`.
@@ -420,11 +386,7 @@ impl StepContext {
     /// Renders a template for display: secrets show as a mask.
     pub fn render_masked(&self, template: &Template) -> String {
         let rendered = template.render(|name| {
-            if name.starts_with(SECRET_PREFIX) {
-                Some(crate::secret::MASK.to_owned())
-            } else {
-                self.var(name)
-            }
+            if name.starts_with(SECRET_PREFIX) { Some(crate::secret::MASK.to_owned()) } else { self.var(name) }
         });
         rendered.unwrap_or_else(|_| template.source().to_owned())
     }
@@ -435,10 +397,7 @@ impl StepContext {
         T: Any + Send + Sync + fmt::Debug,
     {
         let rendered = format!("{value:?}");
-        let stored = StoredOutput {
-            value: Arc::new(value),
-            rendered,
-        };
+        let stored = StoredOutput { value: Arc::new(value), rendered };
         let mut outputs = self.scope.outputs.lock().unwrap_or_else(|e| e.into_inner());
         outputs.insert((self.node, key.name()), stored);
     }
@@ -452,24 +411,17 @@ impl StepContext {
         while let Some(s) = scope {
             if let Some(node) = s.pipeline.index_of(step) {
                 let outputs = s.outputs.lock().unwrap_or_else(|e| e.into_inner());
-                let missing = || ContextError::MissingOutput {
+                let missing = || ContextError::MissingOutput { step: step.to_owned(), key: key.name().to_owned() };
+                let stored = outputs.get(&(node, key.name())).ok_or_else(missing)?;
+                return Arc::clone(&stored.value).downcast::<T>().map_err(|_| ContextError::OutputType {
                     step: step.to_owned(),
                     key: key.name().to_owned(),
-                };
-                let stored = outputs.get(&(node, key.name())).ok_or_else(missing)?;
-                return Arc::clone(&stored.value).downcast::<T>().map_err(|_| {
-                    ContextError::OutputType {
-                        step: step.to_owned(),
-                        key: key.name().to_owned(),
-                        expected: std::any::type_name::<T>(),
-                    }
+                    expected: std::any::type_name::<T>(),
                 });
             }
             scope = s.parent.as_ref();
         }
-        Err(ContextError::UnknownStep {
-            step: step.to_owned(),
-        })
+        Err(ContextError::UnknownStep { step: step.to_owned() })
     }
 
     /// Logs a line as the step's output (secrets masked).
@@ -483,11 +435,7 @@ impl StepContext {
         tracing::debug!(step = %self.name(), ?stream, line = %line, "step output");
         if self.scope.journal.is_active() {
             let step = Arc::clone(self.scope.name(self.node));
-            self.scope.journal.emit_now(Event::Log {
-                step,
-                stream,
-                line: Arc::from(line.as_ref()),
-            });
+            self.scope.journal.emit_now(Event::Log { step, stream, line: Arc::from(line.as_ref()) });
         }
     }
 }

@@ -107,10 +107,7 @@ impl Pause {
 
 impl fmt::Debug for Pause {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Pause")
-            .field("step", &self.step())
-            .field("reason", &self.reason)
-            .finish_non_exhaustive()
+        f.debug_struct("Pause").field("step", &self.step()).field("reason", &self.reason).finish_non_exhaustive()
     }
 }
 
@@ -163,12 +160,7 @@ impl DebugHook {
     async fn pause(&self, ctx: &StepContext, reason: PauseReason, before: bool) {
         let _turn = self.one_at_a_time.lock().await;
         let (resume, answer) = oneshot::channel();
-        let pause = Pause {
-            context: ctx.clone(),
-            reason,
-            before,
-            resume,
-        };
+        let pause = Pause { context: ctx.clone(), reason, before, resume };
         if self.pauses.send(pause).is_err() {
             return; // The debugger is gone: run freely.
         }
@@ -180,10 +172,7 @@ impl DebugHook {
 #[async_trait]
 impl Hook for DebugHook {
     async fn before_step(&self, ctx: &StepContext) {
-        if self
-            .breakpoints
-            .contains(&Breakpoint::Step(ctx.name().to_owned()))
-        {
+        if self.breakpoints.contains(&Breakpoint::Step(ctx.name().to_owned())) {
             self.pause(ctx, PauseReason::Breakpoint, true).await;
         } else if self.stepping.load(Ordering::Relaxed) {
             self.pause(ctx, PauseReason::Stepping, true).await;
@@ -194,9 +183,7 @@ impl Hook for DebugHook {
         if let Err(error) = result
             && self.on_failure
         {
-            let message = ctx
-                .redact(&crate::executor::error_chain(error))
-                .into_owned();
+            let message = ctx.redact(&crate::executor::error_chain(error)).into_owned();
             self.pause(ctx, PauseReason::Failed(message), false).await;
         }
     }
@@ -204,9 +191,7 @@ impl Hook for DebugHook {
 
 impl fmt::Debug for DebugHook {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DebugHook")
-            .field("breakpoints", &self.breakpoints)
-            .finish_non_exhaustive()
+        f.debug_struct("DebugHook").field("breakpoints", &self.breakpoints).finish_non_exhaustive()
     }
 }
 
@@ -256,16 +241,10 @@ impl Recorder {
 #[async_trait]
 impl Hook for std::sync::Arc<Recorder> {
     async fn before_step(&self, ctx: &StepContext) {
-        self.log
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(format!("start:{}", ctx.name()));
+        self.log.lock().unwrap_or_else(|e| e.into_inner()).push(format!("start:{}", ctx.name()));
     }
 
     async fn after_step(&self, ctx: &StepContext, _result: &Result<(), StepError>) {
-        self.log
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(format!("end:{}", ctx.name()));
+        self.log.lock().unwrap_or_else(|e| e.into_inner()).push(format!("end:{}", ctx.name()));
     }
 }

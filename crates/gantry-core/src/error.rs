@@ -34,23 +34,12 @@ pub enum StepErrorKind {
 impl StepError {
     /// A failure with a message. Not retryable unless [`retryable`](Self::retryable) is called.
     pub fn new(message: impl Into<String>) -> Self {
-        Self {
-            kind: StepErrorKind::Failed,
-            message: message.into(),
-            retryable: false,
-            source: None,
-        }
+        Self { kind: StepErrorKind::Failed, message: message.into(), retryable: false, source: None }
     }
 
     /// A failure caused by `source`, described by `message`.
-    pub fn with_source(
-        message: impl Into<String>,
-        source: impl StdError + Send + Sync + 'static,
-    ) -> Self {
-        Self {
-            source: Some(Box::new(source)),
-            ..Self::new(message)
-        }
+    pub fn with_source(message: impl Into<String>, source: impl StdError + Send + Sync + 'static) -> Self {
+        Self { source: Some(Box::new(source)), ..Self::new(message) }
     }
 
     /// Marks the error as transient: the executor retries the step if its retry policy allows.
@@ -62,18 +51,12 @@ impl StepError {
 
     /// The step was cancelled.
     pub fn cancelled() -> Self {
-        Self {
-            kind: StepErrorKind::Cancelled,
-            ..Self::new("cancelled")
-        }
+        Self { kind: StepErrorKind::Cancelled, ..Self::new("cancelled") }
     }
 
     /// The step exceeded its timeout.
     pub fn timeout(after: Duration) -> Self {
-        Self {
-            kind: StepErrorKind::Timeout,
-            ..Self::new(format!("timed out after {after:?}"))
-        }
+        Self { kind: StepErrorKind::Timeout, ..Self::new(format!("timed out after {after:?}")) }
     }
 
     /// Whether the executor may retry the step after this error.
@@ -100,20 +83,13 @@ impl fmt::Display for StepError {
 
 impl StdError for StepError {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        self.source
-            .as_deref()
-            .map(|s| s as &(dyn StdError + 'static))
+        self.source.as_deref().map(|s| s as &(dyn StdError + 'static))
     }
 }
 
 impl From<ContextError> for StepError {
     fn from(e: ContextError) -> Self {
-        Self {
-            kind: StepErrorKind::Context,
-            message: e.to_string(),
-            retryable: false,
-            source: None,
-        }
+        Self { kind: StepErrorKind::Context, message: e.to_string(), retryable: false, source: None }
     }
 }
 
@@ -144,9 +120,7 @@ pub enum BuildError {
         step: String,
     },
     /// A step depends on a step that does not exist.
-    #[error(
-        "step `{step}` of pipeline `{pipeline}` depends on `{dependency}`, which is not a step of the pipeline"
-    )]
+    #[error("step `{step}` of pipeline `{pipeline}` depends on `{dependency}`, which is not a step of the pipeline")]
     UnknownDependency {
         /// The pipeline.
         pipeline: String,
@@ -156,9 +130,7 @@ pub enum BuildError {
         dependency: String,
     },
     /// An `on_failure` step has nothing upstream whose failure it could handle.
-    #[error(
-        "step `{step}` of pipeline `{pipeline}` runs on failure but has no upstream step; add `.after(..)`"
-    )]
+    #[error("step `{step}` of pipeline `{pipeline}` runs on failure but has no upstream step; add `.after(..)`")]
     FailureHandlerWithoutUpstream {
         /// The pipeline.
         pipeline: String,
@@ -166,9 +138,7 @@ pub enum BuildError {
         step: String,
     },
     /// A step name is empty or contains `/`, which separates the names of sub-pipelines.
-    #[error(
-        "pipeline `{pipeline}` has an invalid step name `{step}`: names must be non-empty and contain no `/`"
-    )]
+    #[error("pipeline `{pipeline}` has an invalid step name `{step}`: names must be non-empty and contain no `/`")]
     InvalidName {
         /// The pipeline.
         pipeline: String,
@@ -314,10 +284,7 @@ mod tests {
 
     #[test]
     fn cycle_error_lists_the_cycle() {
-        let e = BuildError::Cycle {
-            pipeline: "p".into(),
-            cycle: vec!["a".into(), "b".into(), "a".into()],
-        };
+        let e = BuildError::Cycle { pipeline: "p".into(), cycle: vec!["a".into(), "b".into(), "a".into()] };
         assert_eq!(e.to_string(), "pipeline `p` has a cycle: a -> b -> a");
     }
 }

@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime};
 
 use futures::Stream;
 
+use crate::context::Names;
 use crate::report::{RunStatus, StepStatus};
 
 /// Which output stream a log line came from.
@@ -104,6 +105,16 @@ impl Event {
     }
 }
 
+/// An event as the journal keeps it. Step events name their step by scope and index, and readers look the name
+/// up: the executor's hot path copies a few integers instead of touching a shared name (an atomic reference count
+/// whose cache line would bounce between the executor's core and the reader's).
+#[derive(Clone, Debug)]
+pub(crate) enum Raw {
+    Started { scope: u32, node: u32, attempt: u32 },
+    Finished { scope: u32, node: u32, status: StepStatus, attempts: u32, duration: Duration, reason: Option<Arc<str>> },
+    Event(Event),
+}
+
 /// The shared, append-only log of a run's events. Internal: users see [`EventStream`].
 ///
 /// Emitters append to `pending` (one short lock; the order of appends is the order every reader sees). The executor
@@ -112,15 +123,17 @@ impl Event {
 /// takes whole batches by swapping buffers; several readers each clone what they read.
 #[derive(Debug, Default)]
 pub(crate) struct Journal {
-    pending: Mutex<Vec<Event>>,
+    pending: Mutex<Vec<Raw>>,
     inner: Mutex<JournalInner>,
+    /// Step names of every scope of the run, by scope id.
+    names: Mutex<Vec<Names>>,
     subscribers: AtomicUsize,
     waiting: AtomicBool,
 }
 
 #[derive(Debug, Default)]
 struct JournalInner {
-    events: VecDeque<Event>,
+    events: VecDeque<Raw>,
     /// Sequence number of `events[0]`.
     head: u64,
     /// Per subscriber: the next sequence number it reads, and its waker while it waits.
@@ -148,13 +161,20 @@ impl Journal {
         self.subscribers.load(Ordering::Relaxed) > 0
     }
 
+    /// Registers a scope's step names; raw events refer to them by the returned id.
+    pub(crate) fn register(&self, names: Names) -> u32 {
+        let mut tables = lock(&self.names);
+        tables.push(names);
+        tables.len() as u32 - 1
+    }
+
     /// Appends an event; readers see it at the next [`publish`](Self::publish).
     pub(crate) fn emit(&self, event: Event) {
         if !self.is_active() {
             return;
         }
         let mut pending = lock(&self.pending);
-        pending.push(event);
+        pending.push(Raw::Event(event));
         if pending.len() >= FLUSH_AT {
             drop(pending);
             self.publish();
@@ -162,7 +182,7 @@ impl Journal {
     }
 
     /// Appends a batch of events (emptying `events`), in order.
-    pub(crate) fn emit_batch(&self, events: &mut Vec<Event>) {
+    pub(crate) fn emit_batch(&self, events: &mut Vec<Raw>) {
         if !self.is_active() {
             events.clear();
             return;
@@ -231,11 +251,7 @@ impl Journal {
         };
         self.subscribers.fetch_add(1, Ordering::Relaxed);
         drop(inner);
-        EventStream {
-            journal: Arc::clone(self),
-            id,
-            buffer: VecDeque::new(),
-        }
+        EventStream { journal: Arc::clone(self), id, buffer: VecDeque::new(), names: Vec::new() }
     }
 
     /// Drops the events every subscriber has read.
@@ -256,7 +272,40 @@ impl Journal {
 pub struct EventStream {
     journal: Arc<Journal>,
     id: usize,
-    buffer: VecDeque<Event>,
+    buffer: VecDeque<Raw>,
+    /// The journal's name tables this reader has copied so far.
+    names: Vec<Names>,
+}
+
+impl EventStream {
+    fn resolve(&mut self, raw: Raw) -> Event {
+        let scope = match &raw {
+            Raw::Started { scope, .. } | Raw::Finished { scope, .. } => *scope as usize,
+            Raw::Event(_) => 0,
+        };
+        if matches!(raw, Raw::Started { .. } | Raw::Finished { .. }) && scope >= self.names.len() {
+            let tables = lock(&self.journal.names);
+            self.names.extend(tables[self.names.len()..].iter().cloned());
+        }
+        match raw {
+            Raw::Started { node, attempt, .. } => {
+                Event::StepStarted { step: Arc::clone(self.names[scope].get(node)), attempt }
+            }
+            Raw::Finished { node, status, attempts, duration, reason, .. } => Event::StepFinished {
+                step: Arc::clone(self.names[scope].get(node)),
+                status,
+                reason,
+                attempts,
+                duration,
+            },
+            Raw::Event(event) => event,
+        }
+    }
+
+    fn pop(&mut self) -> Option<Event> {
+        let raw = self.buffer.pop_front()?;
+        Some(self.resolve(raw))
+    }
 }
 
 /// How many events a reader among several copies at a time.
@@ -266,7 +315,7 @@ impl Stream for EventStream {
     type Item = Event;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Event>> {
-        if let Some(event) = self.buffer.pop_front() {
+        if let Some(event) = self.pop() {
             return Poll::Ready(Some(event));
         }
         let this = &mut *self;
@@ -291,18 +340,15 @@ impl Stream for EventStream {
                 Journal::compact(&mut inner);
             }
             drop(inner);
-            return Poll::Ready(this.buffer.pop_front());
+            return Poll::Ready(this.pop());
         }
         if closed {
             return Poll::Ready(None);
         }
         cursor.waker = Some(cx.waker().clone());
         this.journal.waiting.store(true, Ordering::Release);
-        drop(inner);
-        // An emitter may have appended before we registered: make sure it is not left pending.
-        if !lock(&this.journal.pending).is_empty() {
-            this.journal.publish();
-        }
+        // Events still pending are published by their emitter: the executor before it waits or finishes,
+        // anyone else at once.
         Poll::Pending
     }
 }
@@ -322,10 +368,7 @@ mod tests {
     use futures::StreamExt;
 
     fn ev(n: u32) -> Event {
-        Event::StepStarted {
-            step: "s".into(),
-            attempt: n,
-        }
+        Event::StepStarted { step: "s".into(), attempt: n }
     }
 
     #[tokio::test]
@@ -358,10 +401,7 @@ mod tests {
         assert_eq!(s.next().await, Some(ev(1)));
         assert_eq!(lock(&j.inner).events.len(), 2, "t has not read them yet");
         assert_eq!(t.next().await, Some(ev(1)));
-        assert!(
-            lock(&j.inner).events.is_empty(),
-            "both read both into their batches"
-        );
+        assert!(lock(&j.inner).events.is_empty(), "both read both into their batches");
         drop(t);
         drop(s);
         assert!(!j.is_active());

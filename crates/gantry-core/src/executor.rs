@@ -25,7 +25,7 @@ use tracing::Instrument;
 use crate::context::{Context, Scope, StepContext};
 use crate::debug::Hook;
 use crate::error::{RunError, StepError, StepErrorKind};
-use crate::event::{Event, EventStream, Journal};
+use crate::event::{Event, EventStream, Journal, Raw};
 use crate::pipeline::{Node, Pipeline};
 use crate::report::{RunReport, RunStatus, StepReport, StepStatus};
 use crate::rule::{TriggerRule, Upstream, Verdict};
@@ -39,11 +39,7 @@ pub(crate) struct RunOptions {
 
 impl Default for RunOptions {
     fn default() -> Self {
-        Self {
-            max_concurrency: usize::MAX,
-            grace: Duration::from_secs(30),
-            hooks: Vec::new(),
-        }
+        Self { max_concurrency: usize::MAX, grace: Duration::from_secs(30), hooks: Vec::new() }
     }
 }
 
@@ -140,14 +136,10 @@ impl Run {
     pub async fn execute(self) -> Result<RunReport, RunError> {
         let problems = self.pipeline.check_variables(&self.context);
         if !problems.is_empty() {
-            return Err(RunError::Templates {
-                pipeline: self.pipeline.name().to_owned(),
-                problems,
-            });
+            return Err(RunError::Templates { pipeline: self.pipeline.name().to_owned(), problems });
         }
         let pipeline_name: Arc<str> = Arc::from(self.pipeline.name());
-        let span =
-            tracing::info_span!("gantry.run", pipeline = %pipeline_name, run_id = %self.run_id);
+        let span = tracing::info_span!("gantry.run", pipeline = %pipeline_name, run_id = %self.run_id);
         let scope = Arc::new(Scope::root(
             Arc::clone(&self.run_id),
             self.pipeline,
@@ -196,10 +188,7 @@ impl Pipeline {
 fn new_run_id() -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let millis = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis();
+    let millis = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_millis();
     format!("{millis:x}-{:x}", COUNTER.fetch_add(1, Ordering::Relaxed))
 }
 
@@ -222,10 +211,7 @@ impl Outcome {
                     .filter(|s| s.status == StepStatus::Failed && !s.allowed_failure)
                     .map(|s| format!("`{}`", s.name))
                     .collect();
-                Err(StepError::new(format!(
-                    "{what} failed at {}",
-                    failed.join(", ")
-                )))
+                Err(StepError::new(format!("{what} failed at {}", failed.join(", "))))
             }
         };
         (result, self.steps)
@@ -235,9 +221,8 @@ impl Outcome {
 /// Runs the pipeline of `scope` to the end.
 pub(crate) async fn drive(scope: &Arc<Scope>) -> Outcome {
     // One context per step, made up front: running steps borrow theirs for as long as they run.
-    let contexts: Vec<StepContext> = (0..scope.pipeline.len() as u32)
-        .map(|i| StepContext::new(Arc::clone(scope), i))
-        .collect();
+    let contexts: Vec<StepContext> =
+        (0..scope.pipeline.len() as u32).map(|i| StepContext::new(Arc::clone(scope), i)).collect();
     let mut coordinator = Coordinator::new(scope, &contexts);
     poll_fn(|cx| coordinator.poll(cx)).await;
     coordinator.into_outcome()
@@ -278,10 +263,7 @@ impl Future for Running<'_> {
     fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
         let attempted = match &mut self.future {
             StepFuture::Direct(f) => match f.as_mut().poll(cx) {
-                Poll::Ready(result) => Attempted {
-                    result,
-                    attempts: 1,
-                },
+                Poll::Ready(result) => Attempted { result, attempts: 1 },
                 Poll::Pending => return Poll::Pending,
             },
             StepFuture::Wrapped(f) => match f.as_mut().poll(cx) {
@@ -312,17 +294,14 @@ struct Coordinator<'a> {
     now: Option<Instant>,
     /// Events of the coordinator not yet handed to the journal; flushed before any step future is polled and
     /// before the coordinator waits, so that whatever a step emits comes after its `StepStarted`.
-    events: Vec<Event>,
+    events: Vec<Raw>,
 }
 
 impl<'a> Coordinator<'a> {
     fn new(scope: &'a Arc<Scope>, contexts: &'a [StepContext]) -> Self {
         let pipeline = &scope.pipeline;
         let slots = (0..pipeline.len())
-            .map(|i| Slot {
-                waiting: pipeline.node(i).upstream_count,
-                up: Upstream::default(),
-            })
+            .map(|i| Slot { waiting: pipeline.node(i).upstream_count, up: Upstream::default() })
             .collect();
         Self {
             scope,
@@ -347,7 +326,7 @@ impl<'a> Coordinator<'a> {
         *self.now.get_or_insert_with(Instant::now)
     }
 
-    fn emit(&mut self, event: Event) {
+    fn emit(&mut self, event: Raw) {
         self.events.push(event);
     }
 
@@ -368,17 +347,16 @@ impl<'a> Coordinator<'a> {
         // Steps finished in this poll: past the budget the coordinator yields, so that other tasks on its thread
         // (event readers among them) run, as tokio's cooperative scheduling asks of every task.
         let mut budget = COOP_BUDGET;
+        // The token is read once per poll (reading it takes a lock); the cancel signal polled below wakes us.
+        if !self.cancelling && self.scope.run_token.is_cancelled() {
+            self.begin_cancel();
+        }
         loop {
             if budget == 0 {
                 self.publish();
                 self.now = None;
                 cx.waker().wake_by_ref();
                 return Poll::Pending;
-            }
-            if !self.cancelling && self.scope.run_token.is_cancelled() {
-                self.cancelling = true;
-                self.grace = Some(Box::pin(tokio::time::sleep(self.scope.options.grace)));
-                tracing::warn!("run cancelled; waiting for running steps");
             }
             if !self.cancelling || self.finalizing {
                 while budget > 0 && self.running.len() < self.scope.options.max_concurrency {
@@ -409,13 +387,11 @@ impl<'a> Coordinator<'a> {
                 Poll::Pending => {
                     if !self.cancelling {
                         if self.cancel_signal.as_mut().poll(cx).is_ready() {
+                            self.begin_cancel();
                             continue;
                         }
                     } else if !self.finalizing {
-                        let expired = self
-                            .grace
-                            .as_mut()
-                            .is_some_and(|g| g.as_mut().poll(cx).is_ready());
+                        let expired = self.grace.as_mut().is_some_and(|g| g.as_mut().poll(cx).is_ready());
                         if expired {
                             self.abandon_running();
                             continue;
@@ -427,6 +403,12 @@ impl<'a> Coordinator<'a> {
                 }
             }
         }
+    }
+
+    fn begin_cancel(&mut self) {
+        self.cancelling = true;
+        self.grace = Some(Box::pin(tokio::time::sleep(self.scope.options.grace)));
+        tracing::warn!("run cancelled; waiting for running steps");
     }
 
     /// Decides a step whose upstream steps are all finished, and starts or skips it.
@@ -452,33 +434,20 @@ impl<'a> Coordinator<'a> {
         if let Some(condition) = node.condition()
             && !condition.evaluate(ctx)
         {
-            return self.skip(
-                i,
-                Arc::from(format!("condition false: {}", condition.label())),
-            );
+            return self.skip(i, Arc::from(format!("condition false: {}", condition.label())));
         }
         if self.scope.journal.is_active() {
-            self.emit(Event::StepStarted {
-                step: Arc::clone(self.scope.name(i)),
-                attempt: 1,
-            });
+            self.emit(Raw::Started { scope: self.scope.id, node: i, attempt: 1 });
             self.flush();
         }
         let started = self.clock();
         let span = tracing::info_span!("gantry.step", step = %self.scope.name(i));
-        let future = if node.needs_wrapper()
-            || !self.scope.options.hooks.is_empty()
-            || !span.is_disabled()
-        {
+        let future = if node.needs_wrapper() || !self.scope.options.hooks.is_empty() || !span.is_disabled() {
             StepFuture::Wrapped(Box::pin(attempts(node, ctx, self.scope).instrument(span)))
         } else {
             StepFuture::Direct(node.step.run(ctx))
         };
-        let mut running = Running {
-            node: i,
-            started,
-            future,
-        };
+        let mut running = Running { node: i, started, future };
         let polled = Pin::new(&mut running).poll(cx);
         self.now = None;
         match polled {
@@ -488,10 +457,7 @@ impl<'a> Coordinator<'a> {
     }
 
     fn because(&self, upstream: u32, what: &str) -> Arc<str> {
-        Arc::from(format!(
-            "upstream `{}` {what}",
-            self.pipeline.node(upstream as usize).name
-        ))
+        Arc::from(format!("upstream `{}` {what}", self.pipeline.node(upstream as usize).name))
     }
 
     fn skip(&mut self, i: u32, reason: Arc<str>) {
@@ -521,25 +487,12 @@ impl<'a> Coordinator<'a> {
         let now = self.clock();
         for running in std::mem::take(&mut self.running) {
             let reason = Arc::from("did not stop within the grace period; dropped");
-            self.finish(
-                running.node,
-                StepStatus::Cancelled,
-                Some(reason),
-                1,
-                now - running.started,
-            );
+            self.finish(running.node, StepStatus::Cancelled, Some(reason), 1, now - running.started);
         }
         self.finalizing = true;
     }
 
-    fn finish(
-        &mut self,
-        i: u32,
-        status: StepStatus,
-        reason: Option<Arc<str>>,
-        attempts: u32,
-        duration: Duration,
-    ) {
+    fn finish(&mut self, i: u32, status: StepStatus, reason: Option<Arc<str>>, attempts: u32, duration: Duration) {
         let allowed = status == StepStatus::Failed && self.pipeline.node(i as usize).allow_failure;
         let counts_failed = status == StepStatus::Failed && !allowed;
         let counts_skipped = matches!(status, StepStatus::Skipped | StepStatus::Cancelled);
@@ -550,13 +503,8 @@ impl<'a> Coordinator<'a> {
         }
         let name = self.scope.name(i);
         if self.scope.journal.is_active() {
-            self.emit(Event::StepFinished {
-                step: Arc::clone(name),
-                status,
-                reason: reason.clone(),
-                attempts,
-                duration,
-            });
+            let scope = self.scope.id;
+            self.emit(Raw::Finished { scope, node: i, status, reason: reason.clone(), attempts, duration });
         }
         self.reports.push(StepReport {
             name: Arc::clone(name),
@@ -608,11 +556,7 @@ impl<'a> Coordinator<'a> {
 
 /// Removes `node`'s entry, without hashing when the map is empty (the common case).
 fn take<T>(map: &mut HashMap<u32, Vec<T>>, node: u32) -> Vec<T> {
-    if map.is_empty() {
-        Vec::new()
-    } else {
-        map.remove(&node).unwrap_or_default()
-    }
+    if map.is_empty() { Vec::new() } else { map.remove(&node).unwrap_or_default() }
 }
 
 /// The error's message followed by its sources, `: `-separated.
@@ -637,15 +581,12 @@ async fn attempts(node: &Node, ctx: &StepContext, scope: &Scope) -> Attempted {
     let result = loop {
         ctx.set_attempt(attempt);
         if attempt > 1 && scope.journal.is_active() {
-            scope.journal.emit_now(Event::StepStarted {
-                step: Arc::from(ctx.name()),
-                attempt,
-            });
+            scope.journal.emit_now(Event::StepStarted { step: Arc::from(ctx.name()), attempt });
         }
         let result = match node.timeout() {
-            Some(limit) => tokio::time::timeout(limit, node.step.run(ctx))
-                .await
-                .unwrap_or_else(|_| Err(StepError::timeout(limit))),
+            Some(limit) => {
+                tokio::time::timeout(limit, node.step.run(ctx)).await.unwrap_or_else(|_| Err(StepError::timeout(limit)))
+            }
             None => node.step.run(ctx).await,
         };
         match (&result, node.retry()) {
@@ -657,12 +598,7 @@ async fn attempts(node: &Node, ctx: &StepContext, scope: &Scope) -> Attempted {
                 tracing::warn!(step = %ctx.name(), attempt, ?delay, error = %message, "retrying");
                 if scope.journal.is_active() {
                     let step = Arc::from(ctx.name());
-                    scope.journal.emit_now(Event::StepRetrying {
-                        step,
-                        attempt,
-                        error: message,
-                        delay,
-                    });
+                    scope.journal.emit_now(Event::StepRetrying { step, attempt, error: message, delay });
                 }
                 tokio::select! {
                     () = tokio::time::sleep(delay) => {}
@@ -676,10 +612,7 @@ async fn attempts(node: &Node, ctx: &StepContext, scope: &Scope) -> Attempted {
     for hook in hooks {
         hook.after_step(ctx, &result).await;
     }
-    Attempted {
-        result,
-        attempts: attempt,
-    }
+    Attempted { result, attempts: attempt }
 }
 
 impl Scope {
@@ -687,10 +620,7 @@ impl Scope {
     fn take_outputs(&self) -> HashMap<u32, Vec<(String, String)>> {
         let mut by_node: HashMap<u32, Vec<(String, String)>> = HashMap::new();
         for (node, key, rendered) in self.drain_outputs() {
-            by_node
-                .entry(node)
-                .or_default()
-                .push((key.to_owned(), self.redact(&rendered).into_owned()));
+            by_node.entry(node).or_default().push((key.to_owned(), self.redact(&rendered).into_owned()));
         }
         for outputs in by_node.values_mut() {
             outputs.sort();
@@ -705,12 +635,7 @@ pub(crate) struct ChildReports(Mutex<HashMap<u32, Vec<StepReport>>>);
 
 impl ChildReports {
     pub(crate) fn add(&self, node: u32, steps: Vec<StepReport>) {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(node)
-            .or_default()
-            .extend(steps);
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).entry(node).or_default().extend(steps);
     }
 
     pub(crate) fn take(&self) -> HashMap<u32, Vec<StepReport>> {

@@ -41,10 +41,7 @@ impl Pipeline {
     /// assert!(p.to_dot().contains(r#""deploy" -> "rollback" [label="on_failure"]"#));
     /// ```
     pub fn to_dot(&self) -> String {
-        let mut out = format!(
-            "digraph \"{}\" {{\n  rankdir=LR;\n  node [shape=box];\n",
-            dot_escape(self.name())
-        );
+        let mut out = format!("digraph \"{}\" {{\n  rankdir=LR;\n  node [shape=box];\n", dot_escape(self.name()));
         dot_body(self, "", &mut out, 1);
         out.push_str("}\n");
         out
@@ -66,12 +63,7 @@ fn dot_body(p: &Pipeline, prefix: &str, out: &mut String, depth: usize) {
         let id = format!("{prefix}{}", node.name);
         match node.children() {
             Children::None => {
-                let _ = writeln!(
-                    out,
-                    "{indent}\"{}\" [label=\"{}\"];",
-                    dot_escape(&id),
-                    dot_escape(&node.name)
-                );
+                let _ = writeln!(out, "{indent}\"{}\" [label=\"{}\"];", dot_escape(&id), dot_escape(&node.name));
             }
             Children::Pipeline(sub) => {
                 let _ = writeln!(
@@ -119,12 +111,7 @@ fn dot_body(p: &Pipeline, prefix: &str, out: &mut String, depth: usize) {
         for u in ups {
             let from = format!("{prefix}{}", p.node(u as usize).name);
             let to = format!("{prefix}{}", node.name);
-            let _ = write!(
-                out,
-                "{indent}\"{}\" -> \"{}\"",
-                dot_escape(&from),
-                dot_escape(&to)
-            );
+            let _ = write!(out, "{indent}\"{}\" -> \"{}\"", dot_escape(&from), dot_escape(&to));
             if label.is_empty() {
                 out.push_str(";\n");
             } else {
@@ -164,18 +151,10 @@ fn mermaid_body(p: &Pipeline, prefix: &str, out: &mut String, ids: &mut usize) -
                 let _ = writeln!(out, "  end\n  {id} -.- {id}_sub");
             }
             Children::FanOut { var, runs } => {
-                let _ = writeln!(
-                    out,
-                    "  {id}[[\"{} (fan-out over {var})\"]]",
-                    mermaid_escape(&node.name)
-                );
+                let _ = writeln!(out, "  {id}[[\"{} (fan-out over {var})\"]]", mermaid_escape(&node.name));
                 for (k, (item, sub)) in runs.iter().enumerate() {
                     let sub_full = format!("{full}[{item}]");
-                    let _ = writeln!(
-                        out,
-                        "  subgraph {id}_sub{k} [\"{}\"]",
-                        mermaid_escape(&sub_full)
-                    );
+                    let _ = writeln!(out, "  subgraph {id}_sub{k} [\"{}\"]", mermaid_escape(&sub_full));
                     mermaid_body(sub, &format!("{sub_full}/"), out, ids);
                     let _ = writeln!(out, "  end\n  {id} -.- {id}_sub{k}");
                 }
@@ -188,11 +167,7 @@ fn mermaid_body(p: &Pipeline, prefix: &str, out: &mut String, ids: &mut usize) -
         let label = edge_label(node.rule, node.condition().map(|c| c.label()));
         let mut ups: Vec<u32> = p.upstream(i).collect();
         ups.sort_unstable();
-        let arrow = if node.rule == TriggerRule::OnFailure {
-            "-.->"
-        } else {
-            "-->"
-        };
+        let arrow = if node.rule == TriggerRule::OnFailure { "-.->" } else { "-->" };
         for u in ups {
             let (from, to) = (&node_ids[u as usize], &node_ids[i as usize]);
             if label.is_empty() {

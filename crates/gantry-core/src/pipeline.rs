@@ -55,19 +55,9 @@ impl Node {
     fn new(name: Arc<str>, step: Arc<dyn Step>, children: Children) -> Self {
         let extras = match children {
             Children::None => None,
-            children => Some(Box::new(Extras {
-                children: Some(children),
-                ..Extras::default()
-            })),
+            children => Some(Box::new(Extras { children: Some(children), ..Extras::default() })),
         };
-        Self {
-            name,
-            step,
-            rule: TriggerRule::AllSuccess,
-            allow_failure: false,
-            upstream_count: 0,
-            extras,
-        }
+        Self { name, step, rule: TriggerRule::AllSuccess, allow_failure: false, upstream_count: 0, extras }
     }
 
     fn extras(&mut self) -> &mut Extras {
@@ -87,17 +77,12 @@ impl Node {
     }
 
     pub(crate) fn children(&self) -> &Children {
-        self.extras
-            .as_ref()
-            .and_then(|e| e.children.as_ref())
-            .unwrap_or(&NO_CHILDREN)
+        self.extras.as_ref().and_then(|e| e.children.as_ref()).unwrap_or(&NO_CHILDREN)
     }
 
     /// Whether running it needs more than one call of `Step::run`.
     pub(crate) fn needs_wrapper(&self) -> bool {
-        self.extras
-            .as_ref()
-            .is_some_and(|e| e.timeout.is_some() || e.retry.is_some())
+        self.extras.as_ref().is_some_and(|e| e.timeout.is_some() || e.retry.is_some())
     }
 }
 
@@ -171,11 +156,7 @@ impl Pipeline {
         let i = self.index_of(step)?;
         let mut up: Vec<u32> = self.upstream(i).collect();
         up.sort_unstable();
-        Some(
-            up.into_iter()
-                .map(|u| &*self.node(u as usize).name)
-                .collect(),
-        )
+        Some(up.into_iter().map(|u| &*self.node(u as usize).name).collect())
     }
 
     #[inline]
@@ -193,17 +174,11 @@ impl Pipeline {
 
     #[inline]
     pub(crate) fn downstream(&self, i: u32) -> impl Iterator<Item = u32> + '_ {
-        self.inner
-            .graph
-            .neighbors_directed(NodeIndex::new(i as usize), Direction::Outgoing)
-            .map(|n| n.index() as u32)
+        self.inner.graph.neighbors_directed(NodeIndex::new(i as usize), Direction::Outgoing).map(|n| n.index() as u32)
     }
 
     pub(crate) fn upstream(&self, i: u32) -> impl Iterator<Item = u32> + '_ {
-        self.inner
-            .graph
-            .neighbors_directed(NodeIndex::new(i as usize), Direction::Incoming)
-            .map(|n| n.index() as u32)
+        self.inner.graph.neighbors_directed(NodeIndex::new(i as usize), Direction::Incoming).map(|n| n.index() as u32)
     }
 
     /// The nodes in an order where every step comes after its upstream steps.
@@ -240,8 +215,8 @@ impl Pipeline {
                 .filter_map(|i| {
                     let node = self.node(i as usize);
                     let vars = node.step.variables();
-                    let relevant = !matches!(node.children(), Children::None)
-                        || !matches!(&vars, Ok(v) if v.is_empty());
+                    let relevant =
+                        !matches!(node.children(), Children::None) || !matches!(&vars, Ok(v) if v.is_empty());
                     relevant.then_some((i, vars))
                 })
                 .collect()
@@ -256,8 +231,7 @@ impl Pipeline {
             let ancestors = std::cell::OnceCell::new();
             let upstream_var = |name: &str| {
                 name.split_once('.').is_some_and(|(step, _)| {
-                    self.index_of(step)
-                        .is_some_and(|s| ancestors.get_or_init(|| self.ancestors(i)).contains(&s))
+                    self.index_of(step).is_some_and(|s| ancestors.get_or_init(|| self.ancestors(i)).contains(&s))
                 })
             };
             let here = |name: &str| known(name) || upstream_var(name);
@@ -266,20 +240,11 @@ impl Pipeline {
                     Ok(vars) => {
                         for name in vars.iter().filter(|v| !here(v)) {
                             let template = format!("{{{{{name}}}}}");
-                            let error = TemplateError::UnknownVariable {
-                                template,
-                                name: name.clone(),
-                            };
-                            problems.push(Problem {
-                                step: path(),
-                                error,
-                            });
+                            let error = TemplateError::UnknownVariable { template, name: name.clone() };
+                            problems.push(Problem { step: path(), error });
                         }
                     }
-                    Err(error) => problems.push(Problem {
-                        step: path(),
-                        error: error.clone(),
-                    }),
+                    Err(error) => problems.push(Problem { step: path(), error: error.clone() }),
                 },
                 Children::Pipeline(sub) => sub.check_in(&here, &format!("{}/", path()), problems),
                 Children::FanOut { var, runs } => {
@@ -295,10 +260,7 @@ impl Pipeline {
 
 impl fmt::Debug for Pipeline {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Pipeline")
-            .field("name", &self.name())
-            .field("steps", &self.len())
-            .finish()
+        f.debug_struct("Pipeline").field("name", &self.name()).field("steps", &self.len()).finish()
     }
 }
 
@@ -326,12 +288,7 @@ pub struct StepBuilder {
 }
 
 impl PipelineBuilder {
-    fn push(
-        mut self,
-        name: Arc<str>,
-        step: Arc<dyn Step>,
-        children: Result<Children, BuildError>,
-    ) -> StepBuilder {
+    fn push(mut self, name: Arc<str>, step: Arc<dyn Step>, children: Result<Children, BuildError>) -> StepBuilder {
         let fail = |this: &mut Self, e: BuildError| {
             this.error.get_or_insert(e);
         };
@@ -340,21 +297,12 @@ impl PipelineBuilder {
             Children::None
         });
         if name.is_empty() || name.contains('/') {
-            let e = BuildError::InvalidName {
-                pipeline: self.name.clone(),
-                step: name.to_string(),
-            };
+            let e = BuildError::InvalidName { pipeline: self.name.clone(), step: name.to_string() };
             fail(&mut self, e);
         }
-        let index = self
-            .graph
-            .add_node(Node::new(Arc::clone(&name), step, children))
-            .index() as u32;
+        let index = self.graph.add_node(Node::new(Arc::clone(&name), step, children)).index() as u32;
         if self.by_name.insert(Arc::clone(&name), index).is_some() {
-            let e = BuildError::DuplicateStep {
-                pipeline: self.name.clone(),
-                step: name.to_string(),
-            };
+            let e = BuildError::DuplicateStep { pipeline: self.name.clone(), step: name.to_string() };
             fail(&mut self, e);
         }
         StepBuilder { pipeline: self }
@@ -397,28 +345,19 @@ impl PipelineBuilder {
             .into_iter()
             .map(|item| {
                 let item: String = item.into();
-                let built = pipeline_for(&item)
-                    .into()
-                    .build()
-                    .map_err(|e| BuildError::Nested {
-                        pipeline: self.name.clone(),
-                        step: format!("{name}[{item}]"),
-                        source: Box::new(e),
-                    })?;
+                let built = pipeline_for(&item).into().build().map_err(|e| BuildError::Nested {
+                    pipeline: self.name.clone(),
+                    step: format!("{name}[{item}]"),
+                    source: Box::new(e),
+                })?;
                 Ok((item, built))
             })
             .collect();
         let children = runs.and_then(|runs| {
             if runs.is_empty() {
-                Err(BuildError::EmptyFanOut {
-                    pipeline: self.name.clone(),
-                    step: name.to_string(),
-                })
+                Err(BuildError::EmptyFanOut { pipeline: self.name.clone(), step: name.to_string() })
             } else {
-                Ok(Children::FanOut {
-                    var: var.clone(),
-                    runs,
-                })
+                Ok(Children::FanOut { var: var.clone(), runs })
             }
         });
         let step: Arc<dyn Step> = match &children {
@@ -431,25 +370,14 @@ impl PipelineBuilder {
     /// Validates and builds the pipeline: every dependency names a step, no cycle, no failure handler without
     /// upstream steps, no duplicate or invalid names.
     pub fn build(self) -> Result<Pipeline, BuildError> {
-        let Self {
-            name: pipeline,
-            mut graph,
-            by_name,
-            mut edges,
-            forward,
-            error,
-        } = self;
+        let Self { name: pipeline, mut graph, by_name, mut edges, forward, error } = self;
         if let Some(error) = error {
             return Err(error);
         }
         for (step, dependency) in forward {
             let Some(&up) = by_name.get(dependency.as_str()) else {
                 let step = graph[NodeIndex::new(step as usize)].name.to_string();
-                return Err(BuildError::UnknownDependency {
-                    pipeline,
-                    step,
-                    dependency,
-                });
+                return Err(BuildError::UnknownDependency { pipeline, step, dependency });
             };
             edges.push((step, up));
         }
@@ -458,11 +386,7 @@ impl PipelineBuilder {
         edges.dedup();
         graph.reserve_exact_edges(edges.len());
         for &(step, up) in &edges {
-            graph.add_edge(
-                NodeIndex::new(up as usize),
-                NodeIndex::new(step as usize),
-                (),
-            );
+            graph.add_edge(NodeIndex::new(up as usize), NodeIndex::new(step as usize), ());
             graph[NodeIndex::new(step as usize)].upstream_count += 1;
         }
         drop(edges);
@@ -475,10 +399,7 @@ impl PipelineBuilder {
             let node = &graph[index];
             if node.upstream_count == 0 {
                 if node.rule == TriggerRule::OnFailure {
-                    return Err(BuildError::FailureHandlerWithoutUpstream {
-                        pipeline,
-                        step: node.name.to_string(),
-                    });
+                    return Err(BuildError::FailureHandlerWithoutUpstream { pipeline, step: node.name.to_string() });
                 }
                 roots.push(index.index() as u32);
             }
@@ -487,13 +408,7 @@ impl PipelineBuilder {
         let mut by_name = by_name;
         by_name.shrink_to_fit();
         Ok(Pipeline {
-            inner: Arc::new(Inner {
-                name: pipeline,
-                graph,
-                by_name,
-                roots,
-                templates: std::sync::OnceLock::new(),
-            }),
+            inner: Arc::new(Inner { name: pipeline, graph, by_name, roots, templates: std::sync::OnceLock::new() }),
         })
     }
 }
@@ -518,10 +433,7 @@ fn find_cycle(graph: &DiGraph<Node, ()>) -> Option<Vec<String>> {
                 .min()
                 .unwrap_or(start);
             if let Some(&at) = position.get(&next) {
-                let mut cycle: Vec<String> = path[at..]
-                    .iter()
-                    .map(|&n| graph[n].name.to_string())
-                    .collect();
+                let mut cycle: Vec<String> = path[at..].iter().map(|&n| graph[n].name.to_string()).collect();
                 cycle.push(graph[next].name.to_string());
                 return Some(cycle);
             }

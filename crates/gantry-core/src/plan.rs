@@ -70,13 +70,7 @@ impl fmt::Display for Plan {
                 PlannedStatus::Skipped(why) => format!("skipped: {why}"),
                 PlannedStatus::DependsOnOutcome(why) => format!("at run time: {why}"),
             };
-            writeln!(
-                f,
-                "  {:<width$}  {:<12} {}",
-                s.name,
-                s.rule.as_str(),
-                status
-            )?;
+            writeln!(f, "  {:<width$}  {:<12} {}", s.name, s.rule.as_str(), status)?;
             writeln!(f, "  {:<width$}  {:<12} -> {}", "", "", s.description)?;
         }
         Ok(())
@@ -106,10 +100,7 @@ impl Pipeline {
         ));
         let mut steps = Vec::new();
         plan_scope(&scope, &mut steps);
-        Plan {
-            pipeline: self.name().to_owned(),
-            steps,
-        }
+        Plan { pipeline: self.name().to_owned(), steps }
     }
 }
 
@@ -122,36 +113,18 @@ fn plan_scope(scope: &Arc<Scope>, out: &mut Vec<PlannedStep>) {
         after.sort_unstable();
         let ups: Vec<Abstract> = after.iter().map(|&u| outcome[u as usize]).collect();
         let name_of = |a: Abstract| {
-            after
-                .iter()
-                .zip(&ups)
-                .find(|(_, o)| **o == a)
-                .map(|(u, _)| pipeline.node(*u as usize).name.to_string())
+            after.iter().zip(&ups).find(|(_, o)| **o == a).map(|(u, _)| pipeline.node(*u as usize).name.to_string())
         };
         let by_rule = match node.rule {
-            _ if !ups.is_empty()
-                && ups.iter().all(|o| *o == Abstract::Skipped)
-                && node.rule != TriggerRule::Always =>
-            {
-                (
-                    Abstract::Skipped,
-                    Some(PlannedStatus::Skipped(
-                        "every upstream step is skipped".into(),
-                    )),
-                )
+            _ if !ups.is_empty() && ups.iter().all(|o| *o == Abstract::Skipped) && node.rule != TriggerRule::Always => {
+                (Abstract::Skipped, Some(PlannedStatus::Skipped("every upstream step is skipped".into())))
             }
             TriggerRule::AllSuccess if ups.contains(&Abstract::Skipped) => {
-                let why = format!(
-                    "upstream `{}` is skipped",
-                    name_of(Abstract::Skipped).unwrap_or_default()
-                );
+                let why = format!("upstream `{}` is skipped", name_of(Abstract::Skipped).unwrap_or_default());
                 (Abstract::Skipped, Some(PlannedStatus::Skipped(why)))
             }
             TriggerRule::AllSuccess if ups.contains(&Abstract::Maybe) => {
-                let why = format!(
-                    "runs if `{}` runs and succeeds",
-                    name_of(Abstract::Maybe).unwrap_or_default()
-                );
+                let why = format!("runs if `{}` runs and succeeds", name_of(Abstract::Maybe).unwrap_or_default());
                 (Abstract::Maybe, Some(PlannedStatus::DependsOnOutcome(why)))
             }
             TriggerRule::OnFailure => {
@@ -164,10 +137,9 @@ fn plan_scope(scope: &Arc<Scope>, out: &mut Vec<PlannedStep>) {
         let (state, status) = match by_rule {
             (Abstract::Skipped, Some(status)) => (Abstract::Skipped, status),
             (state, status) => match node.condition() {
-                Some(condition) if !condition.evaluate(&ctx) => (
-                    Abstract::Skipped,
-                    PlannedStatus::SkippedByCondition(condition.label().to_owned()),
-                ),
+                Some(condition) if !condition.evaluate(&ctx) => {
+                    (Abstract::Skipped, PlannedStatus::SkippedByCondition(condition.label().to_owned()))
+                }
                 _ => (state, status.unwrap_or(PlannedStatus::Runs)),
             },
         };
@@ -183,22 +155,14 @@ fn plan_scope(scope: &Arc<Scope>, out: &mut Vec<PlannedStep>) {
         match node.children() {
             Children::None => {}
             Children::Pipeline(sub) => {
-                let child = Arc::new(Scope::child(
-                    &ctx,
-                    sub.clone(),
-                    ctx.name(),
-                    Default::default(),
-                ));
+                let child = Arc::new(Scope::child(&ctx, sub.clone(), ctx.name(), Default::default()));
                 plan_scope(&child, out);
             }
             Children::FanOut { var, runs } => {
                 for (item, sub) in runs {
                     let vars = [(var.clone(), item.clone())].into_iter().collect();
                     let prefix = format!("{}[{item}]", ctx.name());
-                    plan_scope(
-                        &Arc::new(Scope::child(&ctx, sub.clone(), &prefix, vars)),
-                        out,
-                    );
+                    plan_scope(&Arc::new(Scope::child(&ctx, sub.clone(), &prefix, vars)), out);
                 }
             }
         }

@@ -91,13 +91,7 @@ impl RunReport {
     /// The report of the step with that name (`outer/inner` reaches into sub-pipelines).
     pub fn step(&self, name: &str) -> Option<&StepReport> {
         fn find<'r>(steps: &'r [StepReport], name: &str) -> Option<&'r StepReport> {
-            steps.iter().find_map(|s| {
-                if &*s.name == name {
-                    Some(s)
-                } else {
-                    find(&s.children, name)
-                }
-            })
+            steps.iter().find_map(|s| if &*s.name == name { Some(s) } else { find(&s.children, name) })
         }
         find(&self.steps, name)
     }
@@ -130,14 +124,7 @@ impl RunReport {
             .collect();
         match self.status {
             RunStatus::Failed if !failed.is_empty() => {
-                format!(
-                    "failed at {}",
-                    failed
-                        .iter()
-                        .map(|n| format!("`{n}`"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
+                format!("failed at {}", failed.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", "))
             }
             status => status.to_string(),
         }
@@ -146,31 +133,11 @@ impl RunReport {
 
 impl fmt::Display for RunReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
-            f,
-            "run {} of `{}`: {} in {:.2?}",
-            self.run_id,
-            self.pipeline,
-            self.summary(),
-            self.duration
-        )?;
-        let width = self
-            .all_steps()
-            .iter()
-            .map(|s| s.name.len())
-            .max()
-            .unwrap_or(4);
+        writeln!(f, "run {} of `{}`: {} in {:.2?}", self.run_id, self.pipeline, self.summary(), self.duration)?;
+        let width = self.all_steps().iter().map(|s| s.name.len()).max().unwrap_or(4);
         for s in self.all_steps() {
-            let status = if s.allowed_failure {
-                "failed (allowed)".to_owned()
-            } else {
-                s.status.to_string()
-            };
-            write!(
-                f,
-                "  {:<width$}  {:<16} {:>9.2?}",
-                s.name, status, s.duration
-            )?;
+            let status = if s.allowed_failure { "failed (allowed)".to_owned() } else { s.status.to_string() };
+            write!(f, "  {:<width$}  {:<16} {:>9.2?}", s.name, status, s.duration)?;
             if s.attempts > 1 {
                 write!(f, "  {} attempts", s.attempts)?;
             }

@@ -23,22 +23,12 @@ pub struct RetryPolicy {
 impl RetryPolicy {
     /// Up to `retries` more attempts, waiting `initial`, then twice as long each time, at most 5 minutes.
     pub fn exponential(retries: u32, initial: Duration) -> Self {
-        Self {
-            retries,
-            initial,
-            factor: 2,
-            max_delay: Duration::from_secs(300),
-        }
+        Self { retries, initial, factor: 2, max_delay: Duration::from_secs(300) }
     }
 
     /// Up to `retries` more attempts, waiting `delay` before each.
     pub fn fixed(retries: u32, delay: Duration) -> Self {
-        Self {
-            retries,
-            initial: delay,
-            factor: 1,
-            max_delay: delay,
-        }
+        Self { retries, initial: delay, factor: 1, max_delay: delay }
     }
 
     /// Caps the delay.

@@ -76,9 +76,7 @@ impl TriggerRule {
         let failed = || Verdict::UpstreamFailed(up.first_failed.unwrap_or_default());
         match self {
             Self::AllSuccess if up.failed > 0 => failed(),
-            Self::AllSuccess if up.skipped > 0 => {
-                Verdict::UpstreamSkipped(up.first_skipped.unwrap_or_default())
-            }
+            Self::AllSuccess if up.skipped > 0 => Verdict::UpstreamSkipped(up.first_skipped.unwrap_or_default()),
             Self::OnFailure if up.failed == 0 => Verdict::NothingFailed,
             Self::NoneFailed if up.failed > 0 => failed(),
             _ => Verdict::Run,
@@ -106,40 +104,28 @@ pub struct Condition {
 
 impl Condition {
     /// A condition from a label and a predicate.
-    pub fn new(
-        label: impl Into<String>,
-        predicate: impl Fn(&StepContext) -> bool + Send + Sync + 'static,
-    ) -> Self {
-        Self {
-            label: Arc::from(label.into()),
-            predicate: Arc::new(predicate),
-        }
+    pub fn new(label: impl Into<String>, predicate: impl Fn(&StepContext) -> bool + Send + Sync + 'static) -> Self {
+        Self { label: Arc::from(label.into()), predicate: Arc::new(predicate) }
     }
 
     /// True when the variable `name` equals `value`.
     pub fn var_equals(name: impl Into<String>, value: impl Into<String>) -> Self {
         let (name, value) = (name.into(), value.into());
         let label = format!("{name} == {value}");
-        Self::new(label, move |ctx| {
-            ctx.var(&name).as_deref() == Some(value.as_str())
-        })
+        Self::new(label, move |ctx| ctx.var(&name).as_deref() == Some(value.as_str()))
     }
 
     /// True when the variable `name` differs from `value` (or is not set).
     pub fn var_not_equals(name: impl Into<String>, value: impl Into<String>) -> Self {
         let (name, value) = (name.into(), value.into());
         let label = format!("{name} != {value}");
-        Self::new(label, move |ctx| {
-            ctx.var(&name).as_deref() != Some(value.as_str())
-        })
+        Self::new(label, move |ctx| ctx.var(&name).as_deref() != Some(value.as_str()))
     }
 
     /// True when the variable `name` is set.
     pub fn var_exists(name: impl Into<String>) -> Self {
         let name = name.into();
-        Self::new(format!("{name} is set"), move |ctx| {
-            ctx.var(&name).is_some()
-        })
+        Self::new(format!("{name} is set"), move |ctx| ctx.var(&name).is_some())
     }
 
     /// The label.
@@ -149,8 +135,7 @@ impl Condition {
 
     /// Evaluates the predicate. A panic in the predicate counts as false.
     pub fn evaluate(&self, ctx: &StepContext) -> bool {
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (self.predicate)(ctx)))
-            .unwrap_or(false)
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (self.predicate)(ctx))).unwrap_or(false)
     }
 }
 
@@ -165,12 +150,7 @@ mod tests {
     use super::*;
 
     fn up(failed: u32, skipped: u32) -> Upstream {
-        Upstream {
-            failed,
-            skipped,
-            first_failed: (failed > 0).then_some(1),
-            first_skipped: (skipped > 0).then_some(2),
-        }
+        Upstream { failed, skipped, first_failed: (failed > 0).then_some(1), first_skipped: (skipped > 0).then_some(2) }
     }
 
     #[test]

@@ -114,9 +114,7 @@ impl Redactor {
 
 impl fmt::Debug for Redactor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Redactor")
-            .field("secrets", &self.len())
-            .finish()
+        f.debug_struct("Redactor").field("secrets", &self.len()).finish()
     }
 }
 

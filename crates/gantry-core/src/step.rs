@@ -78,10 +78,7 @@ where
     F: Fn(StepContext) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<(), StepError>> + Send + 'static,
 {
-    FnStep {
-        f,
-        description: "closure step".to_owned(),
-    }
+    FnStep { f, description: "closure step".to_owned() }
 }
 
 impl<F> FnStep<F> {
@@ -110,8 +107,6 @@ where
 
 impl<F> fmt::Debug for FnStep<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("FnStep")
-            .field("description", &self.description)
-            .finish_non_exhaustive()
+        f.debug_struct("FnStep").field("description", &self.description).finish_non_exhaustive()
     }
 }

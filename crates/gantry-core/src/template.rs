@@ -45,16 +45,11 @@ impl Template {
             }
             let after = &rest[open + 2..];
             let Some(close) = after.find("}}") else {
-                return Err(TemplateError::Unclosed {
-                    template: source.to_owned(),
-                    offset: offset + open,
-                });
+                return Err(TemplateError::Unclosed { template: source.to_owned(), offset: offset + open });
             };
             let name = after[..close].trim();
-            let valid = !name.is_empty()
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+            let valid =
+                !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
             if !valid {
                 return Err(TemplateError::BadName {
                     template: source.to_owned(),
@@ -70,10 +65,7 @@ impl Template {
         if !rest.is_empty() {
             pieces.push(Piece::Text(rest.to_owned()));
         }
-        Ok(Self {
-            source: source.to_owned(),
-            pieces,
-        })
+        Ok(Self { source: source.to_owned(), pieces })
     }
 
     /// The text the template was parsed from.
@@ -90,10 +82,7 @@ impl Template {
     }
 
     /// Renders with `lookup`; the first variable it does not know is an error.
-    pub fn render(
-        &self,
-        mut lookup: impl FnMut(&str) -> Option<String>,
-    ) -> Result<String, TemplateError> {
+    pub fn render(&self, mut lookup: impl FnMut(&str) -> Option<String>) -> Result<String, TemplateError> {
         let mut out = String::with_capacity(self.source.len());
         for piece in &self.pieces {
             match piece {
@@ -142,9 +131,7 @@ mod tests {
     #[test]
     fn unknown_variable_is_an_error() {
         let t = Template::parse("{{known}} {{unknown}}").unwrap();
-        let e = t
-            .render(|n| (n == "known").then(|| "k".into()))
-            .unwrap_err();
+        let e = t.render(|n| (n == "known").then(|| "k".into())).unwrap_err();
         assert!(matches!(e, TemplateError::UnknownVariable { ref name, .. } if name == "unknown"));
     }
 }

@@ -8,19 +8,17 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use gantry_core::{
-    CommandStep, Context, Event, LogStream, Pipeline, RetryPolicy, Run, RunStatus, StepError,
-    StepStatus, TriggerRule, step_fn,
+    CommandStep, Context, Event, LogStream, Pipeline, RetryPolicy, Run, RunStatus, StepError, StepStatus, TriggerRule,
+    step_fn,
 };
 use support::{TempDir, process_gone, read_pid};
 
 /// A script that starts a grandchild, records both pids, says "started" and waits.
 fn sleeper(dir: &str) -> CommandStep {
-    CommandStep::new("sh").args([
-        "-c",
-        "sleep 300 & echo $! > {{dir}}/child.pid; echo $$ > {{dir}}/parent.pid; echo started; wait",
-    ])
-    .kill_grace(Duration::from_secs(2))
-    .env("UNUSED", dir)
+    CommandStep::new("sh")
+        .args(["-c", "sleep 300 & echo $! > {{dir}}/child.pid; echo $$ > {{dir}}/parent.pid; echo started; wait"])
+        .kill_grace(Duration::from_secs(2))
+        .env("UNUSED", dir)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -47,47 +45,29 @@ async fn cancelling_mid_run_kills_the_process_group_skips_the_rest_and_runs_alwa
         .rule(TriggerRule::Always)
         .build()
         .unwrap();
-    let run =
-        Run::new(&p, Context::new().var("dir", tmp.display())).grace_period(Duration::from_secs(5));
+    let run = Run::new(&p, Context::new().var("dir", tmp.display())).grace_period(Duration::from_secs(5));
     let token = run.cancellation_token();
     let mut events = run.subscribe();
     let handle = tokio::spawn(run.execute());
     // Cancel once the command has really started.
     while let Some(event) = events.next().await {
-        if let Event::Log {
-            line,
-            stream: LogStream::Stdout,
-            ..
-        } = &event
+        if let Event::Log { line, stream: LogStream::Stdout, .. } = &event
             && &**line == "started"
         {
             token.cancel();
             break;
         }
     }
-    let report = tokio::time::timeout(Duration::from_secs(20), handle)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let report = tokio::time::timeout(Duration::from_secs(20), handle).await.unwrap().unwrap().unwrap();
     assert_eq!(report.status, RunStatus::Cancelled, "{report}");
     assert_eq!(report.status_of("rollout"), Some(StepStatus::Cancelled));
-    assert_eq!(
-        report.step("smoke").unwrap().reason.as_deref(),
-        Some("run cancelled")
-    );
+    assert_eq!(report.step("smoke").unwrap().reason.as_deref(), Some("run cancelled"));
     assert_eq!(report.status_of("cleanup"), Some(StepStatus::Succeeded));
-    assert!(
-        !cleanup_saw_cancel.load(Ordering::SeqCst),
-        "always steps after a cancellation get a live token"
-    );
+    assert!(!cleanup_saw_cancel.load(Ordering::SeqCst), "always steps after a cancellation get a live token");
     let parent = read_pid(&tmp.path().join("parent.pid")).await;
     let child = read_pid(&tmp.path().join("child.pid")).await;
     assert!(process_gone(parent).await, "the command itself was killed");
-    assert!(
-        process_gone(child).await,
-        "its background child, in the same process group, was killed too"
-    );
+    assert!(process_gone(child).await, "its background child, in the same process group, was killed too");
 }
 
 #[tokio::test(start_paused = true)]
@@ -113,10 +93,7 @@ async fn a_step_that_ignores_cancellation_is_dropped_after_the_grace_period() {
     token.cancel();
     let report = handle.await.unwrap().unwrap();
     let waited = started.elapsed();
-    assert!(
-        waited >= Duration::from_secs(11) && waited < Duration::from_secs(12),
-        "waited {waited:?}"
-    );
+    assert!(waited >= Duration::from_secs(11) && waited < Duration::from_secs(12), "waited {waited:?}");
     let stubborn = report.step("stubborn").unwrap();
     assert_eq!(stubborn.status, StepStatus::Cancelled);
     assert!(stubborn.reason.as_deref().unwrap().contains("grace period"));
@@ -175,14 +152,8 @@ async fn a_command_past_its_timeout_has_its_process_group_killed() {
         .timeout(Duration::from_millis(1500))
         .build()
         .unwrap();
-    let report = p
-        .run(Context::new().var("dir", tmp.display()))
-        .await
-        .unwrap();
-    assert_eq!(
-        report.step("hang").unwrap().reason.as_deref(),
-        Some("timed out after 1.5s")
-    );
+    let report = p.run(Context::new().var("dir", tmp.display())).await.unwrap();
+    assert_eq!(report.step("hang").unwrap().reason.as_deref(), Some("timed out after 1.5s"));
     let parent = read_pid(&tmp.path().join("parent.pid")).await;
     let child = read_pid(&tmp.path().join("child.pid")).await;
     assert!(process_gone(parent).await);
@@ -212,34 +183,18 @@ async fn retryable_errors_are_retried_with_exponential_backoff() {
     let retries: Vec<(u32, Duration, String)> = events
         .iter()
         .filter_map(|e| match e {
-            Event::StepRetrying {
-                attempt,
-                delay,
-                error,
-                ..
-            } => Some((*attempt, *delay, error.to_string())),
+            Event::StepRetrying { attempt, delay, error, .. } => Some((*attempt, *delay, error.to_string())),
             _ => None,
         })
         .collect();
     assert_eq!(
         retries,
         [
-            (
-                1,
-                Duration::from_millis(100),
-                "registry busy (1)".to_owned()
-            ),
-            (
-                2,
-                Duration::from_millis(200),
-                "registry busy (2)".to_owned()
-            )
+            (1, Duration::from_millis(100), "registry busy (1)".to_owned()),
+            (2, Duration::from_millis(200), "registry busy (2)".to_owned())
         ]
     );
-    let starts = events
-        .iter()
-        .filter(|e| matches!(e, Event::StepStarted { .. }))
-        .count();
+    let starts = events.iter().filter(|e| matches!(e, Event::StepStarted { .. })).count();
     assert_eq!(starts, 3);
     let push = report.step("push").unwrap();
     assert_eq!((push.status, push.attempts), (StepStatus::Succeeded, 3));
@@ -248,15 +203,9 @@ async fn retryable_errors_are_retried_with_exponential_backoff() {
 #[tokio::test(start_paused = true)]
 async fn errors_not_marked_retryable_are_not_retried_and_retries_run_out() {
     let p = Pipeline::builder("p")
-        .step(
-            "fatal",
-            step_fn(|_| async { Err(StepError::new("bad manifest")) }),
-        )
+        .step("fatal", step_fn(|_| async { Err(StepError::new("bad manifest")) }))
         .retry(RetryPolicy::fixed(3, Duration::from_millis(10)))
-        .step(
-            "flaky",
-            step_fn(|_| async { Err(StepError::new("still down").retryable()) }),
-        )
+        .step("flaky", step_fn(|_| async { Err(StepError::new("still down").retryable()) }))
         .retry(RetryPolicy::fixed(2, Duration::from_millis(10)))
         .build()
         .unwrap();
@@ -269,10 +218,7 @@ async fn errors_not_marked_retryable_are_not_retried_and_retries_run_out() {
 #[tokio::test(start_paused = true)]
 async fn cancelling_during_a_backoff_ends_the_step_as_cancelled() {
     let p = Pipeline::builder("p")
-        .step(
-            "flaky",
-            step_fn(|_| async { Err(StepError::new("down").retryable()) }),
-        )
+        .step("flaky", step_fn(|_| async { Err(StepError::new("down").retryable()) }))
         .retry(RetryPolicy::fixed(5, Duration::from_secs(60)))
         .build()
         .unwrap();

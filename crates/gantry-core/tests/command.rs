@@ -26,8 +26,7 @@ fn lines(events: &[Event]) -> Vec<(LogStream, String)> {
 #[tokio::test]
 async fn output_is_streamed_line_by_line_on_its_stream() {
     let script = "echo one; echo two >&2; printf 'three\\nfour'";
-    let (report, events) =
-        run_one(CommandStep::new("sh").args(["-c", script]), Context::new()).await;
+    let (report, events) = run_one(CommandStep::new("sh").args(["-c", script]), Context::new()).await;
     assert_eq!(report.status_of("cmd"), Some(StepStatus::Succeeded));
     let mut got = lines(&events);
     got.sort();
@@ -46,18 +45,8 @@ async fn output_is_streamed_line_by_line_on_its_stream() {
 async fn arguments_are_argv_never_a_shell() {
     // Shell syntax in a variable reaches the program as one literal argument.
     let ctx = Context::new().var("service", "api; echo pwned $(id -u) > /dev/null");
-    let (_, events) = run_one(
-        CommandStep::new("printf").args(["[%s]", "{{service}}"]),
-        ctx,
-    )
-    .await;
-    assert_eq!(
-        lines(&events),
-        [(
-            LogStream::Stdout,
-            "[api; echo pwned $(id -u) > /dev/null]".to_owned()
-        )]
-    );
+    let (_, events) = run_one(CommandStep::new("printf").args(["[%s]", "{{service}}"]), ctx).await;
+    assert_eq!(lines(&events), [(LogStream::Stdout, "[api; echo pwned $(id -u) > /dev/null]".to_owned())]);
 }
 
 #[tokio::test]
@@ -67,10 +56,7 @@ async fn a_non_zero_exit_fails_with_the_code_and_the_last_stderr_lines() {
     let (report, _) = run_one(step, Context::new()).await;
     let cmd = report.step("cmd").unwrap();
     assert_eq!(cmd.status, StepStatus::Failed);
-    assert_eq!(
-        cmd.reason.as_deref(),
-        Some("`sh` exited with code 7; last lines of stderr:\nerr4\nerr5")
-    );
+    assert_eq!(cmd.reason.as_deref(), Some("`sh` exited with code 7; last lines of stderr:\nerr4\nerr5"));
 }
 
 #[tokio::test]
@@ -80,28 +66,17 @@ async fn environment_working_directory_and_templates() {
         .args(["-c", "echo \"$GREETING from $(pwd)\""])
         .env("GREETING", "hello {{service}}")
         .current_dir("{{dir}}");
-    let ctx = Context::new()
-        .var("service", "web")
-        .var("dir", tmp.display());
+    let ctx = Context::new().var("service", "web").var("dir", tmp.display());
     let (_, events) = run_one(step, ctx).await;
     let dir = std::fs::canonicalize(tmp.path()).unwrap();
-    assert_eq!(
-        lines(&events),
-        [(
-            LogStream::Stdout,
-            format!("hello web from {}", dir.display())
-        )]
-    );
+    assert_eq!(lines(&events), [(LogStream::Stdout, format!("hello web from {}", dir.display()))]);
 }
 
 #[tokio::test]
 async fn a_missing_program_is_a_clear_error() {
     let (report, _) = run_one(CommandStep::new("no-such-program-gantry"), Context::new()).await;
     let reason = report.step("cmd").unwrap().reason.clone().unwrap();
-    assert!(
-        reason.starts_with("could not start `no-such-program-gantry`: "),
-        "{reason}"
-    );
+    assert!(reason.starts_with("could not start `no-such-program-gantry`: "), "{reason}");
     assert!(reason.contains("No such file or directory"), "{reason}");
 }
 
@@ -110,18 +85,13 @@ async fn exit_codes_marked_retryable_are_retried() {
     let tmp = support::TempDir::new("retry");
     // Fails with 75 (EX_TEMPFAIL) until the third attempt.
     let script = "n=$(cat {{dir}}/n 2>/dev/null || echo 0); n=$((n+1)); echo $n > {{dir}}/n; [ $n -ge 3 ] || exit 75";
-    let step = CommandStep::new("sh")
-        .args(["-c", script])
-        .retry_on_exit_codes([75]);
+    let step = CommandStep::new("sh").args(["-c", script]).retry_on_exit_codes([75]);
     let p = Pipeline::builder("p")
         .step("cmd", step)
         .retry(RetryPolicy::fixed(3, std::time::Duration::from_millis(10)))
         .build()
         .unwrap();
-    let report = p
-        .run(Context::new().var("dir", tmp.display()))
-        .await
-        .unwrap();
+    let report = p.run(Context::new().var("dir", tmp.display())).await.unwrap();
     let cmd = report.step("cmd").unwrap();
     assert_eq!((cmd.status, cmd.attempts), (StepStatus::Succeeded, 3));
 }
@@ -132,8 +102,5 @@ fn describe_and_variables() {
         .args(["upgrade", "{{service}}", "--set", "token={{secrets.token}}"])
         .env("KUBECONFIG", "{{kubeconfig}}");
     use gantry_core::Step;
-    assert_eq!(
-        step.variables().unwrap(),
-        ["service", "secrets.token", "kubeconfig"]
-    );
+    assert_eq!(step.variables().unwrap(), ["service", "secrets.token", "kubeconfig"]);
 }

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use gantry_core::{
-    Breakpoint, CommandStep, Condition, Context, Debugger, PauseReason, Pipeline, PlannedStatus,
-    Recorder, Resume, Run, RunStatus, StepError, TriggerRule, step_fn,
+    Breakpoint, CommandStep, Condition, Context, Debugger, PauseReason, Pipeline, PlannedStatus, Recorder, Resume, Run,
+    RunStatus, StepError, TriggerRule, step_fn,
 };
 
 fn ok() -> impl gantry_core::Step {
@@ -13,10 +13,7 @@ fn ok() -> impl gantry_core::Step {
 
 fn release() -> Pipeline {
     Pipeline::builder("release")
-        .step(
-            "preflight",
-            CommandStep::new("kubectl").args(["auth", "can-i", "update", "deploy/{{service}}"]),
-        )
+        .step("preflight", CommandStep::new("kubectl").args(["auth", "can-i", "update", "deploy/{{service}}"]))
         .step("canary", ok())
         .after(["preflight"])
         .when(Condition::var_equals("env", "production"))
@@ -43,63 +40,33 @@ fn plan_tells_what_runs_what_is_skipped_and_what_depends_on_outcomes() {
     let plan = release().plan(&Context::new().var("service", "api").var("env", "staging"));
     let status = |name: &str| plan.step(name).unwrap().status.clone();
     assert_eq!(status("preflight"), PlannedStatus::Runs);
-    assert_eq!(
-        plan.step("preflight").unwrap().description,
-        "runs `kubectl auth can-i update deploy/api`"
-    );
-    assert_eq!(
-        status("canary"),
-        PlannedStatus::SkippedByCondition("env == production".into())
-    );
+    assert_eq!(plan.step("preflight").unwrap().description, "runs `kubectl auth can-i update deploy/api`");
+    assert_eq!(status("canary"), PlannedStatus::SkippedByCondition("env == production".into()));
     assert_eq!(status("rolling"), PlannedStatus::Runs);
     assert_eq!(status("verify"), PlannedStatus::Runs);
-    assert!(matches!(
-        status("rollback"),
-        PlannedStatus::DependsOnOutcome(_)
-    ));
-    assert!(matches!(
-        status("after-rollback"),
-        PlannedStatus::DependsOnOutcome(_)
-    ));
+    assert!(matches!(status("rollback"), PlannedStatus::DependsOnOutcome(_)));
+    assert!(matches!(status("after-rollback"), PlannedStatus::DependsOnOutcome(_)));
     assert_eq!(status("notify"), PlannedStatus::Runs);
     assert_eq!(plan.step("verify").unwrap().after, ["canary", "rolling"]);
     let text = plan.to_string();
-    assert!(
-        text.contains("skipped: condition false: env == production"),
-        "{text}"
-    );
+    assert!(text.contains("skipped: condition false: env == production"), "{text}");
 
-    let prod = release().plan(
-        &Context::new()
-            .var("service", "api")
-            .var("env", "production"),
-    );
-    assert_eq!(
-        prod.step("rolling").unwrap().status,
-        PlannedStatus::SkippedByCondition("env != production".into())
-    );
+    let prod = release().plan(&Context::new().var("service", "api").var("env", "production"));
+    assert_eq!(prod.step("rolling").unwrap().status, PlannedStatus::SkippedByCondition("env != production".into()));
 }
 
 #[test]
 fn plans_reach_into_fan_outs() {
     let p = Pipeline::builder("multi")
         .fan_out("deploy", "service", ["api", "web"], |_| {
-            Pipeline::builder("one").step(
-                "apply",
-                CommandStep::new("kubectl").args(["apply", "-f", "{{service}}.yaml"]),
-            )
+            Pipeline::builder("one")
+                .step("apply", CommandStep::new("kubectl").args(["apply", "-f", "{{service}}.yaml"]))
         })
         .build()
         .unwrap();
     let plan = p.plan(&Context::new());
-    assert_eq!(
-        plan.step("deploy[web]/apply").unwrap().description,
-        "runs `kubectl apply -f web.yaml`"
-    );
-    assert_eq!(
-        plan.step("deploy").unwrap().description,
-        "fans out over service = [api, web]"
-    );
+    assert_eq!(plan.step("deploy[web]/apply").unwrap().description, "runs `kubectl apply -f web.yaml`");
+    assert_eq!(plan.step("deploy").unwrap().description, "fans out over service = [api, web]");
 }
 
 #[test]
@@ -107,43 +74,22 @@ fn dot_and_mermaid_show_rules_and_conditions_on_edges() {
     let p = release();
     let dot = p.to_dot();
     assert!(dot.starts_with("digraph \"release\" {"), "{dot}");
-    assert!(
-        dot.contains("\"preflight\" -> \"canary\" [label=\"when env == production\"];"),
-        "{dot}"
-    );
-    assert!(
-        dot.contains("\"verify\" -> \"rollback\" [label=\"on_failure\"];"),
-        "{dot}"
-    );
-    assert!(
-        dot.contains("\"rollback\" -> \"notify\" [label=\"always\"];"),
-        "{dot}"
-    );
+    assert!(dot.contains("\"preflight\" -> \"canary\" [label=\"when env == production\"];"), "{dot}");
+    assert!(dot.contains("\"verify\" -> \"rollback\" [label=\"on_failure\"];"), "{dot}");
+    assert!(dot.contains("\"rollback\" -> \"notify\" [label=\"always\"];"), "{dot}");
     assert!(dot.contains("\"rollback\" -> \"after-rollback\";"), "{dot}");
     let mermaid = p.to_mermaid();
     assert!(mermaid.starts_with("flowchart LR\n"), "{mermaid}");
     assert!(mermaid.contains("-.->|\"on_failure\"|"), "{mermaid}");
-    assert!(
-        mermaid.contains("-->|\"when env != production\"|"),
-        "{mermaid}"
-    );
+    assert!(mermaid.contains("-->|\"when env != production\"|"), "{mermaid}");
     assert!(mermaid.contains("[\"notify\"]"), "{mermaid}");
 }
 
 #[tokio::test]
 async fn hooks_run_around_every_step_in_order() {
     let recorder = Arc::new(Recorder::default());
-    let p = Pipeline::builder("p")
-        .step("a", ok())
-        .step("b", ok())
-        .after(["a"])
-        .build()
-        .unwrap();
-    Run::new(&p, Context::new())
-        .hook(Arc::clone(&recorder))
-        .execute()
-        .await
-        .unwrap();
+    let p = Pipeline::builder("p").step("a", ok()).step("b", ok()).after(["a"]).build().unwrap();
+    Run::new(&p, Context::new()).hook(Arc::clone(&recorder)).execute().await.unwrap();
     assert_eq!(recorder.entries(), ["start:a", "end:a", "start:b", "end:b"]);
 }
 
@@ -163,9 +109,7 @@ async fn a_breakpoint_pauses_before_the_step_with_the_context_open() {
         .unwrap();
     let (hook, mut debugger) = Debugger::new([Breakpoint::Step("deploy".into())]);
     let recorder = Arc::new(Recorder::default());
-    let run = Run::new(&p, Context::new().var("env", "dev"))
-        .hook(hook)
-        .hook(Arc::clone(&recorder));
+    let run = Run::new(&p, Context::new().var("env", "dev")).hook(hook).hook(Arc::clone(&recorder));
     let handle = tokio::spawn(run.execute());
     let pause = debugger.next_pause().await.unwrap();
     assert_eq!(pause.step(), "deploy");
@@ -179,10 +123,7 @@ async fn a_breakpoint_pauses_before_the_step_with_the_context_open() {
     pause.resume(Resume::Continue);
     let report = handle.await.unwrap().unwrap();
     assert_eq!(report.status, RunStatus::Succeeded);
-    assert!(
-        debugger.next_pause().await.is_none(),
-        "no more pauses once the run is over"
-    );
+    assert!(debugger.next_pause().await.is_none(), "no more pauses once the run is over");
 }
 
 #[tokio::test]
@@ -216,10 +157,7 @@ async fn stepping_pauses_at_every_step_and_on_failure() {
     let (hook, mut debugger) = Debugger::new([Breakpoint::OnFailure]);
     let handle = tokio::spawn(Run::new(&p, Context::new()).hook(hook).execute());
     let pause = debugger.next_pause().await.unwrap();
-    assert_eq!(
-        (pause.step(), pause.reason()),
-        ("b", &PauseReason::Failed("broken".into()))
-    );
+    assert_eq!((pause.step(), pause.reason()), ("b", &PauseReason::Failed("broken".into())));
     assert!(!pause.is_before());
     pause.resume(Resume::Continue);
     assert_eq!(handle.await.unwrap().unwrap().status, RunStatus::Failed);

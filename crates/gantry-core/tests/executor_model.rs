@@ -13,8 +13,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use gantry_core::{
-    Condition, Context, Event, Pipeline, RetryPolicy, Run, RunStatus, StepError, StepStatus,
-    TriggerRule, step_fn,
+    Condition, Context, Event, Pipeline, RetryPolicy, Run, RunStatus, StepError, StepStatus, TriggerRule, step_fn,
 };
 use proptest::prelude::*;
 
@@ -86,29 +85,13 @@ fn case_strategy() -> impl Strategy<Value = Case> {
                             } else {
                                 rule
                             };
-                            StepSpec {
-                                upstream: up,
-                                rule,
-                                condition,
-                                script,
-                                retries,
-                                allow_failure,
-                                yields,
-                            }
+                            StepSpec { upstream: up, rule, condition, script, retries, allow_failure, yields }
                         },
                     )
             })
             .collect::<Vec<_>>();
-        (
-            steps,
-            proptest::collection::vec(any::<bool>(), FLAGS),
-            proptest::option::of(1usize..4),
-        )
-            .prop_map(|(steps, flags, max_concurrency)| Case {
-                steps,
-                flags,
-                max_concurrency,
-            })
+        (steps, proptest::collection::vec(any::<bool>(), FLAGS), proptest::option::of(1usize..4))
+            .prop_map(|(steps, flags, max_concurrency)| Case { steps, flags, max_concurrency })
     })
 }
 
@@ -129,11 +112,7 @@ fn model(case: &Case) -> (Vec<Expected>, RunStatus) {
             .iter()
             .filter(|&&u| out[u].status == StepStatus::Failed && !case.steps[u].allow_failure)
             .count();
-        let skipped_up = spec
-            .upstream
-            .iter()
-            .filter(|&&u| out[u].status == StepStatus::Skipped)
-            .count();
+        let skipped_up = spec.upstream.iter().filter(|&&u| out[u].status == StepStatus::Skipped).count();
         let rule_allows = match spec.rule {
             TriggerRule::AllSuccess => failed_up == 0 && skipped_up == 0,
             TriggerRule::OnFailure => failed_up > 0,
@@ -142,31 +121,17 @@ fn model(case: &Case) -> (Vec<Expected>, RunStatus) {
         };
         let condition_holds = spec.condition.is_none_or(|k| case.flags[k]);
         let expected = if !(rule_allows && condition_holds) {
-            Expected {
-                status: StepStatus::Skipped,
-                attempts: 0,
-            }
+            Expected { status: StepStatus::Skipped, attempts: 0 }
         } else {
             let mut attempt = 1u32;
             loop {
-                match spec
-                    .script
-                    .get(attempt as usize - 1)
-                    .copied()
-                    .unwrap_or(Attempt::Ok)
-                {
+                match spec.script.get(attempt as usize - 1).copied().unwrap_or(Attempt::Ok) {
                     Attempt::Ok => {
-                        break Expected {
-                            status: StepStatus::Succeeded,
-                            attempts: attempt,
-                        };
+                        break Expected { status: StepStatus::Succeeded, attempts: attempt };
                     }
                     Attempt::Retryable if attempt <= spec.retries => attempt += 1,
                     Attempt::Retryable | Attempt::Fatal => {
-                        break Expected {
-                            status: StepStatus::Failed,
-                            attempts: attempt,
-                        };
+                        break Expected { status: StepStatus::Failed, attempts: attempt };
                     }
                 }
             }
@@ -174,14 +139,7 @@ fn model(case: &Case) -> (Vec<Expected>, RunStatus) {
         run_failed |= expected.status == StepStatus::Failed && !spec.allow_failure;
         out.push(expected);
     }
-    (
-        out,
-        if run_failed {
-            RunStatus::Failed
-        } else {
-            RunStatus::Succeeded
-        },
-    )
+    (out, if run_failed { RunStatus::Failed } else { RunStatus::Succeeded })
 }
 
 #[derive(Default)]
@@ -206,21 +164,11 @@ fn build(case: &Case, seen: &Arc<Observed>) -> Pipeline {
                 let start = seen.clock.fetch_add(1, Ordering::SeqCst);
                 let now = seen.running.fetch_add(1, Ordering::SeqCst) + 1;
                 seen.max_running.fetch_max(now, Ordering::SeqCst);
-                seen.ticks
-                    .lock()
-                    .unwrap()
-                    .entry(i)
-                    .or_default()
-                    .0
-                    .push(start);
+                seen.ticks.lock().unwrap().entry(i).or_default().0.push(start);
                 for _ in 0..yields {
                     tokio::task::yield_now().await;
                 }
-                let result = match script
-                    .get(ctx.attempt() as usize - 1)
-                    .copied()
-                    .unwrap_or(Attempt::Ok)
-                {
+                let result = match script.get(ctx.attempt() as usize - 1).copied().unwrap_or(Attempt::Ok) {
                     Attempt::Ok => Ok(()),
                     Attempt::Retryable => Err(StepError::new("transient").retryable()),
                     Attempt::Fatal => Err(StepError::new("fatal")),
@@ -236,9 +184,7 @@ fn build(case: &Case, seen: &Arc<Observed>) -> Pipeline {
             None => Pipeline::builder("random").step(name, step),
             Some(b) => b.step(name, step),
         };
-        s = s
-            .after(spec.upstream.iter().map(|u| format!("s{u}")))
-            .rule(spec.rule);
+        s = s.after(spec.upstream.iter().map(|u| format!("s{u}"))).rule(spec.rule);
         if let Some(k) = spec.condition {
             s = s.when(Condition::var_equals(format!("flag{k}"), "on"));
         }
@@ -250,18 +196,11 @@ fn build(case: &Case, seen: &Arc<Observed>) -> Pipeline {
         }
         builder = Some(s);
     }
-    builder
-        .expect("at least one step")
-        .build()
-        .expect("generated pipelines are valid")
+    builder.expect("at least one step").build().expect("generated pipelines are valid")
 }
 
 fn check(case: Case) -> Result<(), TestCaseError> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-        .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
     let seen = Arc::new(Observed::default());
     let pipeline = build(&case, &seen);
     let mut context = Context::new();
@@ -277,22 +216,14 @@ fn check(case: Case) -> Result<(), TestCaseError> {
         let report = tokio::time::timeout(Duration::from_secs(3600), run.execute()).await;
         (report, events.collect::<Vec<Event>>().await)
     });
-    let report = report
-        .map_err(|_| TestCaseError::fail("the run did not terminate"))?
-        .unwrap();
+    let report = report.map_err(|_| TestCaseError::fail("the run did not terminate"))?.unwrap();
 
     let (expected, expected_run) = model(&case);
     prop_assert_eq!(report.status, expected_run, "run status");
     prop_assert_eq!(report.steps.len(), case.steps.len());
     for (i, want) in expected.iter().enumerate() {
         let got = report.step(&format!("s{i}")).unwrap();
-        prop_assert_eq!(
-            got.status,
-            want.status,
-            "status of s{}: {:?}",
-            i,
-            got.reason
-        );
+        prop_assert_eq!(got.status, want.status, "status of s{}: {:?}", i, got.reason);
         prop_assert_eq!(got.attempts, want.attempts, "attempts of s{}", i);
         prop_assert!(got.attempts <= 1 + case.steps[i].retries);
     }
@@ -304,12 +235,7 @@ fn check(case: Case) -> Result<(), TestCaseError> {
             prop_assert_eq!(starts.len() as u32, expected[i].attempts);
             for u in &spec.upstream {
                 if let Some((_, end)) = ticks.get(u) {
-                    prop_assert!(
-                        starts[0] > *end,
-                        "s{} started before upstream s{} ended",
-                        i,
-                        u
-                    );
+                    prop_assert!(starts[0] > *end, "s{} started before upstream s{} ended", i, u);
                 }
             }
         }
@@ -324,30 +250,17 @@ fn check(case: Case) -> Result<(), TestCaseError> {
             Event::StepStarted { step, attempt: 1 } => {
                 let i: usize = step[1..].parse().unwrap();
                 for u in &case.steps[i].upstream {
-                    prop_assert!(
-                        finished_at.contains_key(&format!("s{u}")),
-                        "{} started before s{} finished",
-                        step,
-                        u
-                    );
+                    prop_assert!(finished_at.contains_key(&format!("s{u}")), "{} started before s{} finished", step, u);
                 }
             }
             _ => {}
         }
     }
-    prop_assert_eq!(
-        finished_at.len(),
-        case.steps.len(),
-        "one StepFinished per step"
-    );
+    prop_assert_eq!(finished_at.len(), case.steps.len(), "one StepFinished per step");
     let last_is_run_finished = matches!(events.last(), Some(Event::RunFinished { .. }));
     prop_assert!(last_is_run_finished, "the stream ends with RunFinished");
     if let Some(n) = case.max_concurrency {
-        prop_assert!(
-            seen.max_running.load(Ordering::SeqCst) <= n,
-            "concurrency bound {} exceeded",
-            n
-        );
+        prop_assert!(seen.max_running.load(Ordering::SeqCst) <= n, "concurrency bound {} exceeded", n);
     }
     Ok(())
 }
@@ -375,12 +288,7 @@ fn model_sanity() {
     };
     let case = Case {
         steps: vec![
-            spec(
-                vec![],
-                TriggerRule::AllSuccess,
-                vec![Attempt::Retryable, Attempt::Fatal],
-                3,
-            ),
+            spec(vec![], TriggerRule::AllSuccess, vec![Attempt::Retryable, Attempt::Fatal], 3),
             spec(vec![0], TriggerRule::AllSuccess, vec![], 0),
             spec(vec![0], TriggerRule::OnFailure, vec![], 0),
             spec(vec![1, 2], TriggerRule::NoneFailed, vec![], 0),

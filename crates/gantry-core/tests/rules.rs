@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use gantry_core::{
-    Condition, Context, ContextError, Event, OutputKey, Pipeline, Run, RunStatus, StepError,
-    StepStatus, TriggerRule, step_fn,
+    Condition, Context, ContextError, Event, OutputKey, Pipeline, Run, RunStatus, StepError, StepStatus, TriggerRule,
+    step_fn,
 };
 
 fn ok() -> impl gantry_core::Step {
@@ -17,13 +17,7 @@ fn fail(message: &'static str) -> impl gantry_core::Step {
 }
 
 fn reason(report: &gantry_core::RunReport, step: &str) -> String {
-    report
-        .step(step)
-        .unwrap()
-        .reason
-        .as_deref()
-        .unwrap_or_default()
-        .to_owned()
+    report.step(step).unwrap().reason.as_deref().unwrap_or_default().to_owned()
 }
 
 #[tokio::test]
@@ -59,11 +53,7 @@ async fn on_failure_runs_only_on_the_failure_path_and_the_run_still_fails() {
     let r = p.run(Context::new()).await.unwrap();
     assert_eq!(r.status_of("rollback"), Some(StepStatus::Succeeded));
     assert_eq!(r.status_of("announce"), Some(StepStatus::Skipped));
-    assert_eq!(
-        r.status,
-        RunStatus::Failed,
-        "a failure handled by a failure path is still a failed run"
-    );
+    assert_eq!(r.status, RunStatus::Failed, "a failure handled by a failure path is still a failed run");
     assert_eq!(r.summary(), "failed at `deploy`");
 
     let happy = Pipeline::builder("p")
@@ -184,28 +174,11 @@ async fn typed_outputs_flow_downstream_and_mistakes_are_typed_errors() {
                     let digest = ctx.output("build", DIGEST)?;
                     let tag = ctx.require_var("build.tag")?;
                     let missing = ctx.output("build", REPLICAS).unwrap_err();
-                    let wrong_type = ctx
-                        .output("build", OutputKey::<u64>::new("digest"))
-                        .unwrap_err();
+                    let wrong_type = ctx.output("build", OutputKey::<u64>::new("digest")).unwrap_err();
                     let unknown = ctx.output("nope", DIGEST).unwrap_err();
                     seen.lock().unwrap().extend([digest.to_string(), tag]);
-                    assert_eq!(
-                        missing,
-                        ContextError::MissingOutput {
-                            step: "build".into(),
-                            key: "replicas".into()
-                        }
-                    );
-                    assert!(
-                        matches!(
-                            wrong_type,
-                            ContextError::OutputType {
-                                expected: "u64",
-                                ..
-                            }
-                        ),
-                        "{wrong_type}"
-                    );
+                    assert_eq!(missing, ContextError::MissingOutput { step: "build".into(), key: "replicas".into() });
+                    assert!(matches!(wrong_type, ContextError::OutputType { expected: "u64", .. }), "{wrong_type}");
                     assert_eq!(unknown.to_string(), "no step named `nope`");
                     Ok(())
                 }
@@ -217,10 +190,7 @@ async fn typed_outputs_flow_downstream_and_mistakes_are_typed_errors() {
     let r = p.run(Context::new()).await.unwrap();
     assert_eq!(r.status, RunStatus::Succeeded, "{r}");
     assert_eq!(*seen.lock().unwrap(), ["sha256:abc", "v1.2.3"]);
-    assert_eq!(
-        r.step("build").unwrap().outputs,
-        [("digest".to_owned(), "\"sha256:abc\"".to_owned())]
-    );
+    assert_eq!(r.step("build").unwrap().outputs, [("digest".to_owned(), "\"sha256:abc\"".to_owned())]);
 }
 
 #[tokio::test]
@@ -257,10 +227,7 @@ async fn independent_steps_run_concurrently() {
         .step("web", step(Arc::clone(&barrier)))
         .build()
         .unwrap();
-    let r = tokio::time::timeout(std::time::Duration::from_secs(5), p.run(Context::new()))
-        .await
-        .unwrap()
-        .unwrap();
+    let r = tokio::time::timeout(std::time::Duration::from_secs(5), p.run(Context::new())).await.unwrap().unwrap();
     assert_eq!(r.status, RunStatus::Succeeded);
 }
 

@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use gantry_core::{
-    CommandStep, Context, Event, MASK, OutputKey, Pipeline, RetryPolicy, Run, RunStatus, Secret,
-    StepError, step_fn,
+    CommandStep, Context, Event, MASK, OutputKey, Pipeline, RetryPolicy, Run, RunStatus, Secret, StepError, step_fn,
 };
 
 const TOKEN: &str = "tok-4f9a8e7d-SECRET";
@@ -41,10 +40,7 @@ fn pipeline() -> Pipeline {
         .step(
             "echo-token",
             CommandStep::new("sh")
-                .args([
-                    "-c",
-                    "echo using $TOKEN; echo \"auth failed for $TOKEN\" >&2; exit 1",
-                ])
+                .args(["-c", "echo using $TOKEN; echo \"auth failed for $TOKEN\" >&2; exit 1"])
                 .env("TOKEN", "{{secrets.token}}"),
         )
         .step(
@@ -59,20 +55,14 @@ fn pipeline() -> Pipeline {
             }),
         )
         .retry(RetryPolicy::fixed(1, Duration::from_millis(1)))
-        .step(
-            "argv-token",
-            CommandStep::new("sh").args(["-c", "echo \"$0\"; exit 3", "{{secrets.token}}"]),
-        )
+        .step("argv-token", CommandStep::new("sh").args(["-c", "echo \"$0\"; exit 3", "{{secrets.token}}"]))
         .build()
         .unwrap()
 }
 
 fn assert_clean(what: &str, text: &str) {
     assert!(!text.contains(TOKEN), "{what} shows the token:\n{text}");
-    assert!(
-        !text.contains(DB_PASSWORD),
-        "{what} shows the password:\n{text}"
-    );
+    assert!(!text.contains(DB_PASSWORD), "{what} shows the password:\n{text}");
 }
 
 #[test]
@@ -84,61 +74,32 @@ fn secrets_are_masked_in_events_reports_errors_plans_and_tracing() {
         .with_ansi(false)
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
 
     let p = pipeline();
     let ctx = Context::new().secret("token", Secret::new(TOKEN));
     let plan = p.plan(&ctx);
     let run = Run::new(&p, ctx.clone());
     let events = run.subscribe();
-    let (report, events) = runtime.block_on(async {
-        (
-            run.execute().await.unwrap(),
-            events.collect::<Vec<Event>>().await,
-        )
-    });
+    let (report, events) =
+        runtime.block_on(async { (run.execute().await.unwrap(), events.collect::<Vec<Event>>().await) });
 
     assert_eq!(report.status, RunStatus::Failed);
     // The secrets were really in play: every step saw and printed them, masked.
     let logs: Vec<String> = events
         .iter()
-        .filter_map(|e| {
-            if let Event::Log { line, .. } = e {
-                Some(line.to_string())
-            } else {
-                None
-            }
-        })
+        .filter_map(|e| if let Event::Log { line, .. } = e { Some(line.to_string()) } else { None })
         .collect();
     assert!(logs.contains(&format!("using {MASK}")), "{logs:?}");
-    assert!(
-        logs.contains(&format!("auth failed for {MASK}")),
-        "{logs:?}"
-    );
-    assert!(
-        logs.contains(&format!("connecting with {MASK}")),
-        "{logs:?}"
-    );
+    assert!(logs.contains(&format!("auth failed for {MASK}")), "{logs:?}");
+    assert!(logs.contains(&format!("connecting with {MASK}")), "{logs:?}");
     assert!(logs.contains(&MASK.to_owned()), "{logs:?}");
     let echo = report.step("echo-token").unwrap().reason.clone().unwrap();
     assert!(echo.ends_with(&format!("auth failed for {MASK}")), "{echo}");
     let runtime_secret = report.step("runtime-secret").unwrap();
-    assert_eq!(
-        runtime_secret.reason.as_deref(),
-        Some(format!("connect with {MASK} failed").as_str())
-    );
-    assert_eq!(
-        runtime_secret.outputs[0].1,
-        format!("\"postgres://app:{MASK}@db\"")
-    );
-    assert!(
-        events
-            .iter()
-            .any(|e| matches!(e, Event::StepRetrying { .. }))
-    );
+    assert_eq!(runtime_secret.reason.as_deref(), Some(format!("connect with {MASK} failed").as_str()));
+    assert_eq!(runtime_secret.outputs[0].1, format!("\"postgres://app:{MASK}@db\""));
+    assert!(events.iter().any(|e| matches!(e, Event::StepRetrying { .. })));
 
     assert_clean("events (Debug)", &format!("{events:?}"));
     for event in &events {
@@ -148,15 +109,9 @@ fn secrets_are_masked_in_events_reports_errors_plans_and_tracing() {
     assert_clean("report (Debug)", &format!("{report:?}"));
     assert_clean("report (JSON)", &serde_json::to_string(&report).unwrap());
     assert_clean("plan", &format!("{plan}{plan:?}"));
-    assert!(
-        plan.to_string().contains(MASK),
-        "the plan shows where the secret goes, masked:\n{plan}"
-    );
+    assert!(plan.to_string().contains(MASK), "the plan shows where the secret goes, masked:\n{plan}");
     assert_clean("context (Debug)", &format!("{ctx:?}"));
     let traced = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-    assert!(
-        traced.contains("step finished") && traced.contains("retrying"),
-        "tracing captured the run:\n{traced}"
-    );
+    assert!(traced.contains("step finished") && traced.contains("retrying"), "tracing captured the run:\n{traced}");
     assert_clean("tracing output", &traced);
 }

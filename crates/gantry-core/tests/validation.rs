@@ -3,10 +3,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use gantry_core::{
-    BuildError, CommandStep, Context, Pipeline, RunError, Secret, TemplateError, TriggerRule,
-    step_fn,
-};
+use gantry_core::{BuildError, CommandStep, Context, Pipeline, RunError, Secret, TemplateError, TriggerRule, step_fn};
 
 fn ok() -> impl gantry_core::Step {
     step_fn(|_| async { Ok(()) })
@@ -24,72 +21,36 @@ fn a_cycle_is_rejected_and_listed() {
         .step("d", ok())
         .build()
         .unwrap_err();
-    let BuildError::Cycle { pipeline, cycle } = &err else {
-        panic!("{err}")
-    };
+    let BuildError::Cycle { pipeline, cycle } = &err else { panic!("{err}") };
     assert_eq!(pipeline, "p");
     assert_eq!(cycle.first(), cycle.last());
     let mut members = cycle[..3].to_vec();
     members.sort();
     assert_eq!(members, ["a", "b", "c"]);
-    assert!(
-        err.to_string().starts_with("pipeline `p` has a cycle: "),
-        "{err}"
-    );
+    assert!(err.to_string().starts_with("pipeline `p` has a cycle: "), "{err}");
 }
 
 #[test]
 fn a_self_dependency_is_a_cycle() {
-    let err = Pipeline::builder("p")
-        .step("a", ok())
-        .after(["a"])
-        .build()
-        .unwrap_err();
+    let err = Pipeline::builder("p").step("a", ok()).after(["a"]).build().unwrap_err();
     assert_eq!(err.to_string(), "pipeline `p` has a cycle: a -> a");
 }
 
 #[test]
 fn duplicate_names_unknown_dependencies_and_orphan_failure_handlers() {
-    let dup = Pipeline::builder("p")
-        .step("a", ok())
-        .step("a", ok())
-        .build()
-        .unwrap_err();
-    assert_eq!(
-        dup,
-        BuildError::DuplicateStep {
-            pipeline: "p".into(),
-            step: "a".into()
-        }
-    );
+    let dup = Pipeline::builder("p").step("a", ok()).step("a", ok()).build().unwrap_err();
+    assert_eq!(dup, BuildError::DuplicateStep { pipeline: "p".into(), step: "a".into() });
 
-    let unknown = Pipeline::builder("p")
-        .step("deploy", ok())
-        .after(["biuld"])
-        .build()
-        .unwrap_err();
+    let unknown = Pipeline::builder("p").step("deploy", ok()).after(["biuld"]).build().unwrap_err();
     assert_eq!(
         unknown.to_string(),
         "step `deploy` of pipeline `p` depends on `biuld`, which is not a step of the pipeline"
     );
 
-    let orphan = Pipeline::builder("p")
-        .step("rollback", ok())
-        .rule(TriggerRule::OnFailure)
-        .build()
-        .unwrap_err();
-    assert_eq!(
-        orphan,
-        BuildError::FailureHandlerWithoutUpstream {
-            pipeline: "p".into(),
-            step: "rollback".into()
-        }
-    );
+    let orphan = Pipeline::builder("p").step("rollback", ok()).rule(TriggerRule::OnFailure).build().unwrap_err();
+    assert_eq!(orphan, BuildError::FailureHandlerWithoutUpstream { pipeline: "p".into(), step: "rollback".into() });
 
-    let slash = Pipeline::builder("p")
-        .step("a/b", ok())
-        .build()
-        .unwrap_err();
+    let slash = Pipeline::builder("p").step("a/b", ok()).build().unwrap_err();
     assert!(matches!(slash, BuildError::InvalidName { ref step, .. } if step == "a/b"));
 }
 
@@ -98,11 +59,7 @@ fn errors_inside_a_fan_out_name_the_path() {
     let err = Pipeline::builder("release")
         .fan_out("deploy", "service", ["api", "web"], |svc| {
             let b = Pipeline::builder(format!("deploy-{svc}")).step("up", ok());
-            if svc == "web" {
-                b.step("up", ok())
-            } else {
-                b.step("down", ok())
-            }
+            if svc == "web" { b.step("up", ok()) } else { b.step("down", ok()) }
         })
         .build()
         .unwrap_err();
@@ -111,9 +68,7 @@ fn errors_inside_a_fan_out_name_the_path() {
         "in `deploy[web]` of pipeline `release`: pipeline `deploy-web` has two steps named `up`"
     );
     let empty = Pipeline::builder("release")
-        .fan_out("deploy", "service", Vec::<String>::new(), |_| {
-            Pipeline::builder("x")
-        })
+        .fan_out("deploy", "service", Vec::<String>::new(), |_| Pipeline::builder("x"))
         .build()
         .unwrap_err();
     assert!(matches!(empty, BuildError::EmptyFanOut { .. }));
@@ -134,27 +89,14 @@ async fn unknown_template_variables_stop_the_run_before_anything_runs() {
                 }
             }),
         )
-        .step(
-            "deploy",
-            CommandStep::new("kubectl").args([
-                "set",
-                "image",
-                "deploy/{{service}}",
-                "app={{imgae}}",
-            ]),
-        )
+        .step("deploy", CommandStep::new("kubectl").args(["set", "image", "deploy/{{service}}", "app={{imgae}}"]))
         .after(["first"])
         .step("notify", CommandStep::new("echo").arg("{{secrets.slack}}"))
         .build()
         .unwrap();
-    let err = p
-        .run(Context::new().var("service", "api").var("image", "api:2"))
-        .await
-        .unwrap_err();
+    let err = p.run(Context::new().var("service", "api").var("image", "api:2")).await.unwrap_err();
     assert!(!ran.load(Ordering::SeqCst), "nothing ran");
-    let RunError::Templates { problems, .. } = &err else {
-        panic!()
-    };
+    let RunError::Templates { problems, .. } = &err else { panic!() };
     let found: Vec<(String, String)> = problems
         .iter()
         .map(|p| match &p.error {
@@ -162,24 +104,11 @@ async fn unknown_template_variables_stop_the_run_before_anything_runs() {
             other => panic!("{other}"),
         })
         .collect();
-    assert_eq!(
-        found,
-        [
-            ("deploy".to_owned(), "imgae".to_owned()),
-            ("notify".to_owned(), "secrets.slack".to_owned())
-        ]
-    );
-    assert!(
-        err.to_string()
-            .contains("step `deploy`: unknown variable `imgae`"),
-        "{err}"
-    );
+    assert_eq!(found, [("deploy".to_owned(), "imgae".to_owned()), ("notify".to_owned(), "secrets.slack".to_owned())]);
+    assert!(err.to_string().contains("step `deploy`: unknown variable `imgae`"), "{err}");
 
     // With the secret and the right name, it runs.
-    let ctx = Context::new()
-        .var("service", "api")
-        .var("imgae", "x")
-        .secret("slack", Secret::new("s"));
+    let ctx = Context::new().var("service", "api").var("imgae", "x").secret("slack", Secret::new("s"));
     let problems = p.check_variables(&ctx);
     assert!(problems.is_empty(), "{problems:?}");
 }
@@ -200,14 +129,8 @@ async fn step_variables_resolve_only_downstream_of_the_step_that_sets_them() {
 
 #[test]
 fn malformed_templates_are_reported_with_their_step() {
-    let p = Pipeline::builder("p")
-        .step("bad", CommandStep::new("echo").arg("{{unclosed"))
-        .build()
-        .unwrap();
+    let p = Pipeline::builder("p").step("bad", CommandStep::new("echo").arg("{{unclosed")).build().unwrap();
     let problems = p.check_variables(&Context::new());
     assert_eq!(problems.len(), 1);
-    assert_eq!(
-        problems[0].to_string(),
-        "step `bad`: unclosed `{{` at byte 0 in template `{{unclosed`"
-    );
+    assert_eq!(problems[0].to_string(), "step `bad`: unclosed `{{` at byte 0 in template `{{unclosed`");
 }

@@ -42,10 +42,7 @@ pub async fn process_gone(pid: u32) -> bool {
             Err(_) => return true,
             Ok(stat) => {
                 // The state follows the parenthesised command name.
-                let state = stat
-                    .rsplit(')')
-                    .next()
-                    .and_then(|rest| rest.trim_start().chars().next());
+                let state = stat.rsplit(')').next().and_then(|rest| rest.trim_start().chars().next());
                 if state == Some('Z') {
                     return true;
                 }
