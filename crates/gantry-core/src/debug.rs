@@ -133,9 +133,9 @@ impl Debugger {
         (hook, Debugger { pauses: rx })
     }
 
-    /// A debugger that pauses before the first step, for stepping through a run.
+    /// A debugger that pauses before the first step, for stepping through a run, and after any failure.
     pub fn stepping() -> (DebugHook, Debugger) {
-        let (hook, debugger) = Self::new([]);
+        let (hook, debugger) = Self::new([Breakpoint::OnFailure]);
         hook.stepping.store(true, Ordering::Relaxed);
         (hook, debugger)
     }

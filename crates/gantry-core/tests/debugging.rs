@@ -149,6 +149,7 @@ async fn stepping_pauses_at_every_step_and_on_failure() {
         [
             ("a".to_owned(), PauseReason::Stepping),
             ("b".to_owned(), PauseReason::Stepping),
+            ("b".to_owned(), PauseReason::Failed("broken".into())),
             ("c".to_owned(), PauseReason::Stepping)
         ]
     );
