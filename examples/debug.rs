@@ -76,7 +76,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             println!("   [n]ext  [c]ontinue  [p]rint context  [q]uit > ");
             match input.next_line().await?.as_deref().map(str::trim) {
-                Some("n") | Some("") => break Resume::Next,
+                Some("n" | "") => break Resume::Next,
                 Some("c") => break Resume::Continue,
                 Some("p") => {
                     for (name, value) in pause.context().vars() {

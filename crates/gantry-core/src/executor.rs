@@ -645,18 +645,20 @@ impl ChildReports {
 
 #[cfg(test)]
 mod size_tests {
+    /// The per-step structures behind the memory budget of docs/PERFORMANCE.md (at most 512 bytes per step for a
+    /// pipeline and one run of it): growing one of them is a decision, not an accident.
     #[test]
-    fn print_sizes() {
+    fn per_step_structures_stay_small() {
         use std::mem::size_of;
-        eprintln!(
-            "Node {} Slot {} StepReport {} Event {} StepContext {} Children {} Condition {}",
-            size_of::<crate::pipeline::Node>(),
-            size_of::<super::Slot>(),
-            size_of::<crate::report::StepReport>(),
-            size_of::<crate::event::Event>(),
-            size_of::<crate::context::StepContext>(),
-            size_of::<crate::pipeline::Children>(),
-            size_of::<Option<crate::rule::Condition>>(),
-        );
+        let sizes = [
+            ("Node", size_of::<crate::pipeline::Node>(), 48),
+            ("Slot", size_of::<super::Slot>(), 28),
+            ("StepContext", size_of::<crate::context::StepContext>(), 24),
+            ("StepReport", size_of::<crate::report::StepReport>(), 104),
+            ("Raw event", size_of::<crate::event::Raw>(), 56),
+        ];
+        for (what, size, budget) in sizes {
+            assert!(size <= budget, "{what} is {size} bytes, over its budget of {budget}");
+        }
     }
 }
