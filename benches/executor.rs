@@ -19,7 +19,7 @@ mod peers;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use common::{DAGS, Dag, WORKS, names, pipeline, run_floor, run_gantry, runtime};
+use common::{DAGS, Dag, WORKS, names, pipeline, run_floor, run_gantry, run_gantry_here, runtime};
 use criterion::{BenchmarkId, Criterion, Throughput};
 
 fn bench(c: &mut Criterion) {
@@ -65,9 +65,18 @@ fn bench(c: &mut Criterion) {
 fn ns_table() {
     let rt = runtime();
     println!("\nmedian ns per node over 15 runs (run = graph already built; b+r = build + run):");
+    println!("(gantry task: the run is a spawned task; gantry here: driven by block_on, where async_dag runs)");
     println!(
-        "{:<14} {:>6} {:>11} {:>11} {:>14} {:>14} {:>9} {:>9}",
-        "shape/work", "floor", "gantry run", "gantry b+r", "async_dag run", "async_dag b+r", "dagx run", "dagx b+r"
+        "{:<14} {:>6} {:>12} {:>12} {:>11} {:>14} {:>14} {:>9} {:>9}",
+        "shape/work",
+        "floor",
+        "gantry task",
+        "gantry here",
+        "gantry b+r",
+        "async_dag run",
+        "async_dag b+r",
+        "dagx run",
+        "dagx b+r"
     );
     for shape in DAGS {
         let dag = Dag::new(shape);
@@ -97,6 +106,11 @@ fn ns_table() {
                     rt.block_on(run_gantry(&p));
                 })
             });
+            let here = median(&mut || {
+                timed(&mut || {
+                    rt.block_on(run_gantry_here(&built));
+                })
+            });
             let build_run = median(&mut || {
                 timed(&mut || {
                     let p = pipeline(&dag, work, &names);
@@ -117,7 +131,7 @@ fn ns_table() {
             });
             let label = format!("{}/{work_label}", dag.label());
             println!(
-                "{label:<14} {floor:>6.0} {run:>11.0} {build_run:>11.0} {async_dag_run:>14.0} {async_dag:>14.0} {dagx_run:>9.0} {dagx:>9.0}"
+                "{label:<14} {floor:>6.0} {run:>12.0} {here:>12.0} {build_run:>11.0} {async_dag_run:>14.0} {async_dag:>14.0} {dagx_run:>9.0} {dagx:>9.0}"
             );
         }
     }

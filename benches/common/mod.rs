@@ -103,6 +103,24 @@ pub async fn run_gantry(p: &Pipeline) -> usize {
     report.steps.len()
 }
 
+/// Like [`run_gantry`], but the run is driven by the calling thread (`block_on`), where `async_dag` must run (its
+/// graph future is not `Send`); the reader is still a task on the runtime.
+pub async fn run_gantry_here(p: &Pipeline) -> usize {
+    let run = Run::new(p, Context::new());
+    let mut events = run.subscribe();
+    let reader = tokio::spawn(async move {
+        let mut n = 0usize;
+        while events.next().await.is_some() {
+            n += 1;
+        }
+        n
+    });
+    let report = run.execute().await.expect("runs");
+    assert_eq!(report.status, RunStatus::Succeeded);
+    assert_eq!(reader.await.unwrap(), 2 * p.len() + 2);
+    report.steps.len()
+}
+
 /// The floor: every node called in topological order through a `dyn` trait object, nothing else.
 #[async_trait]
 pub trait FloorStep: Send + Sync {

@@ -3,7 +3,7 @@
 //! One coordinator future drives a run. It keeps, per step, the count of unfinished upstream steps and how the
 //! finished ones ended; when the count reaches zero the step's rule and condition decide whether it runs. A started
 //! step is polled once inline: a step that completes at once never touches the set of running futures. Running steps
-//! are polled from a `FuturesUnordered` inside the coordinator's task, so a run costs no task spawns; steps that need
+//! are polled from a set of running futures (`running.rs`) inside the coordinator's task, so a run costs no task spawns; steps that need
 //! a thread of their own spawn one.
 //!
 //! Cancellation: the run's token fires; running steps see it through [`StepContext::cancellation`]; the coordinator
@@ -18,7 +18,6 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
-use futures::stream::{FuturesUnordered, StreamExt};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -29,6 +28,7 @@ use crate::event::{Event, EventStream, Journal, Raw};
 use crate::pipeline::{Node, Pipeline};
 use crate::report::{RunReport, RunStatus, StepReport, StepStatus};
 use crate::rule::{TriggerRule, Upstream, Verdict};
+use crate::running::RunningSet;
 
 /// Settings shared by a run and its sub-runs.
 pub(crate) struct RunOptions {
@@ -281,7 +281,7 @@ struct Coordinator<'a> {
     contexts: &'a [StepContext],
     slots: Vec<Slot>,
     ready: VecDeque<u32>,
-    running: FuturesUnordered<Running<'a>>,
+    running: RunningSet<Running<'a>>,
     /// Report entries in the order steps finished, and the node of each.
     reports: Vec<StepReport>,
     finished: Vec<u32>,
@@ -309,7 +309,7 @@ impl<'a> Coordinator<'a> {
             contexts,
             slots,
             ready: pipeline.roots().iter().copied().collect(),
-            running: FuturesUnordered::new(),
+            running: RunningSet::new(),
             reports: Vec::with_capacity(pipeline.len()),
             finished: Vec::with_capacity(pipeline.len()),
             cancel_signal: Box::pin(scope.run_token.cancelled()),
@@ -371,7 +371,7 @@ impl<'a> Coordinator<'a> {
                 self.flush();
                 self.now = None;
             }
-            match self.running.poll_next_unpin(cx) {
+            match self.running.poll_next(cx) {
                 Poll::Ready(Some((node, started, attempted))) => {
                     budget = budget.saturating_sub(1);
                     self.complete(node, started, attempted);
@@ -485,7 +485,7 @@ impl<'a> Coordinator<'a> {
     /// Drops the steps that did not stop within the grace period.
     fn abandon_running(&mut self) {
         let now = self.clock();
-        for running in std::mem::take(&mut self.running) {
+        for running in self.running.take_all() {
             let reason = Arc::from("did not stop within the grace period; dropped");
             self.finish(running.node, StepStatus::Cancelled, Some(reason), 1, now - running.started);
         }

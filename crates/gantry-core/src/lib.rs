@@ -50,6 +50,7 @@ mod plan;
 mod report;
 mod retry;
 mod rule;
+mod running;
 mod secret;
 mod step;
 mod template;
