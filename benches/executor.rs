@@ -60,79 +60,79 @@ fn bench(c: &mut Criterion) {
     }
 }
 
-/// Median ns per node over 15 runs of each contender, the table docs/PERFORMANCE.md records. "run" columns exclude
+/// Median ns per node of each contender, the table docs/PERFORMANCE.md records. The contenders take turns, one run
+/// each per round, so that a burst of noise on this shared machine falls on all of them alike. "run" columns exclude
 /// building the graph (for the peers, the time of their own `run` call); "b+r" columns include it.
 fn ns_table() {
+    const ROUNDS: usize = 31;
     let rt = runtime();
-    println!("\nmedian ns per node over 15 runs (run = graph already built; b+r = build + run):");
+    println!("\nmedian ns per node over {ROUNDS} rounds (run = graph already built; b+r = build + run):");
     println!("(gantry task: the run is a spawned task; gantry here: driven by block_on, where async_dag runs)");
-    println!(
-        "{:<14} {:>6} {:>12} {:>12} {:>11} {:>14} {:>14} {:>9} {:>9}",
-        "shape/work",
-        "floor",
-        "gantry task",
-        "gantry here",
-        "gantry b+r",
-        "async_dag run",
-        "async_dag b+r",
-        "dagx run",
-        "dagx b+r"
-    );
+    let columns =
+        ["floor", "gantry task", "gantry here", "gantry b+r", "async_dag run", "async_dag b+r", "dagx run", "dagx b+r"];
+    print!("{:<14}", "shape/work");
+    for c in columns {
+        print!(" {c:>13}");
+    }
+    println!();
     for shape in DAGS {
         let dag = Dag::new(shape);
         let n = dag.nodes;
         for (work, work_label) in WORKS {
             let names = names(n);
             let built = pipeline(&dag, work, &names);
-            let per_node = |d: Duration| d.as_nanos() as f64 / n as f64;
-            let median = |f: &mut dyn FnMut() -> Duration| {
-                let mut t: Vec<f64> = (0..15).map(|_| per_node(f())).collect();
-                t.sort_by(f64::total_cmp);
-                t[t.len() / 2]
-            };
             let timed = |f: &mut dyn FnMut()| {
                 let start = Instant::now();
                 f();
                 start.elapsed()
             };
-            let floor = median(&mut || {
-                timed(&mut || {
-                    rt.block_on(async { tokio::spawn(run_floor(n, work)).await.unwrap() });
-                })
-            });
-            let run = median(&mut || {
-                timed(&mut || {
-                    let p = built.clone();
-                    rt.block_on(run_gantry(&p));
-                })
-            });
-            let here = median(&mut || {
-                timed(&mut || {
-                    rt.block_on(run_gantry_here(&built));
-                })
-            });
-            let build_run = median(&mut || {
-                timed(&mut || {
-                    let p = pipeline(&dag, work, &names);
-                    rt.block_on(run_gantry(&p));
-                })
-            });
-            let async_dag_run = median(&mut || rt.block_on(peers::time_async_dag_run(n, &dag.edges, work)));
-            let async_dag = median(&mut || {
-                timed(&mut || {
-                    rt.block_on(peers::run_async_dag(n, &dag.edges, work));
-                })
-            });
-            let dagx_run = median(&mut || rt.block_on(peers::time_dagx_run(n, &dag.edges, work)));
-            let dagx = median(&mut || {
-                timed(&mut || {
-                    rt.block_on(peers::run_dagx(n, &dag.edges, work));
-                })
-            });
-            let label = format!("{}/{work_label}", dag.label());
-            println!(
-                "{label:<14} {floor:>6.0} {run:>12.0} {here:>12.0} {build_run:>11.0} {async_dag_run:>14.0} {async_dag:>14.0} {dagx_run:>9.0} {dagx:>9.0}"
-            );
+            let mut contenders: Vec<Box<dyn FnMut() -> Duration + '_>> = vec![
+                Box::new(|| {
+                    timed(&mut || {
+                        black_box(rt.block_on(async { tokio::spawn(run_floor(n, work)).await.unwrap() }));
+                    })
+                }),
+                Box::new(|| {
+                    timed(&mut || {
+                        black_box(rt.block_on(run_gantry(&built)));
+                    })
+                }),
+                Box::new(|| {
+                    timed(&mut || {
+                        black_box(rt.block_on(run_gantry_here(&built)));
+                    })
+                }),
+                Box::new(|| {
+                    timed(&mut || {
+                        let p = pipeline(&dag, work, &names);
+                        rt.block_on(run_gantry(&p));
+                    })
+                }),
+                Box::new(|| rt.block_on(peers::time_async_dag_run(n, &dag.edges, work))),
+                Box::new(|| {
+                    timed(&mut || {
+                        black_box(rt.block_on(peers::run_async_dag(n, &dag.edges, work)));
+                    })
+                }),
+                Box::new(|| rt.block_on(peers::time_dagx_run(n, &dag.edges, work))),
+                Box::new(|| {
+                    timed(&mut || {
+                        black_box(rt.block_on(peers::run_dagx(n, &dag.edges, work)));
+                    })
+                }),
+            ];
+            let mut samples = vec![Vec::with_capacity(ROUNDS); contenders.len()];
+            for _ in 0..ROUNDS {
+                for (c, run) in contenders.iter_mut().enumerate() {
+                    samples[c].push(run().as_nanos() as f64 / n as f64);
+                }
+            }
+            print!("{:<14}", format!("{}/{work_label}", dag.label()));
+            for mut s in samples {
+                s.sort_by(f64::total_cmp);
+                print!(" {:>13.0}", s[s.len() / 2]);
+            }
+            println!();
         }
     }
 }

@@ -15,6 +15,7 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use crate::context::StepContext;
 use crate::error::{StepError, TemplateError};
@@ -179,30 +180,33 @@ fn pump(
     stream: LogStream,
     tail: Option<(Arc<Mutex<VecDeque<String>>>, usize)>,
 ) -> AbortOnDrop {
-    AbortOnDrop(tokio::spawn(async move {
-        let mut reader = BufReader::new(reader);
-        let mut buf = Vec::new();
-        loop {
-            buf.clear();
-            match reader.read_until(b'\n', &mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {
-                    let line = String::from_utf8_lossy(&buf);
-                    let line = line.trim_end_matches(['\n', '\r']);
-                    ctx.log_to(stream, line);
-                    if let Some((tail, keep)) = &tail {
-                        let mut tail = tail.lock().unwrap_or_else(|e| e.into_inner());
-                        if tail.len() == *keep {
-                            tail.pop_front();
-                        }
-                        if *keep > 0 {
-                            tail.push_back(ctx.redact(line).into_owned());
+    AbortOnDrop(tokio::spawn(
+        async move {
+            let mut reader = BufReader::new(reader);
+            let mut buf = Vec::new();
+            loop {
+                buf.clear();
+                match reader.read_until(b'\n', &mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {
+                        let line = String::from_utf8_lossy(&buf);
+                        let line = line.trim_end_matches(['\n', '\r']);
+                        ctx.log_to(stream, line);
+                        if let Some((tail, keep)) = &tail {
+                            let mut tail = tail.lock().unwrap_or_else(|e| e.into_inner());
+                            if tail.len() == *keep {
+                                tail.pop_front();
+                            }
+                            if *keep > 0 {
+                                tail.push_back(ctx.redact(line).into_owned());
+                            }
                         }
                     }
                 }
             }
         }
-    }))
+        .in_current_span(),
+    ))
 }
 
 #[async_trait]
@@ -262,11 +266,7 @@ impl Step for CommandStep {
             message.push_str(&tail.iter().cloned().collect::<Vec<_>>().join("\n"));
         }
         let error = StepError::new(message);
-        Ok(()).and(if status.code().is_some_and(|c| self.retry_on.contains(&c)) {
-            Err(error.retryable())
-        } else {
-            Err(error)
-        })
+        Err(if status.code().is_some_and(|c| self.retry_on.contains(&c)) { error.retryable() } else { error })
     }
 
     fn describe(&self, ctx: &StepContext) -> String {
@@ -288,11 +288,14 @@ impl Step for CommandStep {
     }
 
     fn variables(&self) -> Result<Vec<String>, TemplateError> {
-        let mut names = Vec::new();
+        let mut names: Vec<String> = Vec::new();
         for source in self.templates() {
-            names.extend(Template::parse(source)?.variables().map(str::to_owned));
+            for name in Template::parse(source)?.variables() {
+                if !names.iter().any(|n| n == name) {
+                    names.push(name.to_owned());
+                }
+            }
         }
-        names.dedup();
         Ok(names)
     }
 }

@@ -12,10 +12,11 @@ use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
+use futures::task::AtomicWaker;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{ContextError, TemplateError};
-use crate::event::{Event, Journal, LogStream};
+use crate::event::{Event, Journal, LogStream, Raw};
 use crate::executor::{ChildReports, RunOptions};
 use crate::pipeline::Pipeline;
 use crate::report::StepReport;
@@ -154,6 +155,41 @@ impl Names {
     }
 }
 
+/// What a scope's steps emit (log lines, retries), waiting for the scope's coordinator to take it into its own
+/// sequence of events. Everything a scope emits thus reaches the journal through its coordinator, in one order.
+#[derive(Default)]
+pub(crate) struct Inbox {
+    events: Mutex<Vec<Raw>>,
+    filled: AtomicBool,
+    coordinator: AtomicWaker,
+}
+
+impl Inbox {
+    /// Leaves an event for the coordinator and wakes it.
+    pub(crate) fn push(&self, event: Raw) {
+        let mut events = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        events.push(event);
+        self.filled.store(true, Ordering::Release);
+        drop(events);
+        self.coordinator.wake();
+    }
+
+    /// Moves what is waiting to the end of `into` (a load of a flag when nothing is).
+    #[inline]
+    pub(crate) fn take_into(&self, into: &mut Vec<Raw>) {
+        if self.filled.load(Ordering::Acquire) {
+            let mut events = self.events.lock().unwrap_or_else(|e| e.into_inner());
+            self.filled.store(false, Ordering::Release);
+            into.append(&mut events);
+        }
+    }
+
+    /// The coordinator's waker, registered before it takes what is waiting and waits.
+    pub(crate) fn register(&self, waker: &std::task::Waker) {
+        self.coordinator.register(waker);
+    }
+}
+
 /// Shared state of one run or sub-run.
 pub(crate) struct Scope {
     pub(crate) run_id: Arc<str>,
@@ -166,6 +202,7 @@ pub(crate) struct Scope {
     outputs: Mutex<HashMap<(u32, &'static str), StoredOutput>>,
     pub(crate) secrets: Arc<SecretStore>,
     pub(crate) journal: Arc<Journal>,
+    pub(crate) inbox: Inbox,
     pub(crate) run_token: CancellationToken,
     pub(crate) final_token: CancellationToken,
     pub(crate) options: Arc<RunOptions>,
@@ -198,6 +235,7 @@ impl Scope {
             outputs: Mutex::default(),
             secrets: Arc::new(secrets),
             journal,
+            inbox: Inbox::default(),
             run_token,
             final_token: CancellationToken::new(),
             options,
@@ -221,6 +259,7 @@ impl Scope {
             outputs: Mutex::default(),
             secrets: Arc::clone(&scope.secrets),
             journal: Arc::clone(&scope.journal),
+            inbox: Inbox::default(),
             run_token: parent.cancellation().clone(),
             final_token: CancellationToken::new(),
             options: Arc::clone(&scope.options),
@@ -433,9 +472,20 @@ impl StepContext {
     pub fn log_to(&self, stream: LogStream, line: &str) {
         let line = self.redact(line);
         tracing::debug!(step = %self.name(), ?stream, line = %line, "step output");
+        self.emit(Event::Log { step: Arc::clone(self.scope.name(self.node)), stream, line: Arc::from(line.as_ref()) });
+    }
+
+    /// Emits an event of this step through its coordinator, if anyone listens.
+    pub(crate) fn emit(&self, event: Event) {
         if self.scope.journal.is_active() {
-            let step = Arc::clone(self.scope.name(self.node));
-            self.scope.journal.emit_now(Event::Log { step, stream, line: Arc::from(line.as_ref()) });
+            self.scope.inbox.push(Raw::Event(event));
+        }
+    }
+
+    /// Emits the start of a later attempt of this step.
+    pub(crate) fn emit_attempt(&self, attempt: u32) {
+        if self.scope.journal.is_active() {
+            self.scope.inbox.push(Raw::Started { scope: self.scope.id, node: self.node, attempt });
         }
     }
 }

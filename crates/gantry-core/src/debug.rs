@@ -34,7 +34,8 @@ use crate::error::StepError;
 pub trait Hook: Send + Sync + 'static {
     /// Before the step's first attempt.
     async fn before_step(&self, _ctx: &StepContext) {}
-    /// After the step's last attempt.
+    /// After the step's last attempt. The error is as the step returned it, secrets not masked: show it through
+    /// [`StepContext::redact`].
     async fn after_step(&self, _ctx: &StepContext, _result: &Result<(), StepError>) {}
 }
 

@@ -137,8 +137,9 @@ pub enum BuildError {
         /// The failure handler.
         step: String,
     },
-    /// A step name is empty or contains `/`, which separates the names of sub-pipelines.
-    #[error("pipeline `{pipeline}` has an invalid step name `{step}`: names must be non-empty and contain no `/`")]
+    /// A step name is empty or contains `/` (which separates the names of sub-pipelines) or `.` (which separates a
+    /// step's name from its variables: `{{build.tag}}`).
+    #[error("pipeline `{pipeline}` has an invalid step name `{step}`: names must be non-empty, without `/` or `.`")]
     InvalidName {
         /// The pipeline.
         pipeline: String,
@@ -178,7 +179,9 @@ pub enum TemplateError {
         offset: usize,
     },
     /// A placeholder whose name has characters other than letters, digits, `_`, `-` and `.`.
-    #[error("invalid variable name `{name}` at byte {offset} in template `{template}`")]
+    #[error(
+        "invalid variable name `{name}` at byte {offset} in template `{template}` (for a literal `{{{{`, write `{{{{{{{{`)"
+    )]
     BadName {
         /// The template text.
         template: String,

@@ -199,12 +199,6 @@ impl Journal {
         }
     }
 
-    /// Appends an event and publishes at once: for events emitted outside the executor's own loop.
-    pub(crate) fn emit_now(&self, event: Event) {
-        self.emit(event);
-        self.publish();
-    }
-
     /// Moves pending events to the readers and wakes those that wait.
     pub(crate) fn publish(&self) {
         let batch = std::mem::take(&mut *lock(&self.pending));
@@ -413,7 +407,8 @@ mod tests {
         let mut s = j.subscribe();
         let reader = tokio::spawn(async move { s.next().await });
         tokio::task::yield_now().await;
-        j.emit_now(ev(7));
+        j.emit(ev(7));
+        j.publish();
         assert_eq!(reader.await.unwrap(), Some(ev(7)));
     }
 }

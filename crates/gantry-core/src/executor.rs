@@ -9,7 +9,7 @@
 //! Cancellation: the run's token fires; running steps see it through [`StepContext::cancellation`]; the coordinator
 //! starts nothing new and waits up to the grace period for them; steps still running then are dropped and marked
 //! cancelled; then every `always` step whose upstream steps are finished runs (with a token that is not cancelled) and
-//! every other step is skipped.
+//! every other step is skipped. The grace period does not bound those `always` steps: give them a timeout.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::{Future, poll_fn};
@@ -23,9 +23,9 @@ use tracing::Instrument;
 
 use crate::context::{Context, Scope, StepContext};
 use crate::debug::Hook;
-use crate::error::{RunError, StepError, StepErrorKind};
+use crate::error::{RunError, StepError};
 use crate::event::{Event, EventStream, Journal, Raw};
-use crate::pipeline::{Node, Pipeline};
+use crate::pipeline::{Children, Node, Pipeline};
 use crate::report::{RunReport, RunStatus, StepReport, StepStatus};
 use crate::rule::{TriggerRule, Upstream, Verdict};
 use crate::running::RunningSet;
@@ -85,7 +85,8 @@ impl Run {
         }
     }
 
-    /// Runs at most `n` steps at once (at least 1). Unbounded by default.
+    /// Runs at most `n` steps at once (at least 1). Unbounded by default. The bound holds within each (sub-)run: the
+    /// sub-runs of a fan-out each have it, and run side by side.
     pub fn max_concurrency(mut self, n: usize) -> Self {
         self.options.max_concurrency = n.max(1);
         self
@@ -134,6 +135,8 @@ impl Run {
     /// Runs the pipeline to the end. Fails only if the run cannot start (templates with unknown variables); a
     /// failed step is reported in the [`RunReport`].
     pub async fn execute(self) -> Result<RunReport, RunError> {
+        // However this ends (an error, the future dropped), readers' streams end too.
+        let _close = CloseOnDrop(Arc::clone(&self.journal));
         let problems = self.pipeline.check_variables(&self.context);
         if !problems.is_empty() {
             return Err(RunError::Templates { pipeline: self.pipeline.name().to_owned(), problems });
@@ -185,6 +188,15 @@ impl Pipeline {
     }
 }
 
+/// Closes a journal when dropped.
+struct CloseOnDrop(Arc<Journal>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
 fn new_run_id() -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -228,6 +240,9 @@ pub(crate) async fn drive(scope: &Arc<Scope>) -> Outcome {
     coordinator.into_outcome()
 }
 
+/// Events a coordinator gathers before it hands them to the journal's readers without waiting for a yield.
+const PUBLISH_AT: usize = 512;
+
 /// How many steps a coordinator starts or completes in one poll before it yields.
 const COOP_BUDGET: u32 = 1024;
 
@@ -240,6 +255,8 @@ struct Slot {
 struct Attempted {
     result: Result<(), StepError>,
     attempts: u32,
+    /// When the first attempt started, if later than when the step was started (hooks and breakpoints ran first).
+    started: Option<Instant>,
 }
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -261,15 +278,23 @@ impl Future for Running<'_> {
     type Output = (u32, Instant, Attempted);
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
-        let attempted = match &mut self.future {
-            StepFuture::Direct(f) => match f.as_mut().poll(cx) {
-                Poll::Ready(result) => Attempted { result, attempts: 1 },
-                Poll::Pending => return Poll::Pending,
-            },
-            StepFuture::Wrapped(f) => match f.as_mut().poll(cx) {
-                Poll::Ready(attempted) => attempted,
-                Poll::Pending => return Poll::Pending,
-            },
+        // A panicking step fails alone: the run goes on to its failure path and `always` steps.
+        let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &mut self.future {
+            StepFuture::Direct(f) => f.as_mut().poll(cx).map(|result| Attempted { result, attempts: 1, started: None }),
+            StepFuture::Wrapped(f) => f.as_mut().poll(cx),
+        }));
+        let attempted = match polled {
+            Ok(Poll::Ready(attempted)) => attempted,
+            Ok(Poll::Pending) => return Poll::Pending,
+            Err(panic) => {
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic without a message".to_owned());
+                let result = Err(StepError::new(format!("step panicked: {message}")));
+                Attempted { result, attempts: 1, started: None }
+            }
         };
         Poll::Ready((self.node, self.started, attempted))
     }
@@ -328,16 +353,27 @@ impl<'a> Coordinator<'a> {
 
     fn emit(&mut self, event: Raw) {
         self.events.push(event);
+        if self.events.len() >= PUBLISH_AT {
+            self.publish();
+        }
     }
 
-    /// Hands buffered events to the journal.
+    /// Takes what the steps emitted into the sequence: called after every poll of a step future, before its
+    /// result is recorded, so a step's log lines fall between its start and its end.
+    #[inline]
+    fn take_inbox(&mut self) {
+        self.scope.inbox.take_into(&mut self.events);
+    }
+
+    /// Hands the sequence to the journal.
     fn flush(&mut self) {
+        self.take_inbox();
         if !self.events.is_empty() {
             self.scope.journal.emit_batch(&mut self.events);
         }
     }
 
-    /// Hands buffered events to the journal and wakes its readers.
+    /// Hands the sequence to the journal and wakes its readers.
     fn publish(&mut self) {
         self.flush();
         self.scope.journal.publish();
@@ -368,12 +404,12 @@ impl<'a> Coordinator<'a> {
                 }
             }
             if !self.running.is_empty() {
-                self.flush();
                 self.now = None;
             }
             match self.running.poll_next(cx) {
                 Poll::Ready(Some((node, started, attempted))) => {
                     budget = budget.saturating_sub(1);
+                    self.take_inbox();
                     self.complete(node, started, attempted);
                 }
                 Poll::Ready(None) => {
@@ -397,6 +433,8 @@ impl<'a> Coordinator<'a> {
                             continue;
                         }
                     }
+                    // Register before the last look at the inbox: a step that emits after it wakes us.
+                    self.scope.inbox.register(cx.waker());
                     self.publish();
                     self.now = None;
                     return Poll::Pending;
@@ -438,7 +476,10 @@ impl<'a> Coordinator<'a> {
         }
         if self.scope.journal.is_active() {
             self.emit(Raw::Started { scope: self.scope.id, node: i, attempt: 1 });
-            self.flush();
+            if !matches!(node.children(), Children::None) {
+                // A sub-run hands its events to the journal itself: ours must be there first.
+                self.flush();
+            }
         }
         let started = self.clock();
         let span = tracing::info_span!("gantry.step", step = %self.scope.name(i));
@@ -450,6 +491,7 @@ impl<'a> Coordinator<'a> {
         let mut running = Running { node: i, started, future };
         let polled = Pin::new(&mut running).poll(cx);
         self.now = None;
+        self.take_inbox();
         match polled {
             Poll::Ready((node, started, attempted)) => self.complete(node, started, attempted),
             Poll::Pending => self.running.push(running),
@@ -465,17 +507,14 @@ impl<'a> Coordinator<'a> {
     }
 
     fn complete(&mut self, i: u32, started: Instant, attempted: Attempted) {
-        let duration = self.clock().saturating_duration_since(started);
-        let Attempted { result, attempts } = attempted;
+        let Attempted { result, attempts, started: first_attempt } = attempted;
+        let duration = self.clock().saturating_duration_since(first_attempt.unwrap_or(started));
         match result {
             Ok(()) => self.finish(i, StepStatus::Succeeded, None, attempts, duration),
             Err(error) => {
-                let token_fired = self.contexts[i as usize].is_cancelled();
-                let status = if error.kind() == StepErrorKind::Cancelled || token_fired {
-                    StepStatus::Cancelled
-                } else {
-                    StepStatus::Failed
-                };
+                // Cancelled only if the run's signal reached the step; an error that merely says so is a failure.
+                let status =
+                    if self.contexts[i as usize].is_cancelled() { StepStatus::Cancelled } else { StepStatus::Failed };
                 let reason = Arc::from(self.scope.redact(&error_chain(&error)).as_ref());
                 self.finish(i, status, Some(reason), attempts, duration);
             }
@@ -487,7 +526,8 @@ impl<'a> Coordinator<'a> {
         let now = self.clock();
         for running in self.running.take_all() {
             let reason = Arc::from("did not stop within the grace period; dropped");
-            self.finish(running.node, StepStatus::Cancelled, Some(reason), 1, now - running.started);
+            let attempts = self.contexts[running.node as usize].attempt();
+            self.finish(running.node, StepStatus::Cancelled, Some(reason), attempts, now - running.started);
         }
         self.finalizing = true;
     }
@@ -577,11 +617,13 @@ async fn attempts(node: &Node, ctx: &StepContext, scope: &Scope) -> Attempted {
     for hook in hooks {
         hook.before_step(ctx).await;
     }
+    // Time spent in hooks (a paused breakpoint) is not the step's.
+    let started = (!hooks.is_empty()).then(Instant::now);
     let mut attempt = 1;
     let result = loop {
         ctx.set_attempt(attempt);
-        if attempt > 1 && scope.journal.is_active() {
-            scope.journal.emit_now(Event::StepStarted { step: Arc::from(ctx.name()), attempt });
+        if attempt > 1 {
+            ctx.emit_attempt(attempt);
         }
         let result = match node.timeout() {
             Some(limit) => {
@@ -598,7 +640,7 @@ async fn attempts(node: &Node, ctx: &StepContext, scope: &Scope) -> Attempted {
                 tracing::warn!(step = %ctx.name(), attempt, ?delay, error = %message, "retrying");
                 if scope.journal.is_active() {
                     let step = Arc::from(ctx.name());
-                    scope.journal.emit_now(Event::StepRetrying { step, attempt, error: message, delay });
+                    ctx.emit(Event::StepRetrying { step, attempt, error: message, delay });
                 }
                 tokio::select! {
                     () = tokio::time::sleep(delay) => {}
@@ -612,7 +654,7 @@ async fn attempts(node: &Node, ctx: &StepContext, scope: &Scope) -> Attempted {
     for hook in hooks {
         hook.after_step(ctx, &result).await;
     }
-    Attempted { result, attempts: attempt }
+    Attempted { result, attempts: attempt, started }
 }
 
 impl Scope {

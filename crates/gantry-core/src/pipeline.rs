@@ -296,7 +296,7 @@ impl PipelineBuilder {
             fail(&mut self, e);
             Children::None
         });
-        if name.is_empty() || name.contains('/') {
+        if name.is_empty() || name.contains(['/', '.']) {
             let e = BuildError::InvalidName { pipeline: self.name.clone(), step: name.to_string() };
             fail(&mut self, e);
         }

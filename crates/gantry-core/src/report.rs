@@ -114,7 +114,7 @@ impl RunReport {
         out
     }
 
-    /// One line: the status, and for a failed run whose failure path ran, which steps recovered.
+    /// One line: the status, and for a failed run the steps whose failure failed it.
     pub fn summary(&self) -> String {
         let failed: Vec<&str> = self
             .steps

@@ -62,7 +62,8 @@ impl fmt::Display for Secret {
 
 /// Masks every registered secret value in text. Cheap to clone: clones share the set of secrets.
 ///
-/// Values are matched exactly, longest first. An empty value is never registered. A value that is split across two
+/// Values are matched exactly, longest first. An empty value is never registered; a very short one (a single
+/// character) is masked wherever it occurs, as CI systems do. A value that is split across two
 /// log lines is not recognised in either half: keep secrets on one line (sops, tokens and passwords are).
 #[derive(Clone, Default)]
 pub struct Redactor {

@@ -1,8 +1,10 @@
 //! `{{variable}}` templates for command arguments, environment values and descriptions.
 //!
-//! A template is text with `{{name}}` placeholders. Names are made of letters, digits, `_`, `-` and `.`; whitespace
+//! A template is text with `{{name}}` placeholders. Names start with a letter or `_` and go on with letters, digits,
+//! `_`, `-` and `.`; whitespace
 //! inside the braces is ignored. `{{secrets.NAME}}` is replaced by a secret's value, which is then masked wherever it
-//! would be shown. There is no escaping: a template never needs a literal `{{`.
+//! would be shown. `{{{{` stands for a literal `{{`, for the Go templates of kubectl and docker:
+//! `--format '{{{{.Id}}'` passes `--format '{{.Id}}'`.
 
 use std::fmt;
 
@@ -43,13 +45,19 @@ impl Template {
             if open > 0 {
                 pieces.push(Piece::Text(rest[..open].to_owned()));
             }
+            if rest[open + 2..].starts_with("{{") {
+                pieces.push(Piece::Text("{{".to_owned()));
+                offset += open + 4;
+                rest = &rest[open + 4..];
+                continue;
+            }
             let after = &rest[open + 2..];
             let Some(close) = after.find("}}") else {
                 return Err(TemplateError::Unclosed { template: source.to_owned(), offset: offset + open });
             };
             let name = after[..close].trim();
-            let valid =
-                !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+            let valid = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
             if !valid {
                 return Err(TemplateError::BadName {
                     template: source.to_owned(),
@@ -126,6 +134,14 @@ mod tests {
         let t = Template::parse("{{a}}{{b}}-c").unwrap();
         assert_eq!(t.render(|n| Some(n.to_uppercase())).unwrap(), "AB-c");
         assert_eq!(Template::parse("no vars").unwrap().variables().count(), 0);
+    }
+
+    #[test]
+    fn four_braces_are_a_literal_pair() {
+        let t = Template::parse("--format '{{{{.Id}}' {{name}}").unwrap();
+        assert_eq!(t.variables().collect::<Vec<_>>(), ["name"]);
+        assert_eq!(t.render(|_| Some("web".into())).unwrap(), "--format '{{.Id}}' web");
+        assert!(Template::parse("{{.Id}}").is_err(), "without the escape it is a bad name");
     }
 
     #[test]

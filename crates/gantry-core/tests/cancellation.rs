@@ -231,3 +231,55 @@ async fn cancelling_during_a_backoff_ends_the_step_as_cancelled() {
     assert_eq!(report.status_of("flaky"), Some(StepStatus::Cancelled));
     assert_eq!(report.status, RunStatus::Cancelled);
 }
+
+#[tokio::test]
+async fn a_panicking_step_fails_alone_and_the_failure_path_still_runs() {
+    let p = Pipeline::builder("p")
+        .step("buggy", step_fn(|_| async { panic!("index out of bounds in custom step") }))
+        .step("rollback", step_fn(|_| async { Ok(()) }))
+        .after(["buggy"])
+        .rule(TriggerRule::OnFailure)
+        .build()
+        .unwrap();
+    let report = p.run(Context::new()).await.unwrap();
+    let buggy = report.step("buggy").unwrap();
+    assert_eq!(buggy.status, StepStatus::Failed);
+    assert_eq!(buggy.reason.as_deref(), Some("step panicked: index out of bounds in custom step"));
+    assert_eq!(report.status_of("rollback"), Some(StepStatus::Succeeded));
+    assert_eq!(report.status, RunStatus::Failed);
+}
+
+#[tokio::test]
+async fn event_streams_end_when_a_run_cannot_start_or_is_dropped() {
+    let p = Pipeline::builder("p").step("cmd", CommandStep::new("echo").arg("{{missing}}")).build().unwrap();
+    let run = Run::new(&p, Context::new());
+    let events = run.subscribe();
+    assert!(run.execute().await.is_err());
+    let events: Vec<Event> = tokio::time::timeout(Duration::from_secs(5), events.collect()).await.unwrap();
+    assert!(events.is_empty(), "{events:?}");
+
+    let slow = Pipeline::builder("p")
+        .step(
+            "wait",
+            step_fn(|_| async {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                Ok(())
+            }),
+        )
+        .build()
+        .unwrap();
+    let run = Run::new(&slow, Context::new());
+    let events = run.subscribe();
+    assert!(tokio::time::timeout(Duration::from_millis(50), run.execute()).await.is_err(), "the run is dropped");
+    let events: Vec<Event> = tokio::time::timeout(Duration::from_secs(5), events.collect()).await.unwrap();
+    assert!(matches!(events.first(), Some(Event::RunStarted { .. })), "{events:?}");
+}
+
+#[tokio::test]
+async fn a_step_that_says_cancelled_without_a_cancellation_has_failed() {
+    let p =
+        Pipeline::builder("p").step("confused", step_fn(|_| async { Err(StepError::cancelled()) })).build().unwrap();
+    let report = p.run(Context::new()).await.unwrap();
+    assert_eq!(report.status_of("confused"), Some(StepStatus::Failed));
+    assert_eq!(report.status, RunStatus::Failed);
+}

@@ -103,4 +103,6 @@ fn describe_and_variables() {
         .env("KUBECONFIG", "{{kubeconfig}}");
     use gantry_core::Step;
     assert_eq!(step.variables().unwrap(), ["service", "secrets.token", "kubeconfig"]);
+    let repeated = CommandStep::new("echo").args(["{{x}}", "{{y}}", "{{x}}"]);
+    assert_eq!(repeated.variables().unwrap(), ["x", "y"], "each variable once, in order");
 }

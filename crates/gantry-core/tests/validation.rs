@@ -50,8 +50,10 @@ fn duplicate_names_unknown_dependencies_and_orphan_failure_handlers() {
     let orphan = Pipeline::builder("p").step("rollback", ok()).rule(TriggerRule::OnFailure).build().unwrap_err();
     assert_eq!(orphan, BuildError::FailureHandlerWithoutUpstream { pipeline: "p".into(), step: "rollback".into() });
 
-    let slash = Pipeline::builder("p").step("a/b", ok()).build().unwrap_err();
-    assert!(matches!(slash, BuildError::InvalidName { ref step, .. } if step == "a/b"));
+    for bad in ["a/b", "git.sha", ""] {
+        let err = Pipeline::builder("p").step(bad, ok()).build().unwrap_err();
+        assert!(matches!(err, BuildError::InvalidName { ref step, .. } if step == bad), "{err}");
+    }
 }
 
 #[test]
