@@ -16,7 +16,11 @@ use std::future::{Future, poll_fn};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context as TaskContext, Poll};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
+
+// Step durations are read from the CPU's time-stamp counter where it is invariant (else the OS clock): half the
+// cost of `std::time::Instant` on the machines measured (docs/PERFORMANCE.md), once or twice per step.
+use quanta::Instant;
 
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
