@@ -247,6 +247,9 @@ pub(crate) async fn drive(scope: &Arc<Scope>) -> Outcome {
 /// Events a coordinator gathers before it hands them to the journal's readers without waiting for a yield.
 const PUBLISH_AT: usize = 512;
 
+/// How many started steps that wait may queue for their next poll before the coordinator polls them.
+const UNPOLLED_AT_MOST: usize = 32;
+
 /// How many steps a coordinator starts or completes in one poll before it yields.
 const COOP_BUDGET: u32 = 1024;
 
@@ -399,7 +402,11 @@ impl<'a> Coordinator<'a> {
                 return Poll::Pending;
             }
             if !self.cancelling || self.finalizing {
-                while budget > 0 && self.running.len() < self.scope.options.max_concurrency {
+                // Newly started steps that wait are polled again soon, a few at a time, while their memory is warm.
+                while budget > 0
+                    && self.running.len() < self.scope.options.max_concurrency
+                    && self.running.unpolled() < UNPOLLED_AT_MOST
+                {
                     let Some(node) = self.ready.pop_front() else {
                         break;
                     };

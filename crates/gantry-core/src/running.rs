@@ -68,6 +68,11 @@ impl<F: Future + Unpin> RunningSet<F> {
         self.len == 0
     }
 
+    /// How many futures wait to be polled without a wake (just added).
+    pub(crate) fn unpolled(&self) -> usize {
+        self.ready.len()
+    }
+
     pub(crate) fn push(&mut self, future: F) {
         let index = match self.free.pop() {
             Some(index) => index,
