@@ -32,27 +32,32 @@ fn bench(c: &mut Criterion) {
             group.throughput(Throughput::Elements(dag.nodes as u64));
             group.sample_size(20).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(3));
             let n = dag.nodes;
-            group.bench_function(BenchmarkId::from_parameter("floor"), |b| {
-                b.iter(|| rt.block_on(async { tokio::spawn(run_floor(n, work)).await.unwrap() }))
-            });
             let names = names(n);
             let built = pipeline(&dag, work, &names);
-            group.bench_function(BenchmarkId::from_parameter("gantry/run"), |b| {
-                b.iter(|| {
-                    let p = built.clone();
-                    rt.block_on(run_gantry(&p))
-                })
+            let id = BenchmarkId::from_parameter;
+            group.bench_function(id("floor"), |b| {
+                b.iter(|| rt.block_on(async { tokio::spawn(run_floor(n, work)).await.unwrap() }))
             });
-            group.bench_function(BenchmarkId::from_parameter("gantry/build+run"), |b| {
+            group.bench_function(id("gantry task"), |b| b.iter(|| rt.block_on(run_gantry(&built))));
+            group.bench_function(id("gantry here"), |b| b.iter(|| rt.block_on(run_gantry_here(&built))));
+            group.bench_function(id("gantry b+r"), |b| {
                 b.iter(|| {
                     let p = pipeline(&dag, work, &names);
                     rt.block_on(run_gantry(&p))
                 })
             });
-            group.bench_function(BenchmarkId::from_parameter("async_dag"), |b| {
+            group.bench_function(id("async_dag run"), |b| {
+                b.iter_custom(|iters| {
+                    (0..iters).map(|_| rt.block_on(peers::time_async_dag_run(n, &dag.edges, work))).sum()
+                })
+            });
+            group.bench_function(id("async_dag b+r"), |b| {
                 b.iter(|| rt.block_on(peers::run_async_dag(n, black_box(&dag.edges), work)))
             });
-            group.bench_function(BenchmarkId::from_parameter("dagx"), |b| {
+            group.bench_function(id("dagx run"), |b| {
+                b.iter_custom(|iters| (0..iters).map(|_| rt.block_on(peers::time_dagx_run(n, &dag.edges, work))).sum())
+            });
+            group.bench_function(id("dagx b+r"), |b| {
                 b.iter(|| rt.block_on(peers::run_dagx(n, black_box(&dag.edges), work)))
             });
             group.finish();

@@ -377,6 +377,10 @@ impl<'a> Coordinator<'a> {
         self.take_inbox();
         if !self.events.is_empty() {
             self.scope.journal.emit_batch(&mut self.events);
+            if self.events.capacity() == 0 {
+                // The journal kept our buffer: take a new one at full size rather than growing it again.
+                self.events.reserve(PUBLISH_AT);
+            }
         }
     }
 
