@@ -19,7 +19,7 @@ mod peers;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use common::{DAGS, Dag, WORKS, names, pipeline, run_floor, run_gantry, run_gantry_here, runtime};
+use common::{DAGS, Dag, Placement, WORKS, names, pipeline, run_floor, run_gantry, runtime};
 use criterion::{BenchmarkId, Criterion, Throughput};
 
 fn bench(c: &mut Criterion) {
@@ -38,12 +38,12 @@ fn bench(c: &mut Criterion) {
             group.bench_function(id("floor"), |b| {
                 b.iter(|| rt.block_on(async { tokio::spawn(run_floor(n, work)).await.unwrap() }))
             });
-            group.bench_function(id("gantry task"), |b| b.iter(|| rt.block_on(run_gantry(&built))));
-            group.bench_function(id("gantry here"), |b| b.iter(|| rt.block_on(run_gantry_here(&built))));
+            group.bench_function(id("gantry task"), |b| b.iter(|| rt.block_on(run_gantry(&built, Placement::Task))));
+            group.bench_function(id("gantry here"), |b| b.iter(|| rt.block_on(run_gantry(&built, Placement::Here))));
             group.bench_function(id("gantry b+r"), |b| {
                 b.iter(|| {
                     let p = pipeline(&dag, work, &names);
-                    rt.block_on(run_gantry(&p))
+                    rt.block_on(run_gantry(&p, Placement::Task))
                 })
             });
             group.bench_function(id("async_dag run"), |b| {
@@ -99,18 +99,18 @@ fn ns_table() {
                 }),
                 Box::new(|| {
                     timed(&mut || {
-                        black_box(rt.block_on(run_gantry(&built)));
+                        black_box(rt.block_on(run_gantry(&built, Placement::Task)));
                     })
                 }),
                 Box::new(|| {
                     timed(&mut || {
-                        black_box(rt.block_on(run_gantry_here(&built)));
+                        black_box(rt.block_on(run_gantry(&built, Placement::Here)));
                     })
                 }),
                 Box::new(|| {
                     timed(&mut || {
                         let p = pipeline(&dag, work, &names);
-                        rt.block_on(run_gantry(&p));
+                        rt.block_on(run_gantry(&p, Placement::Task));
                     })
                 }),
                 Box::new(|| rt.block_on(peers::time_async_dag_run(n, &dag.edges, work))),

@@ -6,7 +6,7 @@
 mod common;
 mod peers;
 
-use common::{DAGS, Dag, names, pipeline, run_floor, run_gantry, runtime};
+use common::{DAGS, Dag, Placement, names, pipeline, run_floor, run_gantry, runtime};
 use peak_alloc::PeakAlloc;
 use peers::Work;
 
@@ -35,7 +35,7 @@ fn memory_table() {
             let names = names(n);
             let p = pipeline(&dag, Work::Noop, &names);
             drop(names);
-            rt.block_on(run_gantry(&p));
+            rt.block_on(run_gantry(&p, Placement::Task));
         });
         let async_dag = memory_per_node(n, || {
             rt.block_on(peers::run_async_dag(n, &dag.edges, Work::Noop));
@@ -59,7 +59,7 @@ fn memory_table() {
         let retained = (HEAP.current_usage() - base) as f64 / n as f64;
         let run = memory_per_node(n, || {
             let p = p.clone();
-            rt.block_on(run_gantry(&p));
+            rt.block_on(run_gantry(&p, Placement::Task));
         });
         println!("{:<8} build {build_peak:>6.0}  pipeline {retained:>6.0}  run {run:>6.0}", dag.label());
     }

@@ -84,28 +84,18 @@ pub fn pipeline(dag: &Dag, work: Work, names: &[String]) -> Pipeline {
     b.build().expect("valid DAG")
 }
 
-/// Runs with full semantics: trigger rules, one subscriber reading every event (a task of its own, as a notifier in
-/// a host application is), the report built. Call from outside the runtime's workers (`block_on`), as a host does.
-pub async fn run_gantry(p: &Pipeline) -> usize {
-    let run = Run::new(p, Context::new());
-    let mut events = run.subscribe();
-    let reader = tokio::spawn(async move {
-        let mut n = 0usize;
-        while events.next().await.is_some() {
-            n += 1;
-        }
-        n
-    });
-    let report = tokio::spawn(run.execute()).await.unwrap().expect("runs");
-    assert_eq!(report.status, RunStatus::Succeeded);
-    let events = reader.await.unwrap();
-    assert_eq!(events, 2 * p.len() + 2);
-    report.steps.len()
+/// Where the run of a pipeline is driven from.
+#[derive(Clone, Copy, Debug)]
+pub enum Placement {
+    /// `tokio::spawn(run.execute())`, as a host application usually does.
+    Task,
+    /// Driven by the calling thread (`block_on`), where `async_dag` must run (its graph future is not `Send`).
+    Here,
 }
 
-/// Like [`run_gantry`], but the run is driven by the calling thread (`block_on`), where `async_dag` must run (its
-/// graph future is not `Send`); the reader is still a task on the runtime.
-pub async fn run_gantry_here(p: &Pipeline) -> usize {
+/// Runs with full semantics: trigger rules, one subscriber reading every event (a task of its own, as a notifier in
+/// a host application is), the report built. Call from outside the runtime's workers (`block_on`), as a host does.
+pub async fn run_gantry(p: &Pipeline, placement: Placement) -> usize {
     let run = Run::new(p, Context::new());
     let mut events = run.subscribe();
     let reader = tokio::spawn(async move {
@@ -115,7 +105,11 @@ pub async fn run_gantry_here(p: &Pipeline) -> usize {
         }
         n
     });
-    let report = run.execute().await.expect("runs");
+    let report = match placement {
+        Placement::Task => tokio::spawn(run.execute()).await.unwrap(),
+        Placement::Here => run.execute().await,
+    };
+    let report = report.expect("runs");
     assert_eq!(report.status, RunStatus::Succeeded);
     assert_eq!(reader.await.unwrap(), 2 * p.len() + 2);
     report.steps.len()

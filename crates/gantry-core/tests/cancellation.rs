@@ -11,7 +11,7 @@ use gantry_core::{
     CommandStep, Context, Event, LogStream, Pipeline, RetryPolicy, Run, RunStatus, StepError, StepStatus, TriggerRule,
     step_fn,
 };
-use support::{TempDir, process_gone, read_pid};
+use support::{TempDir, cancel_after, process_gone, read_pid};
 
 /// A script that starts a grandchild, records both pids, says "started" and waits.
 fn sleeper(dir: &str) -> CommandStep {
@@ -86,13 +86,7 @@ async fn a_step_that_ignores_cancellation_is_dropped_after_the_grace_period() {
         .build()
         .unwrap();
     let run = Run::new(&p, Context::new()).grace_period(Duration::from_secs(10));
-    let token = run.cancellation_token();
-    let started = tokio::time::Instant::now();
-    let handle = tokio::spawn(run.execute());
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    token.cancel();
-    let report = handle.await.unwrap().unwrap();
-    let waited = started.elapsed();
+    let (report, waited) = cancel_after(run, Duration::from_secs(1)).await;
     assert!(waited >= Duration::from_secs(11) && waited < Duration::from_secs(12), "waited {waited:?}");
     let stubborn = report.step("stubborn").unwrap();
     assert_eq!(stubborn.status, StepStatus::Cancelled);
@@ -113,13 +107,8 @@ async fn a_cooperative_step_stops_at_once_without_waiting_for_the_grace_period()
         .build()
         .unwrap();
     let run = Run::new(&p, Context::new()).grace_period(Duration::from_secs(600));
-    let token = run.cancellation_token();
-    let started = tokio::time::Instant::now();
-    let handle = tokio::spawn(run.execute());
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    token.cancel();
-    let report = handle.await.unwrap().unwrap();
-    assert!(started.elapsed() < Duration::from_secs(2));
+    let (report, waited) = cancel_after(run, Duration::from_secs(1)).await;
+    assert!(waited < Duration::from_secs(2));
     assert_eq!(report.status_of("polite"), Some(StepStatus::Cancelled));
 }
 
@@ -222,12 +211,7 @@ async fn cancelling_during_a_backoff_ends_the_step_as_cancelled() {
         .retry(RetryPolicy::fixed(5, Duration::from_secs(60)))
         .build()
         .unwrap();
-    let run = Run::new(&p, Context::new());
-    let token = run.cancellation_token();
-    let handle = tokio::spawn(run.execute());
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    token.cancel();
-    let report = handle.await.unwrap().unwrap();
+    let (report, _) = cancel_after(Run::new(&p, Context::new()), Duration::from_secs(1)).await;
     assert_eq!(report.status_of("flaky"), Some(StepStatus::Cancelled));
     assert_eq!(report.status, RunStatus::Cancelled);
 }

@@ -65,3 +65,14 @@ pub async fn read_pid(path: &Path) -> u32 {
     }
     panic!("no pid in {}", path.display());
 }
+
+/// Runs `run` as a task, cancels it after `after`, and returns its report with how long the run took.
+pub async fn cancel_after(run: gantry_core::Run, after: Duration) -> (gantry_core::RunReport, Duration) {
+    let token = run.cancellation_token();
+    let started = tokio::time::Instant::now();
+    let handle = tokio::spawn(run.execute());
+    tokio::time::sleep(after).await;
+    token.cancel();
+    let report = handle.await.unwrap().unwrap();
+    (report, started.elapsed())
+}
