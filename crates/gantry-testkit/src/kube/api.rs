@@ -1,0 +1,759 @@
+//! The HTTP face of the simulated API server: paths, verbs, discovery, watch streams, `Status` errors.
+//! <https://kubernetes.io/docs/reference/using-api/api-concepts/>
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use serde_json::{Value, json};
+
+use super::patch;
+use super::resources::ResourceType;
+use super::selector::Selector;
+use super::store::{Change, Key, StoreError, metadata, now_rfc3339};
+use super::{Sim, lock};
+
+/// The version the simulator reports; kubectl's dispatcher picks a client from it.
+pub(crate) const SERVER_MINOR: &str = "33";
+
+/// What a request is about, from its path.
+#[derive(Debug)]
+struct Target {
+    kind: usize,
+    namespace: Option<String>,
+    name: Option<String>,
+    sub: Option<String>,
+}
+
+fn json_response(code: StatusCode, body: &Value) -> Response {
+    (code, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+}
+
+/// A `metav1.Status` failure body.
+fn status(code: StatusCode, reason: &str, message: String, details: Option<(&ResourceType, &str)>) -> Response {
+    let mut body = json!({
+        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": message, "reason": reason, "code": code.as_u16(),
+    });
+    if let Some((t, name)) = details {
+        body["details"] = json!({"name": name, "group": t.group, "kind": t.plural});
+    }
+    json_response(code, &body)
+}
+
+fn not_found_path(path: &str) -> Response {
+    status(
+        StatusCode::NOT_FOUND,
+        "NotFound",
+        format!("the server could not find the requested resource ({path})"),
+        None,
+    )
+}
+
+fn store_error(e: StoreError, t: &ResourceType, name: &str) -> Response {
+    let what = if t.group.is_empty() { t.plural.clone() } else { format!("{}.{}", t.plural, t.group) };
+    match e {
+        StoreError::NotFound => {
+            status(StatusCode::NOT_FOUND, "NotFound", format!("{what} \"{name}\" not found"), Some((t, name)))
+        }
+        StoreError::AlreadyExists => {
+            status(StatusCode::CONFLICT, "AlreadyExists", format!("{what} \"{name}\" already exists"), Some((t, name)))
+        }
+        StoreError::Conflict => status(
+            StatusCode::CONFLICT,
+            "Conflict",
+            format!(
+                "Operation cannot be fulfilled on {what} \"{name}\": the object has been modified; please apply your changes to the latest version and try again"
+            ),
+            Some((t, name)),
+        ),
+        StoreError::Invalid(msg) => status(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Invalid",
+            format!("{} \"{name}\" is invalid: {msg}", t.kind),
+            Some((t, name)),
+        ),
+    }
+}
+
+fn bad_request(message: String) -> Response {
+    status(StatusCode::BAD_REQUEST, "BadRequest", message, None)
+}
+
+/// The handler for every path.
+pub(crate) async fn handle(
+    State(sim): State<Arc<Sim>>,
+    method: Method,
+    uri: Uri,
+    Query(params): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    sim.count(&method, uri.path());
+    if let Some(fault) = sim.take_fault(&method, uri.path()) {
+        return fault;
+    }
+    let path = uri.path().trim_end_matches('/');
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    match segments.as_slice() {
+        ["version"] => json_response(StatusCode::OK, &version()),
+        ["api"] => json_response(
+            StatusCode::OK,
+            &json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": sim.addr.to_string()}]}),
+        ),
+        ["apis"] => json_response(StatusCode::OK, &group_list(&sim)),
+        ["api", "v1", rest @ ..] => api(&sim, "", "v1", rest, &method, &params, &headers, &body).await,
+        ["apis", group, version, rest @ ..] => api(&sim, group, version, rest, &method, &params, &headers, &body).await,
+        ["healthz" | "livez" | "readyz"] => (StatusCode::OK, "ok").into_response(),
+        _ => not_found_path(path),
+    }
+}
+
+fn version() -> Value {
+    json!({
+        "major": "1", "minor": SERVER_MINOR, "gitVersion": format!("v1.{SERVER_MINOR}.0-gantry-testkit"),
+        "gitCommit": "0000000000000000000000000000000000000000", "gitTreeState": "clean",
+        "buildDate": "2026-01-01T00:00:00Z", "goVersion": "n/a", "compiler": "gc", "platform": "linux/amd64",
+    })
+}
+
+fn group_list(sim: &Sim) -> Value {
+    let types = sim.types.read().unwrap_or_else(|e| e.into_inner());
+    let mut groups: Vec<(String, Vec<String>)> = Vec::new();
+    for t in types.iter().filter(|t| !t.group.is_empty()) {
+        match groups.iter_mut().find(|(g, _)| *g == t.group) {
+            Some((_, versions)) if !versions.contains(&t.version) => versions.push(t.version.clone()),
+            Some(_) => {}
+            None => groups.push((t.group.clone(), vec![t.version.clone()])),
+        }
+    }
+    let groups: Vec<Value> = groups
+        .into_iter()
+        .map(|(name, versions)| {
+            let vs: Vec<Value> =
+                versions.iter().map(|v| json!({"groupVersion": format!("{name}/{v}"), "version": v})).collect();
+            json!({"name": name, "versions": vs, "preferredVersion": vs[0]})
+        })
+        .collect();
+    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+}
+
+fn resource_list(sim: &Sim, group: &str, version: &str) -> Option<Value> {
+    let types = sim.types.read().unwrap_or_else(|e| e.into_inner());
+    let verbs = json!(["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]);
+    let mut resources = Vec::new();
+    for t in types.iter().filter(|t| t.group == group && t.version == version) {
+        resources.push(json!({
+            "name": t.plural, "singularName": t.singular(), "namespaced": t.namespaced, "kind": t.kind,
+            "verbs": verbs, "shortNames": t.short_names,
+        }));
+        if t.status {
+            resources.push(json!({"name": format!("{}/status", t.plural), "singularName": "", "namespaced": t.namespaced, "kind": t.kind, "verbs": ["get", "patch", "update"]}));
+        }
+        if t.kind == "Pod" {
+            resources.push(
+                json!({"name": "pods/log", "singularName": "", "namespaced": true, "kind": "Pod", "verbs": ["get"]}),
+            );
+        }
+    }
+    if resources.is_empty() {
+        return None;
+    }
+    let group_version = if group.is_empty() { version.to_owned() } else { format!("{group}/{version}") };
+    Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources}))
+}
+
+/// Finds the resource type and object a path names, below `/api/v1` or `/apis/{group}/{version}`.
+fn target(sim: &Sim, group: &str, version: &str, rest: &[&str]) -> Option<Target> {
+    let types = sim.types.read().unwrap_or_else(|e| e.into_inner());
+    let find = |plural: &str| types.iter().position(|t| t.group == group && t.version == version && t.plural == plural);
+    let owned = |s: &&str| (*s).to_owned();
+    match rest {
+        // The namespace object itself and its subresources.
+        ["namespaces", name] => {
+            Some(Target { kind: find("namespaces")?, namespace: None, name: Some((*name).into()), sub: None })
+        }
+        ["namespaces", name, sub @ ("status" | "finalize")] if group.is_empty() => Some(Target {
+            kind: find("namespaces")?,
+            namespace: None,
+            name: Some((*name).into()),
+            sub: Some((*sub).into()),
+        }),
+        ["namespaces", ns, plural, tail @ ..] => {
+            let kind = find(plural)?;
+            let (name, sub) = match tail {
+                [] => (None, None),
+                [name] => (Some(owned(name)), None),
+                [name, sub] => (Some(owned(name)), Some(owned(sub))),
+                _ => return None,
+            };
+            Some(Target { kind, namespace: Some((*ns).into()), name, sub })
+        }
+        [plural, tail @ ..] => {
+            let kind = find(plural)?;
+            let (name, sub) = match tail {
+                [] => (None, None),
+                [name] => (Some(owned(name)), None),
+                [name, sub] => (Some(owned(name)), Some(owned(sub))),
+                _ => return None,
+            };
+            Some(Target { kind, namespace: None, name, sub })
+        }
+        [] => None,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn api(
+    sim: &Arc<Sim>,
+    group: &str,
+    version: &str,
+    rest: &[&str],
+    method: &Method,
+    params: &HashMap<String, String>,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Response {
+    if rest.is_empty() {
+        return match resource_list(sim, group, version) {
+            Some(list) => json_response(StatusCode::OK, &list),
+            None => not_found_path(&format!("/apis/{group}/{version}")),
+        };
+    }
+    let Some(target) = target(sim, group, version, rest) else {
+        return not_found_path(&rest.join("/"));
+    };
+    let t = sim.types.read().unwrap_or_else(|e| e.into_inner())[target.kind].clone();
+    if target.namespace.is_some() && !t.namespaced {
+        return not_found_path(&rest.join("/"));
+    }
+    let dry_run = params.get("dryRun").is_some_and(|v| v == "All");
+    match (method.clone(), &target.name) {
+        (Method::GET, None) if is_true(params.get("watch")) => watch(sim, &t, &target, params),
+        (Method::GET, None) => list(sim, &t, &target, params),
+        (Method::GET, Some(name)) => get(sim, &t, &target, name),
+        (Method::POST, None) => match parse_body(headers, body) {
+            Ok(object) => create(sim, &t, &target, object, dry_run),
+            Err(e) => bad_request(e),
+        },
+        (Method::PUT, Some(name)) => match parse_body(headers, body) {
+            Ok(object) => replace(sim, &t, &target, name, object, dry_run),
+            Err(e) => bad_request(e),
+        },
+        (Method::PATCH, Some(name)) => match parse_body(headers, body) {
+            Ok(p) => patch_object(sim, &t, &target, name, p, headers, params, dry_run),
+            Err(e) => bad_request(e),
+        },
+        (Method::DELETE, Some(name)) => delete(sim, &t, &target, name, params, body, dry_run),
+        (Method::DELETE, None) => delete_collection(sim, &t, &target, params),
+        _ => {
+            status(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", format!("{method} is not supported here"), None)
+        }
+    }
+}
+
+fn is_true(v: Option<&String>) -> bool {
+    v.is_some_and(|v| v == "true" || v == "1")
+}
+
+/// JSON, or YAML for `application/apply-patch+yaml`.
+fn parse_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, String> {
+    match serde_json::from_slice(body) {
+        Ok(v) => Ok(v),
+        Err(json_err) => {
+            let yaml =
+                headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|c| c.contains("yaml"));
+            if yaml {
+                let text = std::str::from_utf8(body).map_err(|e| e.to_string())?;
+                serde_saphyr::from_str(text).map_err(|e| format!("error decoding YAML: {e}"))
+            } else {
+                Err(format!("error decoding JSON: {json_err}"))
+            }
+        }
+    }
+}
+
+fn key(target: &Target, t: &ResourceType, name: &str) -> Key {
+    Key {
+        kind: target.kind,
+        namespace: if t.namespaced { target.namespace.clone().unwrap_or_default() } else { String::new() },
+        name: name.to_owned(),
+    }
+}
+
+/// Adds apiVersion and kind, as the API server does in responses.
+fn typed(mut object: Value, t: &ResourceType) -> Value {
+    object["apiVersion"] = json!(t.api_version());
+    object["kind"] = json!(t.kind);
+    object
+}
+
+fn selectors(params: &HashMap<String, String>) -> Result<(Selector, Selector), Box<Response>> {
+    let refuse = |e| Box::new(bad_request(e));
+    let labels = Selector::parse(params.get("labelSelector").map_or("", String::as_str)).map_err(refuse)?;
+    let fields = Selector::parse(params.get("fieldSelector").map_or("", String::as_str)).map_err(refuse)?;
+    Ok((labels, fields))
+}
+
+fn get(sim: &Sim, t: &ResourceType, target: &Target, name: &str) -> Response {
+    let store = lock(&sim.store);
+    match (store.get(&key(target, t, name)), target.sub.as_deref()) {
+        (Some(o), None | Some("status")) => json_response(StatusCode::OK, &typed(o.clone(), t)),
+        (Some(o), Some("log")) if t.kind == "Pod" => {
+            let log = o.pointer("/metadata/annotations/testkit.gantry.dev~1log").and_then(Value::as_str).unwrap_or("");
+            (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], log.to_owned()).into_response()
+        }
+        (Some(_), Some(sub)) => not_found_path(sub),
+        (None, _) => store_error(StoreError::NotFound, t, name),
+    }
+}
+
+fn list(sim: &Sim, t: &ResourceType, target: &Target, params: &HashMap<String, String>) -> Response {
+    let (labels, fields) = match selectors(params) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    let store = lock(&sim.store);
+    let items: Vec<Value> = store
+        .list(target.kind, target.namespace.as_deref())
+        .into_iter()
+        .filter(|o| labels.matches_labels(o) && fields.matches_fields(o))
+        .map(|o| typed(o.clone(), t))
+        .collect();
+    let rv = store.resource_version();
+    json_response(
+        StatusCode::OK,
+        &json!({"kind": format!("{}List", t.kind), "apiVersion": t.api_version(), "metadata": {"resourceVersion": rv.to_string()}, "items": items}),
+    )
+}
+
+fn watch(sim: &Arc<Sim>, t: &ResourceType, target: &Target, params: &HashMap<String, String>) -> Response {
+    let (labels, fields) = match selectors(params) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    let (initial_labels, initial_fields) = (labels.clone(), fields.clone());
+    let matches = {
+        let (kind, ns) = (target.kind, target.namespace.clone());
+        move |c: &Change| {
+            c.key.kind == kind
+                && ns.as_ref().is_none_or(|n| *n == c.key.namespace)
+                && labels.matches_labels(&c.object)
+                && fields.matches_fields(&c.object)
+        }
+    };
+    let store = lock(&sim.store);
+    let from = params.get("resourceVersion").filter(|v| !v.is_empty() && *v != "0").and_then(|v| v.parse::<u64>().ok());
+    let mut initial: Vec<Value> = Vec::new();
+    match from {
+        None => {
+            // No version: the current objects as ADDED, then changes.
+            for o in store.list(target.kind, target.namespace.as_deref()) {
+                if initial_labels.matches_labels(o) && initial_fields.matches_fields(o) {
+                    initial.push(json!({"type": "ADDED", "object": typed(o.clone(), t)}));
+                }
+            }
+        }
+        Some(rv) => match store.changes_since(rv) {
+            Ok(changes) => initial.extend(
+                changes
+                    .iter()
+                    .filter(|c| matches(c))
+                    .map(|c| json!({"type": c.kind, "object": typed(c.object.clone(), t)})),
+            ),
+            Err(()) => {
+                // As the API server: 200, then an ERROR event with a 410 Status.
+                let gone = json!({"type": "ERROR", "object": {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": format!("too old resource version: {rv} ({})", store.resource_version()), "reason": "Expired", "code": 410}});
+                return stream_response(futures::stream::iter(vec![gone]).boxed());
+            }
+        },
+    }
+    // Subscribed while the store is locked: no change falls between the snapshot above and the feed.
+    let mut live = store.changes.subscribe();
+    drop(store);
+    let bookmarks = is_true(params.get("allowWatchBookmarks"));
+    let timeout = params
+        .get("timeoutSeconds")
+        .and_then(|s| s.parse().ok())
+        .map_or(sim.max_watch, Duration::from_secs)
+        .min(sim.max_watch);
+    let t = t.clone();
+    let stop = sim.watch_stop.clone();
+    let after = from.unwrap_or(0);
+    let live = async_stream(move |tx| async move {
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                () = &mut deadline => break,
+                () = stop.notified() => break,
+                change = live.recv() => match change {
+                    Ok(c) if c.rv > after && matches(&c) => {
+                        if tx.send(json!({"type": c.kind, "object": typed(c.object, &t)})).await.is_err() { break; }
+                    }
+                    Ok(_) => {}
+                    // A watcher too slow for the change feed is closed, as the API server closes it; clients resume.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_) | tokio::sync::broadcast::error::RecvError::Closed) => break,
+                },
+            }
+        }
+    });
+    let _ = bookmarks; // Bookmarks are optional in the API; the simulator sends none.
+    stream_response(futures::stream::iter(initial).chain(live).boxed())
+}
+
+/// A stream fed by a task through a channel, ending when the task ends.
+fn async_stream<F, Fut>(f: F) -> futures::stream::BoxStream<'static, Value>
+where
+    F: FnOnce(tokio::sync::mpsc::Sender<Value>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(f(tx));
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed()
+}
+
+fn stream_response(events: futures::stream::BoxStream<'static, Value>) -> Response {
+    let body = events.map(|e| Ok::<_, Infallible>(Bytes::from(format!("{e}\n"))));
+    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], Body::from_stream(body)).into_response()
+}
+
+/// Checks apiVersion, kind and name of a body against the path.
+fn check_body(t: &ResourceType, object: &Value, name: Option<&str>) -> Result<(), Box<Response>> {
+    let refuse = |message: String| Err(Box::new(bad_request(message)));
+    if let Some(av) = object.get("apiVersion").and_then(Value::as_str)
+        && av != t.api_version()
+    {
+        return refuse(format!(
+            "the API version in the data ({av}) does not match the expected API version ({})",
+            t.api_version()
+        ));
+    }
+    if let Some(k) = object.get("kind").and_then(Value::as_str)
+        && k != t.kind
+    {
+        return refuse(format!("the kind in the data ({k}) does not match the expected kind ({})", t.kind));
+    }
+    if let (Some(url), Some(body)) = (name, object.pointer("/metadata/name").and_then(Value::as_str))
+        && url != body
+    {
+        return refuse(format!("the name of the object ({body}) does not match the name on the URL ({url})"));
+    }
+    Ok(())
+}
+
+fn namespace_exists(sim: &Sim, t: &ResourceType, target: &Target) -> Result<(), Box<Response>> {
+    let Some(ns) = target.namespace.as_deref().filter(|_| t.namespaced) else { return Ok(()) };
+    let types = sim.types.read().unwrap_or_else(|e| e.into_inner());
+    let ns_kind = types.iter().position(|t| t.kind == "Namespace").expect("namespaces are built in");
+    let ns_type = types[ns_kind].clone();
+    drop(types);
+    let exists = lock(&sim.store).get(&Key { kind: ns_kind, namespace: String::new(), name: ns.to_owned() }).is_some();
+    if exists { Ok(()) } else { Err(Box::new(store_error(StoreError::NotFound, &ns_type, ns))) }
+}
+
+/// Prepares a new object as the API server's create strategy does.
+fn prepare_create(t: &ResourceType, target: &Target, mut object: Value) -> Value {
+    let meta = metadata(&mut object);
+    if t.namespaced {
+        meta.insert("namespace".into(), json!(target.namespace.clone().unwrap_or_else(|| "default".into())));
+    }
+    for server_owned in ["uid", "resourceVersion", "creationTimestamp", "generation", "managedFields"] {
+        meta.remove(server_owned);
+    }
+    if t.status {
+        object["status"] = if t.kind == "Namespace" {
+            json!({"phase": "Active"})
+        } else if t.kind == "Pod" {
+            json!({"phase": "Pending"})
+        } else {
+            json!({})
+        };
+    }
+    typed(object, t)
+}
+
+fn create(sim: &Sim, t: &ResourceType, target: &Target, object: Value, dry_run: bool) -> Response {
+    if let Err(r) = check_body(t, &object, None) {
+        return *r;
+    }
+    if let Err(r) = namespace_exists(sim, t, target) {
+        return *r;
+    }
+    let mut object = prepare_create(t, target, object);
+    let name = match object.pointer("/metadata/name").and_then(Value::as_str) {
+        Some(n) if !n.is_empty() => n.to_owned(),
+        _ => match object.pointer("/metadata/generateName").and_then(Value::as_str) {
+            Some(prefix) => {
+                let name = format!("{prefix}{}", sim.suffix());
+                metadata(&mut object).insert("name".into(), json!(name));
+                name
+            }
+            None => {
+                return store_error(
+                    StoreError::Invalid("metadata.name: Required value: name or generateName is required".into()),
+                    t,
+                    "",
+                );
+            }
+        },
+    };
+    let key = key(target, t, &name);
+    let mut store = lock(&sim.store);
+    if dry_run {
+        return if store.get(&key).is_some() {
+            store_error(StoreError::AlreadyExists, t, &name)
+        } else {
+            json_response(StatusCode::CREATED, &object)
+        };
+    }
+    match store.create(key, object) {
+        Ok(o) => json_response(StatusCode::CREATED, &o),
+        Err(e) => store_error(e, t, &name),
+    }
+}
+
+/// The update a PUT or PATCH asks for, applied as the registry does: the main resource keeps the old status when the
+/// type has a status subresource; the status subresource keeps everything but the status.
+fn apply_update(
+    sim: &Sim,
+    t: &ResourceType,
+    target: &Target,
+    name: &str,
+    old: &Value,
+    mut new: Value,
+    dry_run: bool,
+) -> Response {
+    if let Err(r) = check_body(t, &new, Some(name)) {
+        return *r;
+    }
+    match target.sub.as_deref() {
+        Some("status") => {
+            let mut merged = old.clone();
+            merged["status"] = new.get("status").cloned().unwrap_or(json!({}));
+            if let Some(rv) = new.pointer("/metadata/resourceVersion") {
+                metadata(&mut merged).insert("resourceVersion".into(), rv.clone());
+            }
+            new = merged;
+        }
+        None if t.status => {
+            new["status"] = old.get("status").cloned().unwrap_or(json!({}));
+        }
+        None => {}
+        Some(sub) => return not_found_path(sub),
+    }
+    {
+        let meta = metadata(&mut new);
+        meta.insert("name".into(), json!(name));
+        if t.namespaced {
+            meta.insert("namespace".into(), json!(target.namespace.clone().unwrap_or_default()));
+        }
+    }
+    let new = typed(new, t);
+    let mut store = lock(&sim.store);
+    if dry_run {
+        let current = store.get(&key(target, t, name)).and_then(|o| o.pointer("/metadata/resourceVersion")).cloned();
+        let asked = new.pointer("/metadata/resourceVersion").filter(|v| v.as_str() != Some("")).cloned();
+        if asked.is_some() && asked != current {
+            return store_error(StoreError::Conflict, t, name);
+        }
+        return json_response(StatusCode::OK, &new);
+    }
+    match store.update(&key(target, t, name), new) {
+        Ok(o) => json_response(StatusCode::OK, &typed(o, t)),
+        Err(e) => store_error(e, t, name),
+    }
+}
+
+fn replace(sim: &Sim, t: &ResourceType, target: &Target, name: &str, object: Value, dry_run: bool) -> Response {
+    let old = lock(&sim.store).get(&key(target, t, name)).cloned();
+    match old {
+        Some(old) => apply_update(sim, t, target, name, &old, object, dry_run),
+        None => store_error(StoreError::NotFound, t, name),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn patch_object(
+    sim: &Sim,
+    t: &ResourceType,
+    target: &Target,
+    name: &str,
+    patch: Value,
+    headers: &HeaderMap,
+    params: &HashMap<String, String>,
+    dry_run: bool,
+) -> Response {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let old = lock(&sim.store).get(&key(target, t, name)).cloned();
+    if content_type.starts_with("application/apply-patch") {
+        let Some(manager) = params.get("fieldManager").filter(|m| !m.is_empty()) else {
+            return bad_request("PATCH with apply-patch requires a fieldManager".into());
+        };
+        let entry = json!({"manager": manager, "operation": "Apply", "apiVersion": t.api_version(), "time": now_rfc3339(), "fieldsType": "FieldsV1", "fieldsV1": {}});
+        return match old {
+            None => {
+                let mut object = patch;
+                metadata(&mut object).insert("name".into(), json!(name));
+                metadata(&mut object).insert("managedFields".into(), json!([entry]));
+                let object = prepare_create_keep_fields(t, target, object);
+                create_with_fields(sim, t, target, object, dry_run)
+            }
+            Some(old) => {
+                let mut merged = old.clone();
+                let mut applied = patch;
+                if let Some(m) = applied.get_mut("metadata").and_then(Value::as_object_mut) {
+                    m.remove("resourceVersion");
+                }
+                patch::strategic(&mut merged, &applied);
+                let fields = metadata(&mut merged).entry("managedFields").or_insert(json!([]));
+                if let Some(list) = fields.as_array_mut() {
+                    list.retain(|e| {
+                        e.get("manager").and_then(Value::as_str) != Some(manager.as_str())
+                            || e.get("operation").and_then(Value::as_str) != Some("Apply")
+                    });
+                    list.push(entry);
+                }
+                if target.sub.is_none() && t.status {
+                    // Applying to the main resource leaves status alone.
+                    merged["status"] = old.get("status").cloned().unwrap_or(json!({}));
+                }
+                let rv = old.pointer("/metadata/resourceVersion").cloned().unwrap_or(json!(""));
+                metadata(&mut merged).insert("resourceVersion".into(), rv);
+                apply_update(sim, t, target, name, &old, merged, dry_run)
+            }
+        };
+    }
+    let Some(old) = old else { return store_error(StoreError::NotFound, t, name) };
+    let mut merged = old.clone();
+    if content_type.starts_with("application/merge-patch+json") {
+        patch::merge(&mut merged, &patch);
+    } else if content_type.starts_with("application/strategic-merge-patch+json") {
+        patch::strategic(&mut merged, &patch);
+    } else {
+        return status(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UnsupportedMediaType",
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/merge-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml (got {content_type:?})"
+            ),
+            None,
+        );
+    }
+    // A patch without a resourceVersion applies to whatever is current.
+    if patch.pointer("/metadata/resourceVersion").is_none() {
+        let rv = old.pointer("/metadata/resourceVersion").cloned().unwrap_or(json!(""));
+        metadata(&mut merged).insert("resourceVersion".into(), rv);
+    }
+    apply_update(sim, t, target, name, &old, merged, dry_run)
+}
+
+fn prepare_create_keep_fields(t: &ResourceType, target: &Target, object: Value) -> Value {
+    let fields = object.pointer("/metadata/managedFields").cloned();
+    let mut prepared = prepare_create(t, target, object);
+    if let Some(f) = fields {
+        metadata(&mut prepared).insert("managedFields".into(), f);
+    }
+    prepared
+}
+
+fn create_with_fields(sim: &Sim, t: &ResourceType, target: &Target, object: Value, dry_run: bool) -> Response {
+    if let Err(r) = namespace_exists(sim, t, target) {
+        return *r;
+    }
+    let name = object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_owned();
+    if dry_run {
+        return json_response(StatusCode::CREATED, &object);
+    }
+    match lock(&sim.store).create(key(target, t, &name), object) {
+        Ok(o) => json_response(StatusCode::CREATED, &o),
+        Err(e) => store_error(e, t, &name),
+    }
+}
+
+fn delete(
+    sim: &Sim,
+    t: &ResourceType,
+    target: &Target,
+    name: &str,
+    params: &HashMap<String, String>,
+    body: &Bytes,
+    dry_run: bool,
+) -> Response {
+    let options: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let policy = params
+        .get("propagationPolicy")
+        .cloned()
+        .or_else(|| options.get("propagationPolicy").and_then(Value::as_str).map(str::to_owned))
+        .unwrap_or_else(|| "Background".into());
+    let k = key(target, t, name);
+    let mut store = lock(&sim.store);
+    let Some(object) = store.get(&k).cloned() else { return store_error(StoreError::NotFound, t, name) };
+    if dry_run {
+        return json_response(StatusCode::OK, &typed(object, t));
+    }
+    if let Some(uid) = object.pointer("/metadata/uid").and_then(Value::as_str)
+        && policy != "Orphan"
+    {
+        // Dependents go at once (the real garbage collector removes them shortly after, in the background).
+        let mut pending = vec![uid.to_owned()];
+        while let Some(owner) = pending.pop() {
+            for dependent in store.owned_by(&owner) {
+                if let Ok(gone) = store.delete(&dependent)
+                    && let Some(uid) = gone.pointer("/metadata/uid").and_then(Value::as_str)
+                {
+                    pending.push(uid.to_owned());
+                }
+            }
+        }
+    }
+    if t.kind == "Namespace" {
+        let inside: Vec<Key> = {
+            let types = sim.types.read().unwrap_or_else(|e| e.into_inner());
+            (0..types.len())
+                .flat_map(|kind| {
+                    store.list(kind, Some(name)).into_iter().filter_map(move |o| {
+                        let n = o.pointer("/metadata/name")?.as_str()?.to_owned();
+                        Some(Key { kind, namespace: name.to_owned(), name: n })
+                    })
+                })
+                .collect()
+        };
+        for k in inside {
+            let _ = store.delete(&k);
+        }
+    }
+    match store.delete(&k) {
+        Ok(o) => json_response(StatusCode::OK, &typed(o, t)),
+        Err(e) => store_error(e, t, name),
+    }
+}
+
+fn delete_collection(sim: &Sim, t: &ResourceType, target: &Target, params: &HashMap<String, String>) -> Response {
+    let (labels, fields) = match selectors(params) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    let mut store = lock(&sim.store);
+    let doomed: Vec<Key> = store
+        .list(target.kind, target.namespace.as_deref())
+        .into_iter()
+        .filter(|o| labels.matches_labels(o) && fields.matches_fields(o))
+        .filter_map(|o| {
+            let name = o.pointer("/metadata/name")?.as_str()?.to_owned();
+            let namespace = o.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default().to_owned();
+            Some(Key { kind: target.kind, namespace, name })
+        })
+        .collect();
+    let items: Vec<Value> = doomed.iter().filter_map(|k| store.delete(k).ok()).map(|o| typed(o, t)).collect();
+    json_response(
+        StatusCode::OK,
+        &json!({"kind": format!("{}List", t.kind), "apiVersion": t.api_version(), "metadata": {}, "items": items}),
+    )
+}

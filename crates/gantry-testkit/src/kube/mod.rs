@@ -1,0 +1,231 @@
+//! A simulated Kubernetes API server on 127.0.0.1 that the real `kube::Client` and `kubectl` talk to.
+//!
+//! What it does follows the Kubernetes API conventions for everything Gantry uses: resourceVersion on every write and
+//! `409 Conflict` for a stale one; `generation` bumped by changes outside metadata and status; status written only
+//! through the `status` subresource for types that have one; list and watch with label and field selectors; watch
+//! from a resourceVersion, with `410 Gone` once it is compacted; JSON merge patch, strategic merge patch and
+//! server-side apply (see below); deletion with owner-reference propagation; discovery for kubectl.
+//!
+//! What it does not model (yet): authentication and authorization; admission and defaulting (a Deployment without
+//! `spec.strategy` stays so); OpenAPI schemas and field validation; server-side apply's field ownership (an apply is a
+//! strategic merge of the applied configuration, recorded in `managedFields` without `fieldsV1`, so fields a manager
+//! stops applying are not removed and conflicts between managers are not reported); strategic merge's full list
+//! semantics (lists of objects merge by `name`, `containerPort`, `port` or `type`; `$patch: delete` is honoured,
+//! other directives are ignored); JSON patch (RFC 6902); watch bookmarks; finalizers and graceful deletion (objects
+//! and their dependents go at once); table output (kubectl prints on its own side); pagination (`limit` is ignored).
+//! The controllers (Deployment, ReplicaSet, Job) and the kubelet come in the next part of issue #3.
+
+mod api;
+mod patch;
+mod resources;
+mod selector;
+mod store;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Duration;
+
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use tokio::sync::Notify;
+
+pub use resources::ResourceType;
+use store::{Key, Store};
+
+/// Errors of the simulated cluster.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SimError {
+    /// The server could not listen on loopback.
+    #[error("could not start the simulated API server on 127.0.0.1")]
+    Bind(#[source] std::io::Error),
+    /// The generated kubeconfig was refused by kube.
+    #[error("kube refused the simulator's kubeconfig")]
+    Kubeconfig(#[source] kube::config::KubeconfigError),
+    /// kube could not make a client.
+    #[error("kube could not make a client for the simulator")]
+    Client(#[source] kube::Error),
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A fault to inject: answer the next `times` requests whose method and path match with `code`.
+#[derive(Clone, Debug)]
+pub struct Fault {
+    /// The HTTP method to match, any if `None`.
+    pub method: Option<Method>,
+    /// A substring the path must contain (`"/deployments/web"`).
+    pub path_contains: String,
+    /// The status code to answer with.
+    pub code: StatusCode,
+    /// How many requests to fail.
+    pub times: u32,
+}
+
+/// State shared by the server's handlers.
+pub(crate) struct Sim {
+    pub(crate) addr: SocketAddr,
+    pub(crate) store: Mutex<Store>,
+    pub(crate) types: RwLock<Vec<ResourceType>>,
+    faults: Mutex<Vec<Fault>>,
+    requests: Mutex<BTreeMap<String, u64>>,
+    names: AtomicU64,
+    /// Ends every open watch when notified.
+    pub(crate) watch_stop: Arc<Notify>,
+    /// The longest a watch stays open.
+    pub(crate) max_watch: Duration,
+}
+
+impl Sim {
+    /// A suffix for `generateName`.
+    pub(crate) fn suffix(&self) -> String {
+        let n = self.names.fetch_add(1, Ordering::Relaxed);
+        let alphabet = b"bcdfghjklmnpqrstvwxz2456789";
+        (0..5).map(|i| alphabet[((n / 27u64.pow(i)) % 27) as usize] as char).collect()
+    }
+
+    /// Counts a request by verb class, for benchmarks of how clients use the API.
+    pub(crate) fn count(&self, method: &Method, path: &str) {
+        let verb = match *method {
+            Method::GET if path.contains("watch") => "watch",
+            ref m => m.as_str(),
+        };
+        *lock(&self.requests).entry(verb.to_owned()).or_default() += 1;
+    }
+
+    pub(crate) fn take_fault(&self, method: &Method, path: &str) -> Option<Response> {
+        let mut faults = lock(&self.faults);
+        let i = faults.iter().position(|f| {
+            f.times > 0 && f.method.as_ref().is_none_or(|m| m == method) && path.contains(&f.path_contains)
+        })?;
+        faults[i].times -= 1;
+        let code = faults[i].code;
+        let body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": "injected by the test kit", "reason": "InternalError", "code": code.as_u16()});
+        Some((code, [(axum::http::header::CONTENT_TYPE, "application/json")], body.to_string()).into_response())
+    }
+}
+
+/// A running simulated cluster. It stops, closing every connection and watch, when dropped.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use gantry_testkit::kube::ClusterSim;
+/// use k8s_openapi::api::core::v1::ConfigMap;
+///
+/// let cluster = ClusterSim::start().await?;
+/// let configmaps: kube::Api<ConfigMap> = kube::Api::namespaced(cluster.client().await?, "default");
+/// assert!(configmaps.list(&Default::default()).await?.items.is_empty());
+/// # Ok(()) }
+/// ```
+pub struct ClusterSim {
+    sim: Arc<Sim>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl ClusterSim {
+    /// Starts a cluster with the namespaces `default`, `kube-system` and `kube-public`, on a free loopback port.
+    pub async fn start() -> Result<Self, SimError> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(SimError::Bind)?;
+        let addr = listener.local_addr().map_err(SimError::Bind)?;
+        let sim = Arc::new(Sim {
+            addr,
+            store: Mutex::new(Store::new()),
+            types: RwLock::new(resources::builtins()),
+            faults: Mutex::default(),
+            requests: Mutex::default(),
+            names: AtomicU64::new(0),
+            watch_stop: Arc::new(Notify::new()),
+            max_watch: Duration::from_secs(300),
+        });
+        {
+            let mut store = lock(&sim.store);
+            for ns in ["default", "kube-system", "kube-public"] {
+                let object = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}, "status": {"phase": "Active"}});
+                let _ = store.create(Key { kind: 0, namespace: String::new(), name: ns.to_owned() }, object);
+            }
+        }
+        let app = axum::Router::new().fallback(api::handle).with_state(Arc::clone(&sim));
+        let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        Ok(Self { sim, shutdown: Some(shutdown), server })
+    }
+
+    /// The server's URL (`http://127.0.0.1:PORT`).
+    pub fn url(&self) -> String {
+        format!("http://{}", self.sim.addr)
+    }
+
+    /// A kubeconfig for this cluster (context `gantry-testkit`, namespace `default`), for kube and kubectl.
+    pub fn kubeconfig_yaml(&self) -> String {
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: gantry-testkit\n  cluster:\n    server: {}\ncontexts:\n- name: gantry-testkit\n  context:\n    cluster: gantry-testkit\n    user: gantry-testkit\n    namespace: default\ncurrent-context: gantry-testkit\nusers:\n- name: gantry-testkit\n  user:\n    token: testkit\n",
+            self.url()
+        )
+    }
+
+    /// The kube configuration for this cluster.
+    pub async fn config(&self) -> Result<kube::Config, SimError> {
+        let kubeconfig = kube::config::Kubeconfig::from_yaml(&self.kubeconfig_yaml()).map_err(SimError::Kubeconfig)?;
+        kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
+            .await
+            .map_err(SimError::Kubeconfig)
+    }
+
+    /// A real `kube::Client` talking to this cluster.
+    pub async fn client(&self) -> Result<kube::Client, SimError> {
+        kube::Client::try_from(self.config().await?).map_err(SimError::Client)
+    }
+
+    /// Serves a custom resource type from now on (stored, no controller), e.g. Gateway API HTTPRoutes.
+    pub fn register(&self, resource: ResourceType) {
+        self.sim.types.write().unwrap_or_else(|e| e.into_inner()).push(resource);
+    }
+
+    /// Forgets the watch history: watches resuming from an older resourceVersion get `410 Gone`.
+    pub fn compact(&self) {
+        lock(&self.sim.store).compact();
+    }
+
+    /// Fails matching requests with a status code (see [`Fault`]).
+    pub fn inject(&self, fault: Fault) {
+        lock(&self.sim.faults).push(fault);
+    }
+
+    /// Ends every open watch now, as a restarting API server or a broken connection would.
+    pub fn drop_watches(&self) {
+        self.sim.watch_stop.notify_waiters();
+    }
+
+    /// Requests received so far, by verb (`GET`, `POST`, `PUT`, `PATCH`, `DELETE`, `watch`).
+    pub fn requests(&self) -> BTreeMap<String, u64> {
+        lock(&self.sim.requests).clone()
+    }
+}
+
+impl Drop for ClusterSim {
+    fn drop(&mut self) {
+        self.drop_watches();
+        if let Some(stop) = self.shutdown.take() {
+            let _ = stop.send(());
+        }
+        self.server.abort();
+    }
+}
+
+impl std::fmt::Debug for ClusterSim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterSim").field("url", &self.url()).finish_non_exhaustive()
+    }
+}

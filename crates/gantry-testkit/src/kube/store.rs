@@ -1,0 +1,292 @@
+//! The simulated cluster's object store: what etcd and the API server's generic registry do for Gantry.
+//!
+//! Every write bumps one cluster-wide resourceVersion and records an event in a bounded history from which watches
+//! resume; a watch from a version older than the history gets `410 Gone`, as from a compacted etcd.
+//! <https://kubernetes.io/docs/reference/using-api/api-concepts/#efficient-detection-of-changes>
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{Map, Value, json};
+use tokio::sync::broadcast;
+
+/// Where an object lives: type index, namespace (empty for cluster-scoped), name.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct Key {
+    pub(crate) kind: usize,
+    pub(crate) namespace: String,
+    pub(crate) name: String,
+}
+
+/// A change, as a watch reports it.
+#[derive(Clone, Debug)]
+pub(crate) struct Change {
+    pub(crate) rv: u64,
+    pub(crate) kind: &'static str,
+    pub(crate) key: Key,
+    pub(crate) object: Value,
+}
+
+/// How a write failed, as the API server says it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum StoreError {
+    NotFound,
+    AlreadyExists,
+    Conflict,
+    Invalid(String),
+}
+
+/// Events kept for watches to resume from.
+const HISTORY: usize = 20_000;
+
+pub(crate) struct Store {
+    rv: u64,
+    objects: BTreeMap<Key, Value>,
+    history: VecDeque<Change>,
+    /// The oldest version a watch may resume from.
+    compacted: u64,
+    uids: u64,
+    pub(crate) changes: broadcast::Sender<Change>,
+}
+
+impl Store {
+    pub(crate) fn new() -> Self {
+        let (changes, _) = broadcast::channel(4096);
+        Self { rv: 1, objects: BTreeMap::new(), history: VecDeque::new(), compacted: 1, uids: 0, changes }
+    }
+
+    pub(crate) fn resource_version(&self) -> u64 {
+        self.rv
+    }
+
+    pub(crate) fn get(&self, key: &Key) -> Option<&Value> {
+        self.objects.get(key)
+    }
+
+    /// Objects of a type, in one namespace or all (`None`), ordered by namespace and name.
+    pub(crate) fn list(&self, kind: usize, namespace: Option<&str>) -> Vec<&Value> {
+        self.objects
+            .iter()
+            .filter(|(k, _)| k.kind == kind && namespace.is_none_or(|ns| k.namespace == ns))
+            .map(|(_, v)| v)
+            .collect()
+    }
+
+    /// Changes after `rv`, or `Err(())` if they are no longer kept.
+    pub(crate) fn changes_since(&self, rv: u64) -> Result<Vec<Change>, ()> {
+        if rv < self.compacted {
+            return Err(());
+        }
+        Ok(self.history.iter().filter(|c| c.rv > rv).cloned().collect())
+    }
+
+    /// Forgets history up to now: watches from older versions get 410 Gone.
+    pub(crate) fn compact(&mut self) {
+        self.history.clear();
+        self.compacted = self.rv;
+    }
+
+    fn record(&mut self, kind: &'static str, key: Key, object: Value) {
+        let change = Change { rv: self.rv, kind, key, object };
+        if self.history.len() == HISTORY {
+            let dropped = self.history.pop_front().map(|c| c.rv).unwrap_or(self.rv);
+            self.compacted = dropped;
+        }
+        self.history.push_back(change.clone());
+        let _ = self.changes.send(change);
+    }
+
+    fn next_rv(&mut self) -> u64 {
+        self.rv += 1;
+        self.rv
+    }
+
+    fn uid(&mut self) -> String {
+        self.uids += 1;
+        format!("00000000-0000-4000-8000-{:012x}", self.uids)
+    }
+
+    /// Creates an object: sets uid, creationTimestamp, resourceVersion and generation 1.
+    pub(crate) fn create(&mut self, key: Key, mut object: Value) -> Result<Value, StoreError> {
+        if self.objects.contains_key(&key) {
+            return Err(StoreError::AlreadyExists);
+        }
+        let rv = self.next_rv();
+        let uid = self.uid();
+        let meta = metadata(&mut object);
+        meta.insert("uid".into(), json!(uid));
+        meta.insert("creationTimestamp".into(), json!(now_rfc3339()));
+        meta.insert("resourceVersion".into(), json!(rv.to_string()));
+        meta.insert("generation".into(), json!(1));
+        meta.remove("deletionTimestamp");
+        self.objects.insert(key.clone(), object.clone());
+        self.record("ADDED", key, object.clone());
+        Ok(object)
+    }
+
+    /// Replaces an object. A resourceVersion in `object` must match the stored one (else `Conflict`). uid and
+    /// creationTimestamp are kept; generation is bumped when anything but metadata and status changed.
+    pub(crate) fn update(&mut self, key: &Key, mut object: Value) -> Result<Value, StoreError> {
+        let Some(old) = self.objects.get(key) else { return Err(StoreError::NotFound) };
+        let old_meta = old.get("metadata").cloned().unwrap_or_default();
+        let old_rv = old_meta.get("resourceVersion").and_then(Value::as_str).unwrap_or_default().to_owned();
+        match object.pointer("/metadata/resourceVersion").and_then(Value::as_str) {
+            Some(rv) if !rv.is_empty() && rv != old_rv => return Err(StoreError::Conflict),
+            _ => {}
+        }
+        if object
+            .pointer("/metadata/uid")
+            .and_then(Value::as_str)
+            .is_some_and(|u| Some(u) != old_meta.get("uid").and_then(Value::as_str))
+        {
+            return Err(StoreError::Conflict);
+        }
+        let changed_spec = strip(old) != strip(&object);
+        let generation = old_meta.get("generation").and_then(Value::as_i64).unwrap_or(1) + i64::from(changed_spec);
+        if strip_meta_only(old) == strip_meta_only(&object) && same_meta(&old_meta, object.get("metadata")) {
+            // Nothing changed: no new version, no event (as the API server does for a no-op update).
+            return Ok(old.clone());
+        }
+        let rv = self.next_rv();
+        let meta = metadata(&mut object);
+        for kept in ["uid", "creationTimestamp", "namespace", "name"] {
+            if let Some(v) = old_meta.get(kept) {
+                meta.insert(kept.into(), v.clone());
+            }
+        }
+        meta.insert("resourceVersion".into(), json!(rv.to_string()));
+        meta.insert("generation".into(), json!(generation));
+        self.objects.insert(key.clone(), object.clone());
+        self.record("MODIFIED", key.clone(), object.clone());
+        Ok(object)
+    }
+
+    /// Removes an object and returns it.
+    pub(crate) fn delete(&mut self, key: &Key) -> Result<Value, StoreError> {
+        let mut object = self.objects.remove(key).ok_or(StoreError::NotFound)?;
+        let rv = self.next_rv();
+        metadata(&mut object).insert("resourceVersion".into(), json!(rv.to_string()));
+        self.record("DELETED", key.clone(), object.clone());
+        Ok(object)
+    }
+
+    /// Every object whose ownerReferences name `uid`.
+    pub(crate) fn owned_by(&self, uid: &str) -> Vec<Key> {
+        self.objects
+            .iter()
+            .filter(|(_, v)| {
+                v.pointer("/metadata/ownerReferences")
+                    .and_then(Value::as_array)
+                    .is_some_and(|refs| refs.iter().any(|r| r.get("uid").and_then(Value::as_str) == Some(uid)))
+            })
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+}
+
+/// The object's metadata map, created if missing.
+pub(crate) fn metadata(object: &mut Value) -> &mut Map<String, Value> {
+    if !object.get("metadata").is_some_and(Value::is_object) {
+        object["metadata"] = json!({});
+    }
+    object["metadata"].as_object_mut().expect("metadata is an object")
+}
+
+/// The object without metadata and status: what a change of generation is about.
+fn strip(object: &Value) -> Value {
+    let mut o = object.clone();
+    if let Some(m) = o.as_object_mut() {
+        m.remove("metadata");
+        m.remove("status");
+    }
+    o
+}
+
+fn strip_meta_only(object: &Value) -> Value {
+    let mut o = object.clone();
+    if let Some(m) = o.as_object_mut() {
+        m.remove("metadata");
+    }
+    o
+}
+
+/// Whether the user-settable metadata is the same (labels, annotations, ownerReferences, finalizers).
+fn same_meta(old: &Value, new: Option<&Value>) -> bool {
+    ["labels", "annotations", "ownerReferences", "finalizers"].iter().all(|k| old.get(k) == new.and_then(|n| n.get(k)))
+}
+
+/// Now as RFC 3339 in whole seconds, UTC, as Kubernetes writes timestamps.
+pub(crate) fn now_rfc3339() -> String {
+    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    rfc3339(secs)
+}
+
+/// Seconds since the epoch as `YYYY-MM-DDTHH:MM:SSZ` (Howard Hinnant's civil-from-days).
+pub(crate) fn rfc3339(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(name: &str) -> Key {
+        Key { kind: 0, namespace: "default".into(), name: name.into() }
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_764_115_200), "2025-11-26T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+    }
+
+    #[test]
+    fn versions_conflicts_and_generation() {
+        let mut s = Store::new();
+        let created = s.create(key("a"), json!({"metadata": {"name": "a"}, "spec": {"replicas": 1}})).unwrap();
+        let rv = created["metadata"]["resourceVersion"].as_str().unwrap().to_owned();
+        assert_eq!(created["metadata"]["generation"], 1);
+        assert_eq!(s.create(key("a"), json!({})), Err(StoreError::AlreadyExists));
+
+        let mut next = created.clone();
+        next["spec"]["replicas"] = json!(3);
+        let updated = s.update(&key("a"), next.clone()).unwrap();
+        assert_eq!(updated["metadata"]["generation"], 2);
+        assert_ne!(updated["metadata"]["resourceVersion"].as_str().unwrap(), rv);
+        // The same stale version again: conflict.
+        assert_eq!(s.update(&key("a"), next), Err(StoreError::Conflict));
+
+        let mut status = updated.clone();
+        status["status"] = json!({"replicas": 3});
+        let with_status = s.update(&key("a"), status).unwrap();
+        assert_eq!(with_status["metadata"]["generation"], 2, "a status change does not bump generation");
+
+        let same = s.update(&key("a"), with_status.clone()).unwrap();
+        assert_eq!(same["metadata"]["resourceVersion"], with_status["metadata"]["resourceVersion"], "no-op update");
+    }
+
+    #[test]
+    fn watches_resume_from_history_until_compacted() {
+        let mut s = Store::new();
+        let start = s.resource_version();
+        s.create(key("a"), json!({"metadata": {"name": "a"}})).unwrap();
+        s.delete(&key("a")).unwrap();
+        let kinds: Vec<&str> = s.changes_since(start).unwrap().iter().map(|c| c.kind).collect();
+        assert_eq!(kinds, ["ADDED", "DELETED"]);
+        s.compact();
+        assert!(s.changes_since(start).is_err(), "410 Gone");
+        assert!(s.changes_since(s.resource_version()).unwrap().is_empty());
+    }
+}

@@ -1,0 +1,257 @@
+//! The simulated API server through the real `kube::Client`. Each test names the Kubernetes behaviour it checks and
+//! the page that documents it; with `GANTRY_E2E_KUBECONFIG` set, the same tests run against that real cluster.
+
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use gantry_testkit::kube::{Fault, ResourceType};
+use gantry_testkit::test_cluster::TestCluster;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{
+    Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
+};
+use kube::core::{ApiResource, GroupVersionKind};
+use serde_json::json;
+
+fn configmap(name: &str, app: &str) -> ConfigMap {
+    serde_json::from_value(json!({"metadata": {"name": name, "labels": {"app": app}}, "data": {"k": "v"}})).unwrap()
+}
+
+fn deployment(name: &str, image: &str) -> Deployment {
+    serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [{"name": "app", "image": image}]}}
+        }
+    }))
+    .unwrap()
+}
+
+fn api_code(e: kube::Error) -> u16 {
+    match e {
+        kube::Error::Api(status) => status.code,
+        other => panic!("expected an API error, got {other}"),
+    }
+}
+
+/// Create, get, list with a label selector, delete.
+/// <https://kubernetes.io/docs/concepts/overview/working-with-objects/labels/#api>
+#[tokio::test]
+async fn create_get_list_by_label_and_delete() {
+    let c = TestCluster::new("crud").await.unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(c.client.clone(), &c.namespace);
+    let pp = PostParams::default();
+    let a = cms.create(&pp, &configmap("a", "web")).await.unwrap();
+    cms.create(&pp, &configmap("b", "api")).await.unwrap();
+    assert!(
+        a.metadata.uid.is_some() && a.metadata.resource_version.is_some() && a.metadata.creation_timestamp.is_some()
+    );
+    assert_eq!(api_code(cms.create(&pp, &configmap("a", "web")).await.unwrap_err()), 409, "AlreadyExists");
+    assert_eq!(cms.get("a").await.unwrap().data.unwrap()["k"], "v");
+    let web: Vec<String> = cms
+        .list(&ListParams::default().labels("app=web"))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|c| c.metadata.name)
+        .collect();
+    assert_eq!(web, ["a"]);
+    let by_name = cms.list(&ListParams::default().fields("metadata.name=b")).await.unwrap();
+    assert_eq!(by_name.items.len(), 1);
+    cms.delete("a", &DeleteParams::default()).await.unwrap();
+    assert_eq!(api_code(cms.get("a").await.unwrap_err()), 404);
+    c.cleanup().await;
+}
+
+/// A write with a stale resourceVersion is refused with 409 Conflict; one without a version is unconditional.
+/// <https://kubernetes.io/docs/reference/using-api/api-concepts/#resource-versions>
+#[tokio::test]
+async fn stale_resource_version_is_a_conflict() {
+    let c = TestCluster::new("conflict").await.unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(c.client.clone(), &c.namespace);
+    let first = cms.create(&PostParams::default(), &configmap("cm", "web")).await.unwrap();
+    let mut second = first.clone();
+    second.data = Some([("k".to_owned(), "v2".to_owned())].into());
+    let updated = cms.replace("cm", &PostParams::default(), &second).await.unwrap();
+    assert_ne!(updated.metadata.resource_version, first.metadata.resource_version);
+    let mut stale = first.clone();
+    stale.data = Some([("k".to_owned(), "stale".to_owned())].into());
+    let err = cms.replace("cm", &PostParams::default(), &stale).await.unwrap_err();
+    let kube::Error::Api(status) = err else { panic!() };
+    assert_eq!((status.code, status.reason.as_str()), (409, "Conflict"));
+    assert!(status.message.contains("the object has been modified"), "{}", status.message);
+    let mut unconditional = stale;
+    unconditional.metadata.resource_version = None;
+    assert_eq!(cms.replace("cm", &PostParams::default(), &unconditional).await.unwrap().data.unwrap()["k"], "stale");
+    c.cleanup().await;
+}
+
+/// generation counts spec changes only; status goes through the status subresource and does not bump it.
+/// <https://kubernetes.io/docs/concepts/overview/working-with-objects/#object-spec-and-status>
+#[tokio::test]
+async fn generation_bumps_on_spec_changes_only() {
+    let c = TestCluster::new("generation").await.unwrap();
+    let deploys: Api<Deployment> = Api::namespaced(c.client.clone(), &c.namespace);
+    let created = deploys.create(&PostParams::default(), &deployment("web", "nginx:1.27")).await.unwrap();
+    assert_eq!(created.metadata.generation, Some(1));
+    let pp = PatchParams::default();
+    let image = json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "nginx:1.28"}]}}}});
+    let patched = deploys.patch("web", &pp, &Patch::Strategic(image)).await.unwrap();
+    assert_eq!(patched.metadata.generation, Some(2));
+    let labels =
+        deploys.patch("web", &pp, &Patch::Merge(json!({"metadata": {"labels": {"team": "shop"}}}))).await.unwrap();
+    assert_eq!(labels.metadata.generation, Some(2), "metadata changes do not bump generation");
+    if c.sim().is_some() {
+        // On a real cluster the Deployment controller owns status.
+        let status = json!({"status": {"observedGeneration": 2, "replicas": 2}});
+        let with_status = deploys.patch_status("web", &pp, &Patch::Merge(status)).await.unwrap();
+        assert_eq!(with_status.metadata.generation, Some(2));
+        assert_eq!(with_status.status.unwrap().observed_generation, Some(2));
+        // The main resource ignores status.
+        let ignored = deploys.patch("web", &pp, &Patch::Merge(json!({"status": {"replicas": 9}}))).await.unwrap();
+        assert_eq!(ignored.status.unwrap().replicas, Some(2));
+    }
+    c.cleanup().await;
+}
+
+/// Server-side apply creates, then merges; dry run changes nothing.
+/// <https://kubernetes.io/docs/reference/using-api/server-side-apply/>
+#[tokio::test]
+async fn server_side_apply_and_dry_run() {
+    let c = TestCluster::new("apply").await.unwrap();
+    let deploys: Api<Deployment> = Api::namespaced(c.client.clone(), &c.namespace);
+    let ssa = PatchParams::apply("gantry").force();
+    let applied = deploys.patch("web", &ssa, &Patch::Apply(deployment("web", "nginx:1.27"))).await.unwrap();
+    assert_eq!(applied.metadata.generation, Some(1));
+    assert!(applied.metadata.managed_fields.unwrap().iter().any(|f| f.manager.as_deref() == Some("gantry")));
+    let dry = PatchParams::apply("gantry").force().dry_run();
+    let would = deploys.patch("web", &dry, &Patch::Apply(deployment("web", "nginx:1.29"))).await.unwrap();
+    assert_eq!(would.spec.unwrap().template.spec.unwrap().containers[0].image.as_deref(), Some("nginx:1.29"));
+    let stored = deploys.get("web").await.unwrap();
+    assert_eq!(
+        stored.spec.unwrap().template.spec.unwrap().containers[0].image.as_deref(),
+        Some("nginx:1.27"),
+        "dry run stored nothing"
+    );
+    let reapplied = deploys.patch("web", &ssa, &Patch::Apply(deployment("web", "nginx:1.28"))).await.unwrap();
+    assert_eq!(reapplied.metadata.generation, Some(2));
+    c.cleanup().await;
+}
+
+/// A watch from a resourceVersion sees ADDED, MODIFIED and DELETED in order.
+/// <https://kubernetes.io/docs/reference/using-api/api-concepts/#efficient-detection-of-changes>
+#[tokio::test]
+async fn watch_from_a_resource_version_sees_changes_in_order() {
+    let c = TestCluster::new("watch").await.unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(c.client.clone(), &c.namespace);
+    let rv = cms.list(&ListParams::default()).await.unwrap().metadata.resource_version.unwrap();
+    let mut events = cms.watch(&WatchParams::default().timeout(10), &rv).await.unwrap().boxed();
+    let created = cms.create(&PostParams::default(), &configmap("w", "web")).await.unwrap();
+    let mut changed = created.clone();
+    changed.data = Some([("k".to_owned(), "v2".to_owned())].into());
+    cms.replace("w", &PostParams::default(), &changed).await.unwrap();
+    cms.delete("w", &DeleteParams::default()).await.unwrap();
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        let event = tokio::time::timeout(Duration::from_secs(10), events.try_next()).await.unwrap().unwrap().unwrap();
+        seen.push(match event {
+            WatchEvent::Added(cm) => format!("ADDED {}", cm.metadata.name.unwrap()),
+            WatchEvent::Modified(cm) => format!("MODIFIED {}", cm.data.unwrap()["k"]),
+            WatchEvent::Deleted(cm) => format!("DELETED {}", cm.metadata.name.unwrap()),
+            other => format!("{other:?}"),
+        });
+    }
+    assert_eq!(seen, ["ADDED w", "MODIFIED v2", "DELETED w"]);
+    c.cleanup().await;
+}
+
+/// A watch from a compacted resourceVersion gets an ERROR event with 410 Gone.
+/// <https://kubernetes.io/docs/reference/using-api/api-concepts/#410-gone-responses>
+#[tokio::test]
+async fn watch_from_a_compacted_version_is_gone() {
+    let c = TestCluster::new("gone").await.unwrap();
+    let Some(sim) = c.sim() else { return c.cleanup().await };
+    let cms: Api<ConfigMap> = Api::namespaced(c.client.clone(), &c.namespace);
+    let old =
+        cms.create(&PostParams::default(), &configmap("x", "web")).await.unwrap().metadata.resource_version.unwrap();
+    cms.delete("x", &DeleteParams::default()).await.unwrap();
+    sim.compact();
+    let mut events = cms.watch(&WatchParams::default(), &old).await.unwrap().boxed();
+    match events.try_next().await.unwrap().unwrap() {
+        WatchEvent::Error(status) => assert_eq!(status.code, 410),
+        other => panic!("expected 410 Gone, got {other:?}"),
+    }
+    c.cleanup().await;
+}
+
+/// Deleting an owner deletes what it owns, unless orphaned.
+/// <https://kubernetes.io/docs/concepts/architecture/garbage-collection/#cascading-deletion>
+#[tokio::test]
+async fn deletion_propagates_to_owned_objects_unless_orphaned() {
+    let c = TestCluster::new("gc").await.unwrap();
+    if c.sim().is_none() {
+        // On a real cluster the Deployment controller makes its own ReplicaSets; this checks the simulator's GC.
+        return c.cleanup().await;
+    }
+    let deploys: Api<Deployment> = Api::namespaced(c.client.clone(), &c.namespace);
+    let rss: Api<ReplicaSet> = Api::namespaced(c.client.clone(), &c.namespace);
+    for (name, policy) in [("cascade", DeleteParams::background()), ("orphan", DeleteParams::orphan())] {
+        let owner = deploys.create(&PostParams::default(), &deployment(name, "nginx")).await.unwrap();
+        let rs: ReplicaSet = serde_json::from_value(json!({
+            "metadata": {"name": format!("{name}-rs"), "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": name, "uid": owner.metadata.uid.unwrap(), "controller": true}]},
+            "spec": {"selector": {"matchLabels": {"app": name}}, "template": {"metadata": {"labels": {"app": name}}}}
+        }))
+        .unwrap();
+        rss.create(&PostParams::default(), &rs).await.unwrap();
+        deploys.delete(name, &policy).await.unwrap();
+    }
+    let left: Vec<String> =
+        rss.list(&ListParams::default()).await.unwrap().items.into_iter().filter_map(|r| r.metadata.name).collect();
+    assert_eq!(left, ["orphan-rs"]);
+    c.cleanup().await;
+}
+
+/// Objects in a namespace that does not exist are refused; custom resources registered by a test are served.
+#[tokio::test]
+async fn missing_namespaces_and_custom_resources() {
+    let c = TestCluster::new("custom").await.unwrap();
+    let missing: Api<ConfigMap> = Api::namespaced(c.client.clone(), "no-such-namespace");
+    assert_eq!(api_code(missing.create(&PostParams::default(), &configmap("a", "web")).await.unwrap_err()), 404);
+    let Some(sim) = c.sim() else { return c.cleanup().await };
+    sim.register(ResourceType::custom("gateway.networking.k8s.io", "v1", "HTTPRoute", "httproutes"));
+    let gvk = GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "HTTPRoute");
+    let routes: Api<DynamicObject> = Api::namespaced_with(c.client.clone(), &c.namespace, &ApiResource::from_gvk(&gvk));
+    let route: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "metadata": {"name": "shop"},
+        "spec": {"rules": [{"backendRefs": [{"name": "stable", "weight": 90}, {"name": "canary", "weight": 10}]}]}
+    }))
+    .unwrap();
+    routes.create(&PostParams::default(), &route).await.unwrap();
+    let got = routes.get("shop").await.unwrap();
+    assert_eq!(got.data["spec"]["rules"][0]["backendRefs"][1]["weight"], 10);
+    c.cleanup().await;
+}
+
+/// Injected faults answer the next matching requests, then the server behaves again; requests are counted by verb.
+#[tokio::test]
+async fn injected_faults_and_request_counts() {
+    let c = TestCluster::new("faults").await.unwrap();
+    let Some(sim) = c.sim() else { return c.cleanup().await };
+    let cms: Api<ConfigMap> = Api::namespaced(c.client.clone(), &c.namespace);
+    sim.inject(Fault {
+        method: Some(axum::http::Method::GET),
+        path_contains: "/configmaps".into(),
+        code: axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+        times: 2,
+    });
+    for _ in 0..2 {
+        assert_eq!(api_code(cms.list(&ListParams::default()).await.unwrap_err()), 500);
+    }
+    assert!(cms.list(&ListParams::default()).await.is_ok());
+    assert!(sim.requests()["GET"] >= 3);
+    c.cleanup().await;
+}
