@@ -111,8 +111,45 @@ pub(crate) async fn handle(
         ["api", "v1", rest @ ..] => api(&sim, "", "v1", rest, &method, &params, &headers, &body).await,
         ["apis", group, version, rest @ ..] => api(&sim, group, version, rest, &method, &params, &headers, &body).await,
         ["healthz" | "livez" | "readyz"] => (StatusCode::OK, "ok").into_response(),
+        ["openapi", "v3"] => json_response(StatusCode::OK, &openapi_root(&sim)),
+        ["openapi", "v3", "api", "v1"] => json_response(StatusCode::OK, &openapi_group_version(&sim, "", "v1")),
+        ["openapi", "v3", "apis", group, version] => {
+            json_response(StatusCode::OK, &openapi_group_version(&sim, group, version))
+        }
         _ => not_found_path(path),
     }
+}
+
+/// The OpenAPI v3 index: one document per group-version. kubectl reads it to learn that the server validates fields
+/// itself (`fieldValidation`), instead of downloading schemas to validate on its side.
+fn openapi_root(sim: &Sim) -> Value {
+    let types = sim.types.read().unwrap_or_else(|e| e.into_inner());
+    let mut paths = serde_json::Map::new();
+    for t in types.iter() {
+        let gv = if t.group.is_empty() { "api/v1".to_owned() } else { format!("apis/{}/{}", t.group, t.version) };
+        paths.insert(gv.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{gv}?hash=gantry")}));
+    }
+    json!({"paths": paths})
+}
+
+/// A minimal OpenAPI v3 document for a group-version: each type's object path with a PATCH operation that names its
+/// group-version-kind and accepts `fieldValidation`. No schemas.
+fn openapi_group_version(sim: &Sim, group: &str, version: &str) -> Value {
+    let types = sim.types.read().unwrap_or_else(|e| e.into_inner());
+    let mut paths = serde_json::Map::new();
+    for t in types.iter().filter(|t| t.group == group && t.version == version) {
+        let prefix = if group.is_empty() { "/api/v1".to_owned() } else { format!("/apis/{group}/{version}") };
+        let path = if t.namespaced {
+            format!("{prefix}/namespaces/{{namespace}}/{}/{{name}}", t.plural)
+        } else {
+            format!("{prefix}/{}/{{name}}", t.plural)
+        };
+        let gvk = json!({"group": t.group, "version": t.version, "kind": t.kind});
+        let params = json!([{"name": "fieldValidation", "in": "query", "schema": {"type": "string", "uniqueItems": true}}, {"name": "fieldManager", "in": "query", "schema": {"type": "string", "uniqueItems": true}}]);
+        let op = json!({"x-kubernetes-group-version-kind": gvk, "parameters": params, "responses": {"200": {"description": "OK"}}});
+        paths.insert(path, json!({"patch": op, "put": op, "get": op}));
+    }
+    json!({"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": format!("v1.{SERVER_MINOR}.0")}, "paths": paths, "components": {"schemas": {}}})
 }
 
 fn version() -> Value {
@@ -151,7 +188,7 @@ fn resource_list(sim: &Sim, group: &str, version: &str) -> Option<Value> {
     for t in types.iter().filter(|t| t.group == group && t.version == version) {
         resources.push(json!({
             "name": t.plural, "singularName": t.singular(), "namespaced": t.namespaced, "kind": t.kind,
-            "verbs": verbs, "shortNames": t.short_names,
+            "verbs": verbs, "shortNames": t.short_names, "categories": t.categories,
         }));
         if t.status {
             resources.push(json!({"name": format!("{}/status", t.plural), "singularName": "", "namespaced": t.namespaced, "kind": t.kind, "verbs": ["get", "patch", "update"]}));
@@ -262,8 +299,13 @@ fn is_true(v: Option<&String>) -> bool {
     v.is_some_and(|v| v == "true" || v == "1")
 }
 
-/// JSON, or YAML for `application/apply-patch+yaml`.
+/// JSON, or YAML for `application/apply-patch+yaml`. Protobuf bodies (kubectl's generator commands such as
+/// `kubectl create configmap` send them) are not understood.
 fn parse_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, String> {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if content_type.contains("protobuf") {
+        return Err("the simulated API server reads JSON and YAML bodies, not protobuf (use `kubectl create -f` or `kubectl apply`)".into());
+    }
     match serde_json::from_slice(body) {
         Ok(v) => Ok(v),
         Err(json_err) => {
@@ -513,7 +555,7 @@ fn create(sim: &Sim, t: &ResourceType, target: &Target, object: Value, dry_run: 
             json_response(StatusCode::CREATED, &object)
         };
     }
-    match store.create(key, object) {
+    match store.create(key, object, t.generation) {
         Ok(o) => json_response(StatusCode::CREATED, &o),
         Err(e) => store_error(e, t, &name),
     }
@@ -671,7 +713,7 @@ fn create_with_fields(sim: &Sim, t: &ResourceType, target: &Target, object: Valu
     if dry_run {
         return json_response(StatusCode::CREATED, &object);
     }
-    match lock(&sim.store).create(key(target, t, &name), object) {
+    match lock(&sim.store).create(key(target, t, &name), object, t.generation) {
         Ok(o) => json_response(StatusCode::CREATED, &o),
         Err(e) => store_error(e, t, &name),
     }

@@ -7,7 +7,9 @@
 //! server-side apply (see below); deletion with owner-reference propagation; discovery for kubectl.
 //!
 //! What it does not model (yet): authentication and authorization; admission and defaulting (a Deployment without
-//! `spec.strategy` stays so); OpenAPI schemas and field validation; server-side apply's field ownership (an apply is a
+//! `spec.strategy` stays so); OpenAPI schemas and field validation (it serves an OpenAPI v3 index that tells kubectl
+//! the server validates fields, and then accepts every field); protobuf request bodies (kubectl's generator commands
+//! such as `kubectl create configmap` send them: use `kubectl create -f` or `kubectl apply`); server-side apply's field ownership (an apply is a
 //! strategic merge of the applied configuration, recorded in `managedFields` without `fieldsV1`, so fields a manager
 //! stops applying are not removed and conflicts between managers are not reported); strategic merge's full list
 //! semantics (lists of objects merge by `name`, `containerPort`, `port` or `type`; `$patch: delete` is honoured,
@@ -147,7 +149,7 @@ impl ClusterSim {
             let mut store = lock(&sim.store);
             for ns in ["default", "kube-system", "kube-public"] {
                 let object = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}, "status": {"phase": "Active"}});
-                let _ = store.create(Key { kind: 0, namespace: String::new(), name: ns.to_owned() }, object);
+                let _ = store.create(Key { kind: 0, namespace: String::new(), name: ns.to_owned() }, object, false);
             }
         }
         let app = axum::Router::new().fallback(api::handle).with_state(Arc::clone(&sim));

@@ -17,6 +17,10 @@ pub struct ResourceType {
     pub status: bool,
     /// Short names kubectl accepts (`deploy`).
     pub short_names: Vec<String>,
+    /// Categories (`all` for what `kubectl get all` shows).
+    pub categories: Vec<String>,
+    /// Whether the server keeps `metadata.generation` (workloads and custom resources; not ConfigMaps or Pods).
+    pub generation: bool,
 }
 
 impl ResourceType {
@@ -31,6 +35,8 @@ impl ResourceType {
             namespaced: true,
             status: false,
             short_names: Vec::new(),
+            categories: Vec::new(),
+            generation: true,
         }
     }
 
@@ -54,6 +60,7 @@ fn builtin(
     status: bool,
     short: &[&str],
 ) -> ResourceType {
+    let in_all = matches!(kind, "Pod" | "Service" | "Deployment" | "ReplicaSet" | "Job");
     ResourceType {
         group: group.to_owned(),
         version: version.to_owned(),
@@ -62,6 +69,8 @@ fn builtin(
         namespaced,
         status,
         short_names: short.iter().map(|s| (*s).to_owned()).collect(),
+        categories: if in_all { vec!["all".to_owned()] } else { Vec::new() },
+        generation: matches!(kind, "Deployment" | "ReplicaSet" | "Job"),
     }
 }
 

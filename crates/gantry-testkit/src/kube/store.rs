@@ -106,8 +106,8 @@ impl Store {
         format!("00000000-0000-4000-8000-{:012x}", self.uids)
     }
 
-    /// Creates an object: sets uid, creationTimestamp, resourceVersion and generation 1.
-    pub(crate) fn create(&mut self, key: Key, mut object: Value) -> Result<Value, StoreError> {
+    /// Creates an object: sets uid, creationTimestamp, resourceVersion and, for types that keep one, generation 1.
+    pub(crate) fn create(&mut self, key: Key, mut object: Value, generation: bool) -> Result<Value, StoreError> {
         if self.objects.contains_key(&key) {
             return Err(StoreError::AlreadyExists);
         }
@@ -117,7 +117,9 @@ impl Store {
         meta.insert("uid".into(), json!(uid));
         meta.insert("creationTimestamp".into(), json!(now_rfc3339()));
         meta.insert("resourceVersion".into(), json!(rv.to_string()));
-        meta.insert("generation".into(), json!(1));
+        if generation {
+            meta.insert("generation".into(), json!(1));
+        }
         meta.remove("deletionTimestamp");
         self.objects.insert(key.clone(), object.clone());
         self.record("ADDED", key, object.clone());
@@ -155,7 +157,9 @@ impl Store {
             }
         }
         meta.insert("resourceVersion".into(), json!(rv.to_string()));
-        meta.insert("generation".into(), json!(generation));
+        if old_meta.get("generation").is_some() {
+            meta.insert("generation".into(), json!(generation));
+        }
         self.objects.insert(key.clone(), object.clone());
         self.record("MODIFIED", key.clone(), object.clone());
         Ok(object)
@@ -255,10 +259,10 @@ mod tests {
     #[test]
     fn versions_conflicts_and_generation() {
         let mut s = Store::new();
-        let created = s.create(key("a"), json!({"metadata": {"name": "a"}, "spec": {"replicas": 1}})).unwrap();
+        let created = s.create(key("a"), json!({"metadata": {"name": "a"}, "spec": {"replicas": 1}}), true).unwrap();
         let rv = created["metadata"]["resourceVersion"].as_str().unwrap().to_owned();
         assert_eq!(created["metadata"]["generation"], 1);
-        assert_eq!(s.create(key("a"), json!({})), Err(StoreError::AlreadyExists));
+        assert_eq!(s.create(key("a"), json!({}), true), Err(StoreError::AlreadyExists));
 
         let mut next = created.clone();
         next["spec"]["replicas"] = json!(3);
@@ -281,7 +285,7 @@ mod tests {
     fn watches_resume_from_history_until_compacted() {
         let mut s = Store::new();
         let start = s.resource_version();
-        s.create(key("a"), json!({"metadata": {"name": "a"}})).unwrap();
+        s.create(key("a"), json!({"metadata": {"name": "a"}}), false).unwrap();
         s.delete(&key("a")).unwrap();
         let kinds: Vec<&str> = s.changes_since(start).unwrap().iter().map(|c| c.kind).collect();
         assert_eq!(kinds, ["ADDED", "DELETED"]);

@@ -1,0 +1,157 @@
+//! Real kubectl (the machine image's, 1.27 to 1.33) against the simulator: the evidence of its fidelity. With
+//! `GANTRY_E2E_KUBECONFIG` set, the same commands run against that real cluster.
+
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use gantry_testkit::test_cluster::TestCluster;
+
+struct Kubectl {
+    kubeconfig: std::path::PathBuf,
+    namespace: String,
+}
+
+impl Kubectl {
+    fn new(cluster: &TestCluster) -> Self {
+        let kubeconfig = std::env::temp_dir().join(format!("gantry-kubectl-{}.yaml", cluster.namespace));
+        std::fs::write(&kubeconfig, &cluster.kubeconfig).unwrap();
+        Self { kubeconfig, namespace: cluster.namespace.clone() }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("kubectl");
+        c.arg("--kubeconfig").arg(&self.kubeconfig).args(["-n", &self.namespace]).args(args);
+        c
+    }
+
+    /// Runs kubectl and returns stdout; panics with stderr if it fails.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(out.status.success(), "kubectl {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("kubectl is on the machine image (see docs/ENVIRONMENT in shared/)")
+    }
+
+    fn apply(&self, yaml: &str) -> String {
+        let file = std::env::temp_dir().join(format!("gantry-apply-{}-{}.yaml", self.namespace, yaml.len()));
+        std::fs::write(&file, yaml).unwrap();
+        self.ok(&["apply", "--server-side", "-f", file.to_str().unwrap()])
+    }
+}
+
+impl Drop for Kubectl {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.kubeconfig);
+    }
+}
+
+const WEB: &str = "apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: web-config
+  labels: {app: web}
+data:
+  greeting: hello
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  labels: {app: web}
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: app
+        image: nginx:1.27
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_version_and_discovery() {
+    let c = TestCluster::new("kubectl-version").await.unwrap();
+    let k = Kubectl::new(&c);
+    let version = k.ok(&["version", "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&version).unwrap();
+    assert!(v["serverVersion"]["gitVersion"].as_str().unwrap().starts_with("v1."), "{version}");
+    let resources = k.ok(&["api-resources", "-o", "name"]);
+    for r in ["deployments.apps", "replicasets.apps", "jobs.batch", "pods", "configmaps", "namespaces"] {
+        assert!(resources.lines().any(|l| l == r), "{r} missing from:\n{resources}");
+    }
+    let namespaces = k.ok(&["get", "namespaces", "-o", "name"]);
+    assert!(namespaces.contains(&format!("namespace/{}", c.namespace)), "{namespaces}");
+    c.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_server_side_apply_get_patch_and_delete() {
+    let c = TestCluster::new("kubectl-apply").await.unwrap();
+    let k = Kubectl::new(&c);
+    let first = k.apply(WEB);
+    assert!(first.contains("deployment.apps/web serverside-applied"), "{first}");
+    k.apply(WEB);
+    let listed = k.ok(&["get", "deploy,cm", "-l", "app=web", "-o", "name"]);
+    assert_eq!(listed.lines().collect::<Vec<_>>(), ["deployment.apps/web", "configmap/web-config"]);
+    let deploy: serde_json::Value = serde_json::from_str(&k.ok(&["get", "deploy", "web", "-o", "json"])).unwrap();
+    assert_eq!(deploy["metadata"]["generation"], 1, "re-applying the same configuration changes nothing");
+    k.ok(&["patch", "deploy", "web", "--type", "merge", "-p", r#"{"spec":{"replicas":3}}"#]);
+    k.ok(&["set", "image", "deploy/web", "app=nginx:1.28"]);
+    let summary = k.ok(&[
+        "get",
+        "deploy",
+        "web",
+        "-o",
+        "jsonpath={.metadata.generation} {.spec.replicas} {.spec.template.spec.containers[0].image}",
+    ]);
+    assert_eq!(summary, "3 3 nginx:1.28");
+    let cm = k.ok(&["get", "cm", "web-config", "-o", "jsonpath={.data.greeting}"]);
+    assert_eq!(cm, "hello");
+    k.ok(&["delete", "cm", "web-config"]);
+    let gone = k.run(&["get", "cm", "web-config"]);
+    assert!(!gone.status.success());
+    assert!(String::from_utf8_lossy(&gone.stderr).contains("NotFound"), "{}", String::from_utf8_lossy(&gone.stderr));
+    c.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_watch_sees_changes() {
+    let c = TestCluster::new("kubectl-watch").await.unwrap();
+    let k = Kubectl::new(&c);
+    let mut watch = k.command(&["get", "cm", "-w", "-o", "name", "--request-timeout=20s"]);
+    watch.stdout(std::process::Stdio::piped());
+    let mut child = watch.spawn().unwrap();
+    // Give the watch time to open, then make the changes it should see.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    k.apply("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: watched\ndata:\n  a: b\n");
+    k.ok(&["delete", "cm", "watched"]);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    child.kill().unwrap(); // kubectl -w runs until stopped; what it printed is in the pipe.
+    let out = child.wait_with_output().unwrap();
+    let seen = String::from_utf8_lossy(&out.stdout);
+    assert!(seen.lines().filter(|l| *l == "configmap/watched").count() >= 2, "added and deleted: {seen}");
+    c.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_get_all_and_wait() {
+    let c = TestCluster::new("kubectl-wait").await.unwrap();
+    let k = Kubectl::new(&c);
+    k.apply(WEB);
+    let all = k.ok(&["get", "all", "-o", "name"]);
+    assert!(all.contains("deployment.apps/web"), "{all}");
+    let waited = k.ok(&[
+        "wait",
+        "--for=jsonpath={.status.phase}=Active",
+        &format!("namespace/{}", c.namespace),
+        "--timeout=10s",
+    ]);
+    assert!(waited.contains("condition met"), "{waited}");
+    c.cleanup().await;
+}
