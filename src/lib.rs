@@ -1,6 +1,7 @@
 //! Gantry: continuous delivery as a Rust library.
 //!
-//! This facade re-exports the Gantry crates: [`core`] (always) and, behind features, the integrations as they land.
+//! This facade re-exports the Gantry crates: [`core`] (always) and, behind features, the others: `testkit` (the
+//! simulated Kubernetes API server); the integrations join as they land.
 //! Most programs need only `use gantry::prelude::*`.
 //!
 //! ```
@@ -17,6 +18,10 @@
 //! ```
 
 pub use gantry_core as core;
+
+/// Stand-ins for the outside world in tests: the simulated Kubernetes API server (feature `testkit`).
+#[cfg(feature = "testkit")]
+pub use gantry_testkit as testkit;
 
 /// The names most pipelines use.
 pub mod prelude {
