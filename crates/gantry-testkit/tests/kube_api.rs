@@ -262,9 +262,8 @@ async fn next(
 ) -> String {
     tokio::time::timeout(Duration::from_secs(20), async {
         loop {
-            match names.next().await.expect("the watcher does not end") {
-                Ok(name) => return name,
-                Err(_) => continue,
+            if let Ok(name) = names.next().await.expect("the watcher does not end") {
+                return name;
             }
         }
     })
