@@ -678,18 +678,22 @@ fn patch_object(
         patch::merge(&mut merged, &patch);
     } else if content_type.starts_with("application/strategic-merge-patch+json") {
         patch::strategic(&mut merged, &patch);
+    } else if content_type.starts_with("application/json-patch+json") {
+        if let Err(e) = patch::json_patch(&mut merged, &patch) {
+            return store_error(StoreError::Invalid(e), t, name);
+        }
     } else {
         return status(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "UnsupportedMediaType",
             format!(
-                "the body of the request was in an unknown format - accepted media types include: application/merge-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml (got {content_type:?})"
+                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml (got {content_type:?})"
             ),
             None,
         );
     }
     // A patch without a resourceVersion applies to whatever is current.
-    if patch.pointer("/metadata/resourceVersion").is_none() {
+    if patch.is_array() || patch.pointer("/metadata/resourceVersion").is_none() {
         let rv = old.pointer("/metadata/resourceVersion").cloned().unwrap_or(json!(""));
         metadata(&mut merged).insert("resourceVersion".into(), rv);
     }

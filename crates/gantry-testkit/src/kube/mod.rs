@@ -13,11 +13,13 @@
 //! strategic merge of the applied configuration, recorded in `managedFields` without `fieldsV1`, so fields a manager
 //! stops applying are not removed and conflicts between managers are not reported); strategic merge's full list
 //! semantics (lists of objects merge by `name`, `containerPort`, `port` or `type`; `$patch: delete` is honoured,
-//! other directives are ignored); JSON patch (RFC 6902); watch bookmarks; finalizers and graceful deletion (objects
+//! other directives are ignored); watch bookmarks; finalizers and graceful deletion (objects
 //! and their dependents go at once); table output (kubectl prints on its own side); pagination (`limit` is ignored).
-//! The controllers (Deployment, ReplicaSet, Job) and the kubelet come in the next part of issue #3.
+//! Controllers: Deployment and ReplicaSet, and a kubelet whose pods behave as scripted per image ([`PodScript`]);
+//! see the `controllers` module. Not yet: the Job controller, pod logs from scripts, events.
 
 mod api;
+mod controllers;
 mod patch;
 mod resources;
 mod selector;
@@ -34,6 +36,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use tokio::sync::Notify;
 
+pub use controllers::PodScript;
 pub use resources::ResourceType;
 use store::{Key, Store};
 
@@ -81,6 +84,9 @@ pub(crate) struct Sim {
     pub(crate) watch_stop: Arc<Notify>,
     /// The longest a watch stays open.
     pub(crate) max_watch: Duration,
+    pub(crate) control: controllers::ControlPlane,
+    /// Set when the simulator stops, so that its control plane ends too.
+    pub(crate) stopping: std::sync::atomic::AtomicBool,
 }
 
 impl Sim {
@@ -128,6 +134,7 @@ pub struct ClusterSim {
     sim: Arc<Sim>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: tokio::task::JoinHandle<()>,
+    control: tokio::task::JoinHandle<()>,
 }
 
 impl ClusterSim {
@@ -144,6 +151,8 @@ impl ClusterSim {
             names: AtomicU64::new(0),
             watch_stop: Arc::new(Notify::new()),
             max_watch: Duration::from_secs(300),
+            control: controllers::ControlPlane::default(),
+            stopping: std::sync::atomic::AtomicBool::new(false),
         });
         {
             let mut store = lock(&sim.store);
@@ -153,6 +162,7 @@ impl ClusterSim {
             }
         }
         let app = axum::Router::new().fallback(api::handle).with_state(Arc::clone(&sim));
+        let control = tokio::spawn(controllers::run(Arc::clone(&sim)));
         let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app)
@@ -161,7 +171,7 @@ impl ClusterSim {
                 })
                 .await;
         });
-        Ok(Self { sim, shutdown: Some(shutdown), server })
+        Ok(Self { sim, shutdown: Some(shutdown), server, control })
     }
 
     /// The server's URL (`http://127.0.0.1:PORT`).
@@ -210,6 +220,11 @@ impl ClusterSim {
         self.sim.watch_stop.notify_waiters();
     }
 
+    /// How containers of `image` behave on the simulated kubelet (default: ready after 50 ms).
+    pub fn script(&self, image: impl Into<String>, script: PodScript) {
+        lock(&self.sim.control.scripts).insert(image.into(), script);
+    }
+
     /// Requests received so far, by verb (`GET`, `POST`, `PUT`, `PATCH`, `DELETE`, `watch`).
     pub fn requests(&self) -> BTreeMap<String, u64> {
         lock(&self.sim.requests).clone()
@@ -218,6 +233,8 @@ impl ClusterSim {
 
 impl Drop for ClusterSim {
     fn drop(&mut self) {
+        self.sim.stopping.store(true, Ordering::Release);
+        self.control.abort();
         self.drop_watches();
         if let Some(stop) = self.shutdown.take() {
             let _ = stop.send(());

@@ -1,5 +1,5 @@
-//! Patches: JSON merge patch (RFC 7386), and the simulator's approximation of strategic merge patch, which server-side
-//! apply uses too.
+//! Patches: JSON patch (RFC 6902), JSON merge patch (RFC 7386), and the simulator's approximation of strategic merge
+//! patch, which server-side apply uses too.
 
 use serde_json::Value;
 
@@ -95,8 +95,122 @@ fn strip_directives(v: &Value) -> Value {
     }
 }
 
+/// The parent container and last token of a JSON pointer.
+fn parent<'v>(target: &'v mut Value, path: &str) -> Result<(&'v mut Value, String), String> {
+    let (head, last) = path.rsplit_once('/').ok_or_else(|| format!("invalid path `{path}`"))?;
+    let container = if head.is_empty() {
+        target
+    } else {
+        target.pointer_mut(head).ok_or_else(|| format!("path `{head}` does not exist"))?
+    };
+    Ok((container, last.replace("~1", "/").replace("~0", "~")))
+}
+
+fn add(target: &mut Value, path: &str, value: Value) -> Result<(), String> {
+    if path.is_empty() {
+        *target = value;
+        return Ok(());
+    }
+    let (container, token) = parent(target, path)?;
+    match container {
+        Value::Object(m) => {
+            m.insert(token, value);
+            Ok(())
+        }
+        Value::Array(a) => {
+            let i = if token == "-" {
+                a.len()
+            } else {
+                token.parse::<usize>().map_err(|_| format!("bad index `{token}`"))?
+            };
+            if i > a.len() {
+                return Err(format!("index {i} out of bounds"));
+            }
+            a.insert(i, value);
+            Ok(())
+        }
+        _ => Err(format!("cannot add to `{path}`")),
+    }
+}
+
+fn remove(target: &mut Value, path: &str) -> Result<Value, String> {
+    let (container, token) = parent(target, path)?;
+    match container {
+        Value::Object(m) => m.remove(&token).ok_or_else(|| format!("`{path}` does not exist")),
+        Value::Array(a) => {
+            let i = token.parse::<usize>().map_err(|_| format!("bad index `{token}`"))?;
+            if i >= a.len() {
+                return Err(format!("index {i} out of bounds"));
+            }
+            Ok(a.remove(i))
+        }
+        _ => Err(format!("cannot remove `{path}`")),
+    }
+}
+
+/// RFC 6902: applies every operation, or none (the target is left as it was on error).
+pub(crate) fn json_patch(target: &mut Value, ops: &Value) -> Result<(), String> {
+    let ops = ops.as_array().ok_or("a JSON patch is a list of operations")?;
+    let mut work = target.clone();
+    for op in ops {
+        let path = op.get("path").and_then(Value::as_str).ok_or("an operation needs a path")?;
+        let value = || op.get("value").cloned().ok_or_else(|| format!("operation on `{path}` needs a value"));
+        match op.get("op").and_then(Value::as_str) {
+            Some("add") => add(&mut work, path, value()?)?,
+            Some("remove") => {
+                remove(&mut work, path)?;
+            }
+            Some("replace") => {
+                remove(&mut work, path)?;
+                add(&mut work, path, value()?)?;
+            }
+            Some("move") => {
+                let from = op.get("from").and_then(Value::as_str).ok_or("move needs from")?;
+                let moved = remove(&mut work, from)?;
+                add(&mut work, path, moved)?;
+            }
+            Some("copy") => {
+                let from = op.get("from").and_then(Value::as_str).ok_or("copy needs from")?;
+                let copied = work.pointer(from).cloned().ok_or_else(|| format!("`{from}` does not exist"))?;
+                add(&mut work, path, copied)?;
+            }
+            Some("test") => {
+                if work.pointer(path) != Some(&value()?) {
+                    return Err(format!("test of `{path}` failed"));
+                }
+            }
+            other => return Err(format!("unknown operation {other:?}")),
+        }
+    }
+    *target = work;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn json_patch_follows_rfc_6902() {
+        let mut t = json!({"a": {"b": [1, 2]}, "c": "x"});
+        json_patch(
+            &mut t,
+            &json!([
+                {"op": "add", "path": "/a/b/-", "value": 3},
+                {"op": "replace", "path": "/c", "value": "y"},
+                {"op": "move", "from": "/c", "path": "/d"},
+                {"op": "remove", "path": "/a/b/0"},
+                {"op": "add", "path": "/metadata~1x", "value": true},
+            ]),
+        )
+        .unwrap();
+        assert_eq!(t, json!({"a": {"b": [2, 3]}, "d": "y", "metadata/x": true}));
+        let before = t.clone();
+        assert!(
+            json_patch(&mut t, &json!([{"op": "remove", "path": "/d"}, {"op": "test", "path": "/a/b/0", "value": 9}]))
+                .is_err()
+        );
+        assert_eq!(t, before, "all or nothing");
+    }
+
     use super::*;
     use serde_json::json;
 

@@ -1,0 +1,558 @@
+//! The simulated control plane: the Deployment and ReplicaSet controllers and a kubelet whose pods behave as
+//! scripted per image.
+//!
+//! One task reconciles everything whenever the store changes or a scripted pod reaches its next moment, until
+//! nothing changes. The Deployment controller follows the rolling update of
+//! <https://kubernetes.io/docs/concepts/workloads/controllers/deployment/#rolling-update-deployment>: ReplicaSets
+//! named by a hash of the pod template with a `deployment.kubernetes.io/revision` annotation, the new one scaled up
+//! by at most `maxSurge` above `replicas`, old ones scaled down while at least `replicas - maxUnavailable` pods are
+//! available; going back to an earlier template reuses its ReplicaSet under a new revision (as `kubectl rollout undo`
+//! relies on); status counts, `observedGeneration`, and the `Available` and `Progressing` conditions, including
+//! `ProgressDeadlineExceeded` after `progressDeadlineSeconds` without progress.
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use super::store::{Key, Store, metadata, now_rfc3339};
+use super::{Sim, lock};
+
+/// How a container of an image behaves on the simulated kubelet.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum PodScript {
+    /// Runs, and is ready after the delay.
+    ReadyAfter(Duration),
+    /// Runs and never becomes ready.
+    NeverReady,
+    /// Starts, exits with `exit_code` after `runs_for`, and restarts with a back-off: `restartCount` grows and the
+    /// container waits in `CrashLoopBackOff`.
+    CrashLoop {
+        /// How long each run lasts.
+        runs_for: Duration,
+        /// The exit code of each run.
+        exit_code: i32,
+    },
+    /// The image cannot be pulled: `ErrImagePull`, then `ImagePullBackOff`.
+    ImagePullError,
+}
+
+impl Default for PodScript {
+    fn default() -> Self {
+        Self::ReadyAfter(Duration::from_millis(50))
+    }
+}
+
+/// What the control plane remembers outside the store: scripts by image, when the kubelet started each pod, and per
+/// Deployment the last progress it made (its counts, and when they last moved).
+#[derive(Default)]
+pub(crate) struct ControlPlane {
+    pub(crate) scripts: Mutex<HashMap<String, PodScript>>,
+    started: Mutex<HashMap<String, Instant>>,
+    progress: Mutex<HashMap<String, (Value, Instant)>>,
+}
+
+fn kind_of(sim: &Sim, kind: &str) -> usize {
+    sim.types.read().unwrap_or_else(|e| e.into_inner()).iter().position(|t| t.kind == kind).expect("built-in kind")
+}
+
+/// Runs the control plane until the simulator stops.
+pub(crate) async fn run(sim: Arc<Sim>) {
+    let mut changes = lock(&sim.store).changes.subscribe();
+    let stop = Arc::clone(&sim.watch_stop);
+    loop {
+        let next = reconcile(&sim);
+        // What our own writes announced is already handled.
+        while changes.try_recv().is_ok() {}
+        let wait = next.map_or(Duration::from_secs(3600), |at| at.saturating_duration_since(Instant::now()));
+        tokio::select! {
+            _ = changes.recv() => {}
+            () = tokio::time::sleep(wait.max(Duration::from_millis(1))) => {}
+            () = stop.notified() => if sim.stopping.load(std::sync::atomic::Ordering::Acquire) { return },
+        }
+    }
+}
+
+/// Reconciles until nothing changes (at most 20 passes); returns when a scripted pod next changes on its own.
+fn reconcile(sim: &Sim) -> Option<Instant> {
+    let (deployments, replicasets, pods) =
+        (kind_of(sim, "Deployment"), kind_of(sim, "ReplicaSet"), kind_of(sim, "Pod"));
+    let mut next = None;
+    for _ in 0..20 {
+        let mut store = lock(&sim.store);
+        let before = store.resource_version();
+        for d in keys(&store, deployments) {
+            deployment(&mut store, &d, replicasets);
+        }
+        for rs in keys(&store, replicasets) {
+            replicaset(sim, &mut store, &rs, pods);
+        }
+        next = None;
+        for p in keys(&store, pods) {
+            if let Some(at) = kubelet(sim, &mut store, &p) {
+                next = Some(next.map_or(at, |n: Instant| n.min(at)));
+            }
+        }
+        for d in keys(&store, deployments) {
+            deployment_status(sim, &mut store, &d, replicasets, &mut next);
+        }
+        if store.resource_version() == before {
+            break;
+        }
+    }
+    next
+}
+
+fn keys(store: &Store, kind: usize) -> Vec<Key> {
+    store
+        .list(kind, None)
+        .into_iter()
+        .filter_map(|o| {
+            let meta = o.get("metadata")?;
+            Some(Key {
+                kind,
+                namespace: meta.get("namespace").and_then(Value::as_str).unwrap_or_default().to_owned(),
+                name: meta.get("name")?.as_str()?.to_owned(),
+            })
+        })
+        .collect()
+}
+
+fn int(v: Option<&Value>) -> i64 {
+    v.and_then(Value::as_i64).unwrap_or(0)
+}
+
+fn owned(store: &Store, kind: usize, namespace: &str, owner_uid: &str) -> Vec<Value> {
+    store
+        .list(kind, Some(namespace))
+        .into_iter()
+        .filter(|o| {
+            o.pointer("/metadata/ownerReferences")
+                .and_then(Value::as_array)
+                .is_some_and(|refs| refs.iter().any(|r| r.get("uid").and_then(Value::as_str) == Some(owner_uid)))
+        })
+        .cloned()
+        .collect()
+}
+
+fn owner_ref(owner: &Value, api_version: &str, kind: &str) -> Value {
+    json!([{
+        "apiVersion": api_version, "kind": kind, "name": owner["metadata"]["name"], "uid": owner["metadata"]["uid"],
+        "controller": true, "blockOwnerDeletion": true,
+    }])
+}
+
+/// A stable hash of a pod template, as the `pod-template-hash` label (10 characters).
+fn template_hash(template: &Value) -> String {
+    let mut t = template.clone();
+    if let Some(labels) = t.pointer_mut("/metadata/labels").and_then(Value::as_object_mut) {
+        labels.remove("pod-template-hash");
+    }
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    canonical(&t).hash(&mut h);
+    let mut n = h.finish();
+    let alphabet = b"bcdfghjklmnpqrstvwxz2456789";
+    (0..10)
+        .map(|_| {
+            let c = alphabet[(n % 27) as usize] as char;
+            n /= 27;
+            c
+        })
+        .collect()
+}
+
+/// JSON with sorted keys and without null or empty values, so that equal templates hash alike: what the API
+/// server's defaulting does for the templates kubectl sends back on `rollout undo` (`creationTimestamp: null`,
+/// `resources: {}`).
+fn canonical(v: &Value) -> String {
+    fn empty(v: &Value) -> bool {
+        match v {
+            Value::Null => true,
+            Value::Object(m) => m.values().all(empty),
+            Value::Array(a) => a.is_empty(),
+            _ => false,
+        }
+    }
+    match v {
+        Value::Object(m) => {
+            let sorted: BTreeMap<&String, String> =
+                m.iter().filter(|(_, v)| !empty(v)).map(|(k, v)| (k, canonical(v))).collect();
+            format!("{{{}}}", sorted.iter().map(|(k, v)| format!("{k:?}:{v}")).collect::<Vec<_>>().join(","))
+        }
+        Value::Array(a) => format!("[{}]", a.iter().map(canonical).collect::<Vec<_>>().join(",")),
+        other => other.to_string(),
+    }
+}
+
+/// `maxSurge` and `maxUnavailable` as pod counts: surge rounds up, unavailable down, and they are not both zero.
+fn surge_and_unavailable(d: &Value, replicas: i64) -> (i64, i64) {
+    let get = |name: &str| d.pointer(&format!("/spec/strategy/rollingUpdate/{name}")).cloned().unwrap_or(json!("25%"));
+    let resolve = |v: Value, round_up: bool| match v {
+        Value::Number(n) => n.as_i64().unwrap_or(0),
+        Value::String(s) => {
+            let pct: f64 = s.trim_end_matches('%').parse().unwrap_or(25.0);
+            let x = pct * replicas as f64 / 100.0;
+            (if round_up { x.ceil() } else { x.floor() }) as i64
+        }
+        _ => 0,
+    };
+    let (surge, unavailable) = (resolve(get("maxSurge"), true), resolve(get("maxUnavailable"), false));
+    if surge == 0 && unavailable == 0 { (0, 1) } else { (surge, unavailable) }
+}
+
+fn revision(rs: &Value) -> i64 {
+    rs.pointer("/metadata/annotations/deployment.kubernetes.io~1revision")
+        .and_then(Value::as_str)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+fn key_of(object: &Value, kind: usize) -> Key {
+    Key {
+        kind,
+        namespace: object.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default().to_owned(),
+        name: object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_owned(),
+    }
+}
+
+/// The Deployment controller's spec side: the new ReplicaSet exists, and replicas move from old to new.
+fn deployment(store: &mut Store, key: &Key, rs_kind: usize) {
+    let Some(d) = store.get(key).cloned() else { return };
+    let uid = d.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let replicas = d.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1);
+    let template = d.pointer("/spec/template").cloned().unwrap_or(json!({}));
+    let hash = template_hash(&template);
+    let mut sets = owned(store, rs_kind, &key.namespace, &uid);
+    let max_revision = sets.iter().map(revision).max().unwrap_or(0);
+    let new_name = format!("{}-{hash}", key.name);
+    let new_rs = match sets
+        .iter()
+        .position(|rs| rs.pointer("/metadata/name").and_then(Value::as_str) == Some(&new_name))
+    {
+        Some(i) => {
+            let rs = sets.remove(i);
+            if revision(&rs) < max_revision {
+                // Back to an earlier template: its ReplicaSet comes back under a new revision.
+                let mut next = rs.clone();
+                metadata(&mut next).entry("annotations").or_insert(json!({}))["deployment.kubernetes.io/revision"] =
+                    json!((max_revision + 1).to_string());
+                let _ = store.update(&key_of(&rs, rs_kind), next.clone());
+                store.get(&key_of(&rs, rs_kind)).cloned().unwrap_or(next)
+            } else {
+                rs
+            }
+        }
+        None => {
+            let mut pod_template = template.clone();
+            pod_template["metadata"]["labels"]["pod-template-hash"] = json!(hash);
+            let mut selector = d.pointer("/spec/selector").cloned().unwrap_or(json!({}));
+            selector["matchLabels"]["pod-template-hash"] = json!(hash);
+            let rs = json!({
+                "apiVersion": "apps/v1", "kind": "ReplicaSet",
+                "metadata": {
+                    "name": new_name, "namespace": key.namespace,
+                    "labels": pod_template["metadata"]["labels"],
+                    "annotations": {"deployment.kubernetes.io/revision": (max_revision + 1).to_string(), "deployment.kubernetes.io/desired-replicas": replicas.to_string()},
+                    "ownerReferences": owner_ref(&d, "apps/v1", "Deployment"),
+                },
+                "spec": {"replicas": 0, "selector": selector, "template": pod_template, "minReadySeconds": d.pointer("/spec/minReadySeconds").cloned().unwrap_or(json!(0))},
+                "status": {"replicas": 0},
+            });
+            let rs_key = Key { kind: rs_kind, namespace: key.namespace.clone(), name: new_name.clone() };
+            match store.create(rs_key.clone(), rs, true) {
+                Ok(rs) => rs,
+                Err(_) => return,
+            }
+        }
+    };
+    // The Deployment carries its current revision too (`kubectl rollout undo` patches around it).
+    let current_revision = revision(&new_rs).to_string();
+    if d.pointer("/metadata/annotations/deployment.kubernetes.io~1revision").and_then(Value::as_str)
+        != Some(current_revision.as_str())
+    {
+        let mut annotated = d.clone();
+        metadata(&mut annotated).entry("annotations").or_insert(json!({}))["deployment.kubernetes.io/revision"] =
+            json!(current_revision);
+        let _ = store.update(key, annotated);
+    }
+    let (surge, unavailable) = surge_and_unavailable(&d, replicas);
+    let old_total: i64 = sets.iter().map(|rs| int(rs.pointer("/spec/replicas"))).sum();
+    let new_spec = int(new_rs.pointer("/spec/replicas"));
+    // Scale the new ReplicaSet up within the surge.
+    let allowed = replicas + surge;
+    let new_target =
+        if old_total == 0 { replicas } else { (allowed - old_total).clamp(new_spec.min(replicas), replicas) };
+    if new_target != new_spec {
+        scale(store, &new_rs, rs_kind, new_target);
+    }
+    // Scale old ReplicaSets down while enough pods stay available: the upstream controller's
+    // reconcileOldReplicaSets, first the unhealthy replicas, then healthy ones down to minAvailable.
+    let new_available = int(new_rs.pointer("/status/availableReplicas"));
+    let new_unavailable = (new_target - new_available).max(0);
+    let min_available = replicas - unavailable;
+    let max_scaled_down = old_total + new_target - min_available - new_unavailable;
+    if max_scaled_down <= 0 {
+        return;
+    }
+    sets.sort_by_key(revision);
+    let mut specs: Vec<i64> = sets.iter().map(|rs| int(rs.pointer("/spec/replicas"))).collect();
+    let mut cleaned = 0;
+    for (rs, spec) in sets.iter().zip(specs.iter_mut()) {
+        let available = int(rs.pointer("/status/availableReplicas"));
+        let n = (max_scaled_down - cleaned).min(*spec - available).max(0);
+        if n > 0 {
+            *spec -= n;
+            cleaned += n;
+            scale(store, rs, rs_kind, *spec);
+        }
+    }
+    let available_all = new_available + sets.iter().map(|rs| int(rs.pointer("/status/availableReplicas"))).sum::<i64>();
+    if available_all <= min_available {
+        return;
+    }
+    let mut to_scale_down = available_all - min_available;
+    for (rs, spec) in sets.iter().zip(specs.iter_mut()) {
+        if to_scale_down == 0 {
+            break;
+        }
+        let n = (*spec).min(to_scale_down);
+        if n > 0 {
+            *spec -= n;
+            to_scale_down -= n;
+            scale(store, rs, rs_kind, *spec);
+        }
+    }
+}
+
+/// Sets a ReplicaSet's `spec.replicas`.
+fn scale(store: &mut Store, rs: &Value, rs_kind: usize, replicas: i64) {
+    let mut current = match store.get(&key_of(rs, rs_kind)) {
+        Some(c) => c.clone(),
+        None => return,
+    };
+    if int(current.pointer("/spec/replicas")) == replicas {
+        return;
+    }
+    current["spec"]["replicas"] = json!(replicas);
+    let _ = store.update(&key_of(rs, rs_kind), current);
+}
+
+/// The ReplicaSet controller: as many pods as `spec.replicas`, and the counts in status.
+fn replicaset(sim: &Sim, store: &mut Store, key: &Key, pod_kind: usize) {
+    let Some(rs) = store.get(key).cloned() else { return };
+    let uid = rs.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let want = int(rs.pointer("/spec/replicas"));
+    let mut pods = owned(store, pod_kind, &key.namespace, &uid);
+    let have = pods.len() as i64;
+    if have < want {
+        for _ in have..want {
+            let name = format!("{}-{}", key.name, sim.suffix());
+            let mut pod = json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": name, "namespace": key.namespace, "labels": rs.pointer("/spec/template/metadata/labels").cloned().unwrap_or(json!({})), "ownerReferences": owner_ref(&rs, "apps/v1", "ReplicaSet")},
+                "spec": rs.pointer("/spec/template/spec").cloned().unwrap_or(json!({})),
+                "status": {"phase": "Pending"},
+            });
+            metadata(&mut pod);
+            let _ = store.create(Key { kind: pod_kind, namespace: key.namespace.clone(), name }, pod, false);
+        }
+    } else if have > want {
+        // Not-ready pods go first, then the youngest.
+        pods.sort_by_key(|p| {
+            (
+                ready(p),
+                std::cmp::Reverse(
+                    p.pointer("/metadata/creationTimestamp").and_then(Value::as_str).unwrap_or_default().to_owned(),
+                ),
+            )
+        });
+        for p in pods.iter().take((have - want) as usize) {
+            let _ = store.delete(&key_of(p, pod_kind));
+        }
+    }
+    let pods = owned(store, pod_kind, &key.namespace, &uid);
+    let ready_count = pods.iter().filter(|p| ready(p)).count() as i64;
+    let status = json!({
+        "replicas": pods.len(), "readyReplicas": ready_count, "availableReplicas": ready_count,
+        "fullyLabeledReplicas": pods.len(), "observedGeneration": int(rs.pointer("/metadata/generation")),
+    });
+    if rs.get("status") != Some(&status) {
+        let mut next = rs.clone();
+        next["status"] = status;
+        let _ = store.update(key, next);
+    }
+}
+
+fn ready(pod: &Value) -> bool {
+    pod.pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+}
+
+/// The kubelet: moves a pod along its image's script; returns when it next changes by itself.
+fn kubelet(sim: &Sim, store: &mut Store, key: &Key) -> Option<Instant> {
+    let pod = store.get(key)?.clone();
+    if pod.pointer("/metadata/ownerReferences").is_none() && pod.pointer("/spec/containers").is_none() {
+        return None;
+    }
+    let pod_id = format!(
+        "{}/{}/{}",
+        key.namespace,
+        key.name,
+        pod.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default()
+    );
+    let now = Instant::now();
+    let started = *lock(&sim.control.started).entry(pod_id).or_insert(now);
+    let elapsed = now - started;
+    let containers = pod.pointer("/spec/containers").and_then(Value::as_array).cloned().unwrap_or_default();
+    let scripts = lock(&sim.control.scripts).clone();
+    let script_of = |c: &Value| {
+        scripts.get(c.get("image").and_then(Value::as_str).unwrap_or_default()).cloned().unwrap_or_default()
+    };
+    let mut next: Option<Duration> = None;
+    let mut statuses = Vec::new();
+    let mut all_ready = true;
+    let mut phase = "Running";
+    for c in &containers {
+        let name = c.get("name").cloned().unwrap_or(json!("app"));
+        let image = c.get("image").cloned().unwrap_or(json!(""));
+        let (ready, restarts, state) = match script_of(c) {
+            PodScript::ReadyAfter(delay) => {
+                if elapsed >= delay {
+                    (true, 0, json!({"running": {"startedAt": now_rfc3339()}}))
+                } else {
+                    next = Some(next.map_or(delay, |n| n.min(delay)));
+                    (false, 0, json!({"running": {"startedAt": now_rfc3339()}}))
+                }
+            }
+            PodScript::NeverReady => (false, 0, json!({"running": {"startedAt": now_rfc3339()}})),
+            PodScript::CrashLoop { runs_for, exit_code } => {
+                let period = runs_for + Duration::from_millis(100);
+                let restarts = (elapsed.as_millis() / period.as_millis().max(1)) as i64;
+                let in_run = elapsed.as_millis() % period.as_millis().max(1) < runs_for.as_millis();
+                next = Some(period * (restarts as u32 + 1));
+                let state = if in_run && restarts == 0 {
+                    json!({"running": {"startedAt": now_rfc3339()}})
+                } else {
+                    json!({"waiting": {"reason": "CrashLoopBackOff", "message": format!("back-off restarting failed container (exit code {exit_code})")}})
+                };
+                (false, restarts, state)
+            }
+            PodScript::ImagePullError => {
+                phase = "Pending";
+                let reason = if elapsed < Duration::from_millis(200) { "ErrImagePull" } else { "ImagePullBackOff" };
+                if elapsed < Duration::from_millis(200) {
+                    next = Some(Duration::from_millis(200));
+                }
+                (false, 0, json!({"waiting": {"reason": reason, "message": format!("Back-off pulling image {image}")}}))
+            }
+        };
+        all_ready &= ready;
+        statuses.push(json!({"name": name, "image": image, "ready": ready, "restartCount": restarts, "state": state, "started": ready}));
+    }
+    let ready_status = if all_ready && !containers.is_empty() { "True" } else { "False" };
+    let status = json!({
+        "phase": phase,
+        "conditions": [{"type": "PodScheduled", "status": "True"}, {"type": "Ready", "status": ready_status}, {"type": "ContainersReady", "status": ready_status}],
+        "containerStatuses": statuses,
+    });
+    if !same_status(pod.get("status"), &status) {
+        let mut updated = pod.clone();
+        updated["status"] = status;
+        let _ = store.update(key, updated);
+    }
+    next.map(|d| started + d)
+}
+
+/// Compares pod statuses without their timestamps.
+fn same_status(old: Option<&Value>, new: &Value) -> bool {
+    fn strip(v: &Value) -> Value {
+        match v {
+            Value::Object(m) => Value::Object(
+                m.iter().filter(|(k, _)| k.as_str() != "startedAt").map(|(k, v)| (k.clone(), strip(v))).collect(),
+            ),
+            Value::Array(a) => Value::Array(a.iter().map(strip).collect()),
+            other => other.clone(),
+        }
+    }
+    old.is_some_and(|o| strip(o) == strip(new))
+}
+
+/// The Deployment controller's status side: counts, observedGeneration, Available and Progressing.
+fn deployment_status(sim: &Sim, store: &mut Store, key: &Key, rs_kind: usize, next: &mut Option<Instant>) {
+    let Some(d) = store.get(key).cloned() else { return };
+    let uid = d.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let replicas = d.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1);
+    let hash = template_hash(&d.pointer("/spec/template").cloned().unwrap_or(json!({})));
+    let sets = owned(store, rs_kind, &key.namespace, &uid);
+    let sum = |path: &str| sets.iter().map(|rs| int(rs.pointer(path))).sum::<i64>();
+    let new_rs = sets
+        .iter()
+        .find(|rs| rs.pointer("/metadata/name").and_then(Value::as_str) == Some(&format!("{}-{hash}", key.name)));
+    let updated = new_rs.map_or(0, |rs| int(rs.pointer("/status/replicas")));
+    let (total, ready_count, available) =
+        (sum("/status/replicas"), sum("/status/readyReplicas"), sum("/status/availableReplicas"));
+    let (_, max_unavailable) = surge_and_unavailable(&d, replicas);
+    let complete = updated == replicas && total == replicas && available == replicas;
+    let old = d.get("status").cloned().unwrap_or(json!({}));
+    let condition = |kind: &str| {
+        old.get("conditions").and_then(Value::as_array).and_then(|cs| cs.iter().find(|c| c["type"] == kind).cloned())
+    };
+    let now = now_rfc3339();
+    // Progress is judged from the last time the rollout's counts moved.
+    let signature = json!([updated, available, total, d.pointer("/metadata/generation")]);
+    let last_move = {
+        let mut progress = lock(&sim.control.progress);
+        let entry = progress.entry(uid.clone()).or_insert_with(|| (signature.clone(), Instant::now()));
+        if entry.0 != signature {
+            *entry = (signature, Instant::now());
+        }
+        entry.1
+    };
+    let deadline =
+        Duration::from_secs(d.pointer("/spec/progressDeadlineSeconds").and_then(Value::as_u64).unwrap_or(600));
+    let (progress_status, progress_reason, message) = if complete {
+        ("True", "NewReplicaSetAvailable", format!("ReplicaSet \"{}-{hash}\" has successfully progressed.", key.name))
+    } else if last_move.elapsed() >= deadline {
+        ("False", "ProgressDeadlineExceeded", format!("ReplicaSet \"{}-{hash}\" has timed out progressing.", key.name))
+    } else {
+        *next = Some(next.map_or(last_move + deadline, |n| n.min(last_move + deadline)));
+        ("True", "ReplicaSetUpdated", format!("ReplicaSet \"{}-{hash}\" is progressing.", key.name))
+    };
+    let transition = |kind: &str, status: &str| {
+        condition(kind)
+            .filter(|c| c["status"] == status)
+            .and_then(|c| c.get("lastTransitionTime").cloned())
+            .unwrap_or(json!(now))
+    };
+    let available_ok = available >= replicas - max_unavailable;
+    let (avail_status, avail_reason) =
+        if available_ok { ("True", "MinimumReplicasAvailable") } else { ("False", "MinimumReplicasUnavailable") };
+    let status = json!({
+        "observedGeneration": int(d.pointer("/metadata/generation")),
+        "replicas": total, "updatedReplicas": updated, "readyReplicas": ready_count, "availableReplicas": available,
+        "unavailableReplicas": (replicas - available).max(0),
+        "conditions": [
+            {"type": "Available", "status": avail_status, "reason": avail_reason, "message": if available_ok { "Deployment has minimum availability." } else { "Deployment does not have minimum availability." }, "lastUpdateTime": transition("Available", avail_status), "lastTransitionTime": transition("Available", avail_status)},
+            {"type": "Progressing", "status": progress_status, "reason": progress_reason, "message": message, "lastUpdateTime": transition("Progressing", progress_status), "lastTransitionTime": transition("Progressing", progress_status)},
+        ],
+    });
+    if !same_status(Some(&strip_times(&old)), &strip_times(&status)) {
+        let mut next_d = d.clone();
+        next_d["status"] = status;
+        let _ = store.update(key, next_d);
+    }
+}
+
+fn strip_times(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter().filter(|(k, _)| !k.ends_with("Time")).map(|(k, v)| (k.clone(), strip_times(v))).collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(strip_times).collect()),
+        other => other.clone(),
+    }
+}
