@@ -155,3 +155,25 @@ async fn kubectl_get_all_and_wait() {
     assert!(waited.contains("condition met"), "{waited}");
     c.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_rollout_status_history_and_undo() {
+    let c = TestCluster::new("kubectl-rollout").await.unwrap();
+    let k = Kubectl::new(&c);
+    k.apply(WEB);
+    let status = k.ok(&["rollout", "status", "deploy/web", "--timeout=60s"]);
+    assert!(status.contains("successfully rolled out"), "{status}");
+    k.ok(&["set", "image", "deploy/web", "app=nginx:1.28"]);
+    assert!(k.ok(&["rollout", "status", "deploy/web", "--timeout=60s"]).contains("successfully rolled out"));
+    let history = k.ok(&["rollout", "history", "deploy/web"]);
+    let revisions: Vec<&str> =
+        history.lines().filter_map(|l| l.split_whitespace().next()).filter(|w| w.parse::<u32>().is_ok()).collect();
+    assert_eq!(revisions, ["1", "2"], "{history}");
+    k.ok(&["rollout", "undo", "deploy/web"]);
+    assert!(k.ok(&["rollout", "status", "deploy/web", "--timeout=60s"]).contains("successfully rolled out"));
+    let image = k.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.template.spec.containers[0].image}"]);
+    assert_eq!(image, "nginx:1.27");
+    let sets = k.ok(&["get", "rs", "-l", "app=web", "-o", "name"]);
+    assert_eq!(sets.lines().count(), 2, "the undo reused the first ReplicaSet: {sets}");
+    c.cleanup().await;
+}

@@ -1,0 +1,247 @@
+//! The simulated control plane: Deployment rollouts, the kubelet's scripted pods, progress deadlines. Each test
+//! cites the page of the Kubernetes documentation whose behaviour it checks.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures::StreamExt;
+use gantry_testkit::kube::{ClusterSim, PodScript};
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::wait::await_condition;
+use kube::runtime::watcher;
+use serde_json::json;
+
+fn deployment(name: &str, image: &str, replicas: i32, surge: i32, unavailable: i32) -> Deployment {
+    serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "progressDeadlineSeconds": 600,
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": surge, "maxUnavailable": unavailable}},
+            "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [{"name": "app", "image": image}]}}
+        }
+    }))
+    .unwrap()
+}
+
+/// Whether a rollout is complete, as `kubectl rollout status` decides.
+fn complete(d: Option<&Deployment>) -> bool {
+    let Some(d) = d else { return false };
+    let (spec, status) = (d.spec.as_ref().unwrap(), d.status.clone().unwrap_or_default());
+    let replicas = spec.replicas.unwrap_or(1);
+    status.observed_generation >= d.metadata.generation
+        && status.updated_replicas == Some(replicas)
+        && status.replicas == Some(replicas)
+        && status.available_replicas == Some(replicas)
+}
+
+async fn wait_complete(api: &Api<Deployment>, name: &str) -> Deployment {
+    tokio::time::timeout(Duration::from_secs(20), await_condition(api.clone(), name, complete))
+        .await
+        .expect("the rollout completes in time")
+        .unwrap()
+        .unwrap()
+}
+
+fn image_of(p: &Pod) -> String {
+    p.spec.as_ref().unwrap().containers[0].image.clone().unwrap_or_default()
+}
+
+fn is_ready(p: &Pod) -> bool {
+    p.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// During a rolling update, available pods never fall below replicas - maxUnavailable and all pods never exceed
+/// replicas + maxSurge, at every state a watcher observes; the rollout ends with every pod on the new template.
+/// <https://kubernetes.io/docs/concepts/workloads/controllers/deployment/#max-unavailable>,
+/// <https://kubernetes.io/docs/concepts/workloads/controllers/deployment/#max-surge>
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_update_keeps_within_surge_and_unavailability() {
+    for (replicas, surge, unavailable) in [(4, 1, 1), (5, 2, 0), (3, 0, 1)] {
+        let sim = ClusterSim::start().await.unwrap();
+        sim.script("shop:1", PodScript::ReadyAfter(Duration::from_millis(40)));
+        sim.script("shop:2", PodScript::ReadyAfter(Duration::from_millis(80)));
+        let client = sim.client().await.unwrap();
+        let deploys: Api<Deployment> = Api::default_namespaced(client.clone());
+        let pods: Api<Pod> = Api::default_namespaced(client.clone());
+        deploys
+            .create(&PostParams::default(), &deployment("shop", "shop:1", replicas, surge, unavailable))
+            .await
+            .unwrap();
+        wait_complete(&deploys, "shop").await;
+
+        let mut events = watcher(pods.clone(), watcher::Config::default()).boxed();
+        let mut state: BTreeMap<String, Pod> = BTreeMap::new();
+        let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "shop:2"}]}}}});
+        let mut patched = false;
+        let mut observed = 0;
+        let done = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(event) = events.next().await {
+                match event.unwrap() {
+                    watcher::Event::Apply(p) | watcher::Event::InitApply(p) => {
+                        state.insert(p.metadata.name.clone().unwrap(), p);
+                    }
+                    watcher::Event::Delete(p) => {
+                        state.remove(&p.metadata.name.clone().unwrap());
+                    }
+                    watcher::Event::Init => state.clear(),
+                    watcher::Event::InitDone => {
+                        if !patched {
+                            deploys
+                                .patch("shop", &PatchParams::default(), &Patch::Strategic(patch.clone()))
+                                .await
+                                .unwrap();
+                            patched = true;
+                        }
+                    }
+                }
+                if !patched {
+                    continue;
+                }
+                observed += 1;
+                let total = state.len() as i32;
+                let available = state.values().filter(|p| is_ready(p)).count() as i32;
+                assert!(total <= replicas + surge, "{total} pods exceed {replicas} + maxSurge {surge}");
+                assert!(
+                    available >= replicas - unavailable,
+                    "{available} available under {replicas} - maxUnavailable {unavailable}"
+                );
+                let all_new = state.values().all(|p| image_of(p) == "shop:2");
+                if total == replicas && available == replicas && all_new {
+                    return;
+                }
+            }
+        })
+        .await;
+        assert!(done.is_ok(), "the rollout of ({replicas}, {surge}, {unavailable}) finished");
+        assert!(observed > replicas, "the watcher saw the rollout's intermediate states ({observed})");
+        let d = wait_complete(&deploys, "shop").await;
+        let conditions = d.status.unwrap().conditions.unwrap();
+        let progressing = conditions.iter().find(|c| c.type_ == "Progressing").unwrap();
+        assert_eq!(progressing.reason.as_deref(), Some("NewReplicaSetAvailable"));
+        let sets: Vec<ReplicaSet> =
+            Api::<ReplicaSet>::default_namespaced(client).list(&ListParams::default()).await.unwrap().items;
+        let mut revisions: Vec<(String, i32)> = sets
+            .iter()
+            .map(|rs| {
+                (
+                    rs.metadata.annotations.as_ref().unwrap()["deployment.kubernetes.io/revision"].clone(),
+                    rs.spec.as_ref().unwrap().replicas.unwrap(),
+                )
+            })
+            .collect();
+        revisions.sort();
+        assert_eq!(revisions, [("1".to_owned(), 0), ("2".to_owned(), replicas)]);
+    }
+}
+
+/// Going back to an earlier pod template reuses its ReplicaSet under a new revision, as `kubectl rollout undo` does.
+/// <https://kubernetes.io/docs/concepts/workloads/controllers/deployment/#rolling-back-a-deployment>
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn going_back_to_an_earlier_template_reuses_its_replica_set() {
+    let sim = ClusterSim::start().await.unwrap();
+    let client = sim.client().await.unwrap();
+    let deploys: Api<Deployment> = Api::default_namespaced(client.clone());
+    deploys.create(&PostParams::default(), &deployment("web", "web:1", 2, 1, 0)).await.unwrap();
+    wait_complete(&deploys, "web").await;
+    let image = |i: &str| {
+        Patch::Strategic(json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": i}]}}}}))
+    };
+    deploys.patch("web", &PatchParams::default(), &image("web:2")).await.unwrap();
+    wait_complete(&deploys, "web").await;
+    let first: Vec<String> = Api::<ReplicaSet>::default_namespaced(client.clone())
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|r| r.metadata.name)
+        .collect();
+    deploys.patch("web", &PatchParams::default(), &image("web:1")).await.unwrap();
+    let d = wait_complete(&deploys, "web").await;
+    let sets: Vec<ReplicaSet> =
+        Api::<ReplicaSet>::default_namespaced(client).list(&ListParams::default()).await.unwrap().items;
+    assert_eq!(sets.len(), 2, "no third ReplicaSet");
+    let names: Vec<String> = sets.iter().filter_map(|r| r.metadata.name.clone()).collect();
+    assert_eq!(names, first);
+    let active = sets.iter().find(|rs| rs.spec.as_ref().unwrap().replicas == Some(2)).unwrap();
+    assert_eq!(active.metadata.annotations.as_ref().unwrap()["deployment.kubernetes.io/revision"], "3");
+    assert_eq!(d.metadata.annotations.unwrap()["deployment.kubernetes.io/revision"], "3");
+}
+
+async fn pod_state(pods: &Api<Pod>, until: impl Fn(&Pod) -> bool) -> Pod {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Some(p) = pods.list(&ListParams::default()).await.unwrap().items.into_iter().find(&until) {
+                return p;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the pod reaches the state in time")
+}
+
+fn waiting_reason(p: &Pod) -> Option<String> {
+    p.status.as_ref()?.container_statuses.as_ref()?.first()?.state.as_ref()?.waiting.as_ref()?.reason.clone()
+}
+
+/// A crash-looping container restarts with a growing restartCount and waits in CrashLoopBackOff; an image that cannot
+/// be pulled shows ErrImagePull, then ImagePullBackOff.
+/// <https://kubernetes.io/docs/concepts/workloads/pods/pod-lifecycle/#container-restarts>,
+/// <https://kubernetes.io/docs/concepts/containers/images/#imagepullbackoff>
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scripted_pods_crash_loop_and_fail_to_pull() {
+    let sim = ClusterSim::start().await.unwrap();
+    sim.script("web:crash", PodScript::CrashLoop { runs_for: Duration::from_millis(100), exit_code: 1 });
+    sim.script("web:typo", PodScript::ImagePullError);
+    let client = sim.client().await.unwrap();
+    let deploys: Api<Deployment> = Api::default_namespaced(client.clone());
+    let pods: Api<Pod> = Api::default_namespaced(client);
+    deploys.create(&PostParams::default(), &deployment("crash", "web:crash", 1, 1, 0)).await.unwrap();
+    deploys.create(&PostParams::default(), &deployment("pull", "web:typo", 1, 1, 0)).await.unwrap();
+    let crashing = pod_state(&pods, |p| {
+        image_of(p) == "web:crash"
+            && waiting_reason(p).as_deref() == Some("CrashLoopBackOff")
+            && p.status.as_ref().unwrap().container_statuses.as_ref().unwrap()[0].restart_count >= 2
+    })
+    .await;
+    assert!(!is_ready(&crashing));
+    pod_state(&pods, |p| image_of(p) == "web:typo" && waiting_reason(p).as_deref() == Some("ImagePullBackOff")).await;
+}
+
+/// A rollout that makes no progress for progressDeadlineSeconds reports Progressing=False, ProgressDeadlineExceeded.
+/// <https://kubernetes.io/docs/concepts/workloads/controllers/deployment/#failed-deployment>
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_rollout_exceeds_its_progress_deadline() {
+    let sim = ClusterSim::start().await.unwrap();
+    sim.script("web:stuck", PodScript::NeverReady);
+    let client = sim.client().await.unwrap();
+    let deploys: Api<Deployment> = Api::default_namespaced(client);
+    let mut d = deployment("stuck", "web:stuck", 1, 1, 0);
+    d.spec.as_mut().unwrap().progress_deadline_seconds = Some(1);
+    deploys.create(&PostParams::default(), &d).await.unwrap();
+    let exceeded = |d: Option<&Deployment>| {
+        d.and_then(|d| d.status.as_ref()?.conditions.clone()).is_some_and(|cs| {
+            cs.iter().any(|c| {
+                c.type_ == "Progressing"
+                    && c.status == "False"
+                    && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
+            })
+        })
+    };
+    let started = std::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(10), await_condition(deploys.clone(), "stuck", exceeded))
+        .await
+        .expect("in time")
+        .unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(900), "not before the deadline: {:?}", started.elapsed());
+    let status = deploys.get("stuck").await.unwrap().status.unwrap();
+    assert_eq!(status.available_replicas, Some(0));
+}
