@@ -245,3 +245,65 @@ async fn a_stuck_rollout_exceeds_its_progress_deadline() {
     let status = deploys.get("stuck").await.unwrap().status.unwrap();
     assert_eq!(status.available_replicas, Some(0));
 }
+
+fn job(name: &str, image: &str, completions: i32, backoff_limit: i32) -> k8s_openapi::api::batch::v1::Job {
+    serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {
+            "completions": completions, "parallelism": 1, "backoffLimit": backoff_limit,
+            "template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "check", "image": image}]}}
+        }
+    }))
+    .unwrap()
+}
+
+fn job_condition(j: Option<&k8s_openapi::api::batch::v1::Job>, kind: &str) -> bool {
+    j.and_then(|j| j.status.as_ref()?.conditions.clone())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == kind && c.status == "True"))
+}
+
+/// A Job runs pods until `completions` succeeded (Complete), or fails once more than `backoffLimit` pods failed
+/// (Failed, BackoffLimitExceeded); its pods' output is in their logs.
+/// <https://kubernetes.io/docs/concepts/workloads/controllers/job/#job-termination-and-cleanup>,
+/// <https://kubernetes.io/docs/concepts/workloads/controllers/job/#pod-backoff-failure-policy>
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_complete_or_fail_after_their_backoff_limit() {
+    use k8s_openapi::api::batch::v1::Job;
+    let sim = ClusterSim::start().await.unwrap();
+    let ok_logs = vec!["checking database".to_owned(), "schema up to date".to_owned()];
+    sim.script("preflight:ok", PodScript::Exit { after: Duration::from_millis(30), code: 0, logs: ok_logs.clone() });
+    sim.script(
+        "smoke:bad",
+        PodScript::Exit { after: Duration::from_millis(30), code: 3, logs: vec!["GET /health -> 503".into()] },
+    );
+    let client = sim.client().await.unwrap();
+    let jobs: Api<Job> = Api::default_namespaced(client.clone());
+    let pods: Api<Pod> = Api::default_namespaced(client);
+    jobs.create(&PostParams::default(), &job("preflight", "preflight:ok", 2, 6)).await.unwrap();
+    jobs.create(&PostParams::default(), &job("smoke", "smoke:bad", 1, 1)).await.unwrap();
+    let wait = |name: &'static str, kind: &'static str| {
+        let jobs = jobs.clone();
+        async move {
+            tokio::time::timeout(
+                Duration::from_secs(10),
+                await_condition(jobs, name, move |j: Option<&Job>| job_condition(j, kind)),
+            )
+            .await
+            .expect("in time")
+            .unwrap()
+            .unwrap()
+        }
+    };
+    let done = wait("preflight", "Complete").await;
+    let status = done.status.unwrap();
+    assert_eq!((status.succeeded, status.failed.unwrap_or(0)), (Some(2), 0));
+    assert!(status.completion_time.is_some());
+    let failed = wait("smoke", "Failed").await;
+    let status = failed.status.unwrap();
+    assert_eq!(status.failed, Some(2), "backoffLimit 1: the second failure fails the Job");
+    let reason = status.conditions.unwrap().into_iter().find(|c| c.type_ == "Failed").unwrap().reason;
+    assert_eq!(reason.as_deref(), Some("BackoffLimitExceeded"));
+    let preflight_pod = pods.list(&ListParams::default().labels("job-name=preflight")).await.unwrap().items.remove(0);
+    let log = pods.logs(&preflight_pod.metadata.name.unwrap(), &Default::default()).await.unwrap();
+    assert_eq!(log.lines().collect::<Vec<_>>(), ok_logs);
+}

@@ -177,3 +177,24 @@ async fn kubectl_rollout_status_history_and_undo() {
     assert_eq!(sets.lines().count(), 2, "the undo reused the first ReplicaSet: {sets}");
     c.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_wait_for_a_job_and_read_its_logs() {
+    let c = TestCluster::new("kubectl-job").await.unwrap();
+    let k = Kubectl::new(&c);
+    if let Some(sim) = c.sim() {
+        sim.script(
+            "busybox:1.36",
+            gantry_testkit::kube::PodScript::Exit {
+                after: Duration::from_millis(50),
+                code: 0,
+                logs: vec!["preflight ok".into()],
+            },
+        );
+    }
+    k.apply("apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: preflight\nspec:\n  backoffLimit: 0\n  template:\n    spec:\n      restartPolicy: Never\n      containers:\n      - name: check\n        image: busybox:1.36\n        command: [sh, -c, 'echo preflight ok']\n");
+    let waited = k.ok(&["wait", "--for=condition=complete", "job/preflight", "--timeout=60s"]);
+    assert!(waited.contains("condition met"), "{waited}");
+    assert_eq!(k.ok(&["logs", "job/preflight"]).trim(), "preflight ok");
+    c.cleanup().await;
+}

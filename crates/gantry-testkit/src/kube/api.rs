@@ -347,9 +347,10 @@ fn get(sim: &Sim, t: &ResourceType, target: &Target, name: &str) -> Response {
     let store = lock(&sim.store);
     match (store.get(&key(target, t, name)), target.sub.as_deref()) {
         (Some(o), None | Some("status")) => json_response(StatusCode::OK, &typed(o.clone(), t)),
-        (Some(o), Some("log")) if t.kind == "Pod" => {
-            let log = o.pointer("/metadata/annotations/testkit.gantry.dev~1log").and_then(Value::as_str).unwrap_or("");
-            (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], log.to_owned()).into_response()
+        (Some(_), Some("log")) if t.kind == "Pod" => {
+            let pod = format!("{}/{name}", target.namespace.as_deref().unwrap_or_default());
+            let log = lock(&sim.control.logs).get(&pod).cloned().unwrap_or_default();
+            (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], log).into_response()
         }
         (Some(_), Some(sub)) => not_found_path(sub),
         (None, _) => store_error(StoreError::NotFound, t, name),

@@ -38,6 +38,15 @@ pub enum PodScript {
     },
     /// The image cannot be pulled: `ErrImagePull`, then `ImagePullBackOff`.
     ImagePullError,
+    /// Runs for `after`, prints `logs`, and exits with `code` (the pod then Succeeded or Failed): for Job pods.
+    Exit {
+        /// How long the run lasts.
+        after: Duration,
+        /// The exit code.
+        code: i32,
+        /// What the container prints, line by line (`kubectl logs`).
+        logs: Vec<String>,
+    },
 }
 
 impl Default for PodScript {
@@ -53,6 +62,8 @@ pub(crate) struct ControlPlane {
     pub(crate) scripts: Mutex<HashMap<String, PodScript>>,
     started: Mutex<HashMap<String, Instant>>,
     progress: Mutex<HashMap<String, (Value, Instant)>>,
+    /// Container output by pod (`namespace/name`).
+    pub(crate) logs: Mutex<HashMap<String, String>>,
 }
 
 fn kind_of(sim: &Sim, kind: &str) -> usize {
@@ -80,6 +91,7 @@ pub(crate) async fn run(sim: Arc<Sim>) {
 fn reconcile(sim: &Sim) -> Option<Instant> {
     let (deployments, replicasets, pods) =
         (kind_of(sim, "Deployment"), kind_of(sim, "ReplicaSet"), kind_of(sim, "Pod"));
+    let jobs = kind_of(sim, "Job");
     let mut next = None;
     for _ in 0..20 {
         let mut store = lock(&sim.store);
@@ -89,6 +101,9 @@ fn reconcile(sim: &Sim) -> Option<Instant> {
         }
         for rs in keys(&store, replicasets) {
             replicaset(sim, &mut store, &rs, pods);
+        }
+        for job in keys(&store, jobs) {
+            self::job(sim, &mut store, &job, pods);
         }
         next = None;
         for p in keys(&store, pods) {
@@ -392,6 +407,71 @@ fn ready(pod: &Value) -> bool {
         .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
 }
 
+/// The Job controller: up to `parallelism` pods at a time until `completions` succeeded, or `Failed` once more than
+/// `backoffLimit` pods failed.
+/// <https://kubernetes.io/docs/concepts/workloads/controllers/job/>
+fn job(sim: &Sim, store: &mut Store, key: &Key, pod_kind: usize) {
+    let Some(job) = store.get(key).cloned() else { return };
+    let done = |kind: &str| {
+        job.pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .is_some_and(|cs| cs.iter().any(|c| c["type"] == kind && c["status"] == "True"))
+    };
+    if done("Complete") || done("Failed") {
+        return;
+    }
+    let uid = job.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let completions = job.pointer("/spec/completions").and_then(Value::as_i64).unwrap_or(1);
+    let parallelism = job.pointer("/spec/parallelism").and_then(Value::as_i64).unwrap_or(1);
+    let backoff_limit = job.pointer("/spec/backoffLimit").and_then(Value::as_i64).unwrap_or(6);
+    let pods = owned(store, pod_kind, &key.namespace, &uid);
+    let phase = |p: &Value| p.pointer("/status/phase").and_then(Value::as_str).unwrap_or("Pending").to_owned();
+    let succeeded = pods.iter().filter(|p| phase(p) == "Succeeded").count() as i64;
+    let failed = pods.iter().filter(|p| phase(p) == "Failed").count() as i64;
+    let active = pods.len() as i64 - succeeded - failed;
+    let mut conditions = Vec::new();
+    let now = now_rfc3339();
+    let mut completion_time = None;
+    if succeeded >= completions {
+        conditions.push(json!({"type": "SuccessCriteriaMet", "status": "True", "reason": "CompletionsReached", "lastTransitionTime": now}));
+        conditions.push(json!({"type": "Complete", "status": "True", "reason": "CompletionsReached", "message": "Reached expected number of succeeded pods", "lastTransitionTime": now}));
+        completion_time = Some(now.clone());
+    } else if failed > backoff_limit {
+        conditions.push(json!({"type": "FailureTarget", "status": "True", "reason": "BackoffLimitExceeded", "lastTransitionTime": now}));
+        conditions.push(json!({"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit", "lastTransitionTime": now}));
+    } else {
+        let wanted = parallelism.min(completions - succeeded) - active;
+        for _ in 0..wanted.max(0) {
+            let name = format!("{}-{}", key.name, sim.suffix());
+            let mut labels = job.pointer("/spec/template/metadata/labels").cloned().unwrap_or(json!({}));
+            labels["batch.kubernetes.io/job-name"] = json!(key.name);
+            labels["job-name"] = json!(key.name);
+            let pod = json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": name, "namespace": key.namespace, "labels": labels, "ownerReferences": owner_ref(&job, "batch/v1", "Job")},
+                "spec": job.pointer("/spec/template/spec").cloned().unwrap_or(json!({})),
+                "status": {"phase": "Pending"},
+            });
+            let _ = store.create(Key { kind: pod_kind, namespace: key.namespace.clone(), name }, pod, false);
+        }
+    }
+    let pods = owned(store, pod_kind, &key.namespace, &uid);
+    let active = pods.iter().filter(|p| !matches!(phase(p).as_str(), "Succeeded" | "Failed")).count() as i64;
+    let mut status = json!({"active": if conditions.is_empty() { active } else { 0 }, "succeeded": succeeded, "failed": failed, "startTime": job.pointer("/status/startTime").cloned().unwrap_or(json!(now))});
+    if !conditions.is_empty() {
+        status["conditions"] = json!(conditions);
+    }
+    if let Some(at) = completion_time {
+        status["completionTime"] = json!(at);
+    }
+    let old = job.get("status").cloned().unwrap_or(json!({}));
+    if strip_times(&old) != strip_times(&status) || old.get("startTime").is_none() {
+        let mut next = job.clone();
+        next["status"] = status;
+        let _ = store.update(key, next);
+    }
+}
+
 /// The kubelet: moves a pod along its image's script; returns when it next changes by itself.
 fn kubelet(sim: &Sim, store: &mut Store, key: &Key) -> Option<Instant> {
     let pod = store.get(key)?.clone();
@@ -441,6 +521,16 @@ fn kubelet(sim: &Sim, store: &mut Store, key: &Key) -> Option<Instant> {
                 };
                 (false, restarts, state)
             }
+            PodScript::Exit { after, code, logs } => {
+                lock(&sim.control.logs)
+                    .insert(format!("{}/{}", key.namespace, key.name), logs.iter().map(|l| format!("{l}\n")).collect());
+                if elapsed >= after {
+                    (false, 0, json!(code.to_string()))
+                } else {
+                    next = Some(next.map_or(after, |n| n.min(after)));
+                    (false, 0, json!({"running": {"startedAt": now_rfc3339()}}))
+                }
+            }
             PodScript::ImagePullError => {
                 phase = "Pending";
                 let reason = if elapsed < Duration::from_millis(200) { "ErrImagePull" } else { "ImagePullBackOff" };
@@ -449,6 +539,16 @@ fn kubelet(sim: &Sim, store: &mut Store, key: &Key) -> Option<Instant> {
                 }
                 (false, 0, json!({"waiting": {"reason": reason, "message": format!("Back-off pulling image {image}")}}))
             }
+        };
+        let (ready, restarts, state) = match (ready, restarts, state) {
+            (_, _, Value::String(exit)) => {
+                // An Exit script: the container ended.
+                let code: i32 = exit.parse().unwrap_or(1);
+                phase = if code == 0 { "Succeeded" } else { "Failed" };
+                let reason = if code == 0 { "Completed" } else { "Error" };
+                (false, 0, json!({"terminated": {"exitCode": code, "reason": reason, "finishedAt": now_rfc3339()}}))
+            }
+            other => other,
         };
         all_ready &= ready;
         statuses.push(json!({"name": name, "image": image, "ready": ready, "restartCount": restarts, "state": state, "started": ready}));
@@ -550,7 +650,10 @@ fn deployment_status(sim: &Sim, store: &mut Store, key: &Key, rs_kind: usize, ne
 fn strip_times(v: &Value) -> Value {
     match v {
         Value::Object(m) => Value::Object(
-            m.iter().filter(|(k, _)| !k.ends_with("Time")).map(|(k, v)| (k.clone(), strip_times(v))).collect(),
+            m.iter()
+                .filter(|(k, _)| !k.ends_with("Time") && !k.ends_with("At"))
+                .map(|(k, v)| (k.clone(), strip_times(v)))
+                .collect(),
         ),
         Value::Array(a) => Value::Array(a.iter().map(strip_times).collect()),
         other => other.clone(),
