@@ -15,8 +15,10 @@
 //! semantics (lists of objects merge by `name`, `containerPort`, `port` or `type`; `$patch: delete` is honoured,
 //! other directives are ignored); watch bookmarks; finalizers and graceful deletion (objects
 //! and their dependents go at once); table output (kubectl prints on its own side); pagination (`limit` is ignored).
-//! Controllers: Deployment and ReplicaSet, and a kubelet whose pods behave as scripted per image ([`PodScript`]);
-//! see the `controllers` module. Not yet: the Job controller, pod logs from scripts, events.
+//! Controllers: Deployment, ReplicaSet and Job, and a kubelet whose pods behave as scripted per image ([`PodScript`]),
+//! with their output served as pod logs; see the `controllers` module. Not modelled: scheduling and nodes, Events
+//! written by controllers, `minReadySeconds` (a ready pod is available at once), log streaming (`follow`), and the
+//! Deployment strategy `Recreate` (every Deployment rolls).
 
 mod api;
 mod controllers;
