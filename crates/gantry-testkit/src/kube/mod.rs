@@ -33,11 +33,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
-use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use tokio::sync::Notify;
 
+pub use axum::http::{Method, StatusCode};
 pub use controllers::PodScript;
 pub use resources::ResourceType;
 use store::{Key, Store};

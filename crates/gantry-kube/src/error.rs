@@ -1,0 +1,56 @@
+//! The errors of Gantry's Kubernetes steps.
+
+/// What went wrong talking to a cluster or in a rollout.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KubeError {
+    /// The API server refused or failed a request.
+    #[error("the Kubernetes API answered {action} with an error")]
+    Api {
+        /// What was being done.
+        action: String,
+        /// The error kube returned.
+        #[source]
+        source: Box<kube::Error>,
+    },
+    /// An object Gantry needs is not there.
+    #[error("{kind} `{name}` not found in namespace `{namespace}`")]
+    NotFound {
+        /// Its kind.
+        kind: &'static str,
+        /// Its namespace.
+        namespace: String,
+        /// Its name.
+        name: String,
+    },
+    /// An object is not shaped as Gantry needs (no such container, no selector).
+    #[error("{0}")]
+    Invalid(String),
+    /// A watch ended and could not be resumed.
+    #[error("the watch of {what} ended")]
+    WatchEnded {
+        /// What was watched.
+        what: String,
+    },
+}
+
+impl KubeError {
+    pub(crate) fn api(action: impl Into<String>, source: kube::Error) -> Self {
+        Self::Api { action: action.into(), source: Box::new(source) }
+    }
+}
+
+impl From<KubeError> for gantry_core::StepError {
+    fn from(e: KubeError) -> Self {
+        let message = e.to_string();
+        match e {
+            KubeError::Api { source, .. } => {
+                // A server error may pass; a refusal will not.
+                let transient = matches!(*source, kube::Error::Api(ref s) if s.code >= 500);
+                let step = gantry_core::StepError::with_source(message, *source);
+                if transient { step.retryable() } else { step }
+            }
+            _ => gantry_core::StepError::new(message),
+        }
+    }
+}

@@ -1,0 +1,211 @@
+//! Jobs as steps: preflight checks before a deploy, smoke tests after.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use gantry_core::{LogStream, Step, StepContext, StepError, Template};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use kube::Api;
+use kube::api::{DeleteParams, PostParams};
+use kube::runtime::watcher;
+use serde_json::json;
+
+use crate::cluster::Cluster;
+use crate::error::KubeError;
+use crate::watch::{Change, changes};
+
+/// What the Job runs.
+#[derive(Clone, Debug)]
+enum JobSource {
+    /// A whole Job; its name is replaced.
+    Template(Box<Job>),
+    /// One container: image and command (templates).
+    Image { image: String, command: Vec<String> },
+}
+
+/// Runs a Kubernetes Job to completion: named `<prefix>-<run id>`, its pods' output logged as the step's lines,
+/// succeeding when the Job is Complete and failing with the last lines when it Failed; deleted afterwards (with its
+/// pods) unless kept for debugging. A timeout of the step deletes the Job too.
+///
+/// ```no_run
+/// # fn demo(cluster: gantry_kube::Cluster) {
+/// use gantry_kube::JobStep;
+/// let smoke = JobStep::image(cluster, "smoke", "curlimages/curl:8.10.1", ["curl", "-fsS", "http://{{service}}/health"]);
+/// # let _ = smoke; }
+/// ```
+#[derive(Clone, Debug)]
+pub struct JobStep {
+    cluster: Cluster,
+    prefix: String,
+    source: JobSource,
+    keep: bool,
+    tail: usize,
+}
+
+impl JobStep {
+    /// A Job of one container running `command` in `image` (templates), never restarted, not retried by Kubernetes.
+    pub fn image<I, S>(cluster: Cluster, prefix: impl Into<String>, image: impl Into<String>, command: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let source = JobSource::Image { image: image.into(), command: command.into_iter().map(Into::into).collect() };
+        Self { cluster, prefix: prefix.into(), source, keep: false, tail: 20 }
+    }
+
+    /// A Job from a whole object (its name is replaced by `<prefix>-<run id>`).
+    pub fn from_job(cluster: Cluster, prefix: impl Into<String>, job: Job) -> Self {
+        Self { cluster, prefix: prefix.into(), source: JobSource::Template(Box::new(job)), keep: false, tail: 20 }
+    }
+
+    /// Keeps the Job and its pods after the step, for debugging.
+    #[must_use]
+    pub fn keep(mut self) -> Self {
+        self.keep = true;
+        self
+    }
+
+    fn job(&self, ctx: &StepContext, name: &str) -> Result<Job, StepError> {
+        let mut job = match &self.source {
+            JobSource::Template(job) => (**job).clone(),
+            JobSource::Image { image, command } => {
+                let render = |s: &str| Template::parse(s).and_then(|t| ctx.render(&t));
+                let command: Vec<String> = command.iter().map(|c| render(c)).collect::<Result<_, _>>()?;
+                serde_json::from_value(json!({
+                    "spec": {"backoffLimit": 0, "template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "main", "image": render(image)?, "command": command}]}}}
+                }))
+                .map_err(|e| StepError::new(format!("could not build the Job: {e}")))?
+            }
+        };
+        job.metadata.name = Some(name.to_owned());
+        job.metadata.namespace = None;
+        let labels = job.metadata.labels.get_or_insert_with(Default::default);
+        labels.insert("gantry.dev/run".into(), dns_label(ctx.run_id(), 63));
+        Ok(job)
+    }
+}
+
+/// A DNS label: lower-case letters, digits and `-`, at most `max` long, starting and ending with an alphanumeric.
+fn dns_label(s: &str, max: usize) -> String {
+    let mut out: String = s.to_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+    out.truncate(max);
+    out.trim_matches('-').to_owned()
+}
+
+/// Deletes the Job when the step's future is dropped (a timeout), unless disarmed.
+struct DeleteOnDrop {
+    jobs: Option<Api<Job>>,
+    name: String,
+}
+
+impl Drop for DeleteOnDrop {
+    fn drop(&mut self) {
+        if let Some(jobs) = self.jobs.take() {
+            let name = std::mem::take(&mut self.name);
+            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                handle.spawn(async move {
+                    let _ = jobs.delete(&name, &DeleteParams::background()).await;
+                });
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Step for JobStep {
+    async fn run(&self, ctx: &StepContext) -> Result<(), StepError> {
+        let name = dns_label(&format!("{}-{}", self.prefix, ctx.run_id()), 63);
+        let namespace = self.cluster.namespace().to_owned();
+        let client = self.cluster.client();
+        let jobs: Api<Job> = Api::namespaced(client.clone(), &namespace);
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+        let job = self.job(ctx, &name)?;
+        jobs.create(&PostParams::default(), &job)
+            .await
+            .map_err(|e| KubeError::api(format!("create Job `{name}`"), e))?;
+        let mut cleanup = DeleteOnDrop { jobs: (!self.keep).then(|| jobs.clone()), name: name.clone() };
+        ctx.log(format!("started Job {namespace}/{name}"));
+
+        let job_changes = changes(jobs.clone(), watcher::Config::default().fields(&format!("metadata.name={name}")));
+        let pod_changes = changes(pods.clone(), watcher::Config::default().labels(&format!("job-name={name}")));
+        tokio::pin!(job_changes, pod_changes);
+        let mut logged: HashSet<String> = HashSet::new();
+        let mut lines: Vec<String> = Vec::new();
+        let result = loop {
+            tokio::select! {
+                () = ctx.cancellation().cancelled() => break Err(StepError::cancelled()),
+                Some(Change::Applied(pod)) = pod_changes.next() => {
+                    let phase = pod.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
+                    let pod_name = pod.metadata.name.clone().unwrap_or_default();
+                    if matches!(phase.as_str(), "Succeeded" | "Failed") && logged.insert(pod_name.clone()) {
+                        let log = pods.logs(&pod_name, &Default::default()).await.unwrap_or_default();
+                        for line in log.lines() {
+                            ctx.log_to(if phase == "Failed" { LogStream::Stderr } else { LogStream::Stdout }, line);
+                            lines.push(line.to_owned());
+                        }
+                    }
+                }
+                Some(Change::Applied(job)) = job_changes.next() => {
+                    let conditions = job.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
+                    let is = |kind: &str| conditions.iter().find(|c| c.type_ == kind && c.status == "True");
+                    if is("Complete").is_some() {
+                        break Ok(());
+                    }
+                    if let Some(failed) = is("Failed") {
+                        // Give the last pod's output a moment to be read.
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        while let Ok(Some(Change::Applied(pod))) = tokio::time::timeout(Duration::from_millis(100), pod_changes.next()).await {
+                            let pod_name = pod.metadata.name.clone().unwrap_or_default();
+                            let done = pod.status.as_ref().and_then(|s| s.phase.as_deref()).is_some_and(|p| p == "Failed" || p == "Succeeded");
+                            if done && logged.insert(pod_name.clone()) {
+                                let log = pods.logs(&pod_name, &Default::default()).await.unwrap_or_default();
+                                for line in log.lines() {
+                                    ctx.log_to(LogStream::Stderr, line);
+                                    lines.push(line.to_owned());
+                                }
+                            }
+                        }
+                        let reason = failed.reason.clone().unwrap_or_else(|| "Failed".into());
+                        let tail: Vec<&str> = lines.iter().rev().take(self.tail).rev().map(String::as_str).collect();
+                        let mut message = format!("Job {namespace}/{name} failed ({reason})");
+                        if !tail.is_empty() {
+                            message.push_str("; last lines:\n");
+                            message.push_str(&tail.join("\n"));
+                        }
+                        break Err(StepError::new(message));
+                    }
+                }
+                else => break Err(KubeError::WatchEnded { what: format!("Job `{name}`") }.into()),
+            }
+        };
+        // Cleanup now rather than on drop, so that it is done when the step ends.
+        if let Some(jobs) = cleanup.jobs.take()
+            && let Err(e) = jobs.delete(&name, &DeleteParams::background()).await
+        {
+            ctx.log_to(LogStream::Stderr, &format!("could not delete Job {name}: {e}"));
+        }
+        result
+    }
+
+    fn describe(&self, _ctx: &StepContext) -> String {
+        match &self.source {
+            JobSource::Image { image, command } => {
+                format!("runs Job {}-<run id>: {image} {}", self.prefix, command.join(" "))
+            }
+            JobSource::Template(_) => format!("runs Job {}-<run id> from its template", self.prefix),
+        }
+    }
+
+    fn variables(&self) -> Result<Vec<String>, gantry_core::TemplateError> {
+        let mut names = Vec::new();
+        if let JobSource::Image { image, command } = &self.source {
+            for t in std::iter::once(image).chain(command) {
+                names.extend(Template::parse(t)?.variables().map(str::to_owned));
+            }
+        }
+        Ok(names)
+    }
+}

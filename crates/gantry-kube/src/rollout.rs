@@ -1,0 +1,321 @@
+//! The rolling deploy with automated rollback.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use gantry_core::{CancellationToken, Step, StepContext, StepError, Template};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
+use kube::Api;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::watcher;
+use serde_json::json;
+
+use crate::cluster::Cluster;
+use crate::error::KubeError;
+use crate::events::{Involved, record};
+use crate::watch::{Change, changes};
+
+/// Container states that fail a rollout at once instead of at the progress deadline.
+const FATAL_WAITING: [&str; 7] = [
+    "CrashLoopBackOff",
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "InvalidImageName",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+    "RunContainerError",
+];
+
+/// Sets a new image on a Deployment and follows the rollout as `kubectl rollout status` does, by watching; fails fast
+/// on crash loops, image pull errors and restarts above a threshold (the Deployment's `progressDeadlineSeconds` is the
+/// backstop); on failure, timeout or cancellation rolls back to the pod template that was live before, waits until
+/// that is healthy again, and fails saying what went wrong and that it rolled back. Each phase is a Kubernetes Event
+/// on the Deployment and a log line of the step.
+///
+/// ```no_run
+/// # fn demo(cluster: gantry_kube::Cluster) {
+/// use gantry_kube::RollingDeploy;
+/// let deploy = RollingDeploy::new(cluster, "{{service}}", "{{image}}").container("app").max_restarts(2);
+/// # let _ = deploy; }
+/// ```
+#[derive(Clone, Debug)]
+pub struct RollingDeploy {
+    cluster: Cluster,
+    namespace: Option<String>,
+    deployment: String,
+    image: String,
+    container: Option<String>,
+    max_restarts: i32,
+}
+
+/// The Deployment being rolled out and how to watch it and its pods.
+struct Watched<'a> {
+    deploys: &'a Api<Deployment>,
+    pods: &'a Api<Pod>,
+    name: &'a str,
+    selector: &'a str,
+}
+
+/// How following a rollout ended.
+enum Followed {
+    Complete,
+    Failed(String),
+    Cancelled,
+}
+
+impl RollingDeploy {
+    /// Deploys `image` (a template, e.g. `{{image}}`) to the Deployment `deployment` (a template too) in the
+    /// cluster's namespace.
+    pub fn new(cluster: Cluster, deployment: impl Into<String>, image: impl Into<String>) -> Self {
+        Self {
+            cluster,
+            namespace: None,
+            deployment: deployment.into(),
+            image: image.into(),
+            container: None,
+            max_restarts: 2,
+        }
+    }
+
+    /// Another namespace (a template).
+    #[must_use]
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = Some(namespace.into());
+        self
+    }
+
+    /// The container whose image changes (default: the first).
+    #[must_use]
+    pub fn container(mut self, name: impl Into<String>) -> Self {
+        self.container = Some(name.into());
+        self
+    }
+
+    /// Fails the rollout once a new pod's container has restarted more than this (default 2).
+    #[must_use]
+    pub fn max_restarts(mut self, restarts: i32) -> Self {
+        self.max_restarts = restarts;
+        self
+    }
+
+    fn templates(&self) -> impl Iterator<Item = &str> {
+        [self.deployment.as_str(), self.image.as_str()].into_iter().chain(self.namespace.as_deref())
+    }
+
+    /// Follows the Deployment until its rollout of `generation` is complete, fails, or `cancel` fires.
+    async fn follow(
+        &self,
+        w: &Watched<'_>,
+        generation: i64,
+        image: &str,
+        cancel: Option<&CancellationToken>,
+    ) -> Followed {
+        let (deploys, pods, name, selector) = (w.deploys, w.pods, w.name, w.selector);
+        let deployment_changes =
+            changes(deploys.clone(), watcher::Config::default().fields(&format!("metadata.name={name}")));
+        let pod_changes = changes(pods.clone(), watcher::Config::default().labels(selector));
+        tokio::pin!(deployment_changes, pod_changes);
+        let never = CancellationToken::new();
+        let cancel = cancel.unwrap_or(&never);
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return Followed::Cancelled,
+                Some(change) = deployment_changes.next() => {
+                    let Change::Applied(d) = change else { return Followed::Failed(format!("Deployment `{name}` was deleted")) };
+                    if rollout_complete(&d, generation) {
+                        return Followed::Complete;
+                    }
+                    if let Some(message) = deadline_exceeded(&d) {
+                        return Followed::Failed(format!("no progress within the deadline ({message})"));
+                    }
+                }
+                Some(change) = pod_changes.next() => {
+                    if let Change::Applied(pod) = change
+                        && let Some(why) = fatal(&pod, image, self.max_restarts)
+                    {
+                        return Followed::Failed(why);
+                    }
+                }
+                else => return Followed::Failed(format!("the watches of `{name}` ended")),
+            }
+        }
+    }
+}
+
+fn rollout_complete(d: &Deployment, generation: i64) -> bool {
+    let replicas = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let Some(status) = &d.status else { return false };
+    status.observed_generation.unwrap_or(0) >= generation
+        && status.updated_replicas.unwrap_or(0) == replicas
+        && status.replicas.unwrap_or(0) == replicas
+        && status.available_replicas.unwrap_or(0) == replicas
+}
+
+fn deadline_exceeded(d: &Deployment) -> Option<String> {
+    let conditions = d.status.as_ref()?.conditions.as_ref()?;
+    let c = conditions.iter().find(|c| c.type_ == "Progressing" && c.status == "False")?;
+    (c.reason.as_deref() == Some("ProgressDeadlineExceeded")).then(|| c.message.clone().unwrap_or_default())
+}
+
+/// Why a pod running `image` dooms the rollout, if it does.
+fn fatal(pod: &Pod, image: &str, max_restarts: i32) -> Option<String> {
+    let name = pod.metadata.name.as_deref().unwrap_or("?");
+    let statuses = pod.status.as_ref()?.container_statuses.as_ref()?;
+    for s in statuses.iter().filter(|s| s.image == image) {
+        let waiting = s.state.as_ref().and_then(|st| st.waiting.as_ref());
+        if let Some(w) = waiting
+            && let Some(reason) = w.reason.as_deref().filter(|r| FATAL_WAITING.contains(r))
+        {
+            let message = w.message.as_deref().map(|m| format!(": {m}")).unwrap_or_default();
+            return Some(format!(
+                "pod `{name}` container `{}` is in {reason}{message} ({} restarts)",
+                s.name, s.restart_count
+            ));
+        }
+        if s.restart_count > max_restarts {
+            return Some(format!(
+                "pod `{name}` container `{}` restarted {} times (more than {max_restarts})",
+                s.name, s.restart_count
+            ));
+        }
+    }
+    None
+}
+
+fn selector_of(d: &Deployment) -> Result<String, KubeError> {
+    let labels: BTreeMap<String, String> =
+        d.spec.as_ref().and_then(|s| s.selector.match_labels.clone()).unwrap_or_default();
+    if labels.is_empty() {
+        return Err(KubeError::Invalid("the Deployment has no matchLabels selector".into()));
+    }
+    Ok(labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","))
+}
+
+fn image_of(template: &PodTemplateSpec, container: &str) -> Option<String> {
+    template.spec.as_ref()?.containers.iter().find(|c| c.name == container)?.image.clone()
+}
+
+#[async_trait]
+impl Step for RollingDeploy {
+    async fn run(&self, ctx: &StepContext) -> Result<(), StepError> {
+        let render = |s: &str| Template::parse(s).and_then(|t| ctx.render(&t));
+        let (name, image) = (render(&self.deployment)?, render(&self.image)?);
+        let namespace = match &self.namespace {
+            Some(ns) => render(ns)?,
+            None => self.cluster.namespace().to_owned(),
+        };
+        let client = self.cluster.client();
+        let deploys: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+        let current =
+            deploys.get_opt(&name).await.map_err(|e| KubeError::api(format!("get Deployment `{name}`"), e))?;
+        let current = current.ok_or_else(|| KubeError::NotFound {
+            kind: "Deployment",
+            namespace: namespace.clone(),
+            name: name.clone(),
+        })?;
+        let previous = current.spec.as_ref().map(|s| s.template.clone()).unwrap_or_default();
+        let container = match &self.container {
+            Some(c) => c.clone(),
+            None => {
+                previous.spec.as_ref().and_then(|s| s.containers.first()).map(|c| c.name.clone()).unwrap_or_default()
+            }
+        };
+        let previous_image = image_of(&previous, &container)
+            .ok_or_else(|| KubeError::Invalid(format!("Deployment `{name}` has no container `{container}`")))?;
+        let selector = selector_of(&current)?;
+        let on = Involved {
+            kind: "Deployment",
+            api_version: "apps/v1",
+            namespace: &namespace,
+            name: &name,
+            uid: current.metadata.uid.as_deref(),
+        };
+
+        ctx.log(format!("deploying {image} to {namespace}/{name} (was {previous_image})"));
+        record(
+            client,
+            &on,
+            false,
+            "GantryRolloutStarted",
+            &format!("run {}: {previous_image} -> {image}", ctx.run_id()),
+        )
+        .await;
+        let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": container, "image": image}]}}}});
+        let patched = deploys
+            .patch(&name, &PatchParams::default(), &Patch::Strategic(patch))
+            .await
+            .map_err(|e| KubeError::api(format!("patch Deployment `{name}`"), e))?;
+        let generation = patched.metadata.generation.unwrap_or(0);
+
+        let watched = Watched { deploys: &deploys, pods: &pods, name: &name, selector: &selector };
+        let failure = match self.follow(&watched, generation, &image, Some(ctx.cancellation())).await {
+            Followed::Complete => {
+                ctx.log(format!("{namespace}/{name} rolled out {image}"));
+                record(
+                    client,
+                    &on,
+                    false,
+                    "GantryRolloutComplete",
+                    &format!("run {}: {image} is available", ctx.run_id()),
+                )
+                .await;
+                return Ok(());
+            }
+            Followed::Failed(why) => why,
+            Followed::Cancelled => "the run was cancelled".to_owned(),
+        };
+
+        // Back to what was live before: the previous pod template, whole.
+        ctx.log(format!("rolling back {namespace}/{name} to {previous_image}: {failure}"));
+        record(
+            client,
+            &on,
+            true,
+            "GantryRollback",
+            &format!("run {}: {failure}; rolling back to {previous_image}", ctx.run_id()),
+        )
+        .await;
+        let back = json!([{"op": "replace", "path": "/spec/template", "value": previous}]);
+        let restored = deploys
+            .patch(
+                &name,
+                &PatchParams::default(),
+                &Patch::Json::<()>(serde_json::from_value(back).map_err(|e| KubeError::Invalid(e.to_string()))?),
+            )
+            .await
+            .map_err(|e| KubeError::api(format!("roll back Deployment `{name}`"), e))?;
+        let back_generation = restored.metadata.generation.unwrap_or(0);
+        let outcome = match self.follow(&watched, back_generation, &previous_image, None).await {
+            Followed::Complete => format!("rolled back to {previous_image}, which is healthy again"),
+            Followed::Failed(why) => format!("rolling back to {previous_image} failed too: {why}"),
+            Followed::Cancelled => format!("rolling back to {previous_image} did not complete"),
+        };
+        ctx.log(&outcome);
+        record(client, &on, true, "GantryRolledBack", &format!("run {}: {failure}; {outcome}", ctx.run_id())).await;
+        if ctx.is_cancelled() {
+            return Err(StepError::cancelled());
+        }
+        Err(StepError::new(format!("deploying {image} to {namespace}/{name} failed: {failure}; {outcome}")))
+    }
+
+    fn describe(&self, ctx: &StepContext) -> String {
+        let show = |s: &str| Template::parse(s).map(|t| ctx.render_masked(&t)).unwrap_or_else(|_| s.to_owned());
+        let namespace = self.namespace.as_deref().map_or_else(|| self.cluster.namespace().to_owned(), show);
+        format!(
+            "rolls out {} to Deployment {namespace}/{}, rolling back on failure",
+            show(&self.image),
+            show(&self.deployment)
+        )
+    }
+
+    fn variables(&self) -> Result<Vec<String>, gantry_core::TemplateError> {
+        let mut names = Vec::new();
+        for t in self.templates() {
+            names.extend(Template::parse(t)?.variables().map(str::to_owned));
+        }
+        Ok(names)
+    }
+}

@@ -1,0 +1,228 @@
+//! Rolling deploys and Jobs against the simulated cluster (and a real one with `GANTRY_E2E_KUBECONFIG`, for the
+//! tests that need no scripted image).
+
+use std::time::{Duration, Instant};
+
+use gantry_core::{Context, Pipeline, Run, RunStatus, StepStatus, TriggerRule};
+use gantry_kube::{Cluster, JobStep, RollingDeploy};
+use gantry_testkit::kube::{Fault, PodScript, StatusCode};
+use gantry_testkit::test_cluster::TestCluster;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Event;
+use kube::api::{Api, ListParams, PostParams};
+use kube::runtime::wait::await_condition;
+use serde_json::json;
+
+async fn web(c: &TestCluster, image: &str, deadline: i32) -> Api<Deployment> {
+    let deploys: Api<Deployment> = Api::namespaced(c.client.clone(), &c.namespace);
+    let d: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "web"},
+        "spec": {
+            "replicas": 2, "progressDeadlineSeconds": deadline,
+            "strategy": {"rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "app", "image": image}]}}
+        }
+    }))
+    .unwrap();
+    deploys.create(&PostParams::default(), &d).await.unwrap();
+    let ready = |d: Option<&Deployment>| {
+        d.and_then(|d| d.status.as_ref())
+            .is_some_and(|s| s.available_replicas == Some(2) && s.updated_replicas == Some(2))
+    };
+    tokio::time::timeout(Duration::from_secs(60), await_condition(deploys.clone(), "web", ready))
+        .await
+        .unwrap()
+        .unwrap();
+    deploys
+}
+
+fn image(d: &Deployment) -> String {
+    d.spec.as_ref().unwrap().template.spec.as_ref().unwrap().containers[0].image.clone().unwrap()
+}
+
+fn cluster(c: &TestCluster) -> Cluster {
+    Cluster::new(c.client.clone(), c.namespace.clone())
+}
+
+fn deploy_pipeline(c: &TestCluster) -> Pipeline {
+    Pipeline::builder("deploy").step("rollout", RollingDeploy::new(cluster(c), "web", "{{image}}")).build().unwrap()
+}
+
+async fn healthy_on(deploys: &Api<Deployment>, want: &str) {
+    let d = deploys.get("web").await.unwrap();
+    assert_eq!(image(&d), want);
+    let s = d.status.unwrap();
+    assert_eq!(
+        (s.available_replicas, s.updated_replicas, s.replicas),
+        (Some(2), Some(2), Some(2)),
+        "healthy, all on {want}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_good_rollout_succeeds_and_leaves_events() {
+    let c = TestCluster::new("good").await.unwrap();
+    let deploys = web(&c, "nginx:1.27", 600).await;
+    let report = deploy_pipeline(&c).run(Context::new().var("image", "nginx:1.28")).await.unwrap();
+    assert_eq!(report.status, RunStatus::Succeeded, "{report}");
+    healthy_on(&deploys, "nginx:1.28").await;
+    let events: Api<Event> = Api::namespaced(c.client.clone(), &c.namespace);
+    let reasons: Vec<String> =
+        events.list(&ListParams::default()).await.unwrap().items.into_iter().filter_map(|e| e.reason).collect();
+    assert!(
+        reasons.contains(&"GantryRolloutStarted".into()) && reasons.contains(&"GantryRolloutComplete".into()),
+        "{reasons:?}"
+    );
+    c.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_looping_image_is_rolled_back_at_once() {
+    let c = TestCluster::new("crash").await.unwrap();
+    let Some(sim) = c.sim() else { return c.cleanup().await };
+    sim.script("web:bad", PodScript::CrashLoop { runs_for: Duration::from_millis(100), exit_code: 1 });
+    let deploys = web(&c, "web:1", 600).await;
+    let started = Instant::now();
+    let report = deploy_pipeline(&c).run(Context::new().var("image", "web:bad")).await.unwrap();
+    let took = started.elapsed();
+    assert_eq!(report.status, RunStatus::Failed);
+    let reason = report.step("rollout").unwrap().reason.clone().unwrap();
+    assert!(reason.contains("CrashLoopBackOff"), "{reason}");
+    assert!(reason.contains("rolled back to web:1, which is healthy again"), "{reason}");
+    assert!(took < Duration::from_secs(10), "failed fast, not at the 600 s deadline: {took:?}");
+    healthy_on(&deploys, "web:1").await;
+    let events: Api<Event> = Api::namespaced(c.client.clone(), &c.namespace);
+    let rolled_back = events
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .find(|e| e.reason.as_deref() == Some("GantryRolledBack"))
+        .unwrap();
+    assert!(rolled_back.message.unwrap().contains("CrashLoopBackOff"));
+    c.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_never_ready_image_hits_the_progress_deadline_and_is_rolled_back() {
+    let c = TestCluster::new("deadline").await.unwrap();
+    let Some(sim) = c.sim() else { return c.cleanup().await };
+    sim.script("web:stuck", PodScript::NeverReady);
+    let deploys = web(&c, "web:1", 2).await;
+    let report = deploy_pipeline(&c).run(Context::new().var("image", "web:stuck")).await.unwrap();
+    let reason = report.step("rollout").unwrap().reason.clone().unwrap();
+    assert!(reason.contains("no progress within the deadline"), "{reason}");
+    assert!(reason.contains("rolled back to web:1"), "{reason}");
+    healthy_on(&deploys, "web:1").await;
+    c.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_errors_and_dropped_watches_during_a_rollout_are_survived() {
+    let c = TestCluster::new("faults").await.unwrap();
+    let Some(sim) = c.sim() else { return c.cleanup().await };
+    sim.script("web:2", PodScript::ReadyAfter(Duration::from_millis(300)));
+    let deploys = web(&c, "web:1", 600).await;
+    let run = Run::new(&deploy_pipeline(&c), Context::new().var("image", "web:2"));
+    let handle = tokio::spawn(run.execute());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    sim.inject(Fault {
+        method: None,
+        path_contains: "/deployments".into(),
+        code: StatusCode::INTERNAL_SERVER_ERROR,
+        times: 3,
+    });
+    sim.drop_watches();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    sim.drop_watches();
+    let report = tokio::time::timeout(Duration::from_secs(60), handle).await.unwrap().unwrap().unwrap();
+    assert_eq!(report.status, RunStatus::Succeeded, "{report}");
+    healthy_on(&deploys, "web:2").await;
+    c.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_mid_rollout_rolls_back() {
+    let c = TestCluster::new("cancel").await.unwrap();
+    let Some(sim) = c.sim() else { return c.cleanup().await };
+    sim.script("web:slow", PodScript::NeverReady);
+    let deploys = web(&c, "web:1", 600).await;
+    let run =
+        Run::new(&deploy_pipeline(&c), Context::new().var("image", "web:slow")).grace_period(Duration::from_secs(30));
+    let token = run.cancellation_token();
+    let handle = tokio::spawn(run.execute());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    token.cancel();
+    let report = tokio::time::timeout(Duration::from_secs(60), handle).await.unwrap().unwrap().unwrap();
+    assert_eq!(report.status, RunStatus::Cancelled);
+    assert_eq!(report.status_of("rollout"), Some(StepStatus::Cancelled));
+    healthy_on(&deploys, "web:1").await;
+    c.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_gate_the_deploy_and_a_failed_smoke_test_rolls_back() {
+    let c = TestCluster::new("jobs").await.unwrap();
+    let Some(sim) = c.sim() else { return c.cleanup().await };
+    sim.script(
+        "checks:fail",
+        PodScript::Exit {
+            after: Duration::from_millis(50),
+            code: 2,
+            logs: vec!["config: missing DATABASE_URL".into()],
+        },
+    );
+    sim.script(
+        "checks:ok",
+        PodScript::Exit { after: Duration::from_millis(50), code: 0, logs: vec!["all good".into()] },
+    );
+    sim.script(
+        "smoke:fail",
+        PodScript::Exit { after: Duration::from_millis(50), code: 1, logs: vec!["GET /health -> 503".into()] },
+    );
+    let deploys = web(&c, "web:1", 600).await;
+    let pipeline = |preflight: &str, smoke: &str| {
+        Pipeline::builder("release")
+            .step("preflight", JobStep::image(cluster(&c), "preflight", preflight, ["check"]))
+            .step("deploy", RollingDeploy::new(cluster(&c), "web", "{{image}}"))
+            .after(["preflight"])
+            .step("smoke", JobStep::image(cluster(&c), "smoke", smoke, ["smoke"]))
+            .after(["deploy"])
+            .step("rollback", RollingDeploy::new(cluster(&c), "web", "{{previous_image}}"))
+            .after(["smoke"])
+            .rule(TriggerRule::OnFailure)
+            .step("preflight-failed", gantry_core::step_fn(|_| async { Ok(()) }))
+            .after(["preflight"])
+            .rule(TriggerRule::OnFailure)
+            .build()
+            .unwrap()
+    };
+    let ctx = Context::new().var("image", "web:2").var("previous_image", "web:1");
+
+    let blocked = pipeline("checks:fail", "smoke:fail").run(ctx.clone()).await.unwrap();
+    assert_eq!(blocked.status_of("preflight"), Some(StepStatus::Failed));
+    let reason = blocked.step("preflight").unwrap().reason.clone().unwrap();
+    assert!(reason.contains("config: missing DATABASE_URL"), "the last lines are in the reason: {reason}");
+    assert_eq!(blocked.status_of("deploy"), Some(StepStatus::Skipped));
+    assert_eq!(blocked.status_of("preflight-failed"), Some(StepStatus::Succeeded), "the failure path ran");
+    healthy_on(&deploys, "web:1").await;
+
+    let smoke_failed = pipeline("checks:ok", "smoke:fail").run(ctx).await.unwrap();
+    assert_eq!(smoke_failed.status_of("deploy"), Some(StepStatus::Succeeded));
+    assert_eq!(smoke_failed.status_of("smoke"), Some(StepStatus::Failed));
+    assert_eq!(smoke_failed.status_of("rollback"), Some(StepStatus::Succeeded));
+    assert_eq!(smoke_failed.status, RunStatus::Failed);
+    healthy_on(&deploys, "web:1").await;
+    let left: Vec<String> = Api::<k8s_openapi::api::batch::v1::Job>::namespaced(c.client.clone(), &c.namespace)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|j| j.metadata.name)
+        .collect();
+    assert!(left.is_empty(), "Jobs are deleted after their steps: {left:?}");
+    c.cleanup().await;
+}
