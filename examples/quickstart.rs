@@ -1,12 +1,13 @@
-//! Gantry's quickstart: a release of two services, run on this machine.
+//! Gantry's quickstart: a release of two services to a simulated Kubernetes cluster, run on this machine.
 //!
 //! `cargo run --example quickstart`
 //!
-//! The pipeline checks out the code, then fans out over two services (`api` and `web`). Each service builds with a
-//! real command, pushes to a registry that fails once and recovers on retry, and goes through either the canary or
-//! the rolling branch depending on the environment (staging here, so the canary branch is skipped); a join verifies
-//! it. A notification step runs at the end whatever happened. A live view follows the run's events; the final
-//! report closes the run.
+//! A simulated cluster (the test kit's API server, which the real kube client and kubectl talk to) runs `api` and
+//! `web` on release 2.9.0. The pipeline checks out the code, then fans out over the two services. Each service builds
+//! with a real command, pushes to a registry that fails once and recovers on retry, runs a preflight Job, and rolls
+//! out release 3.0.0 (the canary branch is skipped: this is staging), then runs a smoke-test Job. Release 3.0.0 of `web`
+//! crash-loops: the rollout fails fast and rolls `web` back to 2.9.0 automatically, while `api` goes through. A
+//! notification step runs at the end whatever happened. A live view follows the run's events; the report closes it.
 #![allow(clippy::print_stdout)] // An example prints.
 
 use std::collections::HashMap;
@@ -17,7 +18,12 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use gantry::prelude::*;
+use gantry_kube::{Cluster, JobStep, RollingDeploy};
+use gantry_testkit::kube::{ClusterSim, PodScript};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::Api;
+use kube::runtime::wait::await_condition;
 
 /// A registry that answers 503 to the first push of each service.
 fn push_step(failures: Arc<AtomicU32>) -> impl Step {
@@ -46,7 +52,7 @@ fn pause(ms: u64, what: &'static str) -> impl Step {
     .describe(what)
 }
 
-fn release(failures: Arc<AtomicU32>) -> Result<Pipeline, gantry::core::BuildError> {
+fn release(failures: Arc<AtomicU32>, cluster: &Cluster) -> Result<Pipeline, gantry::core::BuildError> {
     Pipeline::builder("release")
         .step("checkout", CommandStep::new("echo").args(["checked out", "{{repo}}", "at", "{{sha}}"]))
         .fan_out("deploy", "service", ["api", "web"], |_| {
@@ -58,15 +64,22 @@ fn release(failures: Arc<AtomicU32>) -> Result<Pipeline, gantry::core::BuildErro
                 .step("push", push_step(Arc::clone(&failures)))
                 .after(["build"])
                 .retry(RetryPolicy::fixed(2, Duration::from_millis(200)))
+                .step(
+                    "preflight",
+                    JobStep::image(cluster.clone(), "preflight-{{service}}", "shop/checks:1", ["check", "{{service}}"]),
+                )
+                .after(["push"])
                 .step("canary", pause(200, "canary of"))
-                .after(["push"])
+                .after(["preflight"])
                 .when(Condition::var_equals("env", "production"))
-                .step("rolling", pause(300, "rolled out"))
-                .after(["push"])
+                .step("rollout", RollingDeploy::new(cluster.clone(), "{{service}}", "shop/{{service}}:{{release}}"))
+                .after(["preflight"])
                 .when(Condition::var_not_equals("env", "production"))
-                .step("verify", pause(100, "verified"))
-                .after(["canary", "rolling"])
-                .rule(TriggerRule::NoneFailed)
+                .step(
+                    "smoke",
+                    JobStep::image(cluster.clone(), "smoke-{{service}}", "shop/smoke:1", ["smoke", "{{service}}"]),
+                )
+                .after(["rollout"])
         })
         .after(["checkout"])
         .step(
@@ -140,11 +153,60 @@ async fn show(mut events: gantry::core::EventStream) {
     }
 }
 
+/// The simulated cluster: `api` and `web` running 2.9.0; release 3.0.0 of `web` crash-loops.
+async fn cluster() -> Result<(ClusterSim, Cluster), Box<dyn std::error::Error>> {
+    let sim = ClusterSim::start().await?;
+    let ready = PodScript::ReadyAfter(Duration::from_millis(150));
+    for image in ["shop/api:2.9.0", "shop/web:2.9.0", "shop/api:3.0.0"] {
+        sim.script(image, ready.clone());
+    }
+    sim.script("shop/web:3.0.0", PodScript::CrashLoop { runs_for: Duration::from_millis(200), exit_code: 1 });
+    sim.script(
+        "shop/checks:1",
+        PodScript::Exit {
+            after: Duration::from_millis(200),
+            code: 0,
+            logs: vec!["config ok".into(), "database reachable".into()],
+        },
+    );
+    sim.script(
+        "shop/smoke:1",
+        PodScript::Exit { after: Duration::from_millis(200), code: 0, logs: vec!["GET /health -> 200".into()] },
+    );
+    let client = sim.client().await?;
+    let deployments: Api<Deployment> = Api::default_namespaced(client.clone());
+    for service in ["api", "web"] {
+        let d: Deployment = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": service},
+            "spec": {
+                "replicas": 3,
+                "strategy": {"rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+                "selector": {"matchLabels": {"app": service}},
+                "template": {"metadata": {"labels": {"app": service}}, "spec": {"containers": [{"name": "app", "image": format!("shop/{service}:2.9.0")}]}}
+            }
+        }))?;
+        deployments.create(&Default::default(), &d).await?;
+        let available =
+            |d: Option<&Deployment>| d.and_then(|d| d.status.as_ref()).is_some_and(|s| s.available_replicas == Some(3));
+        tokio::time::timeout(Duration::from_secs(30), await_condition(deployments.clone(), service, available))
+            .await??;
+    }
+    Ok((sim, Cluster::new(client, "default")))
+}
+
+async fn image_of(sim: &ClusterSim, service: &str) -> Result<String, Box<dyn std::error::Error>> {
+    let d = Api::<Deployment>::default_namespaced(sim.client().await?).get(service).await?;
+    Ok(d.spec.and_then(|s| s.template.spec).and_then(|s| s.containers.first()?.image.clone()).unwrap_or_default())
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let (sim, cluster) = cluster().await?;
+    println!("simulated cluster at {}: api and web run shop/*:2.9.0\n", sim.url());
     let failures = Arc::new(AtomicU32::new(0));
-    let pipeline = release(Arc::clone(&failures))?;
-    let context = Context::new().var("repo", "acme/shop").var("sha", "3f9c2e1").var("env", "staging");
+    let pipeline = release(Arc::clone(&failures), &cluster)?;
+    let context =
+        Context::new().var("repo", "acme/shop").var("sha", "3f9c2e1").var("env", "staging").var("release", "3.0.0");
 
     println!("{}", pipeline.plan(&context));
     let run = Run::new(&pipeline, context);
@@ -153,8 +215,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     view.await?;
 
     println!("\n{report}");
-    assert_eq!(report.status, RunStatus::Succeeded, "the release succeeds");
+    let (api, web) = (image_of(&sim, "api").await?, image_of(&sim, "web").await?);
+    println!("after the run: api runs {api}, web runs {web}");
+    // What this example shows, checked, so that a regression fails the run command.
     assert_eq!(failures.load(Ordering::Relaxed), 2, "each push failed once and recovered");
     assert_eq!(report.status_of("deploy[api]/canary"), Some(StepStatus::Skipped), "staging skips the canary branch");
+    assert_eq!(report.status_of("deploy[api]/smoke"), Some(StepStatus::Succeeded), "api went through");
+    assert_eq!(report.status_of("deploy[web]/rollout"), Some(StepStatus::Failed), "web's release crash-loops");
+    assert_eq!(report.status_of("notify"), Some(StepStatus::Succeeded), "the notification runs whatever happened");
+    assert_eq!(report.status, RunStatus::Failed, "a rolled-back release is a failed run");
+    assert_eq!((api.as_str(), web.as_str()), ("shop/api:3.0.0", "shop/web:2.9.0"), "web was rolled back");
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! Gantry: continuous delivery as a Rust library.
 //!
-//! This facade re-exports the Gantry crates: [`core`] (always) and, behind features, the others: `testkit` (the
-//! simulated Kubernetes API server); the integrations join as they land.
+//! This facade re-exports the Gantry crates: [`core`] (always) and, behind features, the others: `kube` (Kubernetes
+//! steps) and `testkit` (the simulated Kubernetes API server); the other integrations join as they land.
 //! Most programs need only `use gantry::prelude::*`.
 //!
 //! ```
@@ -18,6 +18,11 @@
 //! ```
 
 pub use gantry_core as core;
+
+/// Kubernetes steps: rolling deploys with automated rollback, Jobs as preflight checks and smoke tests (feature
+/// `kube`).
+#[cfg(feature = "kube")]
+pub use gantry_kube as kube;
 
 /// Stand-ins for the outside world in tests: the simulated Kubernetes API server (feature `testkit`).
 #[cfg(feature = "testkit")]

@@ -4,8 +4,8 @@
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum KubeError {
-    /// The API server refused or failed a request.
-    #[error("the Kubernetes API answered {action} with an error")]
+    /// The API server refused or failed a request, or could not be reached.
+    #[error("the Kubernetes API failed to {action}")]
     Api {
         /// What was being done.
         action: String,
@@ -44,12 +44,17 @@ impl From<KubeError> for gantry_core::StepError {
     fn from(e: KubeError) -> Self {
         let message = e.to_string();
         match e {
-            KubeError::Api { source, .. } => {
-                // A server error may pass; a refusal will not.
-                let transient = matches!(*source, kube::Error::Api(ref s) if s.code >= 500);
-                let step = gantry_core::StepError::with_source(message, *source);
-                if transient { step.retryable() } else { step }
-            }
+            KubeError::Api { action, source } => match *source {
+                // What the server said, plainly; a server error may pass, a refusal will not.
+                kube::Error::Api(status) => {
+                    let step = gantry_core::StepError::new(format!(
+                        "the Kubernetes API refused to {action}: {} ({} {})",
+                        status.message, status.code, status.reason
+                    ));
+                    if status.code >= 500 { step.retryable() } else { step }
+                }
+                other => gantry_core::StepError::with_source(message, other).retryable(),
+            },
             _ => gantry_core::StepError::new(message),
         }
     }

@@ -26,7 +26,7 @@ enum JobSource {
     Image { image: String, command: Vec<String> },
 }
 
-/// Runs a Kubernetes Job to completion: named `<prefix>-<run id>`, its pods' output logged as the step's lines,
+/// Runs a Kubernetes Job to completion: named `<prefix>-<run id>-<step hash>` (the prefix is a template), its pods' output logged as the step's lines,
 /// succeeding when the Job is Complete and failing with the last lines when it Failed; deleted afterwards (with its
 /// pods) unless kept for debugging. A timeout of the step deletes the Job too.
 ///
@@ -88,6 +88,17 @@ impl JobStep {
     }
 }
 
+/// `<prefix>-<run id>-<hash of the step's full name>`: unique for each step of each run, fan-outs included, as a
+/// DNS label.
+fn job_name(prefix: &str, run_id: &str, step: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    step.hash(&mut h);
+    let suffix = format!("{}-{:06x}", dns_label(run_id, 24), h.finish() & 0xff_ffff);
+    let prefix = dns_label(prefix, 63 - suffix.len() - 1);
+    format!("{prefix}-{suffix}")
+}
+
 /// A DNS label: lower-case letters, digits and `-`, at most `max` long, starting and ending with an alphanumeric.
 fn dns_label(s: &str, max: usize) -> String {
     let mut out: String = s.to_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
@@ -117,7 +128,8 @@ impl Drop for DeleteOnDrop {
 #[async_trait]
 impl Step for JobStep {
     async fn run(&self, ctx: &StepContext) -> Result<(), StepError> {
-        let name = dns_label(&format!("{}-{}", self.prefix, ctx.run_id()), 63);
+        let prefix = Template::parse(&self.prefix).and_then(|t| ctx.render(&t))?;
+        let name = job_name(&prefix, ctx.run_id(), ctx.name());
         let namespace = self.cluster.namespace().to_owned();
         let client = self.cluster.client();
         let jobs: Api<Job> = Api::namespaced(client.clone(), &namespace);
@@ -200,12 +212,31 @@ impl Step for JobStep {
     }
 
     fn variables(&self) -> Result<Vec<String>, gantry_core::TemplateError> {
-        let mut names = Vec::new();
+        let mut names: Vec<String> = Template::parse(&self.prefix)?.variables().map(str::to_owned).collect();
         if let JobSource::Image { image, command } = &self.source {
             for t in std::iter::once(image).chain(command) {
                 names.extend(Template::parse(t)?.variables().map(str::to_owned));
             }
         }
         Ok(names)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_names_are_unique_per_step_and_valid_dns_labels() {
+        let a = job_name("Preflight", "1a2b-0", "deploy[api]/preflight");
+        let b = job_name("Preflight", "1a2b-0", "deploy[web]/preflight");
+        assert_ne!(a, b);
+        let long = job_name(&"x".repeat(100), "run", "s");
+        for n in [&a, &b, &long] {
+            assert!(
+                n.len() <= 63 && n.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'),
+                "{n}"
+            );
+        }
     }
 }
