@@ -124,6 +124,7 @@ impl RollingDeploy {
                 () = cancel.cancelled() => return Followed::Cancelled,
                 Some(change) = deployment_changes.next() => {
                     let Change::Applied(d) = change else { return Followed::Failed(format!("Deployment `{name}` was deleted")) };
+                    tracing::debug!(target: "gantry_kube::rollout", status = ?d.status.as_ref().map(|s| (s.observed_generation, s.replicas, s.updated_replicas, s.available_replicas)), generation, "deployment changed");
                     if rollout_complete(&d, generation) {
                         return Followed::Complete;
                     }
@@ -132,6 +133,7 @@ impl RollingDeploy {
                     }
                 }
                 Some(change) = pod_changes.next() => {
+                    tracing::trace!(target: "gantry_kube::rollout", "pod changed");
                     if let Change::Applied(pod) = change
                         && let Some(why) = fatal(&pod, image, self.max_restarts)
                     {

@@ -95,7 +95,6 @@ pub(crate) async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    sim.count(&method, uri.path());
     if let Some(fault) = sim.take_fault(&method, uri.path()) {
         return fault;
     }
@@ -267,6 +266,16 @@ async fn api(
         return not_found_path(&rest.join("/"));
     };
     let t = sim.types.read().unwrap_or_else(|e| e.into_inner())[target.kind].clone();
+    let verb = match (method, &target.name) {
+        (&Method::GET, None) if is_true(params.get("watch")) => "WATCH",
+        (&Method::GET, None) => "LIST",
+        (m, _) => m.as_str(),
+    };
+    let what = match &target.sub {
+        Some(sub) => format!("{verb} {}/{sub}", t.plural),
+        None => format!("{verb} {}", t.plural),
+    };
+    sim.count(&what);
     if target.namespace.is_some() && !t.namespaced {
         return not_found_path(&rest.join("/"));
     }

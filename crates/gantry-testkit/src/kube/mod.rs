@@ -99,13 +99,9 @@ impl Sim {
         (0..5).map(|i| alphabet[((n / 27u64.pow(i)) % 27) as usize] as char).collect()
     }
 
-    /// Counts a request by verb class, for benchmarks of how clients use the API.
-    pub(crate) fn count(&self, method: &Method, path: &str) {
-        let verb = match *method {
-            Method::GET if path.contains("watch") => "watch",
-            ref m => m.as_str(),
-        };
-        *lock(&self.requests).entry(verb.to_owned()).or_default() += 1;
+    /// Counts a request to the API by verb and resource (`LIST pods`, `WATCH deployments`, `PATCH deployments`).
+    pub(crate) fn count(&self, what: &str) {
+        *lock(&self.requests).entry(what.to_owned()).or_default() += 1;
     }
 
     pub(crate) fn take_fault(&self, method: &Method, path: &str) -> Option<Response> {
@@ -227,9 +223,15 @@ impl ClusterSim {
         lock(&self.sim.control.scripts).insert(image.into(), script);
     }
 
-    /// Requests received so far, by verb (`GET`, `POST`, `PUT`, `PATCH`, `DELETE`, `watch`).
+    /// API requests received so far, by verb and resource: `GET deployments`, `LIST pods`, `WATCH pods`,
+    /// `PATCH deployments`, `POST events`, `PUT replicasets/status` (discovery is not counted).
     pub fn requests(&self) -> BTreeMap<String, u64> {
         lock(&self.sim.requests).clone()
+    }
+
+    /// Forgets the requests counted so far.
+    pub fn reset_requests(&self) {
+        lock(&self.sim.requests).clear();
     }
 }
 
