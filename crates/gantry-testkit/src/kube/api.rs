@@ -556,18 +556,23 @@ fn create(sim: &Sim, t: &ResourceType, target: &Target, object: Value, dry_run: 
             }
         },
     };
-    let key = key(target, t, &name);
+    insert(sim, t, target, &name, object, dry_run)
+}
+
+/// Stores a prepared new object (or, in a dry run, answers what would be stored).
+fn insert(sim: &Sim, t: &ResourceType, target: &Target, name: &str, object: Value, dry_run: bool) -> Response {
+    let key = key(target, t, name);
     let mut store = lock(&sim.store);
     if dry_run {
         return if store.get(&key).is_some() {
-            store_error(StoreError::AlreadyExists, t, &name)
+            store_error(StoreError::AlreadyExists, t, name)
         } else {
             json_response(StatusCode::CREATED, &object)
         };
     }
     match store.create(key, object, t.generation) {
         Ok(o) => json_response(StatusCode::CREATED, &o),
-        Err(e) => store_error(e, t, &name),
+        Err(e) => store_error(e, t, name),
     }
 }
 
@@ -724,13 +729,7 @@ fn create_with_fields(sim: &Sim, t: &ResourceType, target: &Target, object: Valu
         return *r;
     }
     let name = object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_owned();
-    if dry_run {
-        return json_response(StatusCode::CREATED, &object);
-    }
-    match lock(&sim.store).create(key(target, t, &name), object, t.generation) {
-        Ok(o) => json_response(StatusCode::CREATED, &o),
-        Err(e) => store_error(e, t, &name),
-    }
+    insert(sim, t, target, &name, object, dry_run)
 }
 
 fn delete(
