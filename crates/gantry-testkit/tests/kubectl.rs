@@ -127,8 +127,19 @@ async fn kubectl_watch_sees_changes() {
     let mut watch = k.command(&["get", "cm", "-w", "-o", "name", "--request-timeout=20s"]);
     watch.stdout(std::process::Stdio::piped());
     let mut child = watch.spawn().unwrap();
-    // Give the watch time to open, then make the changes it should see.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Wait until the watch is open (the simulator counts it; on a real cluster, give it time), then make the changes
+    // it should see.
+    match c.sim() {
+        Some(sim) => {
+            for _ in 0..200 {
+                if sim.requests().get("WATCH configmaps").is_some_and(|n| *n > 0) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        None => tokio::time::sleep(Duration::from_secs(3)).await,
+    }
     k.apply("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: watched\ndata:\n  a: b\n");
     k.ok(&["delete", "cm", "watched"]);
     tokio::time::sleep(Duration::from_millis(1000)).await;
