@@ -209,7 +209,15 @@ fn resource_list(sim: &Sim, group: &str, version: &str) -> Option<Value> {
 fn target(sim: &Sim, group: &str, version: &str, rest: &[&str]) -> Option<Target> {
     let types = sim.types.read().unwrap_or_else(|e| e.into_inner());
     let find = |plural: &str| types.iter().position(|t| t.group == group && t.version == version && t.plural == plural);
-    let owned = |s: &&str| (*s).to_owned();
+    // What follows a collection: nothing, an object's name, or a name and a subresource.
+    let name_and_sub = |tail: &[&str]| -> Option<(Option<String>, Option<String>)> {
+        match tail {
+            [] => Some((None, None)),
+            [name] => Some((Some((*name).to_owned()), None)),
+            [name, sub] => Some((Some((*name).to_owned()), Some((*sub).to_owned()))),
+            _ => None,
+        }
+    };
     match rest {
         // The namespace object itself and its subresources.
         ["namespaces", name] => {
@@ -222,24 +230,12 @@ fn target(sim: &Sim, group: &str, version: &str, rest: &[&str]) -> Option<Target
             sub: Some((*sub).into()),
         }),
         ["namespaces", ns, plural, tail @ ..] => {
-            let kind = find(plural)?;
-            let (name, sub) = match tail {
-                [] => (None, None),
-                [name] => (Some(owned(name)), None),
-                [name, sub] => (Some(owned(name)), Some(owned(sub))),
-                _ => return None,
-            };
-            Some(Target { kind, namespace: Some((*ns).into()), name, sub })
+            let (name, sub) = name_and_sub(tail)?;
+            Some(Target { kind: find(plural)?, namespace: Some((*ns).into()), name, sub })
         }
         [plural, tail @ ..] => {
-            let kind = find(plural)?;
-            let (name, sub) = match tail {
-                [] => (None, None),
-                [name] => (Some(owned(name)), None),
-                [name, sub] => (Some(owned(name)), Some(owned(sub))),
-                _ => return None,
-            };
-            Some(Target { kind, namespace: None, name, sub })
+            let (name, sub) = name_and_sub(tail)?;
+            Some(Target { kind: find(plural)?, namespace: None, name, sub })
         }
         [] => None,
     }
