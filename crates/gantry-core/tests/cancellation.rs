@@ -165,10 +165,7 @@ async fn retryable_errors_are_retried_with_exponential_backoff() {
         .retry(RetryPolicy::exponential(5, Duration::from_millis(100)))
         .build()
         .unwrap();
-    let run = Run::new(&p, Context::new());
-    let events = run.subscribe();
-    let report = run.execute().await.unwrap();
-    let events: Vec<Event> = events.collect().await;
+    let (report, events) = support::run_collecting(&p, Context::new()).await;
     let retries: Vec<(u32, Duration, String)> = events
         .iter()
         .filter_map(|e| match e {

@@ -2,15 +2,11 @@
 
 mod support;
 
-use futures::StreamExt;
-use gantry_core::{CommandStep, Context, Event, LogStream, Pipeline, RetryPolicy, Run, StepStatus};
+use gantry_core::{CommandStep, Context, Event, LogStream, Pipeline, RetryPolicy, StepStatus};
 
 async fn run_one(step: CommandStep, ctx: Context) -> (gantry_core::RunReport, Vec<Event>) {
     let p = Pipeline::builder("p").step("cmd", step).build().unwrap();
-    let run = Run::new(&p, ctx);
-    let events = run.subscribe();
-    let report = run.execute().await.unwrap();
-    (report, events.collect().await)
+    support::run_collecting(&p, ctx).await
 }
 
 fn lines(events: &[Event]) -> Vec<(LogStream, String)> {

@@ -1,7 +1,8 @@
 //! Sub-pipelines and fan-out: multi-service and multi-repo pipelines.
 
-use futures::StreamExt;
-use gantry_core::{CommandStep, Context, Event, OutputKey, Pipeline, Run, RunStatus, StepError, StepStatus, step_fn};
+mod support;
+
+use gantry_core::{CommandStep, Context, Event, OutputKey, Pipeline, RunStatus, StepError, StepStatus, step_fn};
 
 const VERSION: OutputKey<String> = OutputKey::new("version");
 
@@ -34,10 +35,7 @@ async fn fan_out_runs_one_sub_run_per_service_with_namespaced_steps() {
         .after(["build"])
         .build()
         .unwrap();
-    let run = Run::new(&p, Context::new());
-    let events = run.subscribe();
-    let report = run.execute().await.unwrap();
-    let events: Vec<Event> = events.collect().await;
+    let (report, events) = support::run_collecting(&p, Context::new()).await;
 
     assert_eq!(report.status, RunStatus::Failed);
     let deploy = report.step("deploy").unwrap();

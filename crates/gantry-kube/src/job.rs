@@ -1,7 +1,6 @@
 //! Jobs as steps: preflight checks before a deploy, smoke tests after.
 
 use std::collections::HashSet;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::StreamExt;
@@ -9,7 +8,7 @@ use gantry_core::{LogStream, Step, StepContext, StepError, Template};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
-use kube::api::{DeleteParams, PostParams};
+use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::runtime::watcher;
 use serde_json::json;
 
@@ -106,6 +105,31 @@ fn dns_label(s: &str, max: usize) -> String {
     out.trim_matches('-').to_owned()
 }
 
+/// The output of a Job's pods, read once per pod when it has terminated: logged as the step's lines (standard
+/// error for a failed pod) and kept for the failure message.
+struct PodOutput<'a> {
+    pods: &'a Api<Pod>,
+    ctx: &'a StepContext,
+    logged: HashSet<String>,
+    lines: Vec<String>,
+}
+
+impl PodOutput<'_> {
+    async fn read(&mut self, pod: &Pod) {
+        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or_default();
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        if !matches!(phase, "Succeeded" | "Failed") || !self.logged.insert(name.clone()) {
+            return;
+        }
+        let stream = if phase == "Failed" { LogStream::Stderr } else { LogStream::Stdout };
+        let log = self.pods.logs(&name, &Default::default()).await.unwrap_or_default();
+        for line in log.lines() {
+            self.ctx.log_to(stream, line);
+            self.lines.push(line.to_owned());
+        }
+    }
+}
+
 /// Deletes the Job when the step's future is dropped (a timeout), unless disarmed.
 struct DeleteOnDrop {
     jobs: Option<Api<Job>>,
@@ -144,22 +168,11 @@ impl Step for JobStep {
         let job_changes = changes(jobs.clone(), watcher::Config::default().fields(&format!("metadata.name={name}")));
         let pod_changes = changes(pods.clone(), watcher::Config::default().labels(&format!("job-name={name}")));
         tokio::pin!(job_changes, pod_changes);
-        let mut logged: HashSet<String> = HashSet::new();
-        let mut lines: Vec<String> = Vec::new();
+        let mut output = PodOutput { pods: &pods, ctx, logged: HashSet::new(), lines: Vec::new() };
         let result = loop {
             tokio::select! {
                 () = ctx.cancellation().cancelled() => break Err(StepError::cancelled()),
-                Some(Change::Applied(pod)) = pod_changes.next() => {
-                    let phase = pod.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
-                    let pod_name = pod.metadata.name.clone().unwrap_or_default();
-                    if matches!(phase.as_str(), "Succeeded" | "Failed") && logged.insert(pod_name.clone()) {
-                        let log = pods.logs(&pod_name, &Default::default()).await.unwrap_or_default();
-                        for line in log.lines() {
-                            ctx.log_to(if phase == "Failed" { LogStream::Stderr } else { LogStream::Stdout }, line);
-                            lines.push(line.to_owned());
-                        }
-                    }
-                }
+                Some(Change::Applied(pod)) = pod_changes.next() => output.read(&pod).await,
                 Some(Change::Applied(job)) = job_changes.next() => {
                     let conditions = job.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
                     let is = |kind: &str| conditions.iter().find(|c| c.type_ == kind && c.status == "True");
@@ -167,20 +180,13 @@ impl Step for JobStep {
                         break Ok(());
                     }
                     if let Some(failed) = is("Failed") {
-                        // Give the last pod's output a moment to be read.
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        while let Ok(Some(Change::Applied(pod))) = tokio::time::timeout(Duration::from_millis(100), pod_changes.next()).await {
-                            let pod_name = pod.metadata.name.clone().unwrap_or_default();
-                            let done = pod.status.as_ref().and_then(|s| s.phase.as_deref()).is_some_and(|p| p == "Failed" || p == "Succeeded");
-                            if done && logged.insert(pod_name.clone()) {
-                                let log = pods.logs(&pod_name, &Default::default()).await.unwrap_or_default();
-                                for line in log.lines() {
-                                    ctx.log_to(LogStream::Stderr, line);
-                                    lines.push(line.to_owned());
-                                }
-                            }
+                        // The Job may fail before its last pod's change reached us: read what is left, once.
+                        let selector = ListParams::default().labels(&format!("job-name={name}"));
+                        for pod in pods.list(&selector).await.map(|l| l.items).unwrap_or_default() {
+                            output.read(&pod).await;
                         }
                         let reason = failed.reason.clone().unwrap_or_else(|| "Failed".into());
+                        let lines = &output.lines;
                         let tail: Vec<&str> = lines.iter().rev().take(self.tail).rev().map(String::as_str).collect();
                         let mut message = format!("Job {namespace}/{name} failed ({reason})");
                         if !tail.is_empty() {

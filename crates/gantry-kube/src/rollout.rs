@@ -146,6 +146,11 @@ impl RollingDeploy {
     }
 }
 
+/// Records a phase of the rollout as a Kubernetes Event carrying the run's id.
+async fn mark(ctx: &StepContext, client: &kube::Client, on: &Involved<'_>, warning: bool, reason: &str, message: &str) {
+    record(client, on, warning, reason, &format!("run {}: {message}", ctx.run_id())).await;
+}
+
 fn rollout_complete(d: &Deployment, generation: i64) -> bool {
     let replicas = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
     let Some(status) = &d.status else { return false };
@@ -237,14 +242,7 @@ impl Step for RollingDeploy {
         };
 
         ctx.log(format!("deploying {image} to {namespace}/{name} (was {previous_image})"));
-        record(
-            client,
-            &on,
-            false,
-            "GantryRolloutStarted",
-            &format!("run {}: {previous_image} -> {image}", ctx.run_id()),
-        )
-        .await;
+        mark(ctx, client, &on, false, "GantryRolloutStarted", &format!("{previous_image} -> {image}")).await;
         let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": container, "image": image}]}}}});
         let patched = deploys
             .patch(&name, &PatchParams::default(), &Patch::Strategic(patch))
@@ -256,14 +254,7 @@ impl Step for RollingDeploy {
         let failure = match self.follow(&watched, generation, &image, Some(ctx.cancellation())).await {
             Followed::Complete => {
                 ctx.log(format!("{namespace}/{name} rolled out {image}"));
-                record(
-                    client,
-                    &on,
-                    false,
-                    "GantryRolloutComplete",
-                    &format!("run {}: {image} is available", ctx.run_id()),
-                )
-                .await;
+                mark(ctx, client, &on, false, "GantryRolloutComplete", &format!("{image} is available")).await;
                 return Ok(());
             }
             Followed::Failed(why) => why,
@@ -272,14 +263,7 @@ impl Step for RollingDeploy {
 
         // Back to what was live before: the previous pod template, whole.
         ctx.log(format!("rolling back {namespace}/{name} to {previous_image}: {failure}"));
-        record(
-            client,
-            &on,
-            true,
-            "GantryRollback",
-            &format!("run {}: {failure}; rolling back to {previous_image}", ctx.run_id()),
-        )
-        .await;
+        mark(ctx, client, &on, true, "GantryRollback", &format!("{failure}; rolling back to {previous_image}")).await;
         let back = json!([{"op": "replace", "path": "/spec/template", "value": previous}]);
         let restored = deploys
             .patch(
@@ -296,7 +280,7 @@ impl Step for RollingDeploy {
             Followed::Cancelled => format!("rolling back to {previous_image} did not complete"),
         };
         ctx.log(&outcome);
-        record(client, &on, true, "GantryRolledBack", &format!("run {}: {failure}; {outcome}", ctx.run_id())).await;
+        mark(ctx, client, &on, true, "GantryRolledBack", &format!("{failure}; {outcome}")).await;
         if ctx.is_cancelled() {
             return Err(StepError::cancelled());
         }

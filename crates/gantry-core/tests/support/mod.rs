@@ -76,3 +76,15 @@ pub async fn cancel_after(run: gantry_core::Run, after: Duration) -> (gantry_cor
     let report = handle.await.unwrap().unwrap();
     (report, started.elapsed())
 }
+
+/// Runs a pipeline with one subscriber and returns the report with every event of the run.
+pub async fn run_collecting(
+    pipeline: &gantry_core::Pipeline,
+    context: gantry_core::Context,
+) -> (gantry_core::RunReport, Vec<gantry_core::Event>) {
+    use futures::StreamExt;
+    let run = gantry_core::Run::new(pipeline, context);
+    let events = run.subscribe();
+    let report = run.execute().await.unwrap();
+    (report, events.collect().await)
+}
