@@ -307,3 +307,22 @@ async fn jobs_complete_or_fail_after_their_backoff_limit() {
     let log = pods.logs(&preflight_pod.metadata.name.unwrap(), &Default::default()).await.unwrap();
     assert_eq!(log.lines().collect::<Vec<_>>(), ok_logs);
 }
+
+/// A change a client makes while the controllers are busy with a large reconcile is acted on, never lost: the
+/// controllers are level-triggered, as Kubernetes controllers are, so whatever they miss in the change feed they
+/// still see in the store. Each new image is set the moment the last rollout completes, while the controllers are
+/// still working through the changes that completed it.
+/// <https://kubernetes.io/docs/concepts/architecture/controller/#controller-pattern>
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_made_while_the_controllers_are_busy_is_not_lost() {
+    let sim = ClusterSim::start().await.unwrap();
+    let deploys: Api<Deployment> = Api::default_namespaced(sim.client().await.unwrap());
+    deploys.create(&PostParams::default(), &deployment("big", "big:1", 400, 100, 100)).await.unwrap();
+    wait_complete(&deploys, "big").await;
+    for image in ["big:2", "big:3"] {
+        let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": image}]}}}});
+        deploys.patch("big", &PatchParams::default(), &Patch::Strategic(patch)).await.unwrap();
+        let d = wait_complete(&deploys, "big").await;
+        assert_eq!(d.spec.unwrap().template.spec.unwrap().containers[0].image.as_deref(), Some(image));
+    }
+}

@@ -72,12 +72,24 @@ fn kind_of(sim: &Sim, kind: &str) -> usize {
 
 /// Runs the control plane until the simulator stops.
 pub(crate) async fn run(sim: Arc<Sim>) {
+    use tokio::sync::broadcast::error::TryRecvError;
     let mut changes = lock(&sim.store).changes.subscribe();
     let stop = Arc::clone(&sim.watch_stop);
     loop {
-        let next = reconcile(&sim);
-        // What our own writes announced is already handled.
-        while changes.try_recv().is_ok() {}
+        let (next, handled) = reconcile(&sim);
+        // Changes up to `handled` are our own writes, or were seen by the last pass. Anything newer came from a
+        // client after that pass released the store and must not be swallowed: reconcile again at once. A lagged
+        // feed may have hidden such a change too.
+        let newer = loop {
+            match changes.try_recv() {
+                Ok(c) if c.rv <= handled => {}
+                Ok(_) | Err(TryRecvError::Lagged(_)) => break true,
+                Err(TryRecvError::Empty | TryRecvError::Closed) => break false,
+            }
+        };
+        if newer {
+            continue;
+        }
         let wait = next.map_or(Duration::from_secs(3600), |at| at.saturating_duration_since(Instant::now()));
         tokio::select! {
             _ = changes.recv() => {}
@@ -87,12 +99,14 @@ pub(crate) async fn run(sim: Arc<Sim>) {
     }
 }
 
-/// Reconciles until nothing changes (at most 20 passes); returns when a scripted pod next changes on its own.
-fn reconcile(sim: &Sim) -> Option<Instant> {
+/// Reconciles until nothing changes (at most 20 passes); returns when a scripted pod next changes on its own, and
+/// the resourceVersion the last pass saw.
+fn reconcile(sim: &Sim) -> (Option<Instant>, u64) {
     let (deployments, replicasets, pods) =
         (kind_of(sim, "Deployment"), kind_of(sim, "ReplicaSet"), kind_of(sim, "Pod"));
     let jobs = kind_of(sim, "Job");
     let mut next = None;
+    let mut handled = 0;
     for _ in 0..20 {
         let mut store = lock(&sim.store);
         let before = store.resource_version();
@@ -114,11 +128,12 @@ fn reconcile(sim: &Sim) -> Option<Instant> {
         for d in keys(&store, deployments) {
             deployment_status(sim, &mut store, &d, replicasets, &mut next);
         }
-        if store.resource_version() == before {
+        handled = store.resource_version();
+        if handled == before {
             break;
         }
     }
-    next
+    (next, handled)
 }
 
 fn keys(store: &Store, kind: usize) -> Vec<Key> {
