@@ -21,6 +21,7 @@ mod cluster;
 mod error;
 mod events;
 mod job;
+mod retry;
 mod rollout;
 mod watch;
 

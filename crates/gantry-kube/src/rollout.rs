@@ -15,6 +15,7 @@ use serde_json::json;
 use crate::cluster::Cluster;
 use crate::error::KubeError;
 use crate::events::{Involved, record};
+use crate::retry::retrying;
 use crate::watch::{Change, changes};
 
 /// Container states that fail a rollout at once instead of at the progress deadline.
@@ -216,8 +217,7 @@ impl Step for RollingDeploy {
         let client = self.cluster.client();
         let deploys: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
         let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
-        let current =
-            deploys.get_opt(&name).await.map_err(|e| KubeError::api(format!("get Deployment `{name}`"), e))?;
+        let current = retrying(&format!("get Deployment `{name}`"), || deploys.get_opt(&name)).await?;
         let current = current.ok_or_else(|| KubeError::NotFound {
             kind: "Deployment",
             namespace: namespace.clone(),
@@ -244,10 +244,8 @@ impl Step for RollingDeploy {
         ctx.log(format!("deploying {image} to {namespace}/{name} (was {previous_image})"));
         mark(ctx, client, &on, false, "GantryRolloutStarted", &format!("{previous_image} -> {image}")).await;
         let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": container, "image": image}]}}}});
-        let patched = deploys
-            .patch(&name, &PatchParams::default(), &Patch::Strategic(patch))
-            .await
-            .map_err(|e| KubeError::api(format!("patch Deployment `{name}`"), e))?;
+        let (patch, params) = (Patch::Strategic(patch), PatchParams::default());
+        let patched = retrying(&format!("patch Deployment `{name}`"), || deploys.patch(&name, &params, &patch)).await?;
         let generation = patched.metadata.generation.unwrap_or(0);
 
         let watched = Watched { deploys: &deploys, pods: &pods, name: &name, selector: &selector };
@@ -265,14 +263,9 @@ impl Step for RollingDeploy {
         ctx.log(format!("rolling back {namespace}/{name} to {previous_image}: {failure}"));
         mark(ctx, client, &on, true, "GantryRollback", &format!("{failure}; rolling back to {previous_image}")).await;
         let back = json!([{"op": "replace", "path": "/spec/template", "value": previous}]);
-        let restored = deploys
-            .patch(
-                &name,
-                &PatchParams::default(),
-                &Patch::Json::<()>(serde_json::from_value(back).map_err(|e| KubeError::Invalid(e.to_string()))?),
-            )
-            .await
-            .map_err(|e| KubeError::api(format!("roll back Deployment `{name}`"), e))?;
+        let back = Patch::Json::<()>(serde_json::from_value(back).map_err(|e| KubeError::Invalid(e.to_string()))?);
+        let restored =
+            retrying(&format!("roll back Deployment `{name}`"), || deploys.patch(&name, &params, &back)).await?;
         let back_generation = restored.metadata.generation.unwrap_or(0);
         let outcome = match self.follow(&watched, back_generation, &previous_image, None).await {
             Followed::Complete => format!("rolled back to {previous_image}, which is healthy again"),

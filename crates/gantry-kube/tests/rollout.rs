@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use gantry_core::{Context, Pipeline, Run, RunStatus, StepStatus, TriggerRule};
 use gantry_kube::{Cluster, JobStep, RollingDeploy};
-use gantry_testkit::kube::{Fault, PodScript, StatusCode};
+use gantry_testkit::kube::{Fault, Method, PodScript, StatusCode};
 use gantry_testkit::test_cluster::TestCluster;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Event;
@@ -128,18 +128,38 @@ async fn server_errors_and_dropped_watches_during_a_rollout_are_survived() {
     let run = Run::new(&deploy_pipeline(&c), Context::new().var("image", "web:2"));
     let handle = tokio::spawn(run.execute());
     tokio::time::sleep(Duration::from_millis(100)).await;
-    sim.inject(Fault {
-        method: None,
-        path_contains: "/deployments".into(),
-        code: StatusCode::INTERNAL_SERVER_ERROR,
-        times: 3,
-    });
+    sim.inject(Fault::status(StatusCode::INTERNAL_SERVER_ERROR).path("/deployments").times(3));
     sim.drop_watches();
     tokio::time::sleep(Duration::from_millis(100)).await;
     sim.drop_watches();
     let report = tokio::time::timeout(Duration::from_secs(60), handle).await.unwrap().unwrap().unwrap();
     assert_eq!(report.status, RunStatus::Succeeded, "{report}");
     healthy_on(&deploys, "web:2").await;
+    c.cleanup().await;
+}
+
+/// Conflicts on the rollout's PATCH and on the rollback's, a 500 on the first read, and slow pod requests: each write
+/// is sent again until it lands, and the rollback still brings back the last good version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conflicts_server_errors_and_latency_during_a_rollout_and_its_rollback_are_survived() {
+    let c = TestCluster::new("conflicts").await.unwrap();
+    let Some(sim) = c.sim() else { return c.cleanup().await };
+    sim.script("web:bad", PodScript::CrashLoop { runs_for: Duration::from_millis(100), exit_code: 1 });
+    let deploys = web(&c, "web:1", 600).await;
+    sim.reset_requests();
+    let conflict = || Fault::status(StatusCode::CONFLICT).method(Method::PATCH).path("/deployments/web");
+    sim.inject(conflict().times(2)); // the rollout's first two PATCHes
+    sim.inject(conflict().skip(1).times(2)); // then, after the one that lands, the rollback's first two
+    sim.inject(Fault::status(StatusCode::INTERNAL_SERVER_ERROR).method(Method::GET).path("/deployments/web"));
+    sim.inject(Fault::latency(Duration::from_millis(200)).path("/pods").times(4));
+    let report = deploy_pipeline(&c).run(Context::new().var("image", "web:bad")).await.unwrap();
+    let reason = report.step("rollout").unwrap().reason.clone().unwrap();
+    assert!(
+        reason.contains("CrashLoopBackOff") && reason.contains("rolled back to web:1, which is healthy"),
+        "{reason}"
+    );
+    assert_eq!(sim.requests()["PATCH deployments"], 6, "two conflicts each, then the rollout and the rollback");
+    healthy_on(&deploys, "web:1").await;
     c.cleanup().await;
 }
 

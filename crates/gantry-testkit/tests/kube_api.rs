@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
-use gantry_testkit::kube::{Fault, ResourceType};
+use gantry_testkit::kube::{Fault, Method, ResourceType, StatusCode};
 use gantry_testkit::test_cluster::TestCluster;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -266,17 +266,39 @@ async fn injected_faults_and_request_counts() {
     let c = TestCluster::new("faults").await.unwrap();
     let Some(sim) = c.sim() else { return c.cleanup().await };
     let cms: Api<ConfigMap> = Api::namespaced(c.client.clone(), &c.namespace);
-    sim.inject(Fault {
-        method: Some(axum::http::Method::GET),
-        path_contains: "/configmaps".into(),
-        code: axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-        times: 2,
-    });
+    sim.inject(Fault::status(StatusCode::INTERNAL_SERVER_ERROR).method(Method::GET).path("/configmaps").times(2));
     for _ in 0..2 {
         assert_eq!(api_code(cms.list(&ListParams::default()).await.unwrap_err()), 500);
     }
     assert!(cms.list(&ListParams::default()).await.is_ok());
     assert!(sim.requests()["LIST configmaps"] >= 1, "{:?}", sim.requests());
+    c.cleanup().await;
+}
+
+/// An injected 409 carries the `Status` a real API server sends (reason `Conflict`), after the requests it lets
+/// through; injected latency delays only the requests it matches.
+/// <https://kubernetes.io/docs/reference/using-api/api-concepts/#resource-versions> (409 on a stale write)
+#[tokio::test]
+async fn injected_conflicts_and_latency() {
+    let c = TestCluster::new("conflicts").await.unwrap();
+    let Some(sim) = c.sim() else { return c.cleanup().await };
+    let cms: Api<ConfigMap> = Api::namespaced(c.client.clone(), &c.namespace);
+    cms.create(&PostParams::default(), &configmap("cfg", "web")).await.unwrap();
+    sim.inject(Fault::status(StatusCode::CONFLICT).method(Method::PATCH).path("/configmaps/cfg").skip(1));
+    let patch = |v: &str| Patch::Merge(serde_json::json!({"data": {"k": v}}));
+    assert!(cms.patch("cfg", &PatchParams::default(), &patch("1")).await.is_ok(), "skipped");
+    match cms.patch("cfg", &PatchParams::default(), &patch("2")).await.unwrap_err() {
+        kube::Error::Api(s) => assert_eq!((s.code, s.reason.as_str()), (409, "Conflict")),
+        other => panic!("{other}"),
+    }
+    assert!(cms.patch("cfg", &PatchParams::default(), &patch("3")).await.is_ok(), "used up");
+
+    let delay = Duration::from_millis(300);
+    sim.inject(Fault::latency(delay).method(Method::GET).path("/configmaps/cfg").times(1));
+    let started = std::time::Instant::now();
+    let got = cms.get("cfg").await.unwrap();
+    assert!(started.elapsed() >= delay, "served after the injected delay");
+    assert_eq!(got.data.unwrap()["k"], "3", "and then served normally");
     c.cleanup().await;
 }
 
@@ -310,12 +332,7 @@ async fn a_watcher_survives_dropped_watches_and_errors() {
     cms.create(&PostParams::default(), &configmap("before", "web")).await.unwrap();
     assert_eq!(next(&mut names).await, "before");
     sim.drop_watches();
-    sim.inject(Fault {
-        method: Some(axum::http::Method::GET),
-        path_contains: "/configmaps".into(),
-        code: axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-        times: 2,
-    });
+    sim.inject(Fault::status(StatusCode::INTERNAL_SERVER_ERROR).method(Method::GET).path("/configmaps").times(2));
     cms.create(&PostParams::default(), &configmap("after", "web")).await.unwrap();
     // The watcher may replay what it knew on re-listing; it must reach the new object.
     let mut seen = next(&mut names).await;

@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use serde_json::{Value, json};
 
+use super::fault::Injected;
 use super::patch;
 use super::resources::ResourceType;
 use super::selector::Selector;
@@ -95,9 +96,6 @@ pub(crate) async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Some(fault) = sim.take_fault(&method, uri.path()) {
-        return fault;
-    }
     let path = uri.path().trim_end_matches('/');
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     match segments.as_slice() {
@@ -107,8 +105,10 @@ pub(crate) async fn handle(
             &json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": sim.addr.to_string()}]}),
         ),
         ["apis"] => json_response(StatusCode::OK, &group_list(&sim)),
-        ["api", "v1", rest @ ..] => api(&sim, "", "v1", rest, &method, &params, &headers, &body).await,
-        ["apis", group, version, rest @ ..] => api(&sim, group, version, rest, &method, &params, &headers, &body).await,
+        ["api", "v1", rest @ ..] => api(&sim, path, "", "v1", rest, &method, &params, &headers, &body).await,
+        ["apis", group, version, rest @ ..] => {
+            api(&sim, path, group, version, rest, &method, &params, &headers, &body).await
+        }
         ["healthz" | "livez" | "readyz"] => (StatusCode::OK, "ok").into_response(),
         ["openapi", "v3"] => json_response(StatusCode::OK, &openapi_root(&sim)),
         ["openapi", "v3", "api", "v1"] => json_response(StatusCode::OK, &openapi_group_version(&sim, "", "v1")),
@@ -244,6 +244,7 @@ fn target(sim: &Sim, group: &str, version: &str, rest: &[&str]) -> Option<Target
 #[allow(clippy::too_many_arguments)]
 async fn api(
     sim: &Arc<Sim>,
+    path: &str,
     group: &str,
     version: &str,
     rest: &[&str],
@@ -272,6 +273,12 @@ async fn api(
         None => format!("{verb} {}", t.plural),
     };
     sim.count(&what);
+    // Faults after counting: a request answered with an injected error was still received.
+    match sim.take_fault(method, path) {
+        Some(Injected::Answer(response)) => return response,
+        Some(Injected::Delay(delay)) => tokio::time::sleep(delay).await,
+        None => {}
+    }
     if target.namespace.is_some() && !t.namespaced {
         return not_found_path(&rest.join("/"));
     }

@@ -22,6 +22,7 @@
 
 mod api;
 mod controllers;
+mod fault;
 mod patch;
 mod resources;
 mod selector;
@@ -33,12 +34,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
-use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use tokio::sync::Notify;
 
 pub use axum::http::{Method, StatusCode};
 pub use controllers::PodScript;
+pub use fault::Fault;
 pub use resources::ResourceType;
 use store::{Key, Store};
 
@@ -59,19 +60,6 @@ pub enum SimError {
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// A fault to inject: answer the next `times` requests whose method and path match with `code`.
-#[derive(Clone, Debug)]
-pub struct Fault {
-    /// The HTTP method to match, any if `None`.
-    pub method: Option<Method>,
-    /// A substring the path must contain (`"/deployments/web"`).
-    pub path_contains: String,
-    /// The status code to answer with.
-    pub code: StatusCode,
-    /// How many requests to fail.
-    pub times: u32,
 }
 
 /// State shared by the server's handlers.
@@ -104,15 +92,9 @@ impl Sim {
         *lock(&self.requests).entry(what.to_owned()).or_default() += 1;
     }
 
-    pub(crate) fn take_fault(&self, method: &Method, path: &str) -> Option<Response> {
-        let mut faults = lock(&self.faults);
-        let i = faults.iter().position(|f| {
-            f.times > 0 && f.method.as_ref().is_none_or(|m| m == method) && path.contains(&f.path_contains)
-        })?;
-        faults[i].times -= 1;
-        let code = faults[i].code;
-        let body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": "injected by the test kit", "reason": "InternalError", "code": code.as_u16()});
-        Some((code, [(axum::http::header::CONTENT_TYPE, "application/json")], body.to_string()).into_response())
+    /// What an injected fault does to this request, if one matches.
+    pub(crate) fn take_fault(&self, method: &Method, path: &str) -> Option<fault::Injected> {
+        fault::take(&mut lock(&self.faults), method, path)
     }
 }
 
@@ -208,7 +190,7 @@ impl ClusterSim {
         lock(&self.sim.store).compact();
     }
 
-    /// Fails matching requests with a status code (see [`Fault`]).
+    /// Fails or delays the next matching requests (see [`Fault`]).
     pub fn inject(&self, fault: Fault) {
         lock(&self.sim.faults).push(fault);
     }
