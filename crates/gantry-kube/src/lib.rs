@@ -1,5 +1,6 @@
-//! Gantry's Kubernetes steps: connections to clusters, rolling deploys with automated rollback, and Jobs as
-//! preflight checks and smoke tests.
+//! Gantry's Kubernetes steps: connections to clusters ([`Cluster`], [`Clusters`]), server-side apply of manifests
+//! with dry runs that report what would change ([`Apply`]), rolling deploys with automated rollback
+//! ([`RollingDeploy`]), and Jobs as preflight checks and smoke tests ([`JobStep`]).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -17,7 +18,9 @@
 //! # drop(report); Ok(()) }
 //! ```
 
+mod apply;
 mod cluster;
+mod diff;
 mod error;
 mod events;
 mod job;
@@ -25,6 +28,7 @@ mod retry;
 mod rollout;
 mod watch;
 
+pub use apply::{APPLIED, Applied, Apply, FIELD_MANAGER, ObjectChange};
 pub use cluster::{Cluster, Clusters};
 pub use error::KubeError;
 pub use job::JobStep;

@@ -342,3 +342,21 @@ async fn a_watcher_survives_dropped_watches_and_errors() {
     }
     c.cleanup().await;
 }
+
+/// A Secret's `stringData` is stored base64-encoded in `data`, merged over the keys already there, and not kept.
+/// <https://kubernetes.io/docs/concepts/configuration/secret/#restriction-names-data>
+#[tokio::test]
+async fn secret_string_data_is_stored_as_data() {
+    use k8s_openapi::api::core::v1::Secret;
+    let c = TestCluster::new("secrets").await.unwrap();
+    let secrets: Api<Secret> = Api::namespaced(c.client.clone(), &c.namespace);
+    let s: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "db"}, "data": {"user": "YWRtaW4="}, "stringData": {"password": "hunter2"}
+    }))
+    .unwrap();
+    let stored = secrets.create(&PostParams::default(), &s).await.unwrap();
+    assert!(stored.string_data.is_none());
+    let data = stored.data.unwrap();
+    assert_eq!((data["user"].0.as_slice(), data["password"].0.as_slice()), (&b"admin"[..], &b"hunter2"[..]));
+    c.cleanup().await;
+}

@@ -563,7 +563,8 @@ fn create(sim: &Sim, t: &ResourceType, target: &Target, object: Value, dry_run: 
 }
 
 /// Stores a prepared new object (or, in a dry run, answers what would be stored).
-fn insert(sim: &Sim, t: &ResourceType, target: &Target, name: &str, object: Value, dry_run: bool) -> Response {
+fn insert(sim: &Sim, t: &ResourceType, target: &Target, name: &str, mut object: Value, dry_run: bool) -> Response {
+    admit(t, &mut object);
     let key = key(target, t, name);
     let mut store = lock(&sim.store);
     if dry_run {
@@ -576,6 +577,25 @@ fn insert(sim: &Sim, t: &ResourceType, target: &Target, name: &str, object: Valu
     match store.create(key, object, t.generation) {
         Ok(o) => json_response(StatusCode::CREATED, &o),
         Err(e) => store_error(e, t, name),
+    }
+}
+
+/// What the API server's registry does to an object before it stores it, for the types Gantry writes: a Secret's
+/// `stringData` is merged into `data`, base64-encoded, and is not stored.
+/// <https://kubernetes.io/docs/concepts/configuration/secret/#restriction-names-data>
+fn admit(t: &ResourceType, object: &mut Value) {
+    use base64::Engine;
+    if t.kind != "Secret" {
+        return;
+    }
+    let Some(string_data) = object.as_object_mut().and_then(|o| o.remove("stringData")) else { return };
+    let Value::Object(string_data) = string_data else { return };
+    if !object.get("data").is_some_and(Value::is_object) {
+        object["data"] = json!({});
+    }
+    for (key, value) in string_data {
+        let text = value.as_str().map_or_else(|| value.to_string(), str::to_owned);
+        object["data"][key] = json!(base64::engine::general_purpose::STANDARD.encode(text));
     }
 }
 
@@ -615,6 +635,7 @@ fn apply_update(
             meta.insert("namespace".into(), json!(target.namespace.clone().unwrap_or_default()));
         }
     }
+    admit(t, &mut new);
     let new = typed(new, t);
     let mut store = lock(&sim.store);
     if dry_run {
