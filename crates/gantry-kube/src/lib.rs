@@ -2,20 +2,41 @@
 //! with dry runs that report what would change ([`Apply`]), rolling deploys with automated rollback
 //! ([`RollingDeploy`]), and Jobs as preflight checks and smoke tests ([`JobStep`]).
 //!
-//! ```no_run
-//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! use gantry_core::{Context, Pipeline, TriggerRule};
-//! use gantry_kube::{Cluster, JobStep, RollingDeploy};
+//! A release against the test kit's simulated cluster (the same code runs against a real one: make the
+//! [`Cluster`] with [`Cluster::from_context`] or [`Cluster::in_cluster`] instead):
 //!
-//! let cluster = Cluster::from_context("staging").await?;
+//! ```
+//! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! use gantry_core::{Context, Pipeline, RunStatus};
+//! use gantry_kube::{Apply, Cluster, JobStep, RollingDeploy};
+//! use gantry_testkit::kube::{ClusterSim, PodScript};
+//!
+//! let sim = ClusterSim::start().await?;
+//! sim.script("checks:1", PodScript::Exit { after: Duration::from_millis(20), code: 0, logs: vec!["config ok".into()] });
+//! let cluster = Cluster::new(sim.client().await?, "default");
+//! let web = r#"
+//! apiVersion: apps/v1
+//! kind: Deployment
+//! metadata: {name: web}
+//! spec:
+//!   replicas: 2
+//!   selector: {matchLabels: {app: web}}
+//!   template:
+//!     metadata: {labels: {app: web}}
+//!     spec: {containers: [{name: app, image: "web:1"}]}
+//! "#;
 //! let pipeline = Pipeline::builder("release")
-//!     .step("preflight", JobStep::image(cluster.clone(), "preflight", "{{image}}", ["./bin/check-config"]))
-//!     .step("deploy", RollingDeploy::new(cluster.clone(), "{{service}}", "{{image}}")).after(["preflight"])
-//!     .step("smoke", JobStep::image(cluster, "smoke", "curlimages/curl:8.10.1", ["curl", "-fsS", "http://{{service}}/health"]))
-//!     .after(["deploy"])
+//!     .step("apply", Apply::yaml(cluster.clone(), web))
+//!     .step("preflight", JobStep::image(cluster.clone(), "preflight", "checks:1", ["check", "{{release}}"]))
+//!     .after(["apply"])
+//!     .step("deploy", RollingDeploy::new(cluster, "web", "web:{{release}}"))
+//!     .after(["preflight"])
 //!     .build()?;
-//! let report = pipeline.run(Context::new().var("service", "web").var("image", "registry.example/web:2")).await?;
-//! # drop(report); Ok(()) }
+//! let report = pipeline.run(Context::new().var("release", "2")).await?;
+//! assert_eq!(report.status, RunStatus::Succeeded, "{report}");
+//! # Ok(()) }
 //! ```
 
 mod apply;

@@ -3,12 +3,18 @@
 //! Today: [`kube::ClusterSim`], a simulated Kubernetes API server on 127.0.0.1 that the real `kube::Client` and
 //! `kubectl` talk to through a generated kubeconfig. Its module docs say what it models and what it does not.
 //!
-//! ```no_run
-//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! ```
+//! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use k8s_openapi::api::core::v1::Namespace;
+//!
 //! let cluster = gantry_testkit::kube::ClusterSim::start().await?;
-//! std::fs::write("/tmp/kubeconfig", cluster.kubeconfig_yaml())?; // KUBECONFIG=/tmp/kubeconfig kubectl get ns
-//! let client = cluster.client().await?;
-//! # drop(client); Ok(()) }
+//! // For kubectl: write this to a file and point KUBECONFIG at it.
+//! assert!(cluster.kubeconfig_yaml().contains(&cluster.url()));
+//! let namespaces: kube::Api<Namespace> = kube::Api::all(cluster.client().await?);
+//! let names: Vec<String> = namespaces.list(&Default::default()).await?.items.into_iter().filter_map(|n| n.metadata.name).collect();
+//! assert_eq!(names, ["default", "kube-public", "kube-system"]);
+//! # Ok(()) }
 //! ```
 
 pub mod kube;
