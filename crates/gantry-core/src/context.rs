@@ -475,6 +475,17 @@ impl StepContext {
         self.emit(Event::Log { step: Arc::clone(self.scope.name(self.node)), stream, line: Arc::from(line.as_ref()) });
     }
 
+    /// Reports a phase of a deployment as an [`Event::Phase`] (secrets masked), and traces it at info level.
+    pub fn phase(&self, phase: crate::Phase, message: impl AsRef<str>) {
+        let message = self.redact(message.as_ref());
+        tracing::info!(step = %self.name(), ?phase, message = %message, "phase");
+        self.emit(Event::Phase {
+            step: Arc::clone(self.scope.name(self.node)),
+            phase,
+            message: Arc::from(message.as_ref()),
+        });
+    }
+
     /// Emits an event of this step through its coordinator, if anyone listens.
     pub(crate) fn emit(&self, event: Event) {
         if self.scope.journal.is_active() {

@@ -26,6 +26,31 @@ pub enum LogStream {
     Stderr,
 }
 
+/// The phases of a deployment a step reports with [`StepContext::phase`](crate::StepContext::phase).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Phase {
+    /// A release was deployed into a slot and is ready.
+    Deployed,
+    /// The share of traffic to the new version changed.
+    WeightChanged,
+    /// The deployment pauses for a while.
+    Paused,
+    /// The deployment waits for someone to promote it.
+    WaitingForPromotion,
+    /// An analysis reached a verdict.
+    Verdict,
+    /// The new version became the stable one.
+    Promoted,
+    /// The deployment was aborted: all traffic back to the stable version.
+    Aborted,
+    /// Traffic was switched back to the previous version after a promotion.
+    SwitchedBack,
+    /// The previous version was restored.
+    RolledBack,
+}
+
 /// Something that happened in a run. Step names of sub-pipelines are namespaced `outer/inner`.
 /// Every text in an event has had the run's secrets masked.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -56,6 +81,16 @@ pub enum Event {
         stream: LogStream,
         /// The line, without its newline.
         line: Arc<str>,
+    },
+    /// A step reached a phase of a deployment (a traffic change, a pause, an analysis verdict, a promotion, an abort,
+    /// a rollback): what notifiers and dashboards follow.
+    Phase {
+        /// The step.
+        step: Arc<str>,
+        /// Which phase.
+        phase: Phase,
+        /// What happened, with its numbers.
+        message: Arc<str>,
     },
     /// An attempt failed with a retryable error and the step will run again after `delay`.
     StepRetrying {
@@ -98,6 +133,7 @@ impl Event {
         match self {
             Self::StepStarted { step, .. }
             | Self::Log { step, .. }
+            | Self::Phase { step, .. }
             | Self::StepRetrying { step, .. }
             | Self::StepFinished { step, .. } => Some(step),
             Self::RunStarted { .. } | Self::RunFinished { .. } => None,

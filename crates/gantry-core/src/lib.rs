@@ -37,6 +37,7 @@
 //! # });
 //! ```
 
+pub mod analysis;
 mod command;
 mod compose;
 mod context;
@@ -53,6 +54,7 @@ mod rule;
 mod running;
 mod secret;
 mod step;
+pub mod strategy;
 mod template;
 
 pub use async_trait::async_trait;
@@ -62,7 +64,7 @@ pub use command::CommandStep;
 pub use context::{Context, OutputKey, StepContext};
 pub use debug::{Breakpoint, DebugHook, Debugger, FnHook, Hook, Pause, PauseReason, Recorder, Resume, hook_fn};
 pub use error::{BuildError, ContextError, Problem, RunError, StepError, StepErrorKind, TemplateError};
-pub use event::{Event, EventStream, LogStream};
+pub use event::{Event, EventStream, LogStream, Phase};
 pub use executor::Run;
 pub use pipeline::{Pipeline, PipelineBuilder, StepBuilder};
 pub use plan::{Plan, PlannedStatus, PlannedStep};

@@ -1,0 +1,127 @@
+//! Running an analysis: querying both groups over a window and judging, once or at every interval.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use super::judge::{Judge, MetricData};
+use super::metric::{Group, Metric, MetricProvider, MetricQuery};
+use super::verdict::{Outcome, Verdict};
+use crate::StepContext;
+use crate::strategy::Release;
+
+/// An analysis of a new version against the stable one: metrics, where they come from, and how they are judged.
+///
+/// Without [`every`](Analysis::every) it collects for [`duration`](Analysis::duration), then judges once (Kayenta's
+/// way). With it, it judges the data so far at every interval and stops at the first verdict that is not
+/// inconclusive, or at the duration (for sequential judges, whose error rates hold under such repeated looks).
+#[derive(Clone)]
+pub struct Analysis {
+    provider: Arc<dyn MetricProvider>,
+    judge: Arc<dyn Judge>,
+    metrics: Vec<Metric>,
+    duration: Duration,
+    step: Duration,
+    every: Option<Duration>,
+}
+
+impl Analysis {
+    /// An analysis with no metrics yet, judging once after 5 minutes of 1-minute points.
+    pub fn new(provider: Arc<dyn MetricProvider>, judge: Arc<dyn Judge>) -> Self {
+        Self {
+            provider,
+            judge,
+            metrics: Vec::new(),
+            duration: Duration::from_secs(300),
+            step: Duration::from_secs(60),
+            every: None,
+        }
+    }
+
+    /// Adds a metric.
+    #[must_use]
+    pub fn metric(mut self, metric: Metric) -> Self {
+        self.metrics.push(metric);
+        self
+    }
+
+    /// How long to collect data (and, with [`every`](Analysis::every), the longest to wait for a verdict).
+    #[must_use]
+    pub fn duration(mut self, duration: Duration) -> Self {
+        self.duration = duration;
+        self
+    }
+
+    /// The resolution of the queries (default one minute).
+    #[must_use]
+    pub fn step(mut self, step: Duration) -> Self {
+        self.step = step;
+        self
+    }
+
+    /// Judges at every `interval`, stopping at the first conclusive verdict.
+    #[must_use]
+    pub fn every(mut self, interval: Duration) -> Self {
+        self.every = Some(interval);
+        self
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &[Metric] {
+        &self.metrics
+    }
+
+    /// Collects and judges `canary` against `baseline`. A cancelled run ends it with an inconclusive verdict.
+    pub async fn run(&self, ctx: &StepContext, baseline: &Release, canary: &Release) -> Verdict {
+        let start = SystemTime::now();
+        let began = tokio::time::Instant::now();
+        let mut wait = self.every.unwrap_or(self.duration).min(self.duration);
+        loop {
+            tokio::select! {
+                () = ctx.cancellation().cancelled() => {
+                    return Verdict { outcome: Outcome::Inconclusive, score: 0.0, reason: "the run was cancelled".into(), metrics: Vec::new() };
+                }
+                () = tokio::time::sleep(wait) => {}
+            }
+            let verdict = self.judge_once(ctx, baseline, canary, start).await;
+            let elapsed = began.elapsed();
+            if verdict.outcome != Outcome::Inconclusive || self.every.is_none() || elapsed >= self.duration {
+                return verdict;
+            }
+            wait = self.every.unwrap_or(self.duration).min(self.duration.saturating_sub(elapsed));
+        }
+    }
+
+    async fn judge_once(&self, ctx: &StepContext, baseline: &Release, canary: &Release, start: SystemTime) -> Verdict {
+        let end = SystemTime::now();
+        let mut data = Vec::with_capacity(self.metrics.len());
+        for metric in &self.metrics {
+            let query = |release: &Release, group: Group| {
+                let text = metric.query.replace("{{version}}", &release.version);
+                let text = crate::Template::parse(&text).and_then(|t| ctx.render(&t)).unwrap_or(text);
+                MetricQuery::new(&metric.name, text, group, start, end, self.step)
+            };
+            let (b, c) = (query(baseline, Group::Baseline), query(canary, Group::Canary));
+            let (baseline_series, canary_series) = futures::join!(self.provider.query(&b), self.provider.query(&c));
+            data.push(MetricData {
+                metric: metric.clone(),
+                queries: (b.query, c.query),
+                baseline: baseline_series.map_err(|e| e.to_string()),
+                canary: canary_series.map_err(|e| e.to_string()),
+            });
+        }
+        self.judge.judge(&data)
+    }
+}
+
+impl fmt::Debug for Analysis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Analysis")
+            .field("provider", &self.provider)
+            .field("judge", &self.judge)
+            .field("metrics", &self.metrics.iter().map(|m| &m.name).collect::<Vec<_>>())
+            .field("duration", &self.duration)
+            .field("every", &self.every)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,142 @@
+//! Verdicts and the evidence they carry.
+
+use std::fmt;
+
+use super::metric::{Metric, OnInconclusive};
+
+/// How an analysis ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The canary is no worse than the baseline.
+    Pass,
+    /// The canary is worse.
+    Fail,
+    /// The data does not say (missing or failed queries, a marginal score, not enough evidence yet).
+    Inconclusive,
+}
+
+/// How one metric compared.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum MetricOutcome {
+    /// Within what is allowed.
+    Pass,
+    /// Higher than allowed.
+    High,
+    /// Lower than allowed.
+    Low,
+    /// Not enough data to judge (the text says what was missing).
+    NoData(String),
+    /// A query failed (the text says how).
+    QueryFailed(String),
+}
+
+impl MetricOutcome {
+    /// Whether the metric has a verdict on data (pass, high or low).
+    pub fn is_judged(&self) -> bool {
+        matches!(self, Self::Pass | Self::High | Self::Low)
+    }
+}
+
+/// The numbers a metric's outcome was decided on.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+#[non_exhaustive]
+pub struct Evidence {
+    /// The queries, baseline then canary.
+    pub queries: Vec<String>,
+    /// The baseline's values (after cleaning).
+    pub baseline: Vec<f64>,
+    /// The canary's values (after cleaning).
+    pub canary: Vec<f64>,
+    /// The statistic's name and value (`Mann-Whitney U = 123`).
+    pub statistic: String,
+    /// Estimated shift of the canary from the baseline (Hodges-Lehmann), in the metric's unit.
+    pub shift: f64,
+    /// Its confidence interval.
+    pub interval: (f64, f64),
+    /// The canary's mean over the baseline's.
+    pub ratio: f64,
+    /// The thresholds applied, in words.
+    pub thresholds: String,
+    /// The decision, in words.
+    pub decision: String,
+}
+
+/// One metric's verdict.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[non_exhaustive]
+pub struct MetricVerdict {
+    /// The metric as configured.
+    pub metric: Metric,
+    /// How it compared.
+    pub outcome: MetricOutcome,
+    /// On what.
+    pub evidence: Evidence,
+}
+
+impl MetricVerdict {
+    /// A verdict on a metric.
+    pub fn new(metric: Metric, outcome: MetricOutcome, evidence: Evidence) -> Self {
+        Self { metric, outcome, evidence }
+    }
+
+    /// Whether it fails its metric (moved the wrong way beyond what is allowed).
+    pub fn failed(&self) -> bool {
+        matches!(self.outcome, MetricOutcome::High | MetricOutcome::Low)
+    }
+}
+
+/// What an analysis decided, with each metric's verdict and evidence.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[non_exhaustive]
+pub struct Verdict {
+    /// The decision.
+    pub outcome: Outcome,
+    /// The score, 0–100: the weighted share of passing metrics among those judged.
+    pub score: f64,
+    /// Why, in words (`critical metric p99_latency failed`).
+    pub reason: String,
+    /// Each metric's verdict.
+    pub metrics: Vec<MetricVerdict>,
+}
+
+impl Verdict {
+    /// What an inconclusive verdict does: the strictest policy among the metrics without a judgement, else `Abort`
+    /// (a marginal score).
+    pub fn on_inconclusive(&self) -> OnInconclusive {
+        self.metrics
+            .iter()
+            .filter(|m| !m.outcome.is_judged())
+            .map(|m| m.metric.on_inconclusive)
+            .max()
+            .unwrap_or(OnInconclusive::Abort)
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?} (score {:.0}): {}", self.outcome, self.score, self.reason)?;
+        for m in &self.metrics {
+            let e = &m.evidence;
+            match &m.outcome {
+                MetricOutcome::NoData(why) | MetricOutcome::QueryFailed(why) => {
+                    write!(f, "; {}: {why}", m.metric.name)?;
+                }
+                outcome => write!(
+                    f,
+                    "; {}: {outcome:?}, canary/baseline mean {:.3}, shift {:.4} in [{:.4}, {:.4}] ({} vs {} points)",
+                    m.metric.name,
+                    e.ratio,
+                    e.shift,
+                    e.interval.0,
+                    e.interval.1,
+                    e.canary.len(),
+                    e.baseline.len()
+                )?,
+            }
+        }
+        Ok(())
+    }
+}

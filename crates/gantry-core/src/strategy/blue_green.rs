@@ -1,0 +1,254 @@
+//! The blue/green strategy: the new version beside the old behind a preview, then a switch.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::deploy::VERDICT;
+use super::rolling::failed;
+use super::{
+    Match, Promotion, Release, Slot, Strategy, Target, TargetError, Traffic, or_cancelled, sleep_or_cancelled,
+};
+use crate::analysis::{Analysis, OnInconclusive, Outcome};
+use crate::{Phase, StepContext, StepError};
+
+/// Argo Rollouts' blue/green: the new release runs in the preview slot beside the stable (active) one. An optional
+/// pre-promotion analysis must pass (a failure aborts: the preview goes, the old version stays active). Promotion,
+/// after a delay or through the [`Promotion`] handle, switches all traffic to the new version; an optional
+/// post-promotion analysis then must pass, or traffic switches back. The old version is kept for a scale-down delay
+/// (default 30 s), then the new release becomes the stable one.
+///
+/// For A/B tests, [`preview_route`](BlueGreen::preview_route) sends requests matching a header or cookie to the new
+/// version while it is in preview; the route is removed at promotion or abort.
+#[derive(Clone, Debug)]
+pub struct BlueGreen {
+    pre_promotion: Option<Box<Analysis>>,
+    post_promotion: Option<Box<Analysis>>,
+    auto_promote: Option<Duration>,
+    scale_down_delay: Duration,
+    preview_route: Option<Match>,
+    promotion: Promotion,
+}
+
+enum Stop {
+    Abort(String),
+    Cancelled,
+}
+
+impl From<TargetError> for Stop {
+    fn from(e: TargetError) -> Self {
+        match e {
+            TargetError::Cancelled => Self::Cancelled,
+            other => Self::Abort(other.to_string()),
+        }
+    }
+}
+
+impl Default for BlueGreen {
+    fn default() -> Self {
+        Self {
+            pre_promotion: None,
+            post_promotion: None,
+            auto_promote: Some(Duration::ZERO),
+            scale_down_delay: Duration::from_secs(30),
+            preview_route: None,
+            promotion: Promotion::new(),
+        }
+    }
+}
+
+impl BlueGreen {
+    /// Blue/green promoting as soon as the preview is ready (and its analysis passed), old version kept 30 s.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Analyses the preview before promotion; a failure aborts.
+    #[must_use]
+    pub fn pre_promotion(mut self, analysis: Analysis) -> Self {
+        self.pre_promotion = Some(Box::new(analysis));
+        self
+    }
+
+    /// Analyses the new version after promotion; a failure switches traffic back.
+    #[must_use]
+    pub fn post_promotion(mut self, analysis: Analysis) -> Self {
+        self.post_promotion = Some(Box::new(analysis));
+        self
+    }
+
+    /// Promotes `delay` after the preview is ready (and analysed).
+    #[must_use]
+    pub fn auto_promote_after(mut self, delay: Duration) -> Self {
+        self.auto_promote = Some(delay);
+        self
+    }
+
+    /// Waits for an explicit promotion through `promotion` instead of promoting on its own.
+    #[must_use]
+    pub fn wait_for(mut self, promotion: Promotion) -> Self {
+        self.auto_promote = None;
+        self.promotion = promotion;
+        self
+    }
+
+    /// How long the old version is kept after promotion (default 30 s), for a fast switch back.
+    #[must_use]
+    pub fn scale_down_delay(mut self, delay: Duration) -> Self {
+        self.scale_down_delay = delay;
+        self
+    }
+
+    /// While in preview, requests matching `rule` go to the new version (A/B tests).
+    #[must_use]
+    pub fn preview_route(mut self, rule: Match) -> Self {
+        self.preview_route = Some(rule);
+        self
+    }
+
+    async fn analyse(
+        &self,
+        analysis: &Analysis,
+        ctx: &StepContext,
+        stable: &Release,
+        release: &Release,
+    ) -> Result<(), Stop> {
+        let verdict = analysis.run(ctx, stable, release).await;
+        if ctx.is_cancelled() {
+            return Err(Stop::Cancelled);
+        }
+        ctx.phase(Phase::Verdict, verdict.to_string());
+        ctx.publish(VERDICT, verdict.clone());
+        match (verdict.outcome, verdict.on_inconclusive()) {
+            (Outcome::Pass, _) | (Outcome::Inconclusive, OnInconclusive::Notify) => Ok(()),
+            (Outcome::Inconclusive, OnInconclusive::Pause) => {
+                ctx.phase(Phase::WaitingForPromotion, format!("{release} waits for a promotion"));
+                or_cancelled(ctx, async {
+                    self.promotion.wait().await;
+                    Ok(())
+                })
+                .await?;
+                Ok(())
+            }
+            (Outcome::Fail, _) => Err(Stop::Abort(format!("analysis failed: {verdict}"))),
+            (Outcome::Inconclusive, OnInconclusive::Abort) => {
+                Err(Stop::Abort(format!("analysis inconclusive: {verdict}")))
+            }
+        }
+    }
+
+    /// Deploys the preview, analyses it and waits for the promotion.
+    async fn preview(
+        &self,
+        target: &dyn Target,
+        stable: &Release,
+        release: &Release,
+        ctx: &StepContext,
+    ) -> Result<(), Stop> {
+        or_cancelled(ctx, target.deploy(Slot::Preview, release)).await?;
+        ctx.phase(Phase::Deployed, format!("preview {release} is ready beside the active {stable}"));
+        if let Some(rule) = &self.preview_route {
+            or_cancelled(ctx, target.set_traffic(&Traffic::matching(rule.clone()))).await?;
+            ctx.phase(Phase::WeightChanged, format!("requests matching {rule:?} go to {release}"));
+        }
+        if let Some(analysis) = &self.pre_promotion {
+            self.analyse(analysis, ctx, stable, release).await?;
+        }
+        match self.auto_promote {
+            Some(delay) => sleep_or_cancelled(ctx, delay).await?,
+            None => {
+                ctx.phase(Phase::WaitingForPromotion, format!("{release} waits for a promotion"));
+                or_cancelled(ctx, async {
+                    self.promotion.wait().await;
+                    Ok(())
+                })
+                .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Strategy for BlueGreen {
+    async fn deploy(&self, target: &dyn Target, release: &Release, ctx: &StepContext) -> Result<(), StepError> {
+        let Some(stable) = target.current().await.map_err(failed)? else {
+            or_cancelled(ctx, target.deploy(Slot::Stable, release)).await.map_err(failed)?;
+            ctx.phase(Phase::Deployed, format!("{release} is live (first release)"));
+            return Ok(());
+        };
+        let why = match self.preview(target, &stable, release, ctx).await {
+            Ok(()) => None,
+            Err(Stop::Abort(why)) => Some(why),
+            Err(Stop::Cancelled) => Some("the run was cancelled".to_owned()),
+        };
+        if let Some(why) = why {
+            let mut undo = String::new();
+            if let Err(e) = target.set_traffic(&Traffic::stable()).await {
+                let _ = write!(undo, "; removing the preview route failed: {e}");
+            }
+            if let Err(e) = target.scale_down(Slot::Preview).await {
+                let _ = write!(undo, "; scaling the preview down failed: {e}");
+            }
+            let message =
+                format!("blue/green of {release} aborted: {why}; {stable} stays active, preview scaled down{undo}");
+            ctx.phase(Phase::Aborted, &message);
+            return Err(if ctx.is_cancelled() { StepError::cancelled() } else { StepError::new(message) });
+        }
+
+        // Switch: all traffic to the new version, the old one kept running.
+        target.set_traffic(&Traffic::weighted(100)).await.map_err(failed)?;
+        ctx.phase(
+            Phase::WeightChanged,
+            format!("active traffic switched to {release}; {stable} kept for {:?}", self.scale_down_delay),
+        );
+        let post = match &self.post_promotion {
+            Some(analysis) => self.analyse(analysis, ctx, &stable, release).await,
+            None => Ok(()),
+        };
+        let post = match post {
+            Ok(()) => sleep_or_cancelled(ctx, self.scale_down_delay).await.map_err(Stop::from),
+            stop => stop,
+        };
+        if let Err(stop) = post {
+            let why = match stop {
+                Stop::Abort(why) => why,
+                Stop::Cancelled => "the run was cancelled".to_owned(),
+            };
+            let mut undo = String::new();
+            if let Err(e) = target.set_traffic(&Traffic::stable()).await {
+                let _ = write!(undo, "; switching back failed: {e}");
+            }
+            if let Err(e) = target.scale_down(Slot::Preview).await {
+                let _ = write!(undo, "; scaling the new version down failed: {e}");
+            }
+            let message = format!("{release} after promotion: {why}; switched back to {stable}{undo}");
+            ctx.phase(Phase::SwitchedBack, &message);
+            return Err(if ctx.is_cancelled() { StepError::cancelled() } else { StepError::new(message) });
+        }
+        target.promote(Slot::Preview).await.map_err(failed)?;
+        ctx.phase(Phase::Promoted, format!("{release} is stable; {stable} scaled down"));
+        Ok(())
+    }
+
+    fn describe(&self, _ctx: &StepContext) -> String {
+        let mut parts = vec!["blue/green: preview".to_owned()];
+        if let Some(rule) = &self.preview_route {
+            parts.push(format!("route {rule:?} to preview"));
+        }
+        if self.pre_promotion.is_some() {
+            parts.push("pre-promotion analysis".into());
+        }
+        parts.push(match self.auto_promote {
+            Some(d) if d.is_zero() => "promote".into(),
+            Some(d) => format!("promote after {d:?}"),
+            None => "wait for promotion".into(),
+        });
+        if self.post_promotion.is_some() {
+            parts.push("post-promotion analysis (switch back on failure)".into());
+        }
+        parts.push(format!("keep the old version {:?}", self.scale_down_delay));
+        parts.join(" → ")
+    }
+}

@@ -1,0 +1,235 @@
+//! The canary strategy: traffic shifted step by step, with analysis; a failed verdict aborts.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::deploy::VERDICT;
+use super::rolling::failed;
+use super::{Promotion, Release, Slot, Strategy, Target, TargetError, Traffic, or_cancelled, sleep_or_cancelled};
+use crate::analysis::{Analysis, OnInconclusive, Outcome, Verdict};
+use crate::{Phase, StepContext, StepError};
+
+/// One step of a canary.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum CanaryStep {
+    /// Sends this percent of traffic to the canary.
+    SetWeight(u8),
+    /// Waits.
+    Pause(Duration),
+    /// Waits until the deployment is promoted through its [`Promotion`] handle.
+    PauseUntilPromoted,
+    /// Runs an analysis of the canary against the stable release; a failure aborts.
+    Analyze(Box<Analysis>),
+}
+
+/// Argo Rollouts' canary: the new release starts in the canary slot beside the stable one, then a list of steps
+/// shifts traffic to it, pauses, and analyses it (optionally also in the background, all along). A failed analysis
+/// **aborts**: all traffic back to stable, the canary scaled to zero, and an event saying why with the numbers. An
+/// inconclusive one follows its metrics' policy (abort, pause for a promotion, or carry on). After the last step the
+/// canary is promoted: the stable slot runs the new release and takes all traffic.
+///
+/// Traffic follows the target: replica ratios without a router, route weights with one.
+#[derive(Clone, Debug, Default)]
+pub struct Canary {
+    steps: Vec<CanaryStep>,
+    background: Option<Box<Analysis>>,
+    promotion: Promotion,
+}
+
+/// How a canary ended early.
+enum Stop {
+    Abort(String),
+    Cancelled,
+}
+
+impl From<TargetError> for Stop {
+    fn from(e: TargetError) -> Self {
+        match e {
+            TargetError::Cancelled => Self::Cancelled,
+            other => Self::Abort(other.to_string()),
+        }
+    }
+}
+
+impl Canary {
+    /// A canary with no steps yet (it would promote at once).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a step.
+    #[must_use]
+    pub fn step(mut self, step: CanaryStep) -> Self {
+        self.steps.push(step);
+        self
+    }
+
+    /// Adds a step that sends `percent` of traffic to the canary.
+    #[must_use]
+    pub fn set_weight(self, percent: u8) -> Self {
+        self.step(CanaryStep::SetWeight(percent))
+    }
+
+    /// Adds a pause.
+    #[must_use]
+    pub fn pause(self, duration: Duration) -> Self {
+        self.step(CanaryStep::Pause(duration))
+    }
+
+    /// Adds a pause that lasts until the deployment is promoted (see [`Canary::promotion`]).
+    #[must_use]
+    pub fn pause_until_promoted(self) -> Self {
+        self.step(CanaryStep::PauseUntilPromoted)
+    }
+
+    /// Adds an analysis step.
+    #[must_use]
+    pub fn analyze(self, analysis: Analysis) -> Self {
+        self.step(CanaryStep::Analyze(Box::new(analysis)))
+    }
+
+    /// Runs `analysis` in the background from the first step to the promotion; a failure aborts at once.
+    #[must_use]
+    pub fn background(mut self, analysis: Analysis) -> Self {
+        self.background = Some(Box::new(analysis));
+        self
+    }
+
+    /// The handle that promotes this canary when it pauses for a promotion.
+    #[must_use]
+    pub fn promotion(mut self, promotion: Promotion) -> Self {
+        self.promotion = promotion;
+        self
+    }
+
+    async fn steps(
+        &self,
+        target: &dyn Target,
+        stable: &Release,
+        release: &Release,
+        ctx: &StepContext,
+    ) -> Result<(), Stop> {
+        for step in &self.steps {
+            match step {
+                CanaryStep::SetWeight(weight) => {
+                    or_cancelled(ctx, target.set_traffic(&Traffic::weighted(*weight))).await?;
+                    ctx.phase(Phase::WeightChanged, format!("{weight}% of traffic to {release}"));
+                }
+                CanaryStep::Pause(duration) => {
+                    ctx.phase(Phase::Paused, format!("pausing {duration:?}"));
+                    sleep_or_cancelled(ctx, *duration).await?;
+                }
+                CanaryStep::PauseUntilPromoted => self.wait_for_promotion(ctx, release).await?,
+                CanaryStep::Analyze(analysis) => {
+                    let verdict = analysis.run(ctx, stable, release).await;
+                    self.weigh(ctx, release, &verdict).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn wait_for_promotion(&self, ctx: &StepContext, release: &Release) -> Result<(), Stop> {
+        ctx.phase(Phase::WaitingForPromotion, format!("{release} waits for a promotion"));
+        or_cancelled(ctx, async {
+            self.promotion.wait().await;
+            Ok(())
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Reports a verdict and decides what it means for the canary.
+    async fn weigh(&self, ctx: &StepContext, release: &Release, verdict: &Verdict) -> Result<(), Stop> {
+        if ctx.is_cancelled() {
+            return Err(Stop::Cancelled);
+        }
+        ctx.phase(Phase::Verdict, verdict.to_string());
+        ctx.publish(VERDICT, verdict.clone());
+        match verdict.outcome {
+            Outcome::Pass => Ok(()),
+            Outcome::Fail => Err(Stop::Abort(format!("analysis failed: {verdict}"))),
+            Outcome::Inconclusive => match verdict.on_inconclusive() {
+                OnInconclusive::Notify => Ok(()),
+                OnInconclusive::Pause => self.wait_for_promotion(ctx, release).await,
+                OnInconclusive::Abort => Err(Stop::Abort(format!("analysis inconclusive: {verdict}"))),
+            },
+        }
+    }
+}
+
+#[async_trait]
+impl Strategy for Canary {
+    async fn deploy(&self, target: &dyn Target, release: &Release, ctx: &StepContext) -> Result<(), StepError> {
+        let Some(stable) = target.current().await.map_err(failed)? else {
+            // Nothing to compare with: the first release goes straight to stable.
+            or_cancelled(ctx, target.deploy(Slot::Stable, release)).await.map_err(failed)?;
+            ctx.phase(Phase::Deployed, format!("{release} is live (first release: no canary)"));
+            return Ok(());
+        };
+        let run = async {
+            or_cancelled(ctx, target.deploy(Slot::Canary, release)).await?;
+            ctx.phase(Phase::Deployed, format!("canary {release} is ready beside {stable}"));
+            match &self.background {
+                None => self.steps(target, &stable, release, ctx).await,
+                Some(analysis) => {
+                    let steps = self.steps(target, &stable, release, ctx);
+                    let background = async {
+                        let verdict = analysis.run(ctx, &stable, release).await;
+                        self.weigh(ctx, release, &verdict).await?;
+                        // A background analysis that passed lets the steps finish.
+                        std::future::pending::<Result<(), Stop>>().await
+                    };
+                    tokio::pin!(steps, background);
+                    tokio::select! {
+                        r = &mut steps => r,
+                        r = &mut background => r,
+                    }
+                }
+            }?;
+            or_cancelled(ctx, target.promote(Slot::Canary)).await?;
+            Ok::<(), Stop>(())
+        };
+        let why = match run.await {
+            Ok(()) => {
+                ctx.phase(Phase::Promoted, format!("{release} is stable, with all traffic"));
+                return Ok(());
+            }
+            Err(Stop::Abort(why)) => why,
+            Err(Stop::Cancelled) => "the run was cancelled".to_owned(),
+        };
+        // Abort: every step back to stable is attempted, whatever fails.
+        let mut undo = String::new();
+        if let Err(e) = target.set_traffic(&Traffic::stable()).await {
+            let _ = write!(undo, "; moving traffic back to stable failed: {e}");
+        }
+        if let Err(e) = target.scale_down(Slot::Canary).await {
+            let _ = write!(undo, "; scaling the canary down failed: {e}");
+        }
+        let message =
+            format!("canary {release} aborted: {why}; all traffic back on {stable}, canary scaled down{undo}");
+        ctx.phase(Phase::Aborted, &message);
+        if ctx.is_cancelled() {
+            return Err(StepError::cancelled());
+        }
+        Err(StepError::new(message))
+    }
+
+    fn describe(&self, _ctx: &StepContext) -> String {
+        let steps: Vec<String> = self
+            .steps
+            .iter()
+            .map(|s| match s {
+                CanaryStep::SetWeight(w) => format!("{w}%"),
+                CanaryStep::Pause(d) => format!("pause {d:?}"),
+                CanaryStep::PauseUntilPromoted => "wait for promotion".into(),
+                CanaryStep::Analyze(a) => format!("analysis of {} metrics", a.metrics().len()),
+            })
+            .collect();
+        let background = if self.background.is_some() { ", with background analysis" } else { "" };
+        format!("canary: {} → promote{background}; abort on failed analysis", steps.join(" → "))
+    }
+}

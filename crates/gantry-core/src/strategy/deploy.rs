@@ -1,0 +1,76 @@
+//! The step that runs a strategy.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use super::{Release, Strategy, Target};
+use crate::analysis::Verdict;
+use crate::{OutputKey, Step, StepContext, StepError, Template, TemplateError};
+
+/// The last analysis verdict of a [`Deploy`] step, with its evidence.
+pub const VERDICT: OutputKey<Verdict> = OutputKey::new("verdict");
+
+/// A pipeline step that deploys a release (service, version and image are templates) with a strategy.
+#[derive(Debug, Clone)]
+pub struct Deploy {
+    target: Arc<dyn Target>,
+    strategy: Arc<dyn Strategy>,
+    service: String,
+    version: String,
+    image: Option<String>,
+}
+
+impl Deploy {
+    /// Deploys `service` at `version` to `target` with `strategy`.
+    pub fn new(
+        target: Arc<dyn Target>,
+        strategy: impl Strategy + 'static,
+        service: impl Into<String>,
+        version: impl Into<String>,
+    ) -> Self {
+        Self { target, strategy: Arc::new(strategy), service: service.into(), version: version.into(), image: None }
+    }
+
+    /// The release's container image (a template).
+    #[must_use]
+    pub fn image(mut self, image: impl Into<String>) -> Self {
+        self.image = Some(image.into());
+        self
+    }
+
+    fn templates(&self) -> impl Iterator<Item = &str> {
+        [self.service.as_str(), self.version.as_str()].into_iter().chain(self.image.as_deref())
+    }
+}
+
+#[async_trait]
+impl Step for Deploy {
+    async fn run(&self, ctx: &StepContext) -> Result<(), StepError> {
+        let render = |s: &str| Template::parse(s).and_then(|t| ctx.render(&t));
+        let mut release = Release::new(render(&self.service)?, render(&self.version)?);
+        if let Some(image) = &self.image {
+            release = release.image(render(image)?);
+        }
+        self.strategy.deploy(self.target.as_ref(), &release, ctx).await
+    }
+
+    fn describe(&self, ctx: &StepContext) -> String {
+        let show = |s: &str| Template::parse(s).map(|t| ctx.render_masked(&t)).unwrap_or_else(|_| s.to_owned());
+        format!(
+            "deploys {} {} to {:?} by {}",
+            show(&self.service),
+            show(&self.version),
+            self.target,
+            self.strategy.describe(ctx)
+        )
+    }
+
+    fn variables(&self) -> Result<Vec<String>, TemplateError> {
+        let mut names = Vec::new();
+        for t in self.templates() {
+            names.extend(Template::parse(t)?.variables().map(str::to_owned));
+        }
+        Ok(names)
+    }
+}

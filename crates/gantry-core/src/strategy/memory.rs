@@ -1,0 +1,143 @@
+//! A target in memory, for tests of strategies and of pipelines that use them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Mutex, MutexGuard};
+
+use async_trait::async_trait;
+
+use super::{Release, Slot, Target, TargetError, Traffic};
+
+/// A [`Target`] in memory: slots hold releases, traffic is a number, and versions can be scripted to fail to become
+/// ready. It records every operation, so tests can check what a strategy did and in which order.
+///
+/// ```
+/// use gantry_core::strategy::{MemoryTarget, Release, Slot};
+/// let target = MemoryTarget::with_stable(Release::new("web", "1.0"));
+/// target.fail_version("2.0", "CrashLoopBackOff");
+/// assert_eq!(target.stable().unwrap().version, "1.0");
+/// assert!(target.slot(Slot::Canary).is_none());
+/// ```
+#[derive(Debug, Default)]
+pub struct MemoryTarget {
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    slots: BTreeMap<Slot, Release>,
+    traffic: Traffic,
+    failing: BTreeMap<String, String>,
+    unavailable: BTreeSet<&'static str>,
+    log: Vec<String>,
+}
+
+impl MemoryTarget {
+    /// An empty target.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A target whose stable slot runs `release`.
+    pub fn with_stable(release: Release) -> Self {
+        let target = Self::new();
+        target.lock().slots.insert(Slot::Stable, release);
+        target
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Makes deploys of `version` fail to become ready, with `why`.
+    pub fn fail_version(&self, version: impl Into<String>, why: impl Into<String>) {
+        self.lock().failing.insert(version.into(), why.into());
+    }
+
+    /// Makes an operation (`deploy`, `set_traffic`, `promote`, `scale_down`) fail from now on, as a platform outage.
+    pub fn fail_operation(&self, operation: &'static str) {
+        self.lock().unavailable.insert(operation);
+    }
+
+    /// The release in the stable slot.
+    pub fn stable(&self) -> Option<Release> {
+        self.slot(Slot::Stable)
+    }
+
+    /// The release in a slot.
+    pub fn slot(&self, slot: Slot) -> Option<Release> {
+        self.lock().slots.get(&slot).cloned()
+    }
+
+    /// The current traffic split.
+    pub fn traffic(&self) -> Traffic {
+        self.lock().traffic.clone()
+    }
+
+    /// Every operation so far, in order (`deploy canary web 2.0`, `traffic 20%`, `promote canary`, ...).
+    pub fn operations(&self) -> Vec<String> {
+        self.lock().log.clone()
+    }
+
+    fn check(state: &State, operation: &'static str) -> Result<(), TargetError> {
+        if state.unavailable.contains(operation) {
+            return Err(TargetError::Platform { action: operation.into(), why: "the platform is unavailable".into() });
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Target for MemoryTarget {
+    async fn current(&self) -> Result<Option<Release>, TargetError> {
+        Ok(self.stable())
+    }
+
+    async fn deploy(&self, slot: Slot, release: &Release) -> Result<(), TargetError> {
+        let mut state = self.lock();
+        Self::check(&state, "deploy")?;
+        state.log.push(format!("deploy {slot} {release}"));
+        if let Some(why) = state.failing.get(&release.version) {
+            let why = why.clone();
+            if slot != Slot::Stable {
+                // The failed pods stay until the strategy scales the slot down.
+                state.slots.insert(slot, release.clone());
+            }
+            return Err(TargetError::NotReady { release: release.to_string(), slot, why });
+        }
+        state.slots.insert(slot, release.clone());
+        Ok(())
+    }
+
+    async fn set_traffic(&self, traffic: &Traffic) -> Result<(), TargetError> {
+        let mut state = self.lock();
+        Self::check(&state, "set_traffic")?;
+        let entry = match &traffic.matching {
+            Some(rule) => format!("traffic {}% + {rule:?}", traffic.weight),
+            None => format!("traffic {}%", traffic.weight),
+        };
+        state.log.push(entry);
+        state.traffic = traffic.clone();
+        Ok(())
+    }
+
+    async fn promote(&self, slot: Slot) -> Result<(), TargetError> {
+        let mut state = self.lock();
+        Self::check(&state, "promote")?;
+        state.log.push(format!("promote {slot}"));
+        let release = state.slots.remove(&slot).ok_or_else(|| TargetError::Platform {
+            action: format!("promote the {slot} slot"),
+            why: "it is empty".into(),
+        })?;
+        state.slots.insert(Slot::Stable, release);
+        state.traffic = Traffic::stable();
+        Ok(())
+    }
+
+    async fn scale_down(&self, slot: Slot) -> Result<(), TargetError> {
+        let mut state = self.lock();
+        Self::check(&state, "scale_down")?;
+        state.log.push(format!("scale_down {slot}"));
+        state.slots.remove(&slot);
+        Ok(())
+    }
+}

@@ -1,0 +1,82 @@
+//! Deployment strategies: how a new release replaces the running one on a [`Target`].
+//!
+//! A [`Strategy`] drives a [`Target`] (Kubernetes in `gantry-kube`, [`MemoryTarget`] in tests) through a few
+//! operations: deploy into a [`Slot`], split [`Traffic`], promote, scale down. [`Deploy`] runs a strategy as a
+//! pipeline step. [`Rolling`] updates in place and rolls back on failure; [`Canary`] shifts traffic step by step with
+//! analysis, aborting on a failed verdict; [`BlueGreen`] runs the new version beside the old and switches over;
+//! [`Conditional`] picks one of them from the run's context. Every phase is an [`Event::Phase`](crate::Event).
+//!
+//! ```
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use gantry_core::strategy::{Canary, Conditional, Deploy, MemoryTarget, Release, Rolling};
+//! use gantry_core::{Condition, Context, Pipeline, RunStatus};
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let target = Arc::new(MemoryTarget::with_stable(Release::new("web", "1.0")));
+//! let strategy = Conditional::new(Rolling::new())
+//!     .when(Condition::var_equals("env", "production"), Canary::new().set_weight(20).pause(Duration::from_millis(1)).set_weight(50));
+//! let pipeline = Pipeline::builder("release")
+//!     .step("deploy", Deploy::new(target.clone(), strategy, "web", "{{version}}"))
+//!     .build()
+//!     .unwrap();
+//! let report = pipeline.run(Context::new().var("env", "production").var("version", "1.1")).await.unwrap();
+//! assert_eq!(report.status, RunStatus::Succeeded);
+//! assert_eq!(target.stable().unwrap().version, "1.1");
+//! # });
+//! ```
+
+mod blue_green;
+mod canary;
+mod conditional;
+mod deploy;
+mod memory;
+mod promotion;
+mod rolling;
+mod target;
+
+use async_trait::async_trait;
+
+pub use blue_green::BlueGreen;
+pub use canary::{Canary, CanaryStep};
+pub use conditional::Conditional;
+pub use deploy::{Deploy, VERDICT};
+pub use memory::MemoryTarget;
+pub use promotion::Promotion;
+pub use rolling::Rolling;
+pub use target::{Match, Release, Slot, Target, TargetError, Traffic};
+
+use crate::{StepContext, StepError};
+
+/// A way of replacing the running release with a new one. Strategies compose with pipelines by running inside a
+/// [`Deploy`] step, and with each other through [`Conditional`].
+#[async_trait]
+pub trait Strategy: Send + Sync + std::fmt::Debug {
+    /// Deploys `release` to `target`. On failure the target is left on the release that was stable before, and the
+    /// error says what failed and what was done about it.
+    async fn deploy(&self, target: &dyn Target, release: &Release, ctx: &StepContext) -> Result<(), StepError>;
+
+    /// What it would do, for plans (`canary: 20% → pause 5m → analysis → 50%`).
+    fn describe(&self, ctx: &StepContext) -> String;
+}
+
+/// Runs `op` unless the run is cancelled first.
+pub(crate) async fn or_cancelled<T>(
+    ctx: &StepContext,
+    op: impl std::future::Future<Output = Result<T, TargetError>>,
+) -> Result<T, TargetError> {
+    tokio::select! {
+        biased;
+        () = ctx.cancellation().cancelled() => Err(TargetError::Cancelled),
+        r = op => r,
+    }
+}
+
+/// Waits `duration` unless the run is cancelled first.
+pub(crate) async fn sleep_or_cancelled(ctx: &StepContext, duration: std::time::Duration) -> Result<(), TargetError> {
+    or_cancelled(ctx, async {
+        tokio::time::sleep(duration).await;
+        Ok(())
+    })
+    .await
+}

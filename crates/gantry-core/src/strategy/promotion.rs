@@ -1,0 +1,47 @@
+//! Promoting a paused deployment by hand: the handle a host wires to ChatOps or an API.
+
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+
+/// A handle that promotes a deployment waiting for it ([`CanaryStep::PauseUntilPromoted`](super::CanaryStep),
+/// blue/green without auto-promotion). Clones share one queue: a promotion given before the deployment waits is kept
+/// for the next wait, as `kubectl argo rollouts promote` on a rollout that is about to pause.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let promotion = gantry_core::strategy::Promotion::new();
+/// let chatops = promotion.clone();
+/// chatops.promote(); // "/deploy promote web" in Slack
+/// promotion.wait().await;
+/// # });
+/// ```
+#[derive(Clone, Debug)]
+pub struct Promotion {
+    given: Arc<Semaphore>,
+}
+
+impl Promotion {
+    /// A handle with no promotion given yet.
+    pub fn new() -> Self {
+        Self { given: Arc::new(Semaphore::new(0)) }
+    }
+
+    /// Promotes the deployment that waits (or the next one to wait).
+    pub fn promote(&self) {
+        self.given.add_permits(1);
+    }
+
+    /// Waits for a promotion and takes it.
+    pub async fn wait(&self) {
+        if let Ok(permit) = self.given.acquire().await {
+            permit.forget();
+        }
+    }
+}
+
+impl Default for Promotion {
+    fn default() -> Self {
+        Self::new()
+    }
+}
