@@ -1,6 +1,8 @@
 //! Helpers shared by the core's integration tests.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod metrics;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 

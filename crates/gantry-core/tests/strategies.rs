@@ -1,0 +1,328 @@
+//! Deployment strategies on the in-memory target, with analysis on synthetic metrics of known effect.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use gantry_core::analysis::{Analysis, ClassicJudge, Direction, Metric, OnInconclusive, Outcome};
+use gantry_core::strategy::{
+    BlueGreen, Canary, Conditional, Deploy, Match, MemoryTarget, Promotion, Release, Rolling, Slot, Strategy, VERDICT,
+};
+use gantry_core::{Condition, Context, Event, Phase, Pipeline, Run, RunReport, RunStatus, StepStatus, step_fn};
+use support::metrics::{Shape, SyntheticProvider};
+
+const LATENCY: Shape = Shape::Normal { mean: 100.0, sd: 10.0 };
+const ERRORS: Shape = Shape::Counts { mean: 4.0 };
+
+/// Latency and errors for the stable 1.0 and for a candidate whose latency and errors are scaled.
+fn provider(version: &str, latency_factor: f64, errors_factor: f64) -> Arc<SyntheticProvider> {
+    Arc::new(
+        SyntheticProvider::new(60)
+            .shape("latency", "1.0", LATENCY)
+            .shape("errors", "1.0", ERRORS)
+            .shape("latency", version, Shape::Normal { mean: 100.0 * latency_factor, sd: 10.0 })
+            .shape("errors", version, Shape::Counts { mean: 4.0 * errors_factor }),
+    )
+}
+
+fn analysis(provider: Arc<SyntheticProvider>, policy: OnInconclusive) -> Analysis {
+    Analysis::new(provider, Arc::new(ClassicJudge::new()))
+        .metric(
+            Metric::new("latency", "avg:latency{version:{{version}}}", Direction::Increase)
+                .critical()
+                .on_inconclusive(policy),
+        )
+        .metric(Metric::new("errors", "sum:errors{version:{{version}}}", Direction::Increase).on_inconclusive(policy))
+        .duration(Duration::from_millis(5))
+}
+
+fn target() -> Arc<MemoryTarget> {
+    Arc::new(MemoryTarget::with_stable(Release::new("web", "1.0")))
+}
+
+/// Runs a Deploy step of `strategy`, with a step after it that reads the verdict it published.
+async fn deploy(
+    target: &Arc<MemoryTarget>,
+    strategy: impl Strategy + 'static,
+    ctx: Context,
+) -> (RunReport, Vec<(Phase, String)>, Option<Outcome>) {
+    let verdict = Arc::new(std::sync::Mutex::new(None));
+    let seen = Arc::clone(&verdict);
+    let pipeline = Pipeline::builder("release")
+        .step("deploy", Deploy::new(target.clone(), strategy, "web", "{{version}}"))
+        .step(
+            "after",
+            step_fn(move |ctx| {
+                let seen = Arc::clone(&seen);
+                async move {
+                    *seen.lock().unwrap() = ctx.output("deploy", VERDICT).ok().map(|v| v.outcome);
+                    Ok(())
+                }
+            }),
+        )
+        .after(["deploy"])
+        .rule(gantry_core::TriggerRule::Always)
+        .build()
+        .unwrap();
+    let (report, events) = support::run_collecting(&pipeline, ctx).await;
+    let phases = events
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Phase { phase, message, .. } => Some((phase, message.to_string())),
+            _ => None,
+        })
+        .collect();
+    let outcome = *verdict.lock().unwrap();
+    (report, phases, outcome)
+}
+
+fn version(v: &str) -> Context {
+    Context::new().var("version", v)
+}
+
+fn canary(provider: Arc<SyntheticProvider>) -> Canary {
+    Canary::new()
+        .set_weight(20)
+        .analyze(analysis(Arc::clone(&provider), OnInconclusive::Abort))
+        .set_weight(50)
+        .analyze(analysis(provider, OnInconclusive::Abort))
+}
+
+#[tokio::test]
+async fn a_good_canary_is_promoted() {
+    let target = target();
+    let (report, phases, verdict) = deploy(&target, canary(provider("1.1", 1.0, 1.0)), version("1.1")).await;
+    assert_eq!(report.status, RunStatus::Succeeded, "{report}");
+    assert_eq!(target.stable().unwrap().version, "1.1");
+    assert!(target.slot(Slot::Canary).is_none());
+    assert_eq!(target.traffic().weight, 0, "promotion gives all traffic to the (new) stable slot");
+    assert_eq!(
+        target.operations(),
+        ["deploy canary web 1.1", "traffic 20%", "traffic 50%", "promote canary"],
+        "the canary's operations, in order"
+    );
+    let kinds: Vec<Phase> = phases.iter().map(|(p, _)| *p).collect();
+    assert_eq!(
+        kinds,
+        [Phase::Deployed, Phase::WeightChanged, Phase::Verdict, Phase::WeightChanged, Phase::Verdict, Phase::Promoted]
+    );
+    assert_eq!(verdict, Some(Outcome::Pass));
+}
+
+async fn assert_aborted(latency: f64, errors: f64, failing_metric: &str) {
+    let target = target();
+    let (report, phases, verdict) = deploy(&target, canary(provider("2.0", latency, errors)), version("2.0")).await;
+    assert_eq!(report.status, RunStatus::Failed);
+    assert_eq!(verdict, Some(Outcome::Fail));
+    assert_eq!(target.stable().unwrap().version, "1.0", "the cluster ends fully on stable");
+    assert!(target.slot(Slot::Canary).is_none(), "the canary is scaled down");
+    assert_eq!(target.traffic().weight, 0, "all traffic back on stable");
+    let reason = report.step("deploy").unwrap().reason.clone().unwrap();
+    assert!(reason.contains("canary web 2.0 aborted: analysis failed"), "{reason}");
+    assert!(reason.contains(&format!("{failing_metric}: High")), "the failing metric and its numbers: {reason}");
+    assert!(reason.contains("canary/baseline mean"), "{reason}");
+    let (phase, message) = phases.last().unwrap();
+    assert_eq!(*phase, Phase::Aborted);
+    assert!(message.contains("all traffic back on web 1.0"), "{message}");
+    assert!(!target.operations().iter().any(|o| o.starts_with("promote")), "{:?}", target.operations());
+}
+
+#[tokio::test]
+async fn a_canary_with_30_percent_more_latency_is_aborted_by_analysis() {
+    assert_aborted(1.3, 1.0, "latency").await;
+}
+
+#[tokio::test]
+async fn a_canary_with_three_times_the_errors_is_aborted_by_analysis() {
+    assert_aborted(1.0, 3.0, "errors").await;
+}
+
+#[tokio::test]
+async fn a_metrics_outage_during_analysis_is_inconclusive_never_a_pass() {
+    let provider = provider("1.1", 1.0, 1.0);
+    provider.down.store(true, Ordering::Relaxed);
+    let target = target();
+    let (report, _, verdict) = deploy(&target, canary(Arc::clone(&provider)), version("1.1")).await;
+    assert_eq!(verdict, Some(Outcome::Inconclusive));
+    assert_eq!(report.status, RunStatus::Failed, "the metrics' policy is to abort");
+    assert!(report.step("deploy").unwrap().reason.as_deref().unwrap().contains("analysis inconclusive"));
+    assert_eq!(target.stable().unwrap().version, "1.0");
+
+    // With a policy to notify only, the canary carries on and the verdict says so.
+    let notify = Canary::new().set_weight(10).analyze(analysis(provider, OnInconclusive::Notify));
+    let (report, phases, verdict) = deploy(&target, notify, version("1.1")).await;
+    assert_eq!(report.status, RunStatus::Succeeded, "{report}");
+    assert_eq!(verdict, Some(Outcome::Inconclusive));
+    assert!(phases.iter().any(|(p, m)| *p == Phase::Verdict && m.contains("503 Service Unavailable")), "{phases:?}");
+}
+
+#[tokio::test]
+async fn a_background_analysis_aborts_a_canary_between_its_steps() {
+    let target = target();
+    let bad = provider("2.0", 1.3, 1.0);
+    let strategy = Canary::new()
+        .set_weight(10)
+        .pause(Duration::from_secs(30))
+        .set_weight(50)
+        .background(analysis(bad, OnInconclusive::Abort));
+    let started = std::time::Instant::now();
+    let (report, _, _) = deploy(&target, strategy, version("2.0")).await;
+    assert_eq!(report.status, RunStatus::Failed);
+    assert!(started.elapsed() < Duration::from_secs(10), "aborted during the pause");
+    assert_eq!(target.operations(), ["deploy canary web 2.0", "traffic 10%", "traffic 0%", "scale_down canary"]);
+}
+
+#[tokio::test]
+async fn a_canary_that_never_becomes_ready_is_removed() {
+    let target = target();
+    target.fail_version("2.0", "CrashLoopBackOff");
+    let (report, _, _) = deploy(&target, canary(provider("2.0", 1.0, 1.0)), version("2.0")).await;
+    let reason = report.step("deploy").unwrap().reason.clone().unwrap();
+    assert!(reason.contains("did not become ready in the canary slot: CrashLoopBackOff"), "{reason}");
+    assert!(target.slot(Slot::Canary).is_none());
+    assert_eq!(target.stable().unwrap().version, "1.0");
+}
+
+#[tokio::test]
+async fn a_canary_waits_for_its_promotion() {
+    let target = target();
+    let promotion = Promotion::new();
+    let strategy = Canary::new().set_weight(25).pause_until_promoted().set_weight(75).promotion(promotion.clone());
+    let pipeline = Pipeline::builder("release")
+        .step("deploy", Deploy::new(target.clone(), strategy, "web", "{{version}}"))
+        .build()
+        .unwrap();
+    let run = Run::new(&pipeline, version("1.1"));
+    let handle = tokio::spawn(run.execute());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(target.traffic().weight, 25, "paused at 25%");
+    assert!(!handle.is_finished());
+    promotion.promote();
+    let report = tokio::time::timeout(Duration::from_secs(10), handle).await.unwrap().unwrap().unwrap();
+    assert_eq!(report.status, RunStatus::Succeeded);
+    assert_eq!(target.stable().unwrap().version, "1.1");
+}
+
+#[tokio::test]
+async fn cancelling_a_canary_aborts_it() {
+    let target = target();
+    let strategy = Canary::new().set_weight(25).pause(Duration::from_secs(60)).set_weight(75);
+    let pipeline = Pipeline::builder("release")
+        .step("deploy", Deploy::new(target.clone(), strategy, "web", "{{version}}"))
+        .build()
+        .unwrap();
+    let run = Run::new(&pipeline, version("1.1"));
+    let (report, _) = support::cancel_after(run, Duration::from_millis(100)).await;
+    assert_eq!(report.status, RunStatus::Cancelled);
+    assert_eq!(report.status_of("deploy"), Some(StepStatus::Cancelled));
+    assert_eq!(target.stable().unwrap().version, "1.0");
+    assert!(target.slot(Slot::Canary).is_none());
+    assert_eq!(target.traffic().weight, 0);
+}
+
+fn blue_green() -> BlueGreen {
+    BlueGreen::new().scale_down_delay(Duration::from_millis(1))
+}
+
+#[tokio::test]
+async fn blue_green_promotes_and_scales_the_old_version_down() {
+    let target = target();
+    let strategy = blue_green()
+        .pre_promotion(analysis(provider("1.1", 1.0, 1.0), OnInconclusive::Abort))
+        .post_promotion(analysis(provider("1.1", 1.0, 1.0), OnInconclusive::Abort));
+    let (report, phases, _) = deploy(&target, strategy, version("1.1")).await;
+    assert_eq!(report.status, RunStatus::Succeeded, "{report}");
+    assert_eq!(target.operations(), ["deploy preview web 1.1", "traffic 100%", "promote preview"]);
+    assert_eq!(target.stable().unwrap().version, "1.1");
+    assert!(target.slot(Slot::Preview).is_none());
+    assert_eq!(phases.iter().filter(|(p, _)| *p == Phase::Verdict).count(), 2);
+}
+
+#[tokio::test]
+async fn blue_green_pre_promotion_failure_keeps_the_old_version_active() {
+    let target = target();
+    let strategy = blue_green().pre_promotion(analysis(provider("2.0", 1.3, 1.0), OnInconclusive::Abort));
+    let (report, phases, verdict) = deploy(&target, strategy, version("2.0")).await;
+    assert_eq!(report.status, RunStatus::Failed);
+    assert_eq!(verdict, Some(Outcome::Fail));
+    assert_eq!(target.operations(), ["deploy preview web 2.0", "traffic 0%", "scale_down preview"]);
+    assert_eq!(target.stable().unwrap().version, "1.0");
+    assert_eq!(phases.last().unwrap().0, Phase::Aborted);
+}
+
+#[tokio::test]
+async fn blue_green_post_promotion_failure_switches_back() {
+    let target = target();
+    let strategy = blue_green().post_promotion(analysis(provider("2.0", 1.0, 3.0), OnInconclusive::Abort));
+    let (report, phases, _) = deploy(&target, strategy, version("2.0")).await;
+    assert_eq!(report.status, RunStatus::Failed);
+    assert_eq!(
+        target.operations(),
+        ["deploy preview web 2.0", "traffic 100%", "traffic 0%", "scale_down preview"],
+        "switched to the new version, then back"
+    );
+    assert_eq!(target.stable().unwrap().version, "1.0");
+    let (phase, message) = phases.last().unwrap();
+    assert_eq!(*phase, Phase::SwitchedBack);
+    assert!(message.contains("switched back to web 1.0"), "{message}");
+}
+
+#[tokio::test]
+async fn blue_green_a_b_route_is_created_while_in_preview_and_removed_at_promotion() {
+    let target = target();
+    let promotion = Promotion::new();
+    let rule = Match::Header { name: "x-variant".into(), value: "b".into() };
+    let strategy = blue_green().preview_route(rule.clone()).wait_for(promotion.clone());
+    let pipeline = Pipeline::builder("release")
+        .step("deploy", Deploy::new(target.clone(), strategy, "web", "{{version}}"))
+        .build()
+        .unwrap();
+    let handle = tokio::spawn(Run::new(&pipeline, version("1.1")).execute());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(target.traffic().matching, Some(rule), "the A/B route is in place while in preview");
+    assert_eq!(target.traffic().weight, 0);
+    promotion.promote();
+    let report = tokio::time::timeout(Duration::from_secs(10), handle).await.unwrap().unwrap().unwrap();
+    assert_eq!(report.status, RunStatus::Succeeded);
+    assert_eq!(target.traffic().matching, None, "the route is gone after promotion");
+    assert_eq!(target.stable().unwrap().version, "1.1");
+}
+
+#[tokio::test]
+async fn rolling_rolls_back_a_release_that_does_not_become_ready() {
+    let target = target();
+    target.fail_version("2.0", "ImagePullBackOff");
+    let (report, phases, _) = deploy(&target, Rolling::new(), version("2.0")).await;
+    let reason = report.step("deploy").unwrap().reason.clone().unwrap();
+    assert!(reason.contains("ImagePullBackOff") && reason.contains("rolled back to web 1.0"), "{reason}");
+    assert_eq!(target.operations(), ["deploy stable web 2.0", "deploy stable web 1.0"]);
+    assert_eq!(phases.last().unwrap().0, Phase::RolledBack);
+}
+
+#[tokio::test]
+async fn the_conditional_strategy_picks_by_context() {
+    let strategy = || {
+        Conditional::new(Rolling::new())
+            .when(Condition::var_equals("hotfix", "true"), Rolling::new())
+            .when(Condition::var_equals("env", "production"), Canary::new().set_weight(10))
+    };
+    for (ctx, expected) in [
+        (version("1.1").var("env", "production"), "deploy canary web 1.1"),
+        (version("1.1").var("env", "staging"), "deploy stable web 1.1"),
+        (version("1.1").var("env", "production").var("hotfix", "true"), "deploy stable web 1.1"),
+    ] {
+        let target = target();
+        let (report, _, _) = deploy(&target, strategy(), ctx).await;
+        assert_eq!(report.status, RunStatus::Succeeded, "{report}");
+        assert_eq!(target.operations()[0], expected);
+    }
+    let plan = Pipeline::builder("p")
+        .step("deploy", Deploy::new(target(), strategy(), "web", "{{version}}"))
+        .build()
+        .unwrap()
+        .plan(&version("1.1").var("env", "production"))
+        .to_string();
+    assert!(plan.contains("canary: 10% → promote") && plan.contains("because env == production"), "{plan}");
+}
