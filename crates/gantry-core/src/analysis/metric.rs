@@ -133,6 +133,18 @@ pub struct Metric {
     pub group: String,
     /// What an inconclusive verdict on it does.
     pub on_inconclusive: OnInconclusive,
+    /// What its values are: levels (latency) or counts per interval (errors).
+    pub kind: MetricKind,
+}
+
+/// What a metric's values are, for judges that treat them differently.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MetricKind {
+    /// A level per interval: latency, CPU, a ratio.
+    Level,
+    /// A count of events per interval (errors), from groups that receive equal traffic.
+    Count,
 }
 
 impl Metric {
@@ -148,7 +160,16 @@ impl Metric {
             allowed_decrease: 1.0,
             group: "default".into(),
             on_inconclusive: OnInconclusive::Abort,
+            kind: MetricKind::Level,
         }
+    }
+
+    /// Its values are counts of events per interval, from groups that receive equal traffic (the sequential judge
+    /// then tests the canary's share of the events).
+    #[must_use]
+    pub fn counts(mut self) -> Self {
+        self.kind = MetricKind::Count;
+        self
     }
 
     /// Critical: its failure fails the analysis.

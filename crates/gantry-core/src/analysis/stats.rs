@@ -235,6 +235,38 @@ pub(crate) fn without_outliers(values: &[f64], factor: f64) -> Vec<f64> {
     values.iter().copied().filter(|v| *v >= lower && *v <= upper).collect()
 }
 
+/// ln Γ(x) for x > 0 (Lanczos, g = 7, 9 terms; about 1e-15 relative).
+#[allow(clippy::excessive_precision, clippy::unreadable_literal)] // Published coefficients, as printed.
+pub(crate) fn ln_gamma(x: f64) -> f64 {
+    const G: [f64; 9] = [
+        0.99999999999980993,
+        676.5203681218851,
+        -1259.1392167224028,
+        771.32342877765313,
+        -176.61502916214059,
+        12.507343278686905,
+        -0.13857109526572012,
+        9.9843695780195716e-6,
+        1.5056327351493116e-7,
+    ];
+    if x < 0.5 {
+        // Reflection.
+        return (std::f64::consts::PI / (std::f64::consts::PI * x).sin()).ln() - ln_gamma(1.0 - x);
+    }
+    let x = x - 1.0;
+    let mut a = G[0];
+    let t = x + 7.5;
+    for (i, g) in G.iter().enumerate().skip(1) {
+        a += g / (x + i as f64);
+    }
+    0.5 * (2.0 * std::f64::consts::PI).ln() + (x + 0.5) * t.ln() - t + a.ln()
+}
+
+/// ln B(a, b), the log of the beta function.
+pub(crate) fn ln_beta(a: f64, b: f64) -> f64 {
+    ln_gamma(a) + ln_gamma(b) - ln_gamma(a + b)
+}
+
 /// The arithmetic mean (NaN for none).
 pub(crate) fn mean(values: &[f64]) -> f64 {
     values.iter().sum::<f64>() / values.len() as f64
@@ -292,6 +324,15 @@ mod tests {
         assert!(close(t.shift, 10.0, 0.05), "{t:?}");
         assert!(t.interval.0 > 5.0 && t.interval.1 < 15.0, "{t:?}");
         assert!(t.p < 1e-6);
+    }
+
+    #[test]
+    fn the_gamma_function() {
+        assert!(close(ln_gamma(1.0), 0.0, 1e-14));
+        assert!(close(ln_gamma(5.0), 24f64.ln(), 1e-13));
+        assert!(close(ln_gamma(0.5), std::f64::consts::PI.sqrt().ln(), 1e-13));
+        assert!(close(ln_gamma(100.0), 359.134_205_369_575_4, 1e-9));
+        assert!(close(ln_beta(2.0, 3.0), (1.0f64 / 12.0).ln(), 1e-13));
     }
 
     #[test]

@@ -31,6 +31,8 @@ pub enum MetricOutcome {
     NoData(String),
     /// A query failed (the text says how).
     QueryFailed(String),
+    /// The data so far do not decide yet (a sequential judge keeps looking).
+    Undecided,
 }
 
 impl MetricOutcome {
@@ -52,9 +54,10 @@ pub struct Evidence {
     pub canary: Vec<f64>,
     /// The statistic's name and value (`Mann-Whitney U = 123`).
     pub statistic: String,
-    /// Estimated shift of the canary from the baseline (Hodges-Lehmann), in the metric's unit.
+    /// The estimated effect, on the scale of `interval`: the Hodges-Lehmann shift in the metric's unit (classic
+    /// judge), the mean log-ratio of paired points, or the canary's share of the events (sequential judge).
     pub shift: f64,
-    /// Its confidence interval.
+    /// Its confidence interval (always-valid for the sequential judge).
     pub interval: (f64, f64),
     /// The canary's mean over the baseline's.
     pub ratio: f64,
@@ -124,9 +127,10 @@ impl fmt::Display for Verdict {
                 MetricOutcome::NoData(why) | MetricOutcome::QueryFailed(why) => {
                     write!(f, "; {}: {why}", m.metric.name)?;
                 }
+                MetricOutcome::Undecided => write!(f, "; {}: undecided ({})", m.metric.name, e.decision)?,
                 outcome => write!(
                     f,
-                    "; {}: {outcome:?}, canary/baseline mean {:.3}, shift {:.4} in [{:.4}, {:.4}] ({} vs {} points)",
+                    "; {}: {outcome:?}, canary/baseline mean {:.3}, effect {:.4} in [{:.4}, {:.4}] ({} vs {} points)",
                     m.metric.name,
                     e.ratio,
                     e.shift,

@@ -1,0 +1,257 @@
+//! The sequential judge: always-valid tests that may look at every new interval.
+
+use std::collections::BTreeMap;
+use std::time::UNIX_EPOCH;
+
+use super::judge::{Judge, MetricData};
+use super::metric::{Direction, Metric, MetricKind, Series};
+use super::stats::{ln_beta, mean};
+use super::verdict::{Evidence, MetricOutcome, MetricVerdict, Outcome, Verdict};
+
+/// A judge for analyses that look at the data at every interval ([`Analysis::every`](super::Analysis::every)) and
+/// stop as soon as the evidence is clear, either way, without the false positives that repeated looks give a
+/// fixed-sample test.
+///
+/// - **Levels** (latency): the canary's and the baseline's points are paired by time and compared as log-ratios
+///   (differences relative to the baseline's mean when a value is not positive), so load that moves both groups
+///   cancels out. A mixture sequential probability ratio test (mSPRT; Johari, Pekelis & Walsh, *Always valid
+///   inference*, 2017) with a normal mixture of scale `tau` (default 0.1, a 10% effect) gives an always-valid
+///   confidence sequence for the mean log-ratio; the variance is estimated from the data, after `min_pairs` pairs.
+/// - **Counts** (errors, [`Metric::counts`]): from groups with equal traffic, the canary's share of all events is
+///   binomial given their total. A beta-binomial mixture SPRT tests it against the share the allowed increase gives.
+///
+/// A metric **fails** when its confidence sequence lies wholly beyond the allowed effect in its bad direction;
+/// **passes** when it lies wholly on the good side of the larger of the allowed effect and `pass_margin` (default
+/// 1.05: "no worse than 5%"); else it is **undecided** and the analysis looks again. With level `alpha` per metric
+/// (default 0.01), the chance that an A/A comparison ever fails a metric, over any number of looks, is at most
+/// `alpha` (up to the variance estimate).
+#[derive(Clone, Debug)]
+pub struct SequentialJudge {
+    alpha: f64,
+    tau: f64,
+    pass_margin: f64,
+    min_pairs: usize,
+}
+
+impl SequentialJudge {
+    /// alpha 0.01 per metric, tau 0.1, pass margin 1.05, at least 10 pairs for levels.
+    pub fn new() -> Self {
+        Self { alpha: 0.01, tau: 0.1, pass_margin: 1.05, min_pairs: 10 }
+    }
+
+    /// The false-positive rate allowed per metric, over all looks.
+    #[must_use]
+    pub fn alpha(mut self, alpha: f64) -> Self {
+        self.alpha = alpha;
+        self
+    }
+
+    /// The scale of the mixture over effects: the size of effect the test is most sensitive to (0.1 = 10%).
+    #[must_use]
+    pub fn tau(mut self, tau: f64) -> Self {
+        self.tau = tau;
+        self
+    }
+
+    /// The canary passes a metric once it is shown to be no worse than this ratio (1.05 = 5%).
+    #[must_use]
+    pub fn pass_margin(mut self, ratio: f64) -> Self {
+        self.pass_margin = ratio;
+        self
+    }
+
+    /// Pairs needed before a level metric is judged (its variance is estimated from them).
+    #[must_use]
+    pub fn min_pairs(mut self, pairs: usize) -> Self {
+        self.min_pairs = pairs.max(3);
+        self
+    }
+
+    fn classify(&self, data: &MetricData) -> MetricVerdict {
+        let metric = data.metric.clone();
+        let evidence =
+            Evidence { queries: vec![data.queries.0.clone(), data.queries.1.clone()], ..Evidence::default() };
+        let (baseline, canary) = match (&data.baseline, &data.canary) {
+            (Err(why), _) => {
+                return MetricVerdict::new(metric, MetricOutcome::QueryFailed(format!("baseline: {why}")), evidence);
+            }
+            (_, Err(why)) => {
+                return MetricVerdict::new(metric, MetricOutcome::QueryFailed(format!("canary: {why}")), evidence);
+            }
+            (Ok(b), Ok(c)) => (b, c),
+        };
+        match metric.kind {
+            MetricKind::Level => self.levels(metric, baseline, canary, evidence),
+            MetricKind::Count => self.counts(metric, baseline, canary, evidence),
+        }
+    }
+
+    fn levels(&self, metric: Metric, baseline: &Series, canary: &Series, mut evidence: Evidence) -> MetricVerdict {
+        let key = |t: std::time::SystemTime| t.duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+        let base: BTreeMap<u128, f64> =
+            baseline.points.iter().filter(|(_, v)| v.is_finite()).map(|(t, v)| (key(*t), *v)).collect();
+        let pairs: Vec<(f64, f64)> = canary
+            .points
+            .iter()
+            .filter(|(_, v)| v.is_finite())
+            .filter_map(|(t, c)| base.get(&key(*t)).map(|b| (*b, *c)))
+            .collect();
+        evidence.baseline = pairs.iter().map(|p| p.0).collect();
+        evidence.canary = pairs.iter().map(|p| p.1).collect();
+        if pairs.is_empty() {
+            return MetricVerdict::new(
+                metric,
+                MetricOutcome::NoData("no points of both groups at the same times".into()),
+                evidence,
+            );
+        }
+        let mb = mean(&evidence.baseline);
+        evidence.ratio = if mb == 0.0 { 1.0 } else { mean(&evidence.canary) / mb };
+        let n = pairs.len();
+        if n < self.min_pairs {
+            evidence.decision = format!("{n} pairs so far; judged from {}", self.min_pairs);
+            return MetricVerdict::new(metric, MetricOutcome::Undecided, evidence);
+        }
+        // Log-ratios where every value is positive, else differences relative to the baseline's mean.
+        let logs = pairs.iter().all(|(b, c)| *b > 0.0 && *c > 0.0);
+        let scale = if mb == 0.0 { 1.0 } else { mb.abs() };
+        let d: Vec<f64> = pairs.iter().map(|(b, c)| if logs { c.ln() - b.ln() } else { (c - b) / scale }).collect();
+        let to_effect = |ratio: f64| if logs { ratio.ln() } else { ratio - 1.0 };
+        let dm = mean(&d);
+        let variance = d.iter().map(|x| (x - dm).powi(2)).sum::<f64>() / (n as f64 - 1.0);
+        let radius = if variance > 0.0 { self.radius(n, variance) } else { 0.0 };
+        let (lo, hi) = (dm - radius, dm + radius);
+        evidence.shift = dm;
+        evidence.interval = (lo, hi);
+        evidence.statistic = format!(
+            "mSPRT on {n} paired {}: mean {dm:.4}, sd {:.4}, always-valid {:.0}% interval [{lo:.4}, {hi:.4}]",
+            if logs { "log-ratios" } else { "relative differences" },
+            variance.sqrt(),
+            (1.0 - self.alpha) * 100.0
+        );
+        let decision = Decision::from_interval(&metric, self.pass_margin, lo, hi, to_effect);
+        evidence.thresholds = decision.thresholds.clone();
+        evidence.decision = decision.text;
+        MetricVerdict::new(metric, decision.outcome, evidence)
+    }
+
+    /// The radius of the always-valid confidence sequence for a normal mean after `n` observations of `variance`.
+    fn radius(&self, n: usize, variance: f64) -> f64 {
+        let (n, t2) = (n as f64, self.tau * self.tau);
+        let spread = variance + n * t2;
+        (2.0 * variance * spread / (n * n * t2) * ((1.0 / self.alpha).ln() + 0.5 * (spread / variance).ln())).sqrt()
+    }
+
+    fn counts(&self, metric: Metric, baseline: &Series, canary: &Series, mut evidence: Evidence) -> MetricVerdict {
+        let sum = |s: &Series| s.points.iter().map(|p| p.1).filter(|v| v.is_finite()).sum::<f64>();
+        let (b, c) = (sum(baseline), sum(canary));
+        evidence.baseline = baseline.values();
+        evidence.canary = canary.values();
+        evidence.ratio = if b == 0.0 { if c == 0.0 { 1.0 } else { f64::INFINITY } } else { c / b };
+        if b + c < 1.0 {
+            evidence.decision = "no events in either group yet".into();
+            return MetricVerdict::new(metric, MetricOutcome::Undecided, evidence);
+        }
+        // Beta(a, a) mixture over the canary's share, with the spread `tau` gives the share around 1/2.
+        let a = ((0.25 / (self.tau * self.tau) - 1.0) / 2.0).max(1.0);
+        let log_lr = |p: f64| ln_beta(a + c, a + b) - ln_beta(a, a) - c * p.ln() - b * (1.0 - p).ln();
+        let threshold = (1.0 / self.alpha).ln();
+        let share = c / (b + c);
+        // The confidence sequence: shares whose likelihood ratio stays below 1/alpha; it is an interval around `share`.
+        let edge = |mut inside: f64, mut outside: f64| {
+            for _ in 0..60 {
+                let mid = (inside + outside) / 2.0;
+                if log_lr(mid) < threshold { inside = mid } else { outside = mid }
+            }
+            inside
+        };
+        let at = share.clamp(1e-9, 1.0 - 1e-9);
+        let (lo, hi) = if log_lr(at) >= threshold {
+            (at, at) // Even the observed share is excluded: cannot happen for a proper mixture; kept safe.
+        } else {
+            (edge(at, 1e-12), edge(at, 1.0 - 1e-12))
+        };
+        evidence.shift = share;
+        evidence.interval = (lo, hi);
+        evidence.statistic = format!(
+            "beta-binomial mSPRT: canary {c} of {} events (share {share:.3}), always-valid {:.0}% interval [{lo:.3}, {hi:.3}]",
+            b + c,
+            (1.0 - self.alpha) * 100.0
+        );
+        // A ratio r of the canary's events to the baseline's is a share r / (1 + r).
+        let to_share = |ratio: f64| ratio / (1.0 + ratio);
+        let decision = Decision::from_interval(&metric, self.pass_margin, lo, hi, to_share);
+        evidence.thresholds = decision.thresholds.clone();
+        evidence.decision = decision.text;
+        MetricVerdict::new(metric, decision.outcome, evidence)
+    }
+}
+
+/// A metric's outcome from an always-valid interval `[lo, hi]` on the scale `to_scale` maps ratios to.
+struct Decision {
+    outcome: MetricOutcome,
+    thresholds: String,
+    text: String,
+}
+
+impl Decision {
+    fn from_interval(metric: &Metric, pass_margin: f64, lo: f64, hi: f64, to_scale: impl Fn(f64) -> f64) -> Self {
+        let up = matches!(metric.direction, Direction::Increase | Direction::Either);
+        let down = matches!(metric.direction, Direction::Decrease | Direction::Either);
+        let (fail_up, fail_down) = (to_scale(metric.allowed_increase), to_scale(metric.allowed_decrease));
+        let (pass_up, pass_down) = (
+            to_scale(metric.allowed_increase.max(pass_margin)),
+            to_scale(metric.allowed_decrease.min(1.0 / pass_margin)),
+        );
+        let thresholds = format!(
+            "fails beyond {:.4} (up) / {:.4} (down); passes within {:.4} .. {:.4}",
+            fail_up, fail_down, pass_down, pass_up
+        );
+        let (outcome, text) = if up && lo > fail_up {
+            (MetricOutcome::High, format!("higher: the interval's lower end {lo:.4} > {fail_up:.4}"))
+        } else if down && hi < fail_down {
+            (MetricOutcome::Low, format!("lower: the interval's upper end {hi:.4} < {fail_down:.4}"))
+        } else if (!up || hi < pass_up) && (!down || lo > pass_down) {
+            (MetricOutcome::Pass, format!("no worse than the margin: interval [{lo:.4}, {hi:.4}]"))
+        } else {
+            (MetricOutcome::Undecided, format!("not yet clear: interval [{lo:.4}, {hi:.4}]"))
+        };
+        Self { outcome, thresholds, text }
+    }
+}
+
+impl Default for SequentialJudge {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Judge for SequentialJudge {
+    fn judge(&self, data: &[MetricData]) -> Verdict {
+        let metrics: Vec<MetricVerdict> = data.iter().map(|d| self.classify(d)).collect();
+        let names = |pick: &dyn Fn(&MetricVerdict) -> bool| {
+            metrics.iter().filter(|m| pick(m)).map(|m| m.metric.name.as_str()).collect::<Vec<_>>().join(", ")
+        };
+        let passed = metrics.iter().filter(|m| m.outcome == MetricOutcome::Pass).count();
+        let score = if metrics.is_empty() { 0.0 } else { passed as f64 / metrics.len() as f64 * 100.0 };
+        let (critical, failed) = (names(&|m| m.metric.critical && m.failed()), names(&|m| m.failed()));
+        let (missing, undecided) = (
+            names(&|m| matches!(m.outcome, MetricOutcome::NoData(_) | MetricOutcome::QueryFailed(_))),
+            names(&|m| m.outcome == MetricOutcome::Undecided),
+        );
+        let (outcome, reason) = if metrics.is_empty() {
+            (Outcome::Inconclusive, "no metrics to judge".to_owned())
+        } else if !critical.is_empty() {
+            (Outcome::Fail, format!("critical metric failed: {critical}"))
+        } else if !failed.is_empty() {
+            (Outcome::Fail, format!("failed: {failed}"))
+        } else if !missing.is_empty() {
+            (Outcome::Inconclusive, format!("no verdict without data: {missing}"))
+        } else if !undecided.is_empty() {
+            (Outcome::Inconclusive, format!("not decided yet: {undecided}"))
+        } else {
+            (Outcome::Pass, format!("every metric shown no worse than {:.0}%", (self.pass_margin - 1.0) * 100.0))
+        };
+        Verdict { outcome, score, reason, metrics }
+    }
+}
