@@ -24,35 +24,42 @@ pub(crate) enum TestError {
     AllTied,
 }
 
-/// Ranks of `values` (1-based, ties get their average rank), and the tie term Σ(t³ - t).
-fn ranks(values: &[f64]) -> (Vec<f64>, f64) {
-    let mut order: Vec<usize> = (0..values.len()).collect();
-    order.sort_by(|&a, &b| values[a].total_cmp(&values[b]));
-    let mut ranks = vec![0.0; values.len()];
-    let mut ties = 0.0;
-    let mut i = 0;
-    while i < order.len() {
-        let mut j = i;
-        while j + 1 < order.len() && values[order[j + 1]] == values[order[i]] {
+/// The rank sum of `x - mu` in the combined sample with `y` (ties get their average rank), and the tie term
+/// Σ(t³ - t). Both samples sorted ascending: one merge, no sort.
+fn rank_sum(mu: f64, x: &[f64], y: &[f64]) -> (f64, f64) {
+    let (mut i, mut j, mut position) = (0, 0, 0.0);
+    let (mut sum, mut ties) = (0.0, 0.0);
+    while i < x.len() || j < y.len() {
+        let next_x = x.get(i).map(|v| v - mu);
+        let v = match (next_x, y.get(j)) {
+            (Some(a), Some(b)) => a.min(*b),
+            (Some(a), None) => a,
+            (None, Some(b)) => *b,
+            (None, None) => break,
+        };
+        let mut cx = 0.0;
+        while i < x.len() && x[i] - mu == v {
+            i += 1;
+            cx += 1.0;
+        }
+        let mut cy = 0.0;
+        while j < y.len() && y[j] == v {
             j += 1;
+            cy += 1.0;
         }
-        let rank = (i + j) as f64 / 2.0 + 1.0;
-        for &k in &order[i..=j] {
-            ranks[k] = rank;
-        }
-        let t = (j - i + 1) as f64;
+        let t = cx + cy;
+        sum += cx * (position + (t + 1.0) / 2.0);
         ties += t * t * t - t;
-        i = j + 1;
+        position += t;
     }
-    (ranks, ties)
+    (sum, ties)
 }
 
-/// R's `wdiff`: the standardised rank-sum of `x - mu` against `y`, minus `zq`. Decreasing in `mu`.
+/// R's `wdiff`: the standardised rank-sum of `x - mu` against `y`, minus `zq`. Decreasing in `mu`. Both sorted.
 fn wilcoxon_diff(mu: f64, zq: f64, x: &[f64], y: &[f64], continuity: bool) -> Result<f64, TestError> {
     let (nx, ny) = (x.len() as f64, y.len() as f64);
-    let all: Vec<f64> = x.iter().map(|v| v - mu).chain(y.iter().copied()).collect();
-    let (r, ties) = ranks(&all);
-    let dz = r[..x.len()].iter().sum::<f64>() - nx * (nx + 1.0) / 2.0 - nx * ny / 2.0;
+    let (rank_sum, ties) = rank_sum(mu, x, y);
+    let dz = rank_sum - nx * (nx + 1.0) / 2.0 - nx * ny / 2.0;
     let correction = if continuity && dz != 0.0 { dz.signum() * 0.5 } else { 0.0 };
     let n = nx + ny;
     let sigma = (nx * ny / 12.0 * ((n + 1.0) - ties / (n * (n - 1.0)))).sqrt();
@@ -74,11 +81,7 @@ fn root(zq: f64, x: &[f64], y: &[f64], lo: f64, hi: f64) -> Result<f64, TestErro
     let (mut a, mut b) = (lo, hi);
     for _ in 0..200 {
         let mid = a + (b - a) / 2.0;
-        if f(mid)? > 0.0 {
-            a = mid
-        } else {
-            b = mid
-        }
+        if f(mid)? > 0.0 { a = mid } else { b = mid }
         if (b - a).abs() <= 1e-10 * (1.0 + mid.abs()) {
             break;
         }
@@ -88,7 +91,17 @@ fn root(zq: f64, x: &[f64], y: &[f64], lo: f64, hi: f64) -> Result<f64, TestErro
     let found = a + (b - a) / 2.0;
     let nearest = x
         .iter()
-        .flat_map(|xi| y.iter().map(move |yj| xi - yj))
+        .filter_map(|xi| {
+            // The y nearest to xi - found, by binary search in the sorted y.
+            let target = xi - found;
+            let k = y.partition_point(|v| *v < target);
+            [k.checked_sub(1), Some(k)]
+                .into_iter()
+                .flatten()
+                .filter_map(|k| y.get(k))
+                .map(|yj| xi - yj)
+                .min_by(|p, q| (p - found).abs().total_cmp(&(q - found).abs()))
+        })
         .min_by(|p, q| (p - found).abs().total_cmp(&(q - found).abs()))
         .unwrap_or(found);
     Ok(if (nearest - found).abs() <= 1e-8 * (1.0 + found.abs()) { nearest } else { found })
@@ -99,19 +112,18 @@ pub(crate) fn mann_whitney(x: &[f64], y: &[f64], confidence: f64) -> Result<Mann
     if x.is_empty() || y.is_empty() {
         return Err(TestError::Empty);
     }
-    let (nx, ny) = (x.len() as f64, y.len() as f64);
+    let (mut x, mut y) = (x.to_vec(), y.to_vec());
+    x.sort_by(f64::total_cmp);
+    y.sort_by(f64::total_cmp);
+    let (x, y) = (x.as_slice(), y.as_slice());
+    let nx = x.len() as f64;
     let z0 = wilcoxon_diff(0.0, 0.0, x, y, true)?;
-    let all: Vec<f64> = x.iter().chain(y).copied().collect();
-    let (r, _) = ranks(&all);
-    let u = r[..x.len()].iter().sum::<f64>() - nx * (nx + 1.0) / 2.0;
+    let u = rank_sum(0.0, x, y).0 - nx * (nx + 1.0) / 2.0;
     let p = (2.0 * normal_cdf(-z0.abs())).min(1.0);
-    let max = |v: &[f64]| v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let min = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
-    let (lo, hi) = (min(x) - max(y), max(x) - min(y));
+    let (lo, hi) = (x[0] - y[y.len() - 1], x[x.len() - 1] - y[0]);
     let zq = normal_quantile((1.0 - confidence) / 2.0); // negative
     let interval = (root(-zq, x, y, lo, hi)?, root(zq, x, y, lo, hi)?);
     let shift = root(0.0, x, y, lo, hi)?;
-    let _ = ny;
     Ok(MannWhitney { u, p, shift, interval })
 }
 
