@@ -81,7 +81,11 @@ fn root(zq: f64, x: &[f64], y: &[f64], lo: f64, hi: f64) -> Result<f64, TestErro
     let (mut a, mut b) = (lo, hi);
     for _ in 0..200 {
         let mid = a + (b - a) / 2.0;
-        if f(mid)? > 0.0 { a = mid } else { b = mid }
+        if f(mid)? > 0.0 {
+            a = mid
+        } else {
+            b = mid
+        }
         if (b - a).abs() <= 1e-10 * (1.0 + mid.abs()) {
             break;
         }
