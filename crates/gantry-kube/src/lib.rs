@@ -47,6 +47,7 @@ mod events;
 mod job;
 mod retry;
 mod rollout;
+mod target;
 mod watch;
 
 pub use apply::{APPLIED, Applied, Apply, FIELD_MANAGER, ObjectChange};
@@ -54,3 +55,4 @@ pub use cluster::{Cluster, Clusters};
 pub use error::KubeError;
 pub use job::JobStep;
 pub use rollout::RollingDeploy;
+pub use target::{HttpRoute, KubeTarget, SLOT_LABEL, VERSION_LABEL};

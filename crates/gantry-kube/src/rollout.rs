@@ -52,15 +52,15 @@ pub struct RollingDeploy {
 }
 
 /// The Deployment being rolled out and how to watch it and its pods.
-struct Watched<'a> {
-    deploys: &'a Api<Deployment>,
-    pods: &'a Api<Pod>,
-    name: &'a str,
-    selector: &'a str,
+pub(crate) struct Watched<'a> {
+    pub(crate) deploys: &'a Api<Deployment>,
+    pub(crate) pods: &'a Api<Pod>,
+    pub(crate) name: &'a str,
+    pub(crate) selector: &'a str,
 }
 
 /// How following a rollout ended.
-enum Followed {
+pub(crate) enum Followed {
     Complete,
     Failed(String),
     Cancelled,
@@ -104,45 +104,46 @@ impl RollingDeploy {
     fn templates(&self) -> impl Iterator<Item = &str> {
         [self.deployment.as_str(), self.image.as_str()].into_iter().chain(self.namespace.as_deref())
     }
+}
 
-    /// Follows the Deployment until its rollout of `generation` is complete, fails, or `cancel` fires.
-    async fn follow(
-        &self,
-        w: &Watched<'_>,
-        generation: i64,
-        image: &str,
-        cancel: Option<&CancellationToken>,
-    ) -> Followed {
-        let (deploys, pods, name, selector) = (w.deploys, w.pods, w.name, w.selector);
-        let deployment_changes =
-            changes(deploys.clone(), watcher::Config::default().fields(&format!("metadata.name={name}")));
-        let pod_changes = changes(pods.clone(), watcher::Config::default().labels(selector));
-        tokio::pin!(deployment_changes, pod_changes);
-        let never = CancellationToken::new();
-        let cancel = cancel.unwrap_or(&never);
-        loop {
-            tokio::select! {
-                () = cancel.cancelled() => return Followed::Cancelled,
-                Some(change) = deployment_changes.next() => {
-                    let Change::Applied(d) = change else { return Followed::Failed(format!("Deployment `{name}` was deleted")) };
-                    tracing::debug!(target: "gantry_kube::rollout", status = ?d.status.as_ref().map(|s| (s.observed_generation, s.replicas, s.updated_replicas, s.available_replicas)), generation, "deployment changed");
-                    if rollout_complete(&d, generation) {
-                        return Followed::Complete;
-                    }
-                    if let Some(message) = deadline_exceeded(&d) {
-                        return Followed::Failed(format!("no progress within the deadline ({message})"));
-                    }
+/// Follows the Deployment until its rollout of `generation` is complete, fails, or `cancel` fires; a pod of
+/// `image` crash-looping, failing to pull, or restarting more than `max_restarts` times fails it at once.
+pub(crate) async fn follow(
+    w: &Watched<'_>,
+    generation: i64,
+    image: &str,
+    max_restarts: i32,
+    cancel: Option<&CancellationToken>,
+) -> Followed {
+    let (deploys, pods, name, selector) = (w.deploys, w.pods, w.name, w.selector);
+    let deployment_changes =
+        changes(deploys.clone(), watcher::Config::default().fields(&format!("metadata.name={name}")));
+    let pod_changes = changes(pods.clone(), watcher::Config::default().labels(selector));
+    tokio::pin!(deployment_changes, pod_changes);
+    let never = CancellationToken::new();
+    let cancel = cancel.unwrap_or(&never);
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return Followed::Cancelled,
+            Some(change) = deployment_changes.next() => {
+                let Change::Applied(d) = change else { return Followed::Failed(format!("Deployment `{name}` was deleted")) };
+                tracing::debug!(target: "gantry_kube::rollout", status = ?d.status.as_ref().map(|s| (s.observed_generation, s.replicas, s.updated_replicas, s.available_replicas)), generation, "deployment changed");
+                if rollout_complete(&d, generation) {
+                    return Followed::Complete;
                 }
-                Some(change) = pod_changes.next() => {
-                    tracing::trace!(target: "gantry_kube::rollout", "pod changed");
-                    if let Change::Applied(pod) = change
-                        && let Some(why) = fatal(&pod, image, self.max_restarts)
-                    {
-                        return Followed::Failed(why);
-                    }
+                if let Some(message) = deadline_exceeded(&d) {
+                    return Followed::Failed(format!("no progress within the deadline ({message})"));
                 }
-                else => return Followed::Failed(format!("the watches of `{name}` ended")),
             }
+            Some(change) = pod_changes.next() => {
+                tracing::trace!(target: "gantry_kube::rollout", "pod changed");
+                if let Change::Applied(pod) = change
+                    && let Some(why) = fatal(&pod, image, max_restarts)
+                {
+                    return Followed::Failed(why);
+                }
+            }
+            else => return Followed::Failed(format!("the watches of `{name}` ended")),
         }
     }
 }
@@ -192,7 +193,7 @@ fn fatal(pod: &Pod, image: &str, max_restarts: i32) -> Option<String> {
     None
 }
 
-fn selector_of(d: &Deployment) -> Result<String, KubeError> {
+pub(crate) fn selector_of(d: &Deployment) -> Result<String, KubeError> {
     let labels: BTreeMap<String, String> =
         d.spec.as_ref().and_then(|s| s.selector.match_labels.clone()).unwrap_or_default();
     if labels.is_empty() {
@@ -201,7 +202,7 @@ fn selector_of(d: &Deployment) -> Result<String, KubeError> {
     Ok(labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","))
 }
 
-fn image_of(template: &PodTemplateSpec, container: &str) -> Option<String> {
+pub(crate) fn image_of(template: &PodTemplateSpec, container: &str) -> Option<String> {
     template.spec.as_ref()?.containers.iter().find(|c| c.name == container)?.image.clone()
 }
 
@@ -249,7 +250,7 @@ impl Step for RollingDeploy {
         let generation = patched.metadata.generation.unwrap_or(0);
 
         let watched = Watched { deploys: &deploys, pods: &pods, name: &name, selector: &selector };
-        let failure = match self.follow(&watched, generation, &image, Some(ctx.cancellation())).await {
+        let failure = match follow(&watched, generation, &image, self.max_restarts, Some(ctx.cancellation())).await {
             Followed::Complete => {
                 ctx.log(format!("{namespace}/{name} rolled out {image}"));
                 mark(ctx, client, &on, false, "GantryRolloutComplete", &format!("{image} is available")).await;
@@ -267,7 +268,7 @@ impl Step for RollingDeploy {
         let restored =
             retrying(&format!("roll back Deployment `{name}`"), || deploys.patch(&name, &params, &back)).await?;
         let back_generation = restored.metadata.generation.unwrap_or(0);
-        let outcome = match self.follow(&watched, back_generation, &previous_image, None).await {
+        let outcome = match follow(&watched, back_generation, &previous_image, self.max_restarts, None).await {
             Followed::Complete => format!("rolled back to {previous_image}, which is healthy again"),
             Followed::Failed(why) => format!("rolling back to {previous_image} failed too: {why}"),
             Followed::Cancelled => format!("rolling back to {previous_image} did not complete"),

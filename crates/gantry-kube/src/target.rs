@@ -1,0 +1,600 @@
+//! Kubernetes as a strategy [`Target`]: a Deployment per slot, Services, and optionally a Gateway API HTTPRoute.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use gantry_core::strategy::{Match, Release, Slot, Target, TargetError, Traffic};
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::{Pod, Service};
+use kube::Api;
+use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams};
+use serde_json::{Value, json};
+
+use crate::cluster::Cluster;
+use crate::retry::retrying;
+use crate::rollout::{Followed, Watched, follow, selector_of};
+
+/// The label that tells the slots' pods apart (`canary`, `preview`; stable pods do not carry it).
+pub const SLOT_LABEL: &str = "gantry.dev/slot";
+/// The label that carries a release's version on its pods, for metric queries.
+pub const VERSION_LABEL: &str = "app.kubernetes.io/version";
+/// Where the stable Deployment's replica count is kept while a canary without a router takes some of it.
+const REPLICAS_ANNOTATION: &str = "gantry.dev/replicas";
+/// Where a Service's own selector is kept while Gantry pins it to one ReplicaSet.
+const SELECTOR_ANNOTATION: &str = "gantry.dev/selector";
+
+/// A Gateway API HTTPRoute that splits traffic between two Services, as Argo Rollouts' `trafficRouting`: the
+/// route's rules that send traffic to `stable_service` get weighted backends for `stable_service` and
+/// `canary_service`, and A/B matches become rules of their own in front.
+#[derive(Clone, Debug)]
+pub struct HttpRoute {
+    name: String,
+    stable_service: String,
+    canary_service: String,
+}
+
+impl HttpRoute {
+    /// The route `name`, which already sends traffic to `stable_service`; `canary_service` is created if missing.
+    pub fn new(name: impl Into<String>, stable_service: impl Into<String>, canary_service: impl Into<String>) -> Self {
+        Self { name: name.into(), stable_service: stable_service.into(), canary_service: canary_service.into() }
+    }
+}
+
+/// One service on Kubernetes as a [`Target`] for strategies.
+///
+/// - **Stable** is the Deployment the target is named after. A deploy into it is a rolling update followed by
+///   watching, failing fast, and restoring the previous pod template on failure, as [`RollingDeploy`] does.
+/// - **Canary** and **preview** are Deployments beside it (`<name>-canary`, `<name>-preview`), copies of the stable
+///   one with the new image and a [`SLOT_LABEL`]. Pods carry the release's version in [`VERSION_LABEL`].
+/// - **Traffic without a router** is a canary's share of the replicas behind the Service that selects both: 25% of 8
+///   replicas is 2 canary pods and 6 stable ones. A blue/green switch points the active Service at the preview's pods.
+/// - **With an [`HttpRoute`]**, the route's backend weights split traffic, and the stable Service is pinned to the
+///   stable ReplicaSet's `pod-template-hash`, as Argo Rollouts does. A/B matches (header or cookie) need a route.
+///
+/// [`RollingDeploy`]: crate::RollingDeploy
+#[derive(Clone, Debug)]
+pub struct KubeTarget {
+    cluster: Cluster,
+    namespace: String,
+    deployment: String,
+    container: Option<String>,
+    active_service: String,
+    preview_service: String,
+    router: Option<HttpRoute>,
+    max_restarts: i32,
+}
+
+impl KubeTarget {
+    /// The Deployment `deployment` in the cluster's namespace, behind the Service of the same name.
+    pub fn new(cluster: Cluster, deployment: impl Into<String>) -> Self {
+        let deployment = deployment.into();
+        Self {
+            namespace: cluster.namespace().to_owned(),
+            cluster,
+            active_service: deployment.clone(),
+            preview_service: format!("{deployment}-preview"),
+            deployment,
+            container: None,
+            router: None,
+            max_restarts: 2,
+        }
+    }
+
+    /// Another namespace.
+    #[must_use]
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = namespace.into();
+        self
+    }
+
+    /// The container whose image changes (default: the first).
+    #[must_use]
+    pub fn container(mut self, name: impl Into<String>) -> Self {
+        self.container = Some(name.into());
+        self
+    }
+
+    /// The Service users reach (default: named after the Deployment); blue/green switches it.
+    #[must_use]
+    pub fn active_service(mut self, name: impl Into<String>) -> Self {
+        self.active_service = name.into();
+        self
+    }
+
+    /// The Service of the preview (default `<deployment>-preview`; created from the active one if missing).
+    #[must_use]
+    pub fn preview_service(mut self, name: impl Into<String>) -> Self {
+        self.preview_service = name.into();
+        self
+    }
+
+    /// Splits traffic with a Gateway API HTTPRoute instead of replica counts.
+    #[must_use]
+    pub fn router(mut self, route: HttpRoute) -> Self {
+        self.router = Some(route);
+        self
+    }
+
+    /// Fails a slot's rollout once a new pod restarted more than this (default 2).
+    #[must_use]
+    pub fn max_restarts(mut self, restarts: i32) -> Self {
+        self.max_restarts = restarts;
+        self
+    }
+
+    fn deployments(&self) -> Api<Deployment> {
+        Api::namespaced(self.cluster.client().clone(), &self.namespace)
+    }
+
+    fn services(&self) -> Api<Service> {
+        Api::namespaced(self.cluster.client().clone(), &self.namespace)
+    }
+
+    fn name_of(&self, slot: Slot) -> String {
+        match slot {
+            Slot::Stable => self.deployment.clone(),
+            other => format!("{}-{other}", self.deployment),
+        }
+    }
+
+    async fn get(&self, name: &str) -> Result<Option<Deployment>, TargetError> {
+        let deploys = self.deployments();
+        retrying(&format!("get Deployment `{name}`"), || deploys.get_opt(name)).await.map_err(platform)
+    }
+
+    async fn stable(&self) -> Result<Deployment, TargetError> {
+        self.get(&self.deployment).await?.ok_or_else(|| TargetError::Platform {
+            action: "find the stable Deployment".into(),
+            why: format!("Deployment `{}` not found in `{}`", self.deployment, self.namespace),
+        })
+    }
+
+    fn container_of(&self, d: &Deployment) -> Result<String, TargetError> {
+        let spec = d.spec.as_ref().and_then(|s| s.template.spec.as_ref());
+        let first = spec.and_then(|s| s.containers.first()).map(|c| c.name.clone());
+        self.container.clone().or(first).ok_or_else(|| TargetError::Platform {
+            action: "find the container".into(),
+            why: format!("Deployment `{}` has no containers", self.deployment),
+        })
+    }
+
+    /// The stable Deployment's replica count as the user set it (kept aside while a canary takes some).
+    fn replicas_of(stable: &Deployment) -> i32 {
+        let kept = stable.metadata.annotations.as_ref().and_then(|a| a.get(REPLICAS_ANNOTATION));
+        kept.and_then(|r| r.parse().ok()).unwrap_or_else(|| stable.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1))
+    }
+
+    fn base_labels(stable: &Deployment) -> BTreeMap<String, String> {
+        stable.spec.as_ref().and_then(|s| s.selector.match_labels.clone()).unwrap_or_default()
+    }
+
+    /// Applies `patch` to Deployment `name` and follows the rollout it starts until it completes or fails.
+    async fn roll(&self, name: &str, patch: &Patch<Value>, image: &str) -> Result<(), String> {
+        let deploys = self.deployments();
+        let params = PatchParams::default();
+        let patched = retrying(&format!("patch Deployment `{name}`"), || deploys.patch(name, &params, patch))
+            .await
+            .map_err(|e| e.to_string())?;
+        self.follow(&patched, image).await
+    }
+
+    async fn follow(&self, d: &Deployment, image: &str) -> Result<(), String> {
+        let deploys = self.deployments();
+        let pods: Api<Pod> = Api::namespaced(self.cluster.client().clone(), &self.namespace);
+        let name = d.metadata.name.clone().unwrap_or_default();
+        let selector = selector_of(d).map_err(|e| e.to_string())?;
+        let watched = Watched { deploys: &deploys, pods: &pods, name: &name, selector: &selector };
+        // Boxed: two watchers make a large future, and every operation here awaits one.
+        match Box::pin(follow(&watched, d.metadata.generation.unwrap_or(0), image, self.max_restarts, None)).await {
+            Followed::Complete => Ok(()),
+            Followed::Failed(why) => Err(why),
+            Followed::Cancelled => Err("cancelled".into()),
+        }
+    }
+
+    /// The `pod-template-hash` of the stable Deployment's current ReplicaSet.
+    async fn stable_hash(&self, stable: &Deployment) -> Result<String, TargetError> {
+        let revision = stable.metadata.annotations.as_ref().and_then(|a| a.get("deployment.kubernetes.io/revision"));
+        let uid = stable.metadata.uid.clone();
+        let sets: Api<ReplicaSet> = Api::namespaced(self.cluster.client().clone(), &self.namespace);
+        let labels: Vec<String> = Self::base_labels(stable).iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let params = ListParams::default().labels(&labels.join(","));
+        let list = retrying("list ReplicaSets", || sets.list(&params)).await.map_err(platform)?;
+        list.items
+            .into_iter()
+            .filter(|rs| rs.metadata.owner_references.iter().flatten().any(|o| Some(&o.uid) == uid.as_ref()))
+            .find(|rs| {
+                rs.metadata.annotations.as_ref().and_then(|a| a.get("deployment.kubernetes.io/revision")) == revision
+            })
+            .and_then(|rs| rs.metadata.labels.and_then(|l| l.get("pod-template-hash").cloned()))
+            .ok_or_else(|| TargetError::Platform {
+                action: "find the stable ReplicaSet".into(),
+                why: format!("no ReplicaSet of `{}` at its current revision", self.deployment),
+            })
+    }
+
+    /// Sets Service `name`'s selector to `selector`, keeping the selector it had the first time aside.
+    async fn select(&self, name: &str, selector: &BTreeMap<String, String>) -> Result<(), TargetError> {
+        let services = self.services();
+        let service = retrying(&format!("get Service `{name}`"), || services.get(name)).await.map_err(platform)?;
+        let mut annotations = service.metadata.annotations.clone().unwrap_or_default();
+        if !annotations.contains_key(SELECTOR_ANNOTATION) {
+            let own = service.spec.as_ref().and_then(|s| s.selector.clone()).unwrap_or_default();
+            annotations.insert(SELECTOR_ANNOTATION.into(), serde_json::to_string(&own).unwrap_or_default());
+        }
+        let patch = Patch::Json::<()>(
+            serde_json::from_value(json!([
+                {"op": "add", "path": "/metadata/annotations", "value": annotations},
+                {"op": "add", "path": "/spec/selector", "value": selector},
+            ]))
+            .map_err(|e| TargetError::Platform { action: "build a patch".into(), why: e.to_string() })?,
+        );
+        patched(&services, name, &PatchParams::default(), &patch, &format!("select pods for Service `{name}`")).await?;
+        Ok(())
+    }
+
+    /// Gives Service `name` back the selector it had before Gantry pinned it.
+    async fn unselect(&self, name: &str) -> Result<(), TargetError> {
+        let services = self.services();
+        let Some(service) =
+            retrying(&format!("get Service `{name}`"), || services.get_opt(name)).await.map_err(platform)?
+        else {
+            return Ok(());
+        };
+        let Some(own) = service.metadata.annotations.as_ref().and_then(|a| a.get(SELECTOR_ANNOTATION)) else {
+            return Ok(());
+        };
+        let own: Value = serde_json::from_str(own).unwrap_or(json!({}));
+        let patch = Patch::Json::<()>(
+            serde_json::from_value(json!([
+                {"op": "remove", "path": format!("/metadata/annotations/{}", SELECTOR_ANNOTATION.replace('/', "~1"))},
+                {"op": "add", "path": "/spec/selector", "value": own},
+            ]))
+            .map_err(|e| TargetError::Platform { action: "build a patch".into(), why: e.to_string() })?,
+        );
+        patched(&services, name, &PatchParams::default(), &patch, &format!("restore Service `{name}`")).await?;
+        Ok(())
+    }
+
+    /// Creates Service `name` from the active one, selecting `selector`, unless it exists.
+    async fn ensure_service(&self, name: &str, selector: &BTreeMap<String, String>) -> Result<(), TargetError> {
+        let services = self.services();
+        if retrying(&format!("get Service `{name}`"), || services.get_opt(name)).await.map_err(platform)?.is_some() {
+            return self.select(name, selector).await;
+        }
+        let active = &self.active_service;
+        let template = retrying(&format!("get Service `{active}`"), || services.get(active)).await.map_err(platform)?;
+        let ports = template.spec.as_ref().and_then(|s| s.ports.clone()).unwrap_or_default();
+        let service: Service = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": name, "namespace": self.namespace, "labels": {"app.kubernetes.io/managed-by": "gantry"}},
+            "spec": {"selector": selector, "ports": ports}
+        }))
+        .map_err(|e| TargetError::Platform { action: "build a Service".into(), why: e.to_string() })?;
+        let params = PatchParams::apply(crate::FIELD_MANAGER).force();
+        patched(&services, name, &params, &Patch::Apply(&service), &format!("create Service `{name}`")).await?;
+        Ok(())
+    }
+
+    /// Sets a slot Deployment's replicas and waits until they are ready.
+    async fn scale(&self, name: &str, replicas: i32) -> Result<(), TargetError> {
+        let Some(d) = self.get(name).await? else { return Ok(()) };
+        let image = self.image_in(&d)?;
+        let patch = Patch::Merge(json!({"spec": {"replicas": replicas}}));
+        self.roll(name, &patch, &image)
+            .await
+            .map_err(|why| TargetError::Platform { action: format!("scale `{name}` to {replicas}"), why })
+    }
+
+    fn image_in(&self, d: &Deployment) -> Result<String, TargetError> {
+        let container = self.container_of(d)?;
+        d.spec.as_ref().and_then(|s| crate::rollout::image_of(&s.template, &container)).ok_or_else(|| {
+            TargetError::Platform { action: "read the image".into(), why: format!("no container `{container}`") }
+        })
+    }
+
+    async fn delete(&self, name: &str) -> Result<(), TargetError> {
+        let deploys = self.deployments();
+        match deploys.delete(name, &DeleteParams::background()).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+            Err(e) => Err(platform(crate::error::KubeError::api(format!("delete Deployment `{name}`"), e))),
+        }
+    }
+
+    /// Which slot the new version is in now (canary or preview), if any.
+    async fn new_slot(&self) -> Result<Option<Slot>, TargetError> {
+        for slot in [Slot::Preview, Slot::Canary] {
+            if self.get(&self.name_of(slot)).await?.is_some() {
+                return Ok(Some(slot));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn route(&self, router: &HttpRoute, weight: u8, matching: Option<&Match>) -> Result<(), TargetError> {
+        let resource = ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "HTTPRoute"),
+            "httproutes",
+        );
+        let routes: Api<DynamicObject> =
+            Api::namespaced_with(self.cluster.client().clone(), &self.namespace, &resource);
+        let route = retrying(&format!("get HTTPRoute `{}`", router.name), || routes.get(&router.name))
+            .await
+            .map_err(platform)?;
+        let rules = route.data.pointer("/spec/rules").and_then(Value::as_array).cloned().unwrap_or_default();
+        let backend = |b: &Value, name: &str| b.get("name").and_then(Value::as_str) == Some(name);
+        let mut port = Value::Null;
+        let mut kept = Vec::new();
+        for mut rule in rules {
+            let backends = rule.get("backendRefs").and_then(Value::as_array).cloned().unwrap_or_default();
+            // Rules of our own A/B matches go; they are rebuilt below.
+            if backends.iter().all(|b| backend(b, &router.canary_service)) && rule.get("matches").is_some() {
+                continue;
+            }
+            if let Some(stable) = backends.iter().find(|b| backend(b, &router.stable_service)) {
+                port = stable.get("port").cloned().unwrap_or(Value::Null);
+                let mut refs =
+                    vec![json!({"name": router.stable_service, "port": port, "weight": 100 - u32::from(weight)})];
+                refs.push(json!({"name": router.canary_service, "port": port, "weight": u32::from(weight)}));
+                rule["backendRefs"] = Value::Array(refs);
+            }
+            kept.push(rule);
+        }
+        if let Some(rule) = matching {
+            let (name, value, kind) = match rule {
+                Match::Header { name, value } => (name.clone(), value.clone(), "Exact"),
+                Match::Cookie { name, value } => {
+                    ("Cookie".to_owned(), format!("(^|;\\s*){name}={value}(;|$)"), "RegularExpression")
+                }
+                other => {
+                    return Err(TargetError::Platform {
+                        action: "route".into(),
+                        why: format!("unsupported match {other:?}"),
+                    });
+                }
+            };
+            let ab = json!({
+                "matches": [{"headers": [{"type": kind, "name": name, "value": value}]}],
+                "backendRefs": [{"name": router.canary_service, "port": port}]
+            });
+            kept.insert(0, ab);
+        }
+        let patch = Patch::Merge(json!({"spec": {"rules": kept}}));
+        patched(&routes, &router.name, &PatchParams::default(), &patch, &format!("route HTTPRoute `{}`", router.name))
+            .await?;
+        Ok(())
+    }
+}
+
+/// Patches `name` through `api`, retrying passing errors.
+async fn patched<K, P>(
+    api: &Api<K>,
+    name: &str,
+    params: &PatchParams,
+    patch: &Patch<P>,
+    action: &str,
+) -> Result<K, TargetError>
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    P: serde::Serialize + std::fmt::Debug,
+{
+    retrying(action, || api.patch(name, params, patch)).await.map_err(platform)
+}
+
+fn platform(e: impl std::fmt::Display) -> TargetError {
+    TargetError::Platform { action: "talk to the cluster".into(), why: e.to_string() }
+}
+
+#[async_trait]
+impl Target for KubeTarget {
+    async fn current(&self) -> Result<Option<Release>, TargetError> {
+        let Some(d) = self.get(&self.deployment).await? else { return Ok(None) };
+        let image = self.image_in(&d)?;
+        let labels = d.spec.as_ref().and_then(|s| s.template.metadata.as_ref()).and_then(|m| m.labels.as_ref());
+        let version = labels
+            .and_then(|l| l.get(VERSION_LABEL).cloned())
+            .unwrap_or_else(|| image.rsplit_once(':').map_or("latest", |(_, tag)| tag).to_owned());
+        Ok(Some(Release::new(self.deployment.clone(), version).image(image)))
+    }
+
+    async fn deploy(&self, slot: Slot, release: &Release) -> Result<(), TargetError> {
+        let image = release.image.clone().ok_or_else(|| TargetError::Platform {
+            action: format!("deploy {release}"),
+            why: "the release has no image".into(),
+        })?;
+        let stable = self.stable().await?;
+        let container = self.container_of(&stable)?;
+        let not_ready = |why: String| TargetError::NotReady { release: release.to_string(), slot, why };
+        if slot == Slot::Stable {
+            let previous = stable.spec.as_ref().map(|s| s.template.clone()).unwrap_or_default();
+            let previous_image = self.image_in(&stable)?;
+            let patch = Patch::Strategic(json!({"spec": {"template": {
+                "metadata": {"labels": {VERSION_LABEL: release.version}},
+                "spec": {"containers": [{"name": container, "image": image}]}
+            }}}));
+            let Err(why) = self.roll(&self.deployment, &patch, &image).await else { return Ok(()) };
+            let back = Patch::Json::<Value>(
+                serde_json::from_value(json!([{"op": "replace", "path": "/spec/template", "value": previous}]))
+                    .map_err(|e| not_ready(e.to_string()))?,
+            );
+            let outcome = match self.roll(&self.deployment, &back, &previous_image).await {
+                Ok(()) => format!("{}: rolled back to {previous_image}", why),
+                Err(again) => format!("{why}; rolling back to {previous_image} failed too: {again}"),
+            };
+            return Err(not_ready(outcome));
+        }
+
+        // A Deployment beside the stable one: its spec with the new image, the slot's label, and the version.
+        let name = self.name_of(slot);
+        let mut base = Self::base_labels(&stable);
+        let replicas = if slot == Slot::Canary { 1 } else { Self::replicas_of(&stable) };
+        if slot == Slot::Preview || self.router.is_some() {
+            // The stable Service must not reach the new pods: pin it to the stable ReplicaSet.
+            let hash = self.stable_hash(&stable).await?;
+            let mut pinned = base.clone();
+            pinned.insert("pod-template-hash".into(), hash);
+            let service = self.router.as_ref().map_or(&self.active_service, |r| &r.stable_service);
+            self.select(service, &pinned).await?;
+        }
+        base.insert(SLOT_LABEL.into(), slot.to_string());
+        let mut spec = serde_json::to_value(stable.spec.clone().unwrap_or_default()).map_err(platform)?;
+        spec["replicas"] = json!(replicas);
+        spec["selector"] = json!({"matchLabels": base});
+        let mut labels = base.clone();
+        labels.insert(VERSION_LABEL.into(), release.version.clone());
+        for (k, v) in labels {
+            spec["template"]["metadata"]["labels"][k] = json!(v);
+        }
+        let containers = spec.pointer_mut("/template/spec/containers").and_then(Value::as_array_mut);
+        if let Some(c) =
+            containers.into_iter().flatten().find(|c| c.get("name").and_then(Value::as_str) == Some(&container))
+        {
+            c["image"] = json!(image);
+        }
+        let object: Deployment = serde_json::from_value(json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name, "namespace": self.namespace, "labels": {SLOT_LABEL: slot.to_string(), "app.kubernetes.io/managed-by": "gantry"}},
+            "spec": spec
+        }))
+        .map_err(platform)?;
+        let deploys = self.deployments();
+        let params = PatchParams::apply(crate::FIELD_MANAGER).force();
+        let applied =
+            patched(&deploys, &name, &params, &Patch::Apply(&object), &format!("apply Deployment `{name}`")).await?;
+        let mut selector = Self::base_labels(&stable);
+        selector.insert(SLOT_LABEL.into(), slot.to_string());
+        match (slot, &self.router) {
+            (Slot::Preview, _) => self.ensure_service(&self.preview_service, &selector).await?,
+            (Slot::Canary, Some(router)) => self.ensure_service(&router.canary_service, &selector).await?,
+            _ => {}
+        }
+        self.follow(&applied, &image).await.map_err(not_ready)
+    }
+
+    async fn set_traffic(&self, traffic: &Traffic) -> Result<(), TargetError> {
+        let stable = self.stable().await?;
+        let total = Self::replicas_of(&stable);
+        let new_slot = self.new_slot().await?;
+        if let Some(router) = &self.router {
+            if new_slot == Some(Slot::Canary) && traffic.weight > 0 {
+                let replicas = ((f64::from(total) * f64::from(traffic.weight) / 100.0).ceil() as i32).max(1);
+                self.scale(&self.name_of(Slot::Canary), replicas).await?;
+            }
+            if let Some(slot) = new_slot {
+                let mut selector = Self::base_labels(&stable);
+                selector.insert(SLOT_LABEL.into(), slot.to_string());
+                self.ensure_service(&router.canary_service, &selector).await?;
+            }
+            return self.route(router, traffic.weight, traffic.matching.as_ref()).await;
+        }
+        if traffic.matching.is_some() {
+            return Err(TargetError::Platform {
+                action: "route requests by header or cookie".into(),
+                why: "that needs an HTTPRoute router (KubeTarget::router)".into(),
+            });
+        }
+        match new_slot {
+            Some(Slot::Preview) => {
+                // Blue/green: the active Service selects the preview's pods, or the stable ReplicaSet's.
+                let mut selector = Self::base_labels(&stable);
+                if traffic.weight >= 100 {
+                    selector.insert(SLOT_LABEL.into(), Slot::Preview.to_string());
+                } else {
+                    selector.insert("pod-template-hash".into(), self.stable_hash(&stable).await?);
+                }
+                self.select(&self.active_service, &selector).await
+            }
+            Some(Slot::Canary) => {
+                // By replicas: the canary takes its share of the stable Deployment's, behind one Service.
+                let canary = (f64::from(total) * f64::from(traffic.weight) / 100.0).ceil() as i32;
+                let canary = if traffic.weight > 0 { canary.max(1) } else { 0 };
+                if stable.metadata.annotations.as_ref().and_then(|a| a.get(REPLICAS_ANNOTATION)).is_none() {
+                    let keep =
+                        Patch::Merge(json!({"metadata": {"annotations": {REPLICAS_ANNOTATION: total.to_string()}}}));
+                    let deploys = self.deployments();
+                    patched(
+                        &deploys,
+                        &self.deployment,
+                        &PatchParams::default(),
+                        &keep,
+                        "keep the stable replica count",
+                    )
+                    .await?;
+                }
+                // Up first, then down, so capacity never dips.
+                if canary > 0 {
+                    self.scale(&self.name_of(Slot::Canary), canary).await?;
+                }
+                self.scale(&self.deployment, (total - canary).max(0)).await?;
+                if canary == 0 {
+                    self.scale(&self.name_of(Slot::Canary), 0).await?;
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    async fn promote(&self, slot: Slot) -> Result<(), TargetError> {
+        let stable = self.stable().await?;
+        let total = Self::replicas_of(&stable);
+        let name = self.name_of(slot);
+        let new = self.get(&name).await?.ok_or_else(|| TargetError::Platform {
+            action: format!("promote the {slot} slot"),
+            why: format!("Deployment `{name}` not found"),
+        })?;
+        let image = self.image_in(&new)?;
+        let mut template = serde_json::to_value(new.spec.map(|s| s.template).unwrap_or_default()).map_err(platform)?;
+        if let Some(labels) = template.pointer_mut("/metadata/labels").and_then(Value::as_object_mut) {
+            labels.remove(SLOT_LABEL);
+            labels.remove("pod-template-hash");
+        }
+        let mut ops = vec![
+            json!({"op": "replace", "path": "/spec/template", "value": template}),
+            json!({"op": "replace", "path": "/spec/replicas", "value": total}),
+        ];
+        if stable.metadata.annotations.as_ref().is_some_and(|a| a.contains_key(REPLICAS_ANNOTATION)) {
+            ops.push(json!({"op": "remove", "path": format!("/metadata/annotations/{}", REPLICAS_ANNOTATION.replace('/', "~1"))}));
+        }
+        let patch = Patch::Json::<Value>(serde_json::from_value(Value::Array(ops)).map_err(platform)?);
+        self.roll(&self.deployment, &patch, &image)
+            .await
+            .map_err(|why| TargetError::Platform { action: format!("promote the {slot} slot"), why })?;
+        if slot == Slot::Preview {
+            // Traffic stays on the new version: from the preview's pods to the stable ones, then the preview goes.
+            let stable = self.stable().await?;
+            let mut pinned = Self::base_labels(&stable);
+            pinned.insert("pod-template-hash".into(), self.stable_hash(&stable).await?);
+            self.select(&self.active_service, &pinned).await?;
+        }
+        self.delete(&name).await?;
+        if let Some(router) = &self.router {
+            self.route(router, 0, None).await?;
+            self.unselect(&router.stable_service).await?;
+        }
+        self.unselect(&self.active_service).await
+    }
+
+    async fn scale_down(&self, slot: Slot) -> Result<(), TargetError> {
+        if slot == Slot::Stable {
+            return self.scale(&self.deployment, 0).await;
+        }
+        let stable = self.stable().await?;
+        let total = Self::replicas_of(&stable);
+        if stable.spec.as_ref().and_then(|s| s.replicas) != Some(total) {
+            self.scale(&self.deployment, total).await?;
+        }
+        if stable.metadata.annotations.as_ref().is_some_and(|a| a.contains_key(REPLICAS_ANNOTATION)) {
+            let forget = Patch::Merge(json!({"metadata": {"annotations": {REPLICAS_ANNOTATION: null}}}));
+            let deploys = self.deployments();
+            patched(&deploys, &self.deployment, &PatchParams::default(), &forget, "forget the stable replica count")
+                .await?;
+        }
+        self.delete(&self.name_of(slot)).await?;
+        if let Some(router) = &self.router {
+            self.unselect(&router.stable_service).await?;
+        }
+        self.unselect(&self.active_service).await
+    }
+}

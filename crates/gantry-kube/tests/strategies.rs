@@ -1,0 +1,316 @@
+//! Strategies on Kubernetes: `KubeTarget` against the simulated cluster (and a real one with `GANTRY_E2E_KUBECONFIG`
+//! for the tests that need no scripted image or custom resource).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use gantry_core::analysis::{
+    Analysis, ClassicJudge, Direction, Metric, MetricError, MetricProvider, MetricQuery, Series,
+};
+use gantry_core::strategy::{BlueGreen, Canary, Deploy, Match, Promotion, Strategy};
+use gantry_core::{Context, Pipeline, Run, RunReport, RunStatus, async_trait};
+use gantry_kube::{Cluster, HttpRoute, KubeTarget, SLOT_LABEL, VERSION_LABEL};
+use gantry_testkit::kube::{PodScript, ResourceType};
+use gantry_testkit::test_cluster::TestCluster;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Service;
+use kube::Api;
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind, PostParams};
+use kube::runtime::wait::await_condition;
+use serde_json::json;
+
+/// Latency by version: 100 ms, or 150 ms for the versions listed as bad.
+#[derive(Debug)]
+struct Latency {
+    bad: Vec<String>,
+}
+
+#[async_trait]
+impl MetricProvider for Latency {
+    async fn query(&self, query: &MetricQuery) -> Result<Series, MetricError> {
+        let version = query.query.rsplit("version:").next().unwrap_or_default().trim_end_matches('}');
+        let level = if self.bad.iter().any(|b| b == version) { 150.0 } else { 100.0 };
+        let at = SystemTime::UNIX_EPOCH;
+        Ok(Series::new(
+            (0..30).map(|i| (at + Duration::from_secs(60 * i), level + f64::from((i * 7 % 11) as u32))).collect(),
+        ))
+    }
+}
+
+fn analysis(bad: &[&str]) -> Analysis {
+    Analysis::new(Arc::new(Latency { bad: bad.iter().map(|s| s.to_string()).collect() }), Arc::new(ClassicJudge::new()))
+        .metric(Metric::new("latency", "avg:latency{service:web,version:{{version}}}", Direction::Increase).critical())
+        .duration(Duration::ZERO)
+}
+
+async fn web(c: &TestCluster) -> (Api<Deployment>, Api<Service>) {
+    let deploys: Api<Deployment> = Api::namespaced(c.client.clone(), &c.namespace);
+    let services: Api<Service> = Api::namespaced(c.client.clone(), &c.namespace);
+    let d: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "web"},
+        "spec": {
+            "replicas": 4, "progressDeadlineSeconds": 600,
+            "strategy": {"rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "app", "image": "web:1"}]}}
+        }
+    }))
+    .unwrap();
+    deploys.create(&PostParams::default(), &d).await.unwrap();
+    let s: Service = serde_json::from_value(json!({
+        "metadata": {"name": "web"}, "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}
+    }))
+    .unwrap();
+    services.create(&PostParams::default(), &s).await.unwrap();
+    settled(&deploys, "web", 4).await;
+    (deploys, services)
+}
+
+/// Waits until Deployment `name` has `replicas` ready replicas, all updated.
+async fn settled(deploys: &Api<Deployment>, name: &str, replicas: i32) -> Deployment {
+    let done = move |d: Option<&Deployment>| {
+        d.is_some_and(|d| {
+            let (spec, status) = (d.spec.as_ref().unwrap(), d.status.clone().unwrap_or_default());
+            spec.replicas == Some(replicas)
+                && status.observed_generation >= d.metadata.generation
+                && status.available_replicas.unwrap_or(0) == replicas
+                && status.updated_replicas.unwrap_or(0) == replicas
+                && status.replicas.unwrap_or(0) == replicas
+        })
+    };
+    tokio::time::timeout(Duration::from_secs(30), await_condition(deploys.clone(), name, done))
+        .await
+        .unwrap_or_else(|_| panic!("`{name}` settles at {replicas}"))
+        .unwrap()
+        .unwrap()
+}
+
+fn image(d: &Deployment) -> String {
+    d.spec.as_ref().unwrap().template.spec.as_ref().unwrap().containers[0].image.clone().unwrap()
+}
+
+fn selector(s: &Service) -> BTreeMap<String, String> {
+    s.spec.as_ref().unwrap().selector.clone().unwrap_or_default()
+}
+
+fn pipeline(target: KubeTarget, strategy: impl Strategy + 'static) -> Pipeline {
+    Pipeline::builder("release")
+        .step("deploy", Deploy::new(Arc::new(target), strategy, "web", "{{version}}").image("web:{{version}}"))
+        .build()
+        .unwrap()
+}
+
+fn target(c: &TestCluster) -> KubeTarget {
+    KubeTarget::new(Cluster::new(c.client.clone(), c.namespace.clone()), "web")
+}
+
+async fn run(target: KubeTarget, strategy: impl Strategy + 'static, version: &str) -> RunReport {
+    pipeline(target, strategy).run(Context::new().var("version", version)).await.unwrap()
+}
+
+/// Polls (a bounded number of times) until `check` holds.
+async fn eventually<F, Fut>(what: &str, check: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..200 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("never: {what}");
+}
+
+async fn healthy_on(deploys: &Api<Deployment>, services: &Api<Service>, want: &str) {
+    let d = settled(deploys, "web", 4).await;
+    assert_eq!(image(&d), want);
+    assert!(deploys.get_opt("web-canary").await.unwrap().is_none(), "no canary left");
+    assert!(deploys.get_opt("web-preview").await.unwrap().is_none(), "no preview left");
+    assert_eq!(selector(&services.get("web").await.unwrap()), BTreeMap::from([("app".into(), "web".into())]));
+    assert!(d.metadata.annotations.unwrap_or_default().keys().all(|k| !k.starts_with("gantry.dev/")), "no leftovers");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_by_replicas_takes_its_share_then_is_promoted() {
+    let c = TestCluster::new("kcanary").await.unwrap();
+    let (deploys, services) = web(&c).await;
+    let promotion = Promotion::new();
+    let strategy =
+        Canary::new().set_weight(25).analyze(analysis(&[])).pause_until_promoted().promotion(promotion.clone());
+    let handle = tokio::spawn(Run::new(&pipeline(target(&c), strategy), Context::new().var("version", "2")).execute());
+    // At 25% of 4 replicas: one canary pod, three stable ones, all behind the one Service.
+    eventually("the canary holds 1 of 4 replicas", || async {
+        let canary = deploys.get_opt("web-canary").await.unwrap();
+        let stable = deploys.get("web").await.unwrap();
+        canary.is_some_and(|d| d.status.and_then(|s| s.available_replicas) == Some(1))
+            && stable.spec.unwrap().replicas == Some(3)
+    })
+    .await;
+    let canary = deploys.get("web-canary").await.unwrap();
+    assert_eq!(image(&canary), "web:2");
+    let labels = canary.spec.unwrap().template.metadata.unwrap().labels.unwrap();
+    assert_eq!(
+        (labels[SLOT_LABEL].as_str(), labels[VERSION_LABEL].as_str(), labels["app"].as_str()),
+        ("canary", "2", "web")
+    );
+    assert_eq!(selector(&services.get("web").await.unwrap())["app"], "web", "the Service reaches both");
+    promotion.promote();
+    let report = tokio::time::timeout(Duration::from_secs(60), handle).await.unwrap().unwrap().unwrap();
+    assert_eq!(report.status, RunStatus::Succeeded, "{report}");
+    healthy_on(&deploys, &services, "web:2").await;
+    c.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_failing_analysis_is_aborted_and_the_cluster_ends_fully_on_stable() {
+    let c = TestCluster::new("kabort").await.unwrap();
+    let (deploys, services) = web(&c).await;
+    let report = run(target(&c), Canary::new().set_weight(50).analyze(analysis(&["2"])).set_weight(100), "2").await;
+    assert_eq!(report.status, RunStatus::Failed);
+    let reason = report.step("deploy").unwrap().reason.clone().unwrap();
+    assert!(reason.contains("analysis failed") && reason.contains("latency: High"), "{reason}");
+    healthy_on(&deploys, &services, "web:1").await;
+    c.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_looping_canary_is_removed_at_once() {
+    let c = TestCluster::new("kcrash").await.unwrap();
+    let Some(sim) = c.sim() else { return c.cleanup().await };
+    sim.script("web:3", PodScript::CrashLoop { runs_for: Duration::from_millis(100), exit_code: 1 });
+    let (deploys, services) = web(&c).await;
+    let started = std::time::Instant::now();
+    let report = run(target(&c), Canary::new().set_weight(50), "3").await;
+    let reason = report.step("deploy").unwrap().reason.clone().unwrap();
+    assert!(
+        reason.contains("did not become ready in the canary slot") && reason.contains("CrashLoopBackOff"),
+        "{reason}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(20), "fails fast");
+    healthy_on(&deploys, &services, "web:1").await;
+    c.cleanup().await;
+}
+
+fn http_routes(c: &TestCluster) -> Option<Api<DynamicObject>> {
+    let sim = c.sim()?;
+    sim.register(ResourceType::custom("gateway.networking.k8s.io", "v1", "HTTPRoute", "httproutes"));
+    let resource = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "HTTPRoute"),
+        "httproutes",
+    );
+    Some(Api::namespaced_with(c.client.clone(), &c.namespace, &resource))
+}
+
+async fn route(routes: &Api<DynamicObject>) -> serde_json::Value {
+    let object = serde_json::from_value(json!({
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "metadata": {"name": "web"},
+        "spec": {"parentRefs": [{"name": "gateway"}], "rules": [{"backendRefs": [{"name": "web", "port": 80}]}]}
+    }))
+    .unwrap();
+    routes.create(&PostParams::default(), &object).await.unwrap();
+    routes.get("web").await.unwrap().data
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_behind_an_http_route_moves_backend_weights() {
+    let c = TestCluster::new("kroute").await.unwrap();
+    let Some(routes) = http_routes(&c) else { return c.cleanup().await };
+    let (deploys, services) = web(&c).await;
+    route(&routes).await;
+    let promotion = Promotion::new();
+    let strategy = Canary::new().set_weight(30).pause_until_promoted().promotion(promotion.clone());
+    let target = target(&c).router(HttpRoute::new("web", "web", "web-canary"));
+    let handle = tokio::spawn(Run::new(&pipeline(target, strategy), Context::new().var("version", "2")).execute());
+    let weights = || async {
+        let data = routes.get("web").await.unwrap().data;
+        data["spec"]["rules"][0]["backendRefs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| (b["name"].as_str().unwrap().to_owned(), b["weight"].as_u64()))
+            .collect::<Vec<_>>()
+    };
+    eventually("the route sends 30% to the canary", || async {
+        weights().await == [("web".to_owned(), Some(70)), ("web-canary".to_owned(), Some(30))]
+    })
+    .await;
+    let stable = selector(&services.get("web").await.unwrap());
+    assert!(stable.contains_key("pod-template-hash"), "the stable Service is pinned to the stable pods: {stable:?}");
+    let canary = selector(&services.get("web-canary").await.unwrap());
+    assert_eq!(canary.get(SLOT_LABEL).map(String::as_str), Some("canary"));
+    assert_eq!(deploys.get("web").await.unwrap().spec.unwrap().replicas, Some(4), "with a router, stable keeps all");
+    promotion.promote();
+    let report = tokio::time::timeout(Duration::from_secs(60), handle).await.unwrap().unwrap().unwrap();
+    assert_eq!(report.status, RunStatus::Succeeded, "{report}");
+    assert_eq!(weights().await, [("web".to_owned(), Some(100)), ("web-canary".to_owned(), Some(0))]);
+    healthy_on(&deploys, &services, "web:2").await;
+    c.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blue_green_previews_then_switches_the_active_service() {
+    let c = TestCluster::new("kbluegreen").await.unwrap();
+    let (deploys, services) = web(&c).await;
+    let promotion = Promotion::new();
+    let strategy = BlueGreen::new().wait_for(promotion.clone()).scale_down_delay(Duration::ZERO);
+    let handle = tokio::spawn(Run::new(&pipeline(target(&c), strategy), Context::new().var("version", "2")).execute());
+    eventually("the preview is up with its own Service", || async {
+        services.get_opt("web-preview").await.unwrap().is_some()
+            && deploys.get_opt("web-preview").await.unwrap().and_then(|d| d.status?.available_replicas) == Some(4)
+    })
+    .await;
+    let active = selector(&services.get("web").await.unwrap());
+    assert!(active.contains_key("pod-template-hash"), "users still reach only the old pods: {active:?}");
+    assert_eq!(selector(&services.get("web-preview").await.unwrap())[SLOT_LABEL], "preview");
+    promotion.promote();
+    let report = tokio::time::timeout(Duration::from_secs(60), handle).await.unwrap().unwrap().unwrap();
+    assert_eq!(report.status, RunStatus::Succeeded, "{report}");
+    healthy_on(&deploys, &services, "web:2").await;
+    c.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blue_green_post_promotion_failure_switches_back() {
+    let c = TestCluster::new("kswitchback").await.unwrap();
+    let (deploys, services) = web(&c).await;
+    let strategy = BlueGreen::new().post_promotion(analysis(&["2"])).scale_down_delay(Duration::ZERO);
+    let report = run(target(&c), strategy, "2").await;
+    assert_eq!(report.status, RunStatus::Failed);
+    let reason = report.step("deploy").unwrap().reason.clone().unwrap();
+    assert!(reason.contains("switched back to web 1"), "{reason}");
+    healthy_on(&deploys, &services, "web:1").await;
+    c.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_a_b_header_route_exists_only_while_in_preview() {
+    let c = TestCluster::new("kab").await.unwrap();
+    let Some(routes) = http_routes(&c) else { return c.cleanup().await };
+    let (deploys, services) = web(&c).await;
+    route(&routes).await;
+    let promotion = Promotion::new();
+    let strategy = BlueGreen::new()
+        .preview_route(Match::Header { name: "x-variant".into(), value: "b".into() })
+        .wait_for(promotion.clone())
+        .scale_down_delay(Duration::ZERO);
+    let target = target(&c).router(HttpRoute::new("web", "web", "web-canary"));
+    let handle = tokio::spawn(Run::new(&pipeline(target, strategy), Context::new().var("version", "2")).execute());
+    let header_rule = || async {
+        let data = routes.get("web").await.unwrap().data;
+        data["spec"]["rules"].as_array().unwrap().iter().find(|r| r.get("matches").is_some()).cloned()
+    };
+    eventually("the A/B rule is in place", || async { header_rule().await.is_some() }).await;
+    let rule = header_rule().await.unwrap();
+    assert_eq!(rule["matches"][0]["headers"][0]["name"], "x-variant");
+    assert_eq!(rule["backendRefs"][0]["name"], "web-canary");
+    assert_eq!(selector(&services.get("web-canary").await.unwrap())[SLOT_LABEL], "preview");
+    promotion.promote();
+    let report = tokio::time::timeout(Duration::from_secs(60), handle).await.unwrap().unwrap().unwrap();
+    assert_eq!(report.status, RunStatus::Succeeded, "{report}");
+    assert!(header_rule().await.is_none(), "the A/B rule is gone after promotion");
+    healthy_on(&deploys, &services, "web:2").await;
+    c.cleanup().await;
+}
