@@ -1,7 +1,11 @@
 //! Gantry's test kit: stand-ins for the outside world, for tests and examples that run in `cargo test`.
 //!
-//! Today: [`kube::ClusterSim`], a simulated Kubernetes API server on 127.0.0.1 that the real `kube::Client` and
-//! `kubectl` talk to through a generated kubeconfig. Its module docs say what it models and what it does not.
+//! - [`kube::ClusterSim`]: a simulated Kubernetes API server on 127.0.0.1 that the real `kube::Client` and `kubectl`
+//!   talk to through a generated kubeconfig.
+//! - [`datadog::DatadogSim`]: a simulated Datadog API (metric queries, events, monitors) whose metrics can follow the
+//!   simulated cluster: an image scripted as unhealthy makes its version slower and more error-prone.
+//!
+//! Each module's docs say what it models and what it does not.
 //!
 //! ```
 //! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -17,5 +21,6 @@
 //! # Ok(()) }
 //! ```
 
+pub mod datadog;
 pub mod kube;
 pub mod test_cluster;

@@ -60,6 +60,8 @@ impl Default for PodScript {
 #[derive(Default)]
 pub(crate) struct ControlPlane {
     pub(crate) scripts: Mutex<HashMap<String, PodScript>>,
+    /// How the services of an image perform, for the simulated metrics.
+    pub(crate) health: Mutex<HashMap<String, super::Health>>,
     started: Mutex<HashMap<String, Instant>>,
     progress: Mutex<HashMap<String, (Value, Instant)>>,
     /// Container output by pod (`namespace/name`).

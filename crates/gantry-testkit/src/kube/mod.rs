@@ -34,7 +34,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio::sync::Notify;
 
 pub use axum::http::{Method, StatusCode};
@@ -95,6 +95,63 @@ impl Sim {
     /// What an injected fault does to this request, if one matches.
     pub(crate) fn take_fault(&self, method: &Method, path: &str) -> Option<fault::Injected> {
         fault::take(&mut lock(&self.faults), method, path)
+    }
+}
+
+/// How a service performs when an image serves it, for the metrics the simulated Datadog reports
+/// ([`crate::datadog::DatadogSim::follow`]). The default is a healthy service: 100 ms, 1% errors.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct Health {
+    /// Mean request latency, in milliseconds.
+    pub latency_ms: f64,
+    /// The share of requests that fail.
+    pub error_rate: f64,
+}
+
+impl Health {
+    /// A service answering in `latency_ms` with `error_rate` of its requests failing.
+    pub fn new(latency_ms: f64, error_rate: f64) -> Self {
+        Self { latency_ms, error_rate }
+    }
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Self { latency_ms: 100.0, error_rate: 0.01 }
+    }
+}
+
+/// The label pods carry their release's version in (as Gantry sets it).
+const VERSION_LABEL: &str = "app.kubernetes.io/version";
+
+impl Sim {
+    /// How each ready pod of `service` (label `app` or `app.kubernetes.io/name`) at `version` (label
+    /// `app.kubernetes.io/version`, or its image's tag) performs, by its image.
+    pub(crate) fn serving(&self, service: &str, version: &str) -> Vec<Health> {
+        let pods = self.types.read().unwrap_or_else(|e| e.into_inner()).iter().position(|t| t.kind == "Pod");
+        let Some(pods) = pods else { return Vec::new() };
+        let health = lock(&self.control.health).clone();
+        let store = lock(&self.store);
+        store
+            .list(pods, None)
+            .into_iter()
+            .filter(|p| {
+                let labels = p.pointer("/metadata/labels");
+                let label = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
+                let image = p.pointer("/spec/containers/0/image").and_then(Value::as_str).unwrap_or_default();
+                let pod_version = label(VERSION_LABEL).or_else(|| image.rsplit_once(':').map(|(_, tag)| tag));
+                (label("app") == Some(service) || label("app.kubernetes.io/name") == Some(service))
+                    && pod_version == Some(version)
+                    && p.pointer("/status/conditions")
+                        .and_then(Value::as_array)
+                        .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+            })
+            .map(|p| {
+                let image = p.pointer("/spec/containers/0/image").and_then(Value::as_str).unwrap_or_default();
+                health.get(image).copied().unwrap_or_default()
+            })
+            .collect()
     }
 }
 
@@ -203,6 +260,16 @@ impl ClusterSim {
     /// How containers of `image` behave on the simulated kubelet (default: ready after 50 ms).
     pub fn script(&self, image: impl Into<String>, script: PodScript) {
         lock(&self.sim.control.scripts).insert(image.into(), script);
+    }
+
+    /// How services perform when `image` serves them, in the metrics of a [`DatadogSim`](crate::datadog::DatadogSim)
+    /// that follows this cluster (default: 100 ms, 1% errors).
+    pub fn script_health(&self, image: impl Into<String>, health: Health) {
+        lock(&self.sim.control.health).insert(image.into(), health);
+    }
+
+    pub(crate) fn shared(&self) -> Arc<Sim> {
+        Arc::clone(&self.sim)
     }
 
     /// API requests received so far, by verb and resource: `GET deployments`, `LIST pods`, `WATCH pods`,
