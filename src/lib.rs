@@ -19,14 +19,18 @@
 
 pub use gantry_core as core;
 
-/// Kubernetes steps: rolling deploys with automated rollback, Jobs as preflight checks and smoke tests (feature
-/// `kube`).
+/// Kubernetes steps and target: apply, rolling deploys with automated rollback, Jobs as preflight checks and smoke
+/// tests, and `KubeTarget` for canary and blue/green strategies (feature `kube`).
 #[cfg(feature = "kube")]
 pub use gantry_kube as kube;
 
-/// Stand-ins for the outside world in tests: the simulated Kubernetes API server (feature `testkit`).
+/// Stand-ins for the outside world in tests: the simulated Kubernetes API server and Datadog API (feature `testkit`).
 #[cfg(feature = "testkit")]
 pub use gantry_testkit as testkit;
+
+/// Datadog: canary analysis on its metrics, deployment markers, monitor gates (feature `datadog`).
+#[cfg(feature = "datadog")]
+pub use gantry_datadog as datadog;
 
 /// The names most pipelines use.
 pub mod prelude {
