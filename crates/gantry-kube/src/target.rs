@@ -47,7 +47,7 @@ impl HttpRoute {
 /// - **Canary** and **preview** are Deployments beside it (`<name>-canary`, `<name>-preview`), copies of the stable
 ///   one with the new image and a [`SLOT_LABEL`]. Pods carry the release's version in [`VERSION_LABEL`].
 /// - **Traffic without a router** is a canary's share of the replicas behind the Service that selects both: 25% of 8
-///   replicas is 2 canary pods and 6 stable ones. A blue/green switch points the active Service at the preview's pods.
+///   replicas is 2 canary pods and 6 stable ones (rounded up; below 100% the stable version keeps at least one pod). A blue/green switch points the active Service at the preview's pods.
 /// - **With an [`HttpRoute`]**, the route's backend weights split traffic, and the stable Service is pinned to the
 ///   stable ReplicaSet's `pod-template-hash`, as Argo Rollouts does. A/B matches (header or cookie) need a route.
 ///
@@ -526,7 +526,9 @@ impl Target for KubeTarget {
                 if canary > 0 {
                     self.scale(&self.name_of(Slot::Canary), canary).await?;
                 }
-                self.scale(&self.deployment, (total - canary).max(0)).await?;
+                // Below 100%, the stable version keeps at least one pod: the baseline for analysis, and the fallback.
+                let floor = if traffic.weight < 100 { 1 } else { 0 };
+                self.scale(&self.deployment, (total - canary).max(floor)).await?;
                 if canary == 0 {
                     self.scale(&self.name_of(Slot::Canary), 0).await?;
                 }

@@ -15,8 +15,10 @@
 //!
 //! Metrics come from a model: by default, one that [follows a simulated cluster](DatadogSim::follow): for
 //! `trace.http.request.duration{service:S,version:V}` it averages the [`Health`](crate::kube::Health) of the ready
-//! pods of S at V (per image, as scripted), with 5% noise per point; `trace.http.request.errors` counts errors of
-//! 1,000 requests per pod and minute; `trace.http.request.hits` the requests. No ready pods: no points.
+//! pods of S at V (per image, as scripted), with 5% noise per point; `trace.http.request.errors` is the errors of
+//! 1,000 requests per pod and minute, and `trace.http.request.hits` those requests, both per pod (as an `avg:` over
+//! pods reads them, so versions with different pod counts compare). No ready pods: no points. A version's metrics
+//! exist at any time in a query's window while its pods are ready now (the simulation keeps no history).
 //!
 //! Not modelled: query functions and arithmetic beyond a single query per formula, `by {tag}` grouping, rollups,
 //! units, pagination of monitors.
@@ -167,10 +169,10 @@ impl DatadogSim {
                     Some(mean * (1.0 + 0.05 * noise))
                 }
                 "trace.http.request.errors" => {
-                    let expected: f64 = serving.iter().map(|h| 1000.0 * h.error_rate).sum();
+                    let expected: f64 = serving.iter().map(|h| 1000.0 * h.error_rate).sum::<f64>() / n;
                     Some((expected + expected.sqrt() * noise).max(0.0).round())
                 }
-                "trace.http.request.hits" => Some((1000.0 * n * (1.0 + 0.02 * noise)).round()),
+                "trace.http.request.hits" => Some((1000.0 * (1.0 + 0.02 * noise)).round()),
                 _ => None,
             }
         });

@@ -23,6 +23,7 @@ pub struct Analysis {
     duration: Duration,
     step: Duration,
     every: Option<Duration>,
+    lookback: Option<Duration>,
 }
 
 impl Analysis {
@@ -35,6 +36,7 @@ impl Analysis {
             duration: Duration::from_secs(300),
             step: Duration::from_secs(60),
             every: None,
+            lookback: None,
         }
     }
 
@@ -66,6 +68,14 @@ impl Analysis {
         self
     }
 
+    /// Judges the last `window` of data at each look, instead of the data since the analysis began (for metrics
+    /// that exist before the analysis starts, such as a canary that has been serving for a while).
+    #[must_use]
+    pub fn lookback(mut self, window: Duration) -> Self {
+        self.lookback = Some(window);
+        self
+    }
+
     /// The metrics.
     pub fn metrics(&self) -> &[Metric] {
         &self.metrics
@@ -94,6 +104,7 @@ impl Analysis {
 
     async fn judge_once(&self, ctx: &StepContext, baseline: &Release, canary: &Release, start: SystemTime) -> Verdict {
         let end = SystemTime::now();
+        let start = self.lookback.map_or(start, |window| end - window);
         let mut data = Vec::with_capacity(self.metrics.len());
         for metric in &self.metrics {
             let query = |release: &Release, group: Group| {

@@ -1,0 +1,115 @@
+//! A canary on the simulated cluster, analysed on the simulated Datadog's metrics, which follow the cluster: a
+//! healthy release promotes, one whose image is scripted slower and more error-prone is aborted by the analysis.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gantry_core::analysis::{Analysis, ClassicJudge, Direction, Metric};
+use gantry_core::strategy::{Canary, Deploy};
+use gantry_core::{Context, Event, Phase, Pipeline, RunStatus, Secret};
+use gantry_datadog::{Datadog, DatadogMetrics};
+use gantry_kube::{Cluster, KubeTarget};
+use gantry_testkit::datadog::DatadogSim;
+use gantry_testkit::kube::{ClusterSim, Health};
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::Api;
+use kube::runtime::wait::await_condition;
+
+async fn cluster() -> (ClusterSim, Api<Deployment>) {
+    let sim = ClusterSim::start().await.unwrap();
+    let deploys: Api<Deployment> = Api::default_namespaced(sim.client().await.unwrap());
+    let d: Deployment = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "web"},
+        "spec": {
+            "replicas": 3,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "app", "image": "web:1.0"}]}}
+        }
+    }))
+    .unwrap();
+    deploys.create(&Default::default(), &d).await.unwrap();
+    let ready =
+        |d: Option<&Deployment>| d.and_then(|d| d.status.as_ref()).is_some_and(|s| s.available_replicas == Some(3));
+    tokio::time::timeout(Duration::from_secs(30), await_condition(deploys.clone(), "web", ready))
+        .await
+        .unwrap()
+        .unwrap();
+    (sim, deploys)
+}
+
+fn analysis(datadog: &DatadogSim) -> Analysis {
+    let client = Datadog::with_url(&datadog.url(), Secret::new("api"), Secret::new("app")).unwrap();
+    Analysis::new(Arc::new(DatadogMetrics::new(client)), Arc::new(ClassicJudge::new()))
+        .metric(
+            Metric::new(
+                "latency",
+                "avg:trace.http.request.duration{service:web,version:{{version}}}",
+                Direction::Increase,
+            )
+            .critical(),
+        )
+        .metric(Metric::new(
+            "errors",
+            "sum:trace.http.request.errors{service:web,version:{{version}}}",
+            Direction::Increase,
+        ))
+        .duration(Duration::from_millis(10))
+        .lookback(Duration::from_secs(1800))
+}
+
+async fn canary(sim: &ClusterSim, datadog: &DatadogSim, version: &str) -> (gantry_core::RunReport, Vec<String>) {
+    let target = KubeTarget::new(Cluster::new(sim.client().await.unwrap(), "default"), "web");
+    let strategy = Canary::new().set_weight(34).analyze(analysis(datadog)).set_weight(67).analyze(analysis(datadog));
+    let pipeline = Pipeline::builder("release")
+        .step("deploy", Deploy::new(Arc::new(target), strategy, "web", "{{version}}").image("web:{{version}}"))
+        .build()
+        .unwrap();
+    let run = gantry_core::Run::new(&pipeline, Context::new().var("version", version));
+    let events = run.subscribe();
+    let report = run.execute().await.unwrap();
+    use futures::StreamExt;
+    let verdicts = events
+        .filter_map(|e| async move {
+            match e {
+                Event::Phase { phase: Phase::Verdict, message, .. } => Some(message.to_string()),
+                _ => None,
+            }
+        })
+        .collect()
+        .await;
+    (report, verdicts)
+}
+
+fn image(d: &Deployment) -> String {
+    d.spec.as_ref().unwrap().template.spec.as_ref().unwrap().containers[0].image.clone().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_healthy_canary_promotes_and_a_degraded_one_is_aborted_by_analysis() {
+    let (sim, deploys) = cluster().await;
+    let datadog = DatadogSim::start("api", "app").await.unwrap();
+    datadog.follow(&sim);
+    sim.script_health("web:2.0", Health::new(130.0, 0.03)); // +30% latency, errors x3
+
+    let (report, verdicts) = canary(&sim, &datadog, "1.1").await;
+    assert_eq!(report.status, RunStatus::Succeeded, "{report}");
+    assert_eq!(verdicts.len(), 2);
+    assert!(verdicts.iter().all(|v| v.starts_with("Pass")), "{verdicts:?}");
+    assert_eq!(image(&deploys.get("web").await.unwrap()), "web:1.1");
+
+    let (report, verdicts) = canary(&sim, &datadog, "2.0").await;
+    assert_eq!(report.status, RunStatus::Failed);
+    assert!(verdicts[0].starts_with("Fail") && verdicts[0].contains("latency: High"), "{verdicts:?}");
+    let reason = report.step("deploy").unwrap().reason.clone().unwrap();
+    assert!(reason.contains("critical metric failed: latency"), "{reason}");
+    assert!(reason.contains("canary/baseline mean 1.3"), "the numbers are in the reason: {reason}");
+    let d = deploys.get("web").await.unwrap();
+    assert_eq!(image(&d), "web:1.1", "the cluster ends fully on stable");
+    assert_eq!(d.spec.unwrap().replicas, Some(3));
+    assert!(deploys.get_opt("web-canary").await.unwrap().is_none());
+    // The queries asked for each version, as the pods are labelled.
+    let queries: Vec<String> =
+        datadog.received().iter().filter_map(|r| r.params["query"].as_str().map(str::to_owned)).collect();
+    assert!(queries.contains(&"avg:trace.http.request.duration{service:web,version:2.0}".to_owned()), "{queries:?}");
+    assert!(queries.contains(&"avg:trace.http.request.duration{service:web,version:1.1}".to_owned()), "{queries:?}");
+}
