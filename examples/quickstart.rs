@@ -8,6 +8,11 @@
 //! out release 3.0.0 (the canary branch is skipped: this is staging), then runs a smoke-test Job. Release 3.0.0 of `web`
 //! crash-loops: the rollout fails fast and rolls `web` back to 2.9.0 automatically, while `api` goes through. A
 //! notification step runs at the end whatever happened. A live view follows the run's events; the report closes it.
+//!
+//! Then production: release 3.1.0 goes out as a canary per service (a third of the pods, then two thirds), each
+//! step analysed on metrics from a simulated Datadog that follows the cluster. `api` 3.1.0 is healthy and is
+//! promoted; `web` 3.1.0 answers 35% slower with three times the errors, so the analysis fails and the canary is
+//! aborted: all traffic back on the stable version, with the verdict and its numbers in the output.
 #![allow(clippy::print_stdout)] // An example prints.
 
 use std::collections::HashMap;
@@ -17,9 +22,13 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
+use gantry::core::analysis::{Analysis, ClassicJudge, Direction, Metric};
+use gantry::core::strategy::{Canary, Deploy};
 use gantry::prelude::*;
-use gantry_kube::{Cluster, JobStep, RollingDeploy};
-use gantry_testkit::kube::{ClusterSim, PodScript};
+use gantry_datadog::{Datadog, DatadogMetrics};
+use gantry_kube::{Cluster, JobStep, KubeTarget, RollingDeploy};
+use gantry_testkit::datadog::DatadogSim;
+use gantry_testkit::kube::{ClusterSim, Health, PodScript};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::Api;
@@ -95,6 +104,39 @@ fn release(failures: Arc<AtomicU32>, cluster: &Cluster) -> Result<Pipeline, gant
         .build()
 }
 
+/// Production: a canary per service, analysed at each step on Datadog's latency and errors for the two versions.
+fn production(cluster: &Cluster, datadog: &DatadogSim) -> Result<Pipeline, Box<dyn std::error::Error>> {
+    let client = Datadog::with_url(&datadog.url(), Secret::new("dd-api-key"), Secret::new("dd-app-key"))?;
+    let metrics = Arc::new(DatadogMetrics::new(client));
+    let analysis = Analysis::new(metrics, Arc::new(ClassicJudge::new()))
+        .metric(
+            Metric::new(
+                "latency",
+                "avg:trace.http.request.duration{service:{{service}},version:{{version}}}",
+                Direction::Increase,
+            )
+            .critical(),
+        )
+        .metric(Metric::new(
+            "errors",
+            "avg:trace.http.request.errors{service:{{service}},version:{{version}}}",
+            Direction::Increase,
+        ))
+        .duration(Duration::from_millis(200))
+        .lookback(Duration::from_secs(1800));
+    Ok(Pipeline::builder("production")
+        .fan_out("canary", "service", ["api", "web"], |service| {
+            let target = Arc::new(KubeTarget::new(cluster.clone(), service));
+            let strategy =
+                Canary::new().set_weight(33).analyze(analysis.clone()).set_weight(66).analyze(analysis.clone());
+            Pipeline::builder("canary-service").step(
+                "deploy",
+                Deploy::new(target, strategy, "{{service}}", "{{release}}").image("shop/{{service}}:{{release}}"),
+            )
+        })
+        .build()?)
+}
+
 /// Shows the run's events: one line per step with a spinner on a terminal, plain lines elsewhere.
 async fn show(mut events: gantry::core::EventStream) {
     let live = std::io::stdout().is_terminal();
@@ -143,6 +185,12 @@ async fn show(mut events: gantry::core::EventStream) {
                 bar.finish_with_message(text.clone());
                 format!("{step}: {text}")
             }
+            Event::Phase { step, phase, message } => {
+                if let Some(bar) = bars.get(&**step) {
+                    bar.set_message(format!("{phase:?}: {message}"));
+                }
+                format!("{step}: [{phase:?}] {message}")
+            }
             Event::RunStarted { run_id, pipeline, .. } => format!("run {run_id} of {pipeline} started"),
             Event::RunFinished { status, duration, .. } => format!("run {status} in {duration:.2?}"),
             other => format!("{other:?}"),
@@ -157,10 +205,11 @@ async fn show(mut events: gantry::core::EventStream) {
 async fn cluster() -> Result<(ClusterSim, Cluster), Box<dyn std::error::Error>> {
     let sim = ClusterSim::start().await?;
     let ready = PodScript::ReadyAfter(Duration::from_millis(150));
-    for image in ["shop/api:2.9.0", "shop/web:2.9.0", "shop/api:3.0.0"] {
+    for image in ["shop/api:2.9.0", "shop/web:2.9.0", "shop/api:3.0.0", "shop/api:3.1.0", "shop/web:3.1.0"] {
         sim.script(image, ready.clone());
     }
     sim.script("shop/web:3.0.0", PodScript::CrashLoop { runs_for: Duration::from_millis(200), exit_code: 1 });
+    sim.script_health("shop/web:3.1.0", Health::new(135.0, 0.03)); // Slower, and three times the errors.
     sim.script(
         "shop/checks:1",
         PodScript::Exit {
@@ -225,5 +274,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     assert_eq!(report.status_of("notify"), Some(StepStatus::Succeeded), "the notification runs whatever happened");
     assert_eq!(report.status, RunStatus::Failed, "a rolled-back release is a failed run");
     assert_eq!((api.as_str(), web.as_str()), ("shop/api:3.0.0", "shop/web:2.9.0"), "web was rolled back");
+
+    println!("\nproduction: release 3.1.0 as canaries, analysed on metrics from a simulated Datadog at the cluster\n");
+    let datadog = DatadogSim::start("dd-api-key", "dd-app-key").await?;
+    datadog.follow(&sim);
+    let pipeline = production(&cluster, &datadog)?;
+    let run = Run::new(&pipeline, Context::new().var("release", "3.1.0"));
+    let view = tokio::spawn(show(run.subscribe()));
+    let report = run.execute().await?;
+    view.await?;
+    println!("\n{report}");
+    let (api, web) = (image_of(&sim, "api").await?, image_of(&sim, "web").await?);
+    println!("after the canaries: api runs {api}, web runs {web}");
+    assert_eq!(report.status_of("canary[api]/deploy"), Some(StepStatus::Succeeded), "api's canary passed");
+    let reason = report.step("canary[web]/deploy").and_then(|s| s.reason.clone()).unwrap_or_default();
+    assert!(reason.contains("analysis failed") && reason.contains("latency: High"), "web's canary failed: {reason}");
+    assert_eq!((api.as_str(), web.as_str()), ("shop/api:3.1.0", "shop/web:2.9.0"), "web's canary was aborted");
     Ok(())
 }
