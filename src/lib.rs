@@ -32,6 +32,10 @@ pub use gantry_testkit as testkit;
 #[cfg(feature = "datadog")]
 pub use gantry_datadog as datadog;
 
+/// Prometheus: canary analysis on PromQL range queries (feature `prometheus`).
+#[cfg(feature = "prometheus")]
+pub use gantry_prometheus as prometheus;
+
 /// The names most pipelines use.
 pub mod prelude {
     pub use gantry_core::{

@@ -4,6 +4,8 @@
 //!   talk to through a generated kubeconfig.
 //! - [`datadog::DatadogSim`]: a simulated Datadog API (metric queries, events, monitors) whose metrics can follow the
 //!   simulated cluster: an image scripted as unhealthy makes its version slower and more error-prone.
+//! - [`prometheus::PrometheusServer`]: a real Prometheus on loopback, loaded with given samples.
+//! - [`metrics::conformance`]: the checks every metric provider must pass.
 //!
 //! Each module's docs say what it models and what it does not.
 //!
@@ -23,4 +25,6 @@
 
 pub mod datadog;
 pub mod kube;
+pub mod metrics;
+pub mod prometheus;
 pub mod test_cluster;
