@@ -314,3 +314,34 @@ async fn an_a_b_header_route_exists_only_while_in_preview() {
     healthy_on(&deploys, &services, "web:2").await;
     c.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rolling_strategy_rolls_a_crash_looping_release_back() {
+    let c = TestCluster::new("krolling").await.unwrap();
+    let Some(sim) = c.sim() else { return c.cleanup().await };
+    sim.script("web:4", PodScript::CrashLoop { runs_for: Duration::from_millis(100), exit_code: 1 });
+    let (deploys, services) = web(&c).await;
+    let report = run(target(&c), gantry_core::strategy::Rolling::new(), "4").await;
+    let reason = report.step("deploy").unwrap().reason.clone().unwrap();
+    assert!(reason.contains("CrashLoopBackOff") && reason.contains("rolled back to web:1"), "{reason}");
+    healthy_on(&deploys, &services, "web:1").await;
+    let good = run(target(&c), gantry_core::strategy::Rolling::new(), "2").await;
+    assert_eq!(good.status, RunStatus::Succeeded, "{good}");
+    let d = settled(&deploys, "web", 4).await;
+    assert_eq!(image(&d), "web:2");
+    let labels = d.spec.unwrap().template.metadata.unwrap().labels.unwrap();
+    assert_eq!(labels[VERSION_LABEL], "2", "the version label follows the release");
+    c.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blue_green_pre_promotion_failure_keeps_the_old_version_active() {
+    let c = TestCluster::new("kprepromo").await.unwrap();
+    let (deploys, services) = web(&c).await;
+    let strategy = BlueGreen::new().pre_promotion(analysis(&["2"])).scale_down_delay(Duration::ZERO);
+    let report = run(target(&c), strategy, "2").await;
+    let reason = report.step("deploy").unwrap().reason.clone().unwrap();
+    assert!(reason.contains("blue/green of web 2 aborted: analysis failed"), "{reason}");
+    healthy_on(&deploys, &services, "web:1").await;
+    c.cleanup().await;
+}
