@@ -1,0 +1,329 @@
+//! Decryption: the data key from the key groups, every value opened with its path, the MAC checked before anything
+//! is returned.
+
+use sha2::{Digest, Sha256, Sha512};
+use zeroize::{Zeroize, Zeroizing};
+
+use crate::cipher::{self, Kind};
+use crate::error::SopsError;
+use crate::format::{self, Format};
+use crate::keys::Identities;
+use crate::metadata::Metadata;
+use crate::tree::Value;
+
+/// Decrypts SOPS documents with age identities.
+///
+/// ```
+/// use gantry_sops::{Decryptor, Format, Identities};
+/// # let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/");
+/// let keys = Identities::parse(&std::fs::read_to_string(format!("{dir}key1.txt")).unwrap()).unwrap();
+/// let file = std::fs::read_to_string(format!("{dir}secrets.enc.yaml")).unwrap();
+/// let document = Decryptor::new(keys).decrypt(&file, Format::Yaml).unwrap();
+/// assert_eq!(document.get(&["db", "user"]).unwrap().expose(), "deploy");
+/// ```
+#[derive(Debug, Clone)]
+pub struct Decryptor {
+    identities: Identities,
+    allow_missing_mac: bool,
+}
+
+/// A decrypted document. Values are reached by path and come out as [`gantry_core::Secret`]s; `Debug` masks them,
+/// and the plaintext is zeroed on drop.
+pub struct Document {
+    documents: Vec<Value>,
+    comments: Vec<String>,
+    format: Format,
+}
+
+impl Decryptor {
+    /// Decrypts with these identities; files without a MAC are refused.
+    pub fn new(identities: Identities) -> Self {
+        Self { identities, allow_missing_mac: false }
+    }
+
+    /// Decrypts files that carry no MAC (as `sops decrypt --ignore-mac` would); a MAC that is there is still checked.
+    #[must_use]
+    pub fn allow_missing_mac(mut self) -> Self {
+        self.allow_missing_mac = true;
+        self
+    }
+
+    /// Decrypts `text` in `format`. Every value is opened and the MAC checked before anything is returned; on any
+    /// error, the plaintext decrypted so far is zeroed.
+    pub fn decrypt(&self, text: &str, format: Format) -> Result<Document, SopsError> {
+        let parsed = format::parse(text, format)?;
+        let metadata = Metadata::read(&parsed.metadata)?;
+        let key = self.data_key(&metadata)?;
+        let mut document = Document { documents: parsed.documents, comments: Vec::new(), format };
+        let mut mac = Sha512::new();
+        if metadata.mac_only_encrypted {
+            mac.update(Sha256::digest(b"sops"));
+        }
+        let mut path = Vec::new();
+        for d in &mut document.documents {
+            open_tree(d, &mut path, &key, &metadata, &mut mac)?;
+        }
+        self.check_mac(&metadata, &key, &mac.finalize())?;
+        for (path, sealed) in parsed.comments {
+            // As sops: a comment that does not open stays as it is.
+            let aad = format!("{}:", path.join(":"));
+            let opened = cipher::parse(&sealed).ok().and_then(|s| cipher::open(&s, &key, aad.as_bytes()));
+            document.comments.push(match opened {
+                Some(plain) => String::from_utf8_lossy(&plain).into_owned(),
+                None => sealed,
+            });
+        }
+        Ok(document)
+    }
+
+    fn data_key(&self, metadata: &Metadata) -> Result<Zeroizing<[u8; 32]>, SopsError> {
+        let mut shares: Vec<Zeroizing<Vec<u8>>> = Vec::new();
+        let mut recipients = Vec::new();
+        let mut unsupported = Vec::new();
+        for group in &metadata.groups {
+            recipients.extend(group.age.iter().map(|(r, _)| r.clone()));
+            let opened = group.age.iter().find_map(|(_, enc)| self.identities.decrypt(enc.as_bytes()));
+            match opened {
+                Some(share) => shares.push(share),
+                None if group.age.is_empty() => unsupported.extend(group.others.iter().cloned()),
+                None => {}
+            }
+        }
+        let key: Zeroizing<Vec<u8>> = if metadata.groups.len() <= 1 {
+            match shares.pop() {
+                Some(key) => key,
+                None if !unsupported.is_empty() => return Err(SopsError::Unsupported(unsupported.join(", "))),
+                None => return Err(SopsError::NoMatchingIdentity { tried: self.identities.recipients(), recipients }),
+            }
+        } else {
+            if shares.len() < metadata.threshold {
+                if shares.is_empty() && recipients.is_empty() && !unsupported.is_empty() {
+                    return Err(SopsError::Unsupported(unsupported.join(", ")));
+                }
+                return Err(SopsError::NotEnoughKeyGroups {
+                    threshold: metadata.threshold,
+                    groups: metadata.groups.len(),
+                    opened: shares.len(),
+                });
+            }
+            let parts: Vec<&[u8]> = shares.iter().map(|s| s.as_slice()).collect();
+            Zeroizing::new(
+                crate::shamir::combine(&parts)
+                    .ok_or_else(|| SopsError::Metadata("the key groups' shares do not combine".into()))?,
+            )
+        };
+        let key: [u8; 32] = key
+            .as_slice()
+            .try_into()
+            .map_err(|_| SopsError::Metadata(format!("a data key of {} bytes, not 32", key.len())))?;
+        Ok(Zeroizing::new(key))
+    }
+
+    fn check_mac(&self, metadata: &Metadata, key: &[u8; 32], computed: &[u8]) -> Result<(), SopsError> {
+        if metadata.mac.is_empty() {
+            return if self.allow_missing_mac { Ok(()) } else { Err(SopsError::NoMac) };
+        }
+        let sealed =
+            cipher::parse(&metadata.mac).map_err(|why| SopsError::Malformed { path: "sops.mac".into(), why })?;
+        let stored = cipher::open(&sealed, key, metadata.mac_aad().as_bytes()).ok_or(SopsError::MacMismatch)?;
+        let computed: String = computed.iter().map(|b| format!("{b:02X}")).collect();
+        // Not secret: a MAC over the plaintext, but compared in full anyway.
+        if stored.as_slice() != computed.as_bytes() {
+            return Err(SopsError::MacMismatch);
+        }
+        Ok(())
+    }
+}
+
+/// Opens every encrypted value of a tree in place, feeding the MAC in document order.
+fn open_tree(
+    value: &mut Value,
+    path: &mut Vec<String>,
+    key: &[u8; 32],
+    metadata: &Metadata,
+    mac: &mut Sha512,
+) -> Result<(), SopsError> {
+    match value {
+        Value::Map(entries) => {
+            for (k, v) in entries {
+                path.push(k.clone());
+                open_tree(v, path, key, metadata, mac)?;
+                path.pop();
+            }
+        }
+        Value::Seq(items) => {
+            for item in items {
+                open_tree(item, path, key, metadata, mac)?;
+            }
+        }
+        Value::Null => {}
+        leaf => {
+            let hashed = metadata.rule.encrypts(path) || !metadata.mac_only_encrypted;
+            let where_ = || path.join(".");
+            if let Value::Str(text) = leaf
+                && cipher::is_sealed(text)
+            {
+                let sealed = cipher::parse(text).map_err(|why| SopsError::Malformed { path: where_(), why })?;
+                let aad = format!("{}:", path.join(":"));
+                let plain =
+                    cipher::open(&sealed, key, aad.as_bytes()).ok_or_else(|| SopsError::Tampered { path: where_() })?;
+                if hashed {
+                    mac.update(plain.as_slice());
+                }
+                let typed = typed(&plain, sealed.kind).ok_or_else(|| SopsError::Malformed {
+                    path: where_(),
+                    why: format!("not a valid {}", sealed.kind.name()),
+                })?;
+                text.zeroize();
+                *leaf = typed;
+            } else if hashed {
+                mac.update(to_bytes(leaf).as_slice());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A decrypted value back in its type.
+fn typed(plain: &[u8], kind: Kind) -> Option<Value> {
+    let text = || std::str::from_utf8(plain).ok();
+    Some(match kind {
+        Kind::Str | Kind::Comment => Value::Str(text()?.to_owned()),
+        Kind::Int => Value::Int(text()?.parse().ok()?),
+        Kind::Float => Value::Float(text()?.parse().ok()?),
+        Kind::Bool => Value::Bool(match text()? {
+            "1" | "t" | "T" | "TRUE" | "true" | "True" => true,
+            "0" | "f" | "F" | "FALSE" | "false" | "False" => false,
+            _ => return None,
+        }),
+        Kind::Bytes => Value::Bytes(plain.to_vec()),
+    })
+}
+
+/// A plain value as sops hashes it: strings as they are, integers in decimal, floats in the shortest form, booleans
+/// as `True`/`False`.
+fn to_bytes(value: &Value) -> Zeroizing<Vec<u8>> {
+    Zeroizing::new(match value {
+        Value::Str(s) => s.as_bytes().to_vec(),
+        Value::Int(i) => i.to_string().into_bytes(),
+        Value::Float(f) => format_float(*f).into_bytes(),
+        Value::Bool(true) => b"True".to_vec(),
+        Value::Bool(false) => b"False".to_vec(),
+        Value::Bytes(b) => b.clone(),
+        Value::Null | Value::Map(_) | Value::Seq(_) => Vec::new(),
+    })
+}
+
+/// Go's `strconv.FormatFloat(f, 'f', -1, 64)`: the shortest decimal that round-trips, without an exponent.
+pub(crate) fn format_float(f: f64) -> String {
+    if f.is_nan() {
+        return "NaN".into();
+    }
+    if f.is_infinite() {
+        return if f > 0.0 { "+Inf".into() } else { "-Inf".into() };
+    }
+    // Rust's `Display` for f64 is the shortest round-trip decimal and never uses an exponent.
+    format!("{f}")
+}
+
+impl Document {
+    /// The value at a path of map keys (`["db", "password"]`), in the first document, as a secret. Numbers and
+    /// booleans come as their text.
+    pub fn get(&self, path: &[&str]) -> Option<gantry_core::Secret> {
+        self.documents.first()?.get(path).and_then(secret_of)
+    }
+
+    /// The decrypted documents (YAML may hold several). Handle with care: these are the plaintext values.
+    pub fn documents(&self) -> &[Value] {
+        &self.documents
+    }
+
+    /// The decrypted comments, in document order.
+    pub fn comments(&self) -> &[String] {
+        &self.comments
+    }
+
+    /// The format the document came in.
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
+    /// Every leaf of the first document as a secret, by dotted path (`db.password`; list items as `list.0`), to
+    /// register with a run so that none of them can show in its events and logs.
+    pub fn secrets(&self) -> Vec<(String, gantry_core::Secret)> {
+        fn walk(v: &Value, path: &mut Vec<String>, out: &mut Vec<(String, gantry_core::Secret)>) {
+            match v {
+                Value::Map(entries) => {
+                    for (k, v) in entries {
+                        path.push(k.clone());
+                        walk(v, path, out);
+                        path.pop();
+                    }
+                }
+                Value::Seq(items) => {
+                    for (i, item) in items.iter().enumerate() {
+                        path.push(i.to_string());
+                        walk(item, path, out);
+                        path.pop();
+                    }
+                }
+                leaf => {
+                    if let Some(s) = secret_of(leaf) {
+                        out.push((path.join("."), s));
+                    }
+                }
+            }
+        }
+        let mut out = Vec::new();
+        if let Some(d) = self.documents.first() {
+            walk(d, &mut Vec::new(), &mut out);
+        }
+        out
+    }
+}
+
+fn secret_of(value: &Value) -> Option<gantry_core::Secret> {
+    Some(gantry_core::Secret::new(match value {
+        Value::Str(s) => s.clone(),
+        Value::Int(i) => i.to_string(),
+        Value::Float(f) => format_float(*f),
+        Value::Bool(b) => b.to_string(),
+        Value::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
+        Value::Null | Value::Map(_) | Value::Seq(_) => return None,
+    }))
+}
+
+fn zeroize_tree(value: &mut Value) {
+    match value {
+        Value::Str(s) => s.zeroize(),
+        Value::Bytes(b) => b.zeroize(),
+        Value::Map(entries) => {
+            for (k, v) in entries {
+                k.zeroize();
+                zeroize_tree(v);
+            }
+        }
+        Value::Seq(items) => items.iter_mut().for_each(zeroize_tree),
+        Value::Int(i) => *i = 0,
+        Value::Float(f) => *f = 0.0,
+        Value::Bool(b) => *b = false,
+        Value::Null => {}
+    }
+}
+
+impl Drop for Document {
+    fn drop(&mut self) {
+        self.documents.iter_mut().for_each(zeroize_tree);
+        self.comments.iter_mut().for_each(Zeroize::zeroize);
+    }
+}
+
+impl std::fmt::Debug for Document {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Document")
+            .field("format", &self.format)
+            .field("documents", &self.documents)
+            .field("comments", &self.comments.len())
+            .finish()
+    }
+}
