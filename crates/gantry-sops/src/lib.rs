@@ -1,4 +1,4 @@
-//! Native SOPS for Gantry: decrypt SOPS files in memory, in Rust, with age keys. Values are AES-256-GCM with their key
+//! Native SOPS for Gantry: decrypt (and encrypt) SOPS files in memory, in Rust, with age keys. Values are AES-256-GCM with their key
 //! path as additional data, the data key is opened from the file's age recipients (combining key groups with
 //! Shamir's scheme), and the MAC over all values is verified before any value is returned.
 //!
@@ -21,6 +21,7 @@
 
 mod cipher;
 mod decrypt;
+mod encrypt;
 mod error;
 mod format;
 mod keys;
@@ -29,6 +30,7 @@ mod shamir;
 mod tree;
 
 pub use decrypt::{Decryptor, Document};
+pub use encrypt::Encryptor;
 pub use error::SopsError;
 pub use format::Format;
 pub use keys::Identities;
