@@ -87,14 +87,27 @@ pub(crate) fn parse(text: &str) -> Result<Sealed, String> {
     Ok(Sealed { data: data.ok_or("no data")?, iv, tag, kind: kind.ok_or("no type")? })
 }
 
-/// Decrypts a sealed value with the data key and its additional data (the key path); `None` if it does not
-/// authenticate (wrong key, tampered ciphertext, or a value moved to another path).
+/// A data key ready to open values (its AES key schedule computed once per document).
+pub(crate) struct Opener(Cipher);
+
+impl Opener {
+    pub(crate) fn new(key: &[u8; 32]) -> Self {
+        Self(Cipher::new(&Array::from(*key)))
+    }
+
+    /// Decrypts a sealed value with its additional data (the key path); `None` if it does not authenticate (wrong
+    /// key, tampered ciphertext, or a value moved to another path).
+    pub(crate) fn open(&self, sealed: &Sealed, aad: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+        let mut buffer = Zeroizing::new(sealed.data.clone());
+        let tag = Tag::from(sealed.tag);
+        self.0.decrypt_inout_detached(&Array::from(sealed.iv), aad, buffer.as_mut_slice().into(), &tag).ok()?;
+        Some(buffer)
+    }
+}
+
+/// Decrypts one sealed value with the data key (see [`Opener::open`]).
 pub(crate) fn open(sealed: &Sealed, key: &[u8; 32], aad: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
-    let cipher = Cipher::new(&Array::from(*key));
-    let mut buffer = Zeroizing::new(sealed.data.clone());
-    let tag = Tag::from(sealed.tag);
-    cipher.decrypt_inout_detached(&Array::from(sealed.iv), aad, buffer.as_mut_slice().into(), &tag).ok()?;
-    Some(buffer)
+    Opener::new(key).open(sealed, aad)
 }
 
 /// Encrypts `plain` as a value of `kind` with a fresh 32-byte IV from `iv`.

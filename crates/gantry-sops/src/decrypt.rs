@@ -60,8 +60,9 @@ impl Decryptor {
             mac.update(Sha256::digest(b"sops"));
         }
         let mut path = Vec::new();
+        let opener = cipher::Opener::new(&key);
         for d in &mut document.documents {
-            open_tree(d, &mut path, &key, &metadata, &mut mac)?;
+            open_tree(d, &mut path, &opener, &metadata, &mut mac)?;
         }
         self.check_mac(&metadata, &key, &mac.finalize())?;
         for (path, sealed) in parsed.comments {
@@ -139,7 +140,7 @@ impl Decryptor {
 fn open_tree(
     value: &mut Value,
     path: &mut Vec<String>,
-    key: &[u8; 32],
+    key: &cipher::Opener,
     metadata: &Metadata,
     mac: &mut Sha512,
 ) -> Result<(), SopsError> {
@@ -165,8 +166,7 @@ fn open_tree(
             {
                 let sealed = cipher::parse(text).map_err(|why| SopsError::Malformed { path: where_(), why })?;
                 let aad = format!("{}:", path.join(":"));
-                let plain =
-                    cipher::open(&sealed, key, aad.as_bytes()).ok_or_else(|| SopsError::Tampered { path: where_() })?;
+                let plain = key.open(&sealed, aad.as_bytes()).ok_or_else(|| SopsError::Tampered { path: where_() })?;
                 if hashed {
                     mac.update(plain.as_slice());
                 }

@@ -35,3 +35,43 @@ pub use error::SopsError;
 pub use format::Format;
 pub use keys::Identities;
 pub use tree::Value;
+
+/// What `benches/sops.rs` compares against: the cost of the cipher alone. Not part of the API.
+#[doc(hidden)]
+pub mod bench {
+    use crate::cipher;
+
+    /// The sealed values of a YAML file with their paths and the data key, ready to be opened.
+    pub struct Floor {
+        values: Vec<(cipher::Sealed, Vec<u8>)>,
+        key: [u8; 32],
+    }
+
+    impl Floor {
+        /// Reads a single-level YAML map of encrypted values, opening its data key with `keys`.
+        pub fn new(text: &str, keys: &crate::Identities) -> Self {
+            let enc_start = text.find("-----BEGIN AGE").expect("an age stanza");
+            let enc_end = text.find("-----END AGE ENCRYPTED FILE-----").expect("its end") + 32;
+            let armored: String = text[enc_start..enc_end].lines().map(str::trim).collect::<Vec<_>>().join("\n") + "\n";
+            let key: [u8; 32] =
+                keys.decrypt(armored.as_bytes()).expect("the key opens").as_slice().try_into().expect("32 bytes");
+            let values = text
+                .lines()
+                .take_while(|l| !l.starts_with("sops:"))
+                .filter_map(|l| {
+                    let (k, v) = l.split_once(": ")?;
+                    Some((
+                        cipher::parse(v.trim().trim_matches('"')).ok()?,
+                        format!("{}:", k.trim_matches('"')).into_bytes(),
+                    ))
+                })
+                .collect();
+            Self { values, key }
+        }
+
+        /// Opens every value; returns how many opened.
+        pub fn open_all(&self) -> usize {
+            self.values.iter().filter(|(sealed, aad)| cipher::open(sealed, &self.key, aad).is_some()).count()
+        }
+    }
+}
