@@ -397,6 +397,14 @@ impl StepContext {
         named.get(name).cloned().ok_or_else(|| ContextError::MissingSecret { name: name.to_owned() })
     }
 
+    /// Adds the secret `<this step's name>.<key>` to the run: masked from now on everywhere, and available to the
+    /// steps after this one as `{{secrets.<step>.<key>}}` (the template check accepts it there, as for step
+    /// variables).
+    pub fn set_secret(&self, key: &str, secret: Secret) {
+        let local = &self.scope.pipeline.node(self.node as usize).name;
+        self.add_secret(format!("{local}.{key}"), secret);
+    }
+
     /// Adds a secret to the run: masked from now on in every event, log line, error and report, and available to
     /// later steps by name.
     pub fn add_secret(&self, name: impl Into<String>, secret: Secret) {

@@ -234,7 +234,9 @@ impl Pipeline {
                     self.index_of(step).is_some_and(|s| ancestors.get_or_init(|| self.ancestors(i)).contains(&s))
                 })
             };
-            let here = |name: &str| known(name) || upstream_var(name);
+            // `secrets.<step>.<key>`: a secret an upstream step set with `StepContext::set_secret`.
+            let upstream_secret = |name: &str| name.strip_prefix("secrets.").is_some_and(&upstream_var);
+            let here = |name: &str| known(name) || upstream_var(name) || upstream_secret(name);
             match node.children() {
                 Children::None => match vars {
                     Ok(vars) => {

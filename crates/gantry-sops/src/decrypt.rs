@@ -33,6 +33,7 @@ pub struct Document {
     documents: Vec<Value>,
     comments: Vec<String>,
     format: Format,
+    rule: crate::metadata::Rule,
 }
 
 impl Decryptor {
@@ -52,9 +53,11 @@ impl Decryptor {
     /// error, the plaintext decrypted so far is zeroed.
     pub fn decrypt(&self, text: &str, format: Format) -> Result<Document, SopsError> {
         let parsed = format::parse(text, format)?;
-        let metadata = Metadata::read(&parsed.metadata)?;
+        let mut metadata = Metadata::read(&parsed.metadata)?;
         let key = self.data_key(&metadata)?;
-        let mut document = Document { documents: parsed.documents, comments: Vec::new(), format };
+        let rule = std::mem::replace(&mut metadata.rule, crate::metadata::Rule::UnencryptedSuffix(String::new()));
+        let mut document = Document { documents: parsed.documents, comments: Vec::new(), format, rule };
+        let metadata = Metadata { rule: document.rule.clone(), ..metadata };
         let mut mac = Sha512::new();
         if metadata.mac_only_encrypted {
             mac.update(Sha256::digest(b"sops"));
@@ -248,35 +251,59 @@ impl Document {
         self.format
     }
 
-    /// Every leaf of the first document as a secret, by dotted path (`db.password`; list items as `list.0`), to
+    /// The values the file keeps encrypted, as secrets by dotted path (`db.password`; list items as `list.0`), to
     /// register with a run so that none of them can show in its events and logs.
     pub fn secrets(&self) -> Vec<(String, gantry_core::Secret)> {
-        fn walk(v: &Value, path: &mut Vec<String>, out: &mut Vec<(String, gantry_core::Secret)>) {
+        self.leaves().into_iter().filter(|(_, encrypted, _)| *encrypted).map(|(p, _, s)| (p, s)).collect()
+    }
+
+    /// The values the file's rules keep in plaintext (`unencrypted_suffix`, outside `encrypted_regex`, ...), by
+    /// dotted path.
+    pub fn plain_values(&self) -> Vec<(String, String)> {
+        self.leaves()
+            .into_iter()
+            .filter(|(_, encrypted, _)| !*encrypted)
+            .map(|(p, _, s)| (p, s.expose().to_owned()))
+            .collect()
+    }
+
+    /// Every leaf of the first document: dotted path, whether the file encrypts it, and its value.
+    fn leaves(&self) -> Vec<(String, bool, gantry_core::Secret)> {
+        fn walk(
+            v: &Value,
+            rule: &crate::metadata::Rule,
+            keys: &mut Vec<String>,
+            path: &mut Vec<String>,
+            out: &mut Vec<(String, bool, gantry_core::Secret)>,
+        ) {
             match v {
                 Value::Map(entries) => {
                     for (k, v) in entries {
+                        keys.push(k.clone());
                         path.push(k.clone());
-                        walk(v, path, out);
+                        walk(v, rule, keys, path, out);
                         path.pop();
+                        keys.pop();
                     }
                 }
                 Value::Seq(items) => {
                     for (i, item) in items.iter().enumerate() {
                         path.push(i.to_string());
-                        walk(item, path, out);
+                        walk(item, rule, keys, path, out);
                         path.pop();
                     }
                 }
                 leaf => {
                     if let Some(s) = secret_of(leaf) {
-                        out.push((path.join("."), s));
+                        // The rule sees map keys only, as sops does (list items add no path component).
+                        out.push((path.join("."), rule.encrypts(keys), s));
                     }
                 }
             }
         }
         let mut out = Vec::new();
         if let Some(d) = self.documents.first() {
-            walk(d, &mut Vec::new(), &mut out);
+            walk(d, &self.rule, &mut Vec::new(), &mut Vec::new(), &mut out);
         }
         out
     }

@@ -27,6 +27,7 @@ mod format;
 mod keys;
 mod metadata;
 mod shamir;
+mod step;
 mod tree;
 
 pub use decrypt::{Decryptor, Document};
@@ -34,6 +35,7 @@ pub use encrypt::Encryptor;
 pub use error::SopsError;
 pub use format::Format;
 pub use keys::Identities;
+pub use step::SopsSecrets;
 pub use tree::Value;
 
 /// What `benches/sops.rs` compares against: the cost of the cipher alone. Not part of the API.

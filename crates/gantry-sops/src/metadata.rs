@@ -15,7 +15,7 @@ pub(crate) struct KeyGroup {
 }
 
 /// Which values are encrypted (sops allows one rule; none means `unencrypted_suffix: _unencrypted`).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) enum Rule {
     UnencryptedSuffix(String),
     EncryptedSuffix(String),
