@@ -47,6 +47,7 @@ mod events;
 mod job;
 mod retry;
 mod rollout;
+mod sops_secret;
 mod target;
 mod watch;
 
@@ -55,4 +56,5 @@ pub use cluster::{Cluster, Clusters};
 pub use error::KubeError;
 pub use job::JobStep;
 pub use rollout::RollingDeploy;
+pub use sops_secret::SecretFromSops;
 pub use target::{HttpRoute, KubeTarget, SLOT_LABEL, VERSION_LABEL};

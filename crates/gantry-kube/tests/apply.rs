@@ -201,3 +201,33 @@ async fn bad_manifests_fail_naming_the_document() {
     assert!(configmaps.get_opt("c").await.unwrap().is_none(), "the ones after it are not");
     c.cleanup().await;
 }
+
+/// A Kubernetes Secret straight from a SOPS file: the cluster gets the values, nothing else does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_from_a_sops_file_reaches_the_cluster_and_nothing_else() {
+    use futures::StreamExt;
+    use gantry_kube::SecretFromSops;
+    let c = TestCluster::new("sopssecret").await.unwrap();
+    let data = concat!(env!("CARGO_MANIFEST_DIR"), "/../gantry-sops/tests/data/");
+    let keys = gantry_sops::Identities::parse(&std::fs::read_to_string(format!("{data}key1.txt")).unwrap()).unwrap();
+    let pipeline = Pipeline::builder("secrets")
+        .step("secret", SecretFromSops::new(cluster(&c), "web-{{env}}", format!("{data}secrets.enc.yaml"), keys))
+        .build()
+        .unwrap();
+    let run = Run::new(&pipeline, Context::new().var("env", "prod"));
+    let events = run.subscribe();
+    let report = run.execute().await.unwrap();
+    let shown: Vec<String> = events.map(|e| format!("{e:?}")).collect().await;
+    assert_eq!(report.status, RunStatus::Succeeded, "{report}");
+    let secret: Secret = Api::namespaced(c.client.clone(), &c.namespace).get("web-prod").await.unwrap();
+    let data = secret.data.unwrap();
+    assert_eq!(data["db.password"].0, b"s3cr3t-p@ss");
+    assert_eq!(data["db.port"].0, b"5432");
+    assert_eq!(data["list.1"].0, b"b");
+    assert_eq!(data["note_unencrypted"].0, b"visible");
+    let all = format!("{}\n{report}\n{report:?}", shown.join("\n"));
+    // The fixture's one-letter secrets (`a`, `b`) are masked wherever those letters appear; the key names show.
+    assert!(all.contains("list.0, list.1, note_unencrypted from"), "{all}");
+    assert!(!all.contains("s3cr3t-p@ss") && !all.contains("deploy"), "{all}");
+    c.cleanup().await;
+}
