@@ -147,44 +147,29 @@ fn open_tree(
     metadata: &Metadata,
     mac: &mut Sha512,
 ) -> Result<(), SopsError> {
-    match value {
-        Value::Map(entries) => {
-            for (k, v) in entries {
-                path.push(k.clone());
-                open_tree(v, path, key, metadata, mac)?;
-                path.pop();
+    crate::tree::for_each_leaf(value, path, &mut |leaf, path| {
+        let hashed = metadata.rule.encrypts(path) || !metadata.mac_only_encrypted;
+        let where_ = || path.join(".");
+        if let Value::Str(text) = leaf
+            && cipher::is_sealed(text)
+        {
+            let sealed = cipher::parse(text).map_err(|why| SopsError::Malformed { path: where_(), why })?;
+            let aad = format!("{}:", path.join(":"));
+            let plain = key.open(&sealed, aad.as_bytes()).ok_or_else(|| SopsError::Tampered { path: where_() })?;
+            if hashed {
+                mac.update(plain.as_slice());
             }
+            let typed = typed(&plain, sealed.kind).ok_or_else(|| SopsError::Malformed {
+                path: where_(),
+                why: format!("not a valid {}", sealed.kind.name()),
+            })?;
+            text.zeroize();
+            *leaf = typed;
+        } else if hashed {
+            mac.update(to_bytes(leaf).as_slice());
         }
-        Value::Seq(items) => {
-            for item in items {
-                open_tree(item, path, key, metadata, mac)?;
-            }
-        }
-        Value::Null => {}
-        leaf => {
-            let hashed = metadata.rule.encrypts(path) || !metadata.mac_only_encrypted;
-            let where_ = || path.join(".");
-            if let Value::Str(text) = leaf
-                && cipher::is_sealed(text)
-            {
-                let sealed = cipher::parse(text).map_err(|why| SopsError::Malformed { path: where_(), why })?;
-                let aad = format!("{}:", path.join(":"));
-                let plain = key.open(&sealed, aad.as_bytes()).ok_or_else(|| SopsError::Tampered { path: where_() })?;
-                if hashed {
-                    mac.update(plain.as_slice());
-                }
-                let typed = typed(&plain, sealed.kind).ok_or_else(|| SopsError::Malformed {
-                    path: where_(),
-                    why: format!("not a valid {}", sealed.kind.name()),
-                })?;
-                text.zeroize();
-                *leaf = typed;
-            } else if hashed {
-                mac.update(to_bytes(leaf).as_slice());
-            }
-        }
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 /// A decrypted value back in its type.

@@ -194,42 +194,27 @@ fn seal_tree(
     how: &Encryptor,
     mac: &mut Sha512,
 ) -> Result<(), SopsError> {
-    match value {
-        Value::Map(entries) => {
-            for (k, v) in entries {
-                path.push(k.clone());
-                seal_tree(v, path, key, how, mac)?;
-                path.pop();
-            }
+    crate::tree::for_each_leaf(value, path, &mut |leaf, path| {
+        let encrypts = how.rule.encrypts(path);
+        let (plain, kind) = match leaf {
+            Value::Str(s) => (Zeroizing::new(s.as_bytes().to_vec()), Kind::Str),
+            Value::Int(i) => (Zeroizing::new(i.to_string().into_bytes()), Kind::Int),
+            Value::Float(f) => (Zeroizing::new(format_float(*f).into_bytes()), Kind::Float),
+            Value::Bool(b) => (Zeroizing::new(if *b { b"True".to_vec() } else { b"False".to_vec() }), Kind::Bool),
+            Value::Bytes(b) => (Zeroizing::new(b.clone()), Kind::Bytes),
+            Value::Null | Value::Map(_) | Value::Seq(_) => unreachable!("for_each_leaf visits scalars only"),
+        };
+        if encrypts || !how.mac_only_encrypted {
+            mac.update(plain.as_slice());
         }
-        Value::Seq(items) => {
-            for item in items {
-                seal_tree(item, path, key, how, mac)?;
-            }
+        // sops leaves empty strings as they are.
+        if encrypts && !plain.is_empty() {
+            let mut iv = [0u8; 32];
+            random(&mut iv)?;
+            *leaf = Value::Str(cipher::seal(&plain, kind, key, format!("{}:", path.join(":")).as_bytes(), iv));
         }
-        Value::Null => {}
-        leaf => {
-            let encrypts = how.rule.encrypts(path);
-            let (plain, kind) = match leaf {
-                Value::Str(s) => (Zeroizing::new(s.as_bytes().to_vec()), Kind::Str),
-                Value::Int(i) => (Zeroizing::new(i.to_string().into_bytes()), Kind::Int),
-                Value::Float(f) => (Zeroizing::new(format_float(*f).into_bytes()), Kind::Float),
-                Value::Bool(b) => (Zeroizing::new(if *b { b"True".to_vec() } else { b"False".to_vec() }), Kind::Bool),
-                Value::Bytes(b) => (Zeroizing::new(b.clone()), Kind::Bytes),
-                Value::Null | Value::Map(_) | Value::Seq(_) => unreachable!("handled above"),
-            };
-            if encrypts || !how.mac_only_encrypted {
-                mac.update(plain.as_slice());
-            }
-            // sops leaves empty strings as they are.
-            if encrypts && !plain.is_empty() {
-                let mut iv = [0u8; 32];
-                random(&mut iv)?;
-                *leaf = Value::Str(cipher::seal(&plain, kind, key, format!("{}:", path.join(":")).as_bytes(), iv));
-            }
-        }
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 /// A string as a YAML or JSON double-quoted scalar.

@@ -61,6 +61,32 @@ impl Value {
     }
 }
 
+/// Calls `visit` on every leaf of `value` (not nulls) in document order, with its key path: map keys only, as sops
+/// builds paths (list items add no component).
+pub(crate) fn for_each_leaf<E>(
+    value: &mut Value,
+    path: &mut Vec<String>,
+    visit: &mut impl FnMut(&mut Value, &[String]) -> Result<(), E>,
+) -> Result<(), E> {
+    match value {
+        Value::Map(entries) => {
+            for (k, v) in entries {
+                path.push(k.clone());
+                for_each_leaf(v, path, visit)?;
+                path.pop();
+            }
+        }
+        Value::Seq(items) => {
+            for item in items {
+                for_each_leaf(item, path, visit)?;
+            }
+        }
+        Value::Null => {}
+        leaf => visit(leaf, path)?,
+    }
+    Ok(())
+}
+
 /// Never prints values: a decrypted document holds secrets.
 impl fmt::Debug for Value {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -8,7 +8,8 @@ use async_trait::async_trait;
 use super::deploy::VERDICT;
 use super::rolling::failed;
 use super::{
-    Match, Promotion, Release, Slot, Strategy, Target, TargetError, Traffic, or_cancelled, sleep_or_cancelled,
+    Match, Promotion, Release, Slot, Stop, Strategy, Target, Traffic, or_cancelled, sleep_or_cancelled,
+    wait_for_promotion,
 };
 use crate::analysis::{Analysis, OnInconclusive, Outcome};
 use crate::{Phase, StepContext, StepError};
@@ -29,20 +30,6 @@ pub struct BlueGreen {
     scale_down_delay: Duration,
     preview_route: Option<Match>,
     promotion: Promotion,
-}
-
-enum Stop {
-    Abort(String),
-    Cancelled,
-}
-
-impl From<TargetError> for Stop {
-    fn from(e: TargetError) -> Self {
-        match e {
-            TargetError::Cancelled => Self::Cancelled,
-            other => Self::Abort(other.to_string()),
-        }
-    }
 }
 
 impl Default for BlueGreen {
@@ -122,15 +109,7 @@ impl BlueGreen {
         ctx.publish(VERDICT, verdict.clone());
         match (verdict.outcome, verdict.on_inconclusive()) {
             (Outcome::Pass, _) | (Outcome::Inconclusive, OnInconclusive::Notify) => Ok(()),
-            (Outcome::Inconclusive, OnInconclusive::Pause) => {
-                ctx.phase(Phase::WaitingForPromotion, format!("{release} waits for a promotion"));
-                or_cancelled(ctx, async {
-                    self.promotion.wait().await;
-                    Ok(())
-                })
-                .await?;
-                Ok(())
-            }
+            (Outcome::Inconclusive, OnInconclusive::Pause) => wait_for_promotion(ctx, &self.promotion, release).await,
             (Outcome::Fail, _) => Err(Stop::Abort(format!("analysis failed: {verdict}"))),
             (Outcome::Inconclusive, OnInconclusive::Abort) => {
                 Err(Stop::Abort(format!("analysis inconclusive: {verdict}")))
@@ -157,14 +136,7 @@ impl BlueGreen {
         }
         match self.auto_promote {
             Some(delay) => sleep_or_cancelled(ctx, delay).await?,
-            None => {
-                ctx.phase(Phase::WaitingForPromotion, format!("{release} waits for a promotion"));
-                or_cancelled(ctx, async {
-                    self.promotion.wait().await;
-                    Ok(())
-                })
-                .await?;
-            }
+            None => wait_for_promotion(ctx, &self.promotion, release).await?,
         }
         Ok(())
     }
@@ -180,8 +152,7 @@ impl Strategy for BlueGreen {
         };
         let why = match self.preview(target, &stable, release, ctx).await {
             Ok(()) => None,
-            Err(Stop::Abort(why)) => Some(why),
-            Err(Stop::Cancelled) => Some("the run was cancelled".to_owned()),
+            Err(stop) => Some(stop.reason()),
         };
         if let Some(why) = why {
             let mut undo = String::new();
@@ -212,10 +183,7 @@ impl Strategy for BlueGreen {
             stop => stop,
         };
         if let Err(stop) = post {
-            let why = match stop {
-                Stop::Abort(why) => why,
-                Stop::Cancelled => "the run was cancelled".to_owned(),
-            };
+            let why = stop.reason();
             let mut undo = String::new();
             if let Err(e) = target.set_traffic(&Traffic::stable()).await {
                 let _ = write!(undo, "; switching back failed: {e}");

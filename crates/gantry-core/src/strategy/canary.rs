@@ -7,7 +7,9 @@ use async_trait::async_trait;
 
 use super::deploy::VERDICT;
 use super::rolling::failed;
-use super::{Promotion, Release, Slot, Strategy, Target, TargetError, Traffic, or_cancelled, sleep_or_cancelled};
+use super::{
+    Promotion, Release, Slot, Stop, Strategy, Target, Traffic, or_cancelled, sleep_or_cancelled, wait_for_promotion,
+};
 use crate::analysis::{Analysis, OnInconclusive, Outcome, Verdict};
 use crate::{Phase, StepContext, StepError};
 
@@ -37,21 +39,6 @@ pub struct Canary {
     steps: Vec<CanaryStep>,
     background: Option<Box<Analysis>>,
     promotion: Promotion,
-}
-
-/// How a canary ended early.
-enum Stop {
-    Abort(String),
-    Cancelled,
-}
-
-impl From<TargetError> for Stop {
-    fn from(e: TargetError) -> Self {
-        match e {
-            TargetError::Cancelled => Self::Cancelled,
-            other => Self::Abort(other.to_string()),
-        }
-    }
 }
 
 impl Canary {
@@ -133,13 +120,7 @@ impl Canary {
     }
 
     async fn wait_for_promotion(&self, ctx: &StepContext, release: &Release) -> Result<(), Stop> {
-        ctx.phase(Phase::WaitingForPromotion, format!("{release} waits for a promotion"));
-        or_cancelled(ctx, async {
-            self.promotion.wait().await;
-            Ok(())
-        })
-        .await?;
-        Ok(())
+        wait_for_promotion(ctx, &self.promotion, release).await
     }
 
     /// Reports a verdict and decides what it means for the canary.
@@ -198,8 +179,7 @@ impl Strategy for Canary {
                 ctx.phase(Phase::Promoted, format!("{release} is stable, with all traffic"));
                 return Ok(());
             }
-            Err(Stop::Abort(why)) => why,
-            Err(Stop::Cancelled) => "the run was cancelled".to_owned(),
+            Err(stop) => stop.reason(),
         };
         // Abort: every step back to stable is attempted, whatever fails.
         let mut undo = String::new();

@@ -60,6 +60,46 @@ pub trait Strategy: Send + Sync + std::fmt::Debug {
     fn describe(&self, ctx: &StepContext) -> String;
 }
 
+/// How a strategy ended before its end: aborted for a reason, or cancelled with the run.
+pub(crate) enum Stop {
+    Abort(String),
+    Cancelled,
+}
+
+impl From<TargetError> for Stop {
+    fn from(e: TargetError) -> Self {
+        match e {
+            TargetError::Cancelled => Self::Cancelled,
+            other => Self::Abort(other.to_string()),
+        }
+    }
+}
+
+impl Stop {
+    /// Why, in words.
+    pub(crate) fn reason(self) -> String {
+        match self {
+            Stop::Abort(why) => why,
+            Stop::Cancelled => "the run was cancelled".to_owned(),
+        }
+    }
+}
+
+/// Reports that `release` waits for a promotion, and waits for it through `promotion` (or a cancellation).
+pub(crate) async fn wait_for_promotion(
+    ctx: &StepContext,
+    promotion: &Promotion,
+    release: &Release,
+) -> Result<(), Stop> {
+    ctx.phase(crate::Phase::WaitingForPromotion, format!("{release} waits for a promotion"));
+    or_cancelled(ctx, async {
+        promotion.wait().await;
+        Ok(())
+    })
+    .await?;
+    Ok(())
+}
+
 /// Runs `op` unless the run is cancelled first.
 pub(crate) async fn or_cancelled<T>(
     ctx: &StepContext,
