@@ -231,6 +231,16 @@ impl Document {
         &self.comments
     }
 
+    /// The first document as YAML (maps in document order, strings double-quoted), e.g. to hand decrypted values to
+    /// Helm on its standard input. Zeroed on drop.
+    pub fn to_yaml(&self) -> Zeroizing<String> {
+        let mut out = Zeroizing::new(String::new());
+        if let Some(d) = self.documents.first() {
+            crate::emit::yaml_value(&mut out, d, 0);
+        }
+        out
+    }
+
     /// The format the document came in.
     pub fn format(&self) -> Format {
         self.format

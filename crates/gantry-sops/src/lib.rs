@@ -21,6 +21,7 @@
 
 mod cipher;
 mod decrypt;
+mod emit;
 mod encrypt;
 mod error;
 mod format;

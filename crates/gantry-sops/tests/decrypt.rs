@@ -208,3 +208,12 @@ mod never_panics {
         }
     }
 }
+
+#[test]
+fn a_decrypted_document_writes_back_as_yaml_in_order() {
+    let document = decrypt("secrets.enc.yaml", key(1)).unwrap();
+    let yaml = document.to_yaml();
+    let back: Value = serde_saphyr::from_str(&yaml).unwrap();
+    assert!(same(&back, &plain_yaml()), "{}", yaml.as_str());
+    assert!(yaml.starts_with("\"db\":\n    \"user\": \"deploy\""), "{}", yaml.as_str());
+}
