@@ -1,0 +1,108 @@
+//! Running the `helm` binary: argv only (never a shell), values on stdin, output captured.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+
+use tokio::io::AsyncWriteExt;
+
+/// What went wrong running Helm.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HelmError {
+    /// No `helm` binary where it was looked for.
+    #[error("helm is not installed: no `{0}` on the PATH (install Helm 3 or 4, or give its path with Helm::at)")]
+    NotInstalled(String),
+    /// Helm ran and failed.
+    #[error("`helm {command}` failed (exit {code}): {stderr}")]
+    Failed {
+        /// The subcommand (`upgrade`, `history`, ...).
+        command: String,
+        /// Its exit code.
+        code: i32,
+        /// The end of its error output.
+        stderr: String,
+    },
+    /// Helm could not be started or talked to.
+    #[error("could not run helm: {0}")]
+    Io(String),
+    /// Helm's output was not what was expected.
+    #[error("unexpected output from `helm {command}`: {why}")]
+    Output {
+        /// The subcommand.
+        command: String,
+        /// What did not fit.
+        why: String,
+    },
+}
+
+/// Where the `helm` binary is.
+#[derive(Clone, Debug)]
+pub struct Helm {
+    program: String,
+}
+
+impl Helm {
+    /// `helm`, looked up on the `PATH` when it runs.
+    pub fn on_path() -> Self {
+        Self { program: "helm".into() }
+    }
+
+    /// A given binary.
+    pub fn at(path: impl Into<PathBuf>) -> Self {
+        Self { program: path.into().display().to_string() }
+    }
+
+    /// The binary's path, or why there is none.
+    pub(crate) fn resolve(&self) -> Result<PathBuf, HelmError> {
+        let candidate = PathBuf::from(&self.program);
+        if candidate.components().count() > 1 {
+            return if candidate.is_file() {
+                Ok(candidate)
+            } else {
+                Err(HelmError::NotInstalled(self.program.clone()))
+            };
+        }
+        std::env::var_os("PATH")
+            .and_then(|path| std::env::split_paths(&path).map(|d| d.join(&self.program)).find(|p| p.is_file()))
+            .ok_or_else(|| HelmError::NotInstalled(self.program.clone()))
+    }
+
+    /// Runs `helm <args>` with `stdin` (if any) on its standard input; returns its standard output.
+    pub(crate) async fn run(&self, args: &[String], stdin: Option<&[u8]>) -> Result<String, HelmError> {
+        let program = self.resolve()?;
+        let mut child = tokio::process::Command::new(program)
+            .args(args)
+            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| HelmError::Io(e.to_string()))?;
+        if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+            match pipe.write_all(input).await {
+                // Helm exited without reading its values (a failure before it got there): its exit status says why.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+                Err(e) => return Err(HelmError::Io(format!("writing values to helm: {e}"))),
+                Ok(()) => {}
+            }
+            drop(pipe);
+        }
+        let output = child.wait_with_output().await.map_err(|e| HelmError::Io(e.to_string()))?;
+        if !output.status.success() {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            let tail: Vec<&str> = stderr.lines().rev().take(5).collect();
+            return Err(HelmError::Failed {
+                command: args.first().cloned().unwrap_or_default(),
+                code: output.status.code().unwrap_or(-1),
+                stderr: tail.into_iter().rev().collect::<Vec<_>>().join(" / "),
+            });
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+}
+
+impl From<HelmError> for gantry_core::StepError {
+    fn from(e: HelmError) -> Self {
+        gantry_core::StepError::new(e.to_string())
+    }
+}

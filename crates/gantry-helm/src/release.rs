@@ -1,0 +1,204 @@
+//! `helm upgrade --install`, with decrypted SOPS values on Helm's standard input.
+
+use async_trait::async_trait;
+use gantry_core::{Step, StepContext, StepError, Template, TemplateError};
+use gantry_sops::{Decryptor, Format, Identities};
+
+use crate::command::Helm;
+
+/// Values from a SOPS file (a template path), decrypted in memory and handed to Helm as `--values -` on its standard
+/// input: the plaintext is never written to disk. Every value is registered with the run first, so Helm's output
+/// and errors show it masked.
+#[derive(Clone, Debug)]
+pub struct SopsValues {
+    path: String,
+    decryptor: Decryptor,
+}
+
+impl SopsValues {
+    /// The SOPS file at `path`, decrypted with `identities`.
+    pub fn file(path: impl Into<String>, identities: Identities) -> Self {
+        Self { path: path.into(), decryptor: Decryptor::new(identities) }
+    }
+}
+
+/// Installs or upgrades a Helm release: `helm upgrade --install <release> <chart>` with namespace, version, values
+/// files, SOPS values on stdin, and `--atomic` / `--wait` / `--timeout` as set. All settings are templates.
+#[derive(Clone, Debug)]
+pub struct HelmRelease {
+    helm: Helm,
+    release: String,
+    chart: String,
+    namespace: Option<String>,
+    version: Option<String>,
+    values_files: Vec<String>,
+    sops: Option<SopsValues>,
+    atomic: bool,
+    wait: bool,
+    timeout: Option<String>,
+    create_namespace: bool,
+}
+
+impl HelmRelease {
+    /// Release `release` of `chart` (a path, `repo/chart`, or `oci://…`).
+    pub fn new(helm: Helm, release: impl Into<String>, chart: impl Into<String>) -> Self {
+        Self {
+            helm,
+            release: release.into(),
+            chart: chart.into(),
+            namespace: None,
+            version: None,
+            values_files: Vec::new(),
+            sops: None,
+            atomic: false,
+            wait: false,
+            timeout: None,
+            create_namespace: false,
+        }
+    }
+
+    /// `--namespace`.
+    #[must_use]
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = Some(namespace.into());
+        self
+    }
+
+    /// `--create-namespace`.
+    #[must_use]
+    pub fn create_namespace(mut self) -> Self {
+        self.create_namespace = true;
+        self
+    }
+
+    /// `--version` of the chart.
+    #[must_use]
+    pub fn version(mut self, version: impl Into<String>) -> Self {
+        self.version = Some(version.into());
+        self
+    }
+
+    /// A plain values file (`--values`), in order; later ones win, the SOPS values last of all.
+    #[must_use]
+    pub fn values_file(mut self, path: impl Into<String>) -> Self {
+        self.values_files.push(path.into());
+        self
+    }
+
+    /// SOPS-encrypted values, passed on stdin.
+    #[must_use]
+    pub fn sops_values(mut self, values: SopsValues) -> Self {
+        self.sops = Some(values);
+        self
+    }
+
+    /// `--atomic`: Helm rolls the release back itself if the upgrade fails (implies `--wait`).
+    #[must_use]
+    pub fn atomic(mut self) -> Self {
+        self.atomic = true;
+        self
+    }
+
+    /// `--wait`.
+    #[must_use]
+    pub fn wait(mut self) -> Self {
+        self.wait = true;
+        self
+    }
+
+    /// `--timeout` (`5m`, `300s`).
+    #[must_use]
+    pub fn timeout(mut self, timeout: impl Into<String>) -> Self {
+        self.timeout = Some(timeout.into());
+        self
+    }
+
+    fn templates(&self) -> impl Iterator<Item = &String> {
+        [&self.release, &self.chart]
+            .into_iter()
+            .chain(&self.namespace)
+            .chain(&self.version)
+            .chain(&self.values_files)
+            .chain(self.sops.as_ref().map(|s| &s.path))
+            .chain(&self.timeout)
+    }
+
+    /// The argv after `helm`, rendered with `render`.
+    fn args(&self, render: &dyn Fn(&str) -> Result<String, TemplateError>) -> Result<Vec<String>, TemplateError> {
+        let mut args = vec!["upgrade".to_owned(), "--install".to_owned(), render(&self.release)?, render(&self.chart)?];
+        if let Some(ns) = &self.namespace {
+            args.extend(["--namespace".to_owned(), render(ns)?]);
+        }
+        if self.create_namespace {
+            args.push("--create-namespace".into());
+        }
+        if let Some(v) = &self.version {
+            args.extend(["--version".to_owned(), render(v)?]);
+        }
+        for file in &self.values_files {
+            args.extend(["--values".to_owned(), render(file)?]);
+        }
+        if self.sops.is_some() {
+            args.extend(["--values".to_owned(), "-".to_owned()]);
+        }
+        if self.atomic {
+            args.push("--atomic".into());
+        }
+        if self.wait {
+            args.push("--wait".into());
+        }
+        if let Some(t) = &self.timeout {
+            args.extend(["--timeout".to_owned(), render(t)?]);
+        }
+        Ok(args)
+    }
+}
+
+#[async_trait]
+impl Step for HelmRelease {
+    async fn run(&self, ctx: &StepContext) -> Result<(), StepError> {
+        let render = |s: &str| Template::parse(s).and_then(|t| ctx.render(&t));
+        let args = self.args(&render)?;
+        self.helm.resolve()?; // Before decrypting anything.
+        let stdin = match &self.sops {
+            None => None,
+            Some(values) => {
+                let path = std::path::PathBuf::from(render(&values.path)?);
+                let text = zeroize::Zeroizing::new(
+                    std::fs::read_to_string(&path)
+                        .map_err(|e| StepError::new(format!("cannot read {}: {e}", path.display())))?,
+                );
+                let document = values
+                    .decryptor
+                    .decrypt(&text, Format::from_path(&path))
+                    .map_err(|e| StepError::new(format!("cannot decrypt {}: {e}", path.display())))?;
+                for (key, secret) in document.secrets() {
+                    ctx.add_secret(format!("helm-values/{key}"), secret);
+                }
+                Some(document.to_yaml())
+            }
+        };
+        ctx.log(format!("helm {}", args.join(" ")));
+        let output = self.helm.run(&args, stdin.as_ref().map(|s| s.as_bytes())).await?;
+        for line in output.lines().filter(|l| !l.trim().is_empty()) {
+            ctx.log(line);
+        }
+        Ok(())
+    }
+
+    fn describe(&self, ctx: &StepContext) -> String {
+        let show = |s: &str| Ok(Template::parse(s).map(|t| ctx.render_masked(&t)).unwrap_or_else(|_| s.to_owned()));
+        let args = self.args(&show).unwrap_or_default();
+        let stdin =
+            self.sops.as_ref().map(|v| format!(" (values on stdin, decrypted from {})", v.path)).unwrap_or_default();
+        format!("runs helm {}{stdin}", args.join(" "))
+    }
+
+    fn variables(&self) -> Result<Vec<String>, TemplateError> {
+        let mut names = Vec::new();
+        for t in self.templates() {
+            names.extend(Template::parse(t)?.variables().map(str::to_owned));
+        }
+        Ok(names)
+    }
+}
