@@ -23,7 +23,8 @@ impl SopsValues {
 }
 
 /// Installs or upgrades a Helm release: `helm upgrade --install <release> <chart>` with namespace, version, values
-/// files, SOPS values on stdin, and `--atomic` / `--wait` / `--timeout` as set. All settings are templates.
+/// files, SOPS values on stdin, and `--atomic` / `--wait` / `--timeout` as set. All settings are templates. With
+/// [`render_and_apply`](HelmRelease::render_and_apply), `helm template` renders instead and Gantry applies.
 #[derive(Clone, Debug)]
 pub struct HelmRelease {
     helm: Helm,
@@ -37,6 +38,7 @@ pub struct HelmRelease {
     wait: bool,
     timeout: Option<String>,
     create_namespace: bool,
+    apply_to: Option<gantry_kube::Cluster>,
 }
 
 impl HelmRelease {
@@ -54,7 +56,17 @@ impl HelmRelease {
             wait: false,
             timeout: None,
             create_namespace: false,
+            apply_to: None,
         }
+    }
+
+    /// Renders with `helm template` instead and applies the manifests with Gantry's own server-side apply to
+    /// `cluster`, following every Deployment's rollout and rolling back the ones that fail, as Argo CD syncs a Helm
+    /// chart. `--atomic`, `--wait` and `--timeout` do not apply then (Gantry's rollout tracking replaces them).
+    #[must_use]
+    pub fn render_and_apply(mut self, cluster: gantry_kube::Cluster) -> Self {
+        self.apply_to = Some(cluster);
+        self
     }
 
     /// `--namespace`.
@@ -125,11 +137,16 @@ impl HelmRelease {
 
     /// The argv after `helm`, rendered with `render`.
     fn args(&self, render: &dyn Fn(&str) -> Result<String, TemplateError>) -> Result<Vec<String>, TemplateError> {
-        let mut args = vec!["upgrade".to_owned(), "--install".to_owned(), render(&self.release)?, render(&self.chart)?];
+        let template = self.apply_to.is_some();
+        let mut args = if template {
+            vec!["template".to_owned(), render(&self.release)?, render(&self.chart)?]
+        } else {
+            vec!["upgrade".to_owned(), "--install".to_owned(), render(&self.release)?, render(&self.chart)?]
+        };
         if let Some(ns) = &self.namespace {
             args.extend(["--namespace".to_owned(), render(ns)?]);
         }
-        if self.create_namespace {
+        if self.create_namespace && !template {
             args.push("--create-namespace".into());
         }
         if let Some(v) = &self.version {
@@ -140,6 +157,9 @@ impl HelmRelease {
         }
         if self.sops.is_some() {
             args.extend(["--values".to_owned(), "-".to_owned()]);
+        }
+        if template {
+            return Ok(args);
         }
         if self.atomic {
             args.push("--atomic".into());
@@ -180,10 +200,18 @@ impl Step for HelmRelease {
         };
         ctx.log(format!("helm {}", args.join(" ")));
         let output = self.helm.run(&args, stdin.as_ref().map(|s| s.as_bytes())).await?;
-        for line in output.lines().filter(|l| !l.trim().is_empty()) {
-            ctx.log(line);
+        let Some(cluster) = &self.apply_to else {
+            for line in output.lines().filter(|l| !l.trim().is_empty()) {
+                ctx.log(line);
+            }
+            return Ok(());
+        };
+        let output = zeroize::Zeroizing::new(output);
+        let mut apply = gantry_kube::Apply::rendered(cluster.clone(), output.as_str()).track_rollouts();
+        if let Some(ns) = &self.namespace {
+            apply = apply.namespace(render(ns)?);
         }
-        Ok(())
+        apply.run(ctx).await
     }
 
     fn describe(&self, ctx: &StepContext) -> String {
@@ -191,7 +219,9 @@ impl Step for HelmRelease {
         let args = self.args(&show).unwrap_or_default();
         let stdin =
             self.sops.as_ref().map(|v| format!(" (values on stdin, decrypted from {})", v.path)).unwrap_or_default();
-        format!("runs helm {}{stdin}", args.join(" "))
+        let apply =
+            if self.apply_to.is_some() { ", then applies the manifests and follows their rollouts" } else { "" };
+        format!("runs helm {}{stdin}{apply}", args.join(" "))
     }
 
     fn variables(&self) -> Result<Vec<String>, TemplateError> {

@@ -55,12 +55,15 @@ pub struct Apply {
     namespace: Option<String>,
     force: bool,
     dry_run: bool,
+    track_rollouts: bool,
 }
 
 #[derive(Clone)]
 enum Manifests {
     /// Multi-document YAML, a template.
     Yaml(String),
+    /// Multi-document YAML rendered elsewhere (Helm, Kustomize), used as it is.
+    Rendered(String),
     /// Objects as JSON, used as they are.
     Objects(Vec<Value>),
 }
@@ -109,8 +112,23 @@ impl Apply {
         Ok(Self::with(cluster, Manifests::Objects(objects)))
     }
 
+    /// Applies manifests rendered elsewhere (`helm template`, `kustomize build`) as they are: `{{` in them is left
+    /// alone.
+    pub fn rendered(cluster: Cluster, manifests: impl Into<String>) -> Self {
+        Self::with(cluster, Manifests::Rendered(manifests.into()))
+    }
+
     fn with(cluster: Cluster, manifests: Manifests) -> Self {
-        Self { cluster, manifests, namespace: None, force: true, dry_run: false }
+        Self { cluster, manifests, namespace: None, force: true, dry_run: false, track_rollouts: false }
+    }
+
+    /// After applying, follows the rollout of every Deployment applied, as [`RollingDeploy`](crate::RollingDeploy)
+    /// does (watching, failing fast on crash loops and pull errors); if one fails, every Deployment that existed
+    /// before gets its previous pod template back, and the step fails saying so.
+    #[must_use]
+    pub fn track_rollouts(mut self) -> Self {
+        self.track_rollouts = true;
+        self
     }
 
     /// The namespace for namespaced objects that name none (a template; default: the cluster's).
@@ -139,6 +157,7 @@ impl Apply {
     fn documents(&self, ctx: &StepContext, masked: bool) -> Result<Vec<Value>, StepError> {
         match &self.manifests {
             Manifests::Objects(objects) => Ok(objects.clone()),
+            Manifests::Rendered(text) => Ok(parse_yaml(text)?),
             Manifests::Yaml(text) => {
                 let template = Template::parse(text)?;
                 let text = if masked { ctx.render_masked(&template) } else { ctx.render(&template)? };
@@ -192,6 +211,7 @@ impl Step for Apply {
         params.dry_run = self.dry_run;
         let mut kinds: HashMap<GroupVersionKind, (ApiResource, ApiCapabilities)> = HashMap::new();
         let mut applied = Vec::with_capacity(documents.len());
+        let mut deployments: Vec<(String, String, Option<Value>)> = Vec::new();
         let suffix = if self.dry_run { " (dry run)" } else { "" };
         for (i, mut object) in documents.into_iter().enumerate() {
             let (gvk, name) =
@@ -223,6 +243,10 @@ impl Step for Apply {
                 None => Api::all_with(client.clone(), ar),
             };
             let live = retrying(&format!("read {where_}"), || api.get_opt(&name)).await?;
+            if self.track_rollouts && !self.dry_run && gvk.group == "apps" && gvk.kind == "Deployment" {
+                let previous = live.as_ref().and_then(|d| d.data.pointer("/spec/template").cloned());
+                deployments.push((namespace.clone().unwrap_or_default(), name.clone(), previous));
+            }
             let patch = Patch::Apply(&object);
             let after = retrying(&format!("apply {where_}"), || api.patch(&name, &params, &patch)).await?;
             let change = match live {
@@ -247,6 +271,9 @@ impl Step for Apply {
             applied.push(Applied { kind: gvk.kind.clone(), namespace, name, change });
         }
         ctx.publish(APPLIED, applied);
+        if !deployments.is_empty() {
+            crate::rollout::track(&self.cluster, ctx, &deployments).await?;
+        }
         Ok(())
     }
 
@@ -284,7 +311,7 @@ impl std::fmt::Debug for Apply {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Manifests may hold Secrets: their sizes only.
         let manifests = match &self.manifests {
-            Manifests::Yaml(text) => format!("YAML, {} bytes", text.len()),
+            Manifests::Yaml(text) | Manifests::Rendered(text) => format!("YAML, {} bytes", text.len()),
             Manifests::Objects(objects) => format!("{} objects", objects.len()),
         };
         f.debug_struct("Apply")

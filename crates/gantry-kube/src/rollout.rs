@@ -148,6 +148,69 @@ pub(crate) async fn follow(
     }
 }
 
+/// Follows the rollouts of Deployments just applied (namespace, name, previous pod template if it existed); if one
+/// fails, restores the previous template of every one that had one, waits for those, and fails saying what happened.
+pub(crate) async fn track(
+    cluster: &Cluster,
+    ctx: &StepContext,
+    deployments: &[(String, String, Option<serde_json::Value>)],
+) -> Result<(), StepError> {
+    let client = cluster.client();
+    let mut failure = None;
+    for (namespace, name, _) in deployments {
+        let deploys: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+        let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+        let current = retrying(&format!("get Deployment `{name}`"), || deploys.get(name)).await?;
+        let selector = selector_of(&current)?;
+        let template = current.spec.as_ref().map(|s| s.template.clone()).unwrap_or_default();
+        let image =
+            template.spec.as_ref().and_then(|s| s.containers.first()).and_then(|c| c.image.clone()).unwrap_or_default();
+        let watched = Watched { deploys: &deploys, pods: &pods, name, selector: &selector };
+        let generation = current.metadata.generation.unwrap_or(0);
+        match Box::pin(follow(&watched, generation, &image, 2, Some(ctx.cancellation()))).await {
+            Followed::Complete => ctx.log(format!("deployment.apps/{name} rolled out {image}")),
+            Followed::Failed(why) => {
+                failure = Some(format!("the rollout of Deployment `{name}` failed: {why}"));
+                break;
+            }
+            Followed::Cancelled => {
+                failure = Some("the run was cancelled".to_owned());
+                break;
+            }
+        }
+    }
+    let Some(failure) = failure else { return Ok(()) };
+    let mut restored = Vec::new();
+    for (namespace, name, previous) in deployments {
+        let Some(previous) = previous else { continue };
+        let deploys: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+        let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+        let back = Patch::Json::<()>(
+            serde_json::from_value(json!([{"op": "replace", "path": "/spec/template", "value": previous}]))
+                .map_err(|e| KubeError::Invalid(e.to_string()))?,
+        );
+        let params = PatchParams::default();
+        let patched =
+            retrying(&format!("roll back Deployment `{name}`"), || deploys.patch(name, &params, &back)).await?;
+        let selector = selector_of(&patched)?;
+        let image =
+            previous.pointer("/spec/containers/0/image").and_then(serde_json::Value::as_str).unwrap_or_default();
+        let watched = Watched { deploys: &deploys, pods: &pods, name, selector: &selector };
+        let outcome = match Box::pin(follow(&watched, patched.metadata.generation.unwrap_or(0), image, 2, None)).await {
+            Followed::Complete => format!("{name} is back on {image}"),
+            Followed::Failed(why) => format!("rolling {name} back failed too: {why}"),
+            Followed::Cancelled => format!("rolling {name} back did not complete"),
+        };
+        ctx.log(&outcome);
+        restored.push(outcome);
+    }
+    ctx.phase(gantry_core::Phase::RolledBack, format!("{failure}; {}", restored.join("; ")));
+    Err(StepError::new(format!(
+        "{failure}; rolled back: {}",
+        if restored.is_empty() { "nothing existed before".to_owned() } else { restored.join("; ") }
+    )))
+}
+
 /// Records a phase of the rollout as a Kubernetes Event carrying the run's id.
 async fn mark(ctx: &StepContext, client: &kube::Client, on: &Involved<'_>, warning: bool, reason: &str, message: &str) {
     record(client, on, warning, reason, &format!("run {}: {message}", ctx.run_id())).await;

@@ -231,3 +231,38 @@ async fn a_secret_from_a_sops_file_reaches_the_cluster_and_nothing_else() {
     assert!(!all.contains("s3cr3t-p@ss") && !all.contains("deploy"), "{all}");
     c.cleanup().await;
 }
+
+fn deployment_yaml(image: &str) -> String {
+    format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web}}\nspec:\n  replicas: 2\n  selector: {{matchLabels: {{app: web}}}}\n  template:\n    metadata: {{labels: {{app: web}}}}\n    spec: {{containers: [{{name: app, image: \"{image}\"}}]}}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: raw}}\ndata: {{template: \"{{{{ .Values.left.alone }}}}\"}}\n"
+    )
+}
+
+/// Rendered manifests (as `helm template` prints them) are applied as they are, and with rollout tracking a
+/// Deployment that crash-loops is put back on its previous template, as Argo CD's sync with health would need.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rendered_manifests_with_rollout_tracking_roll_a_failed_deployment_back() {
+    let c = TestCluster::new("tracked").await.unwrap();
+    let Some(sim) = c.sim() else { return c.cleanup().await };
+    sim.script(
+        "web:bad",
+        gantry_testkit::kube::PodScript::CrashLoop { runs_for: std::time::Duration::from_millis(100), exit_code: 1 },
+    );
+    let apply = |image: &str| Apply::rendered(cluster(&c), deployment_yaml(image)).track_rollouts();
+    let (report, _, lines) = run(apply("web:1"), Context::new()).await;
+    assert_eq!(report.status, RunStatus::Succeeded, "{report}");
+    assert!(lines.contains(&"deployment.apps/web rolled out web:1".to_owned()), "{lines:?}");
+    let configmap: ConfigMap = Api::namespaced(c.client.clone(), &c.namespace).get("raw").await.unwrap();
+    assert_eq!(configmap.data.unwrap()["template"], "{{ .Values.left.alone }}", "rendered text is not a template");
+
+    let (report, _, _) = run(apply("web:bad"), Context::new()).await;
+    let reason = report.step("apply").unwrap().reason.clone().unwrap();
+    assert!(
+        reason.contains("the rollout of Deployment `web` failed") && reason.contains("CrashLoopBackOff"),
+        "{reason}"
+    );
+    assert!(reason.contains("rolled back: web is back on web:1"), "{reason}");
+    let live = Api::<Deployment>::namespaced(c.client.clone(), &c.namespace).get("web").await.unwrap();
+    assert_eq!(live.spec.unwrap().template.spec.unwrap().containers[0].image.as_deref(), Some("web:1"));
+    c.cleanup().await;
+}
