@@ -6,6 +6,7 @@
 //!   simulated cluster: an image scripted as unhealthy makes its version slower and more error-prone.
 //! - [`prometheus::PrometheusServer`]: a real Prometheus on loopback, loaded with given samples.
 //! - [`metrics::conformance`]: the checks every metric provider must pass.
+//! - [`moto::MotoServer`]: the moto AWS emulator on loopback, for STS.
 //!
 //! Each module's docs say what it models and what it does not.
 //!
@@ -26,5 +27,6 @@
 pub mod datadog;
 pub mod kube;
 pub mod metrics;
+pub mod moto;
 pub mod prometheus;
 pub mod test_cluster;

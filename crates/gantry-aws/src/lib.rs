@@ -1,0 +1,22 @@
+//! Gantry's AWS accounts: sessions by STS **AssumeRole** (role ARN, external id, session name, duration, session
+//! tags), chained from a hub account into spoke accounts, with credentials cached and refreshed before they expire;
+//! and **EKS** bearer tokens (`k8s-aws-v1.` + a presigned STS `GetCallerIdentity` URL carrying the cluster's
+//! `x-k8s-aws-id` header) for a `kube::Config`.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), gantry_aws::AwsError> {
+//! use gantry_aws::{Account, Aws};
+//! let hub = Aws::from_environment().await;
+//! let deployer = hub.assume(&Account::new("arn:aws:iam::111111111111:role/deployer").external_id("gantry")).await?;
+//! let production = deployer.assume(&Account::new("arn:aws:iam::222222222222:role/eks-admin")).await?;
+//! let token = production.eks_token("prod-cluster").await?;
+//! # let _ = token; Ok(()) }
+//! ```
+
+mod account;
+mod eks;
+mod error;
+
+pub use account::{Account, Aws, Session};
+pub use eks::{EksToken, TOKEN_PREFIX};
+pub use error::AwsError;

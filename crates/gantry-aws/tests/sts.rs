@@ -1,0 +1,118 @@
+//! Accounts against a real STS emulator (`moto_server`, started per test on loopback; `.ci/test-all` installs it),
+//! and EKS tokens checked by recomputing their SigV4 signature independently (moto does not check signatures).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use base64::Engine;
+use gantry_aws::{Account, Aws, AwsError, TOKEN_PREFIX};
+use gantry_testkit::moto::MotoServer;
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+
+/// The hub account: static test credentials against moto (never the instance metadata service).
+async fn hub(moto: &MotoServer) -> Aws {
+    Aws::with_static_credentials("AKIDHUBBASE00000000", "hub-secret", "us-east-1", Some(moto.url()))
+}
+
+#[tokio::test]
+#[ignore = "needs moto: run bash .ci/test-all"]
+async fn assume_role_a_two_hop_chain_and_refresh() {
+    let moto = MotoServer::start().await.unwrap();
+    let aws = hub(&moto).await;
+    let deployer = aws
+        .assume(&Account::new("arn:aws:iam::111111111111:role/deployer").external_id("gantry").tag("team", "sre"))
+        .await
+        .unwrap();
+    let arn = deployer.caller_arn().await.unwrap();
+    assert!(arn.ends_with(":assumed-role/deployer/gantry") && arn.contains("111111111111"), "{arn}");
+
+    let spoke = deployer
+        .assume(&Account::new("arn:aws:iam::222222222222:role/eks-admin").session_name("release-42"))
+        .await
+        .unwrap();
+    let arn = spoke.caller_arn().await.unwrap();
+    assert!(arn.ends_with(":assumed-role/eks-admin/release-42") && arn.contains("222222222222"), "{arn}");
+
+    // Cached while fresh; fetched again when within the refresh margin of expiry.
+    let (a, b) = (spoke.credentials().await.unwrap(), spoke.credentials().await.unwrap());
+    assert_eq!(a.access_key_id(), b.access_key_id(), "cached");
+    let eager = spoke.clone().refresh_before(Duration::from_secs(2 * 3600));
+    let (c, d) = (eager.credentials().await.unwrap(), eager.credentials().await.unwrap());
+    assert_ne!(c.access_key_id(), d.access_key_id(), "refreshed: the cached ones expire within the margin");
+    assert!(!format!("{a:?} {deployer:?}").contains(a.secret_access_key()), "secrets stay out of Debug");
+}
+
+#[tokio::test]
+async fn a_malformed_role_arn_is_refused_before_any_call() {
+    let aws = Aws::with_static_credentials("AKID", "secret", "us-east-1", Some("http://127.0.0.1:9"));
+    match aws.assume(&Account::new("arn:aws:iam::1234:role/short-account")).await {
+        Err(e @ AwsError::MalformedArn(_)) => assert!(e.to_string().contains("arn:aws:iam::1234:role/short-account")),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_sts_is_reported_as_unavailable() {
+    let aws = Aws::with_static_credentials("AKID", "secret", "us-east-1", Some("http://127.0.0.1:9"));
+    match aws.assume(&Account::new("arn:aws:iam::123456789012:role/deployer")).await {
+        Err(AwsError::Unavailable { action, .. }) => {
+            assert!(action.contains("assume arn:aws:iam::123456789012:role/deployer"))
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+fn hmac(key: &[u8], data: &str) -> Vec<u8> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).unwrap();
+    mac.update(data.as_bytes());
+    mac.finalize().into_bytes().to_vec()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::test]
+#[ignore = "needs moto: run bash .ci/test-all"]
+async fn an_eks_token_is_a_correctly_signed_presigned_url() {
+    let moto = MotoServer::start().await.unwrap();
+    let session = hub(&moto).await.assume(&Account::new("arn:aws:iam::111111111111:role/eks-admin")).await.unwrap();
+    let creds = session.credentials().await.unwrap();
+    let token = session.eks_token("prod-cluster").await.unwrap();
+    assert_eq!(format!("{token:?}").matches("k8s-aws-v1").count(), 0, "the token is a secret: {token:?}");
+    let encoded = token.token.expose().strip_prefix(TOKEN_PREFIX).expect("the k8s-aws-v1. prefix");
+    assert!(!encoded.contains('='), "base64url without padding");
+    let url = String::from_utf8(base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(encoded).unwrap()).unwrap();
+    let (base, query) = url.split_once('?').unwrap();
+    assert_eq!(base, "https://sts.us-east-1.amazonaws.com/");
+    let params: BTreeMap<&str, &str> = query.split('&').map(|kv| kv.split_once('=').unwrap()).collect();
+    assert_eq!(params["Action"], "GetCallerIdentity");
+    assert_eq!(params["Version"], "2011-06-15");
+    assert_eq!(params["X-Amz-Algorithm"], "AWS4-HMAC-SHA256");
+    assert_eq!(params["X-Amz-Expires"], "60");
+    assert_eq!(params["X-Amz-SignedHeaders"], "host%3Bx-k8s-aws-id");
+    let date = params["X-Amz-Date"];
+    let scope = format!("{}/us-east-1/sts/aws4_request", &date[..8]);
+    assert_eq!(params["X-Amz-Credential"], format!("{}%2F{}", creds.access_key_id(), scope.replace('/', "%2F")));
+    assert!(params.contains_key("X-Amz-Security-Token"), "the assumed role's session token is signed in");
+
+    // Recompute the signature: canonical request, string to sign, derived key (SigV4, presigned GET).
+    let canonical_query: Vec<String> =
+        params.iter().filter(|(k, _)| **k != "X-Amz-Signature").map(|(k, v)| format!("{k}={v}")).collect();
+    let empty = hex(&Sha256::digest(b""));
+    let canonical = format!(
+        "GET\n/\n{}\nhost:sts.us-east-1.amazonaws.com\nx-k8s-aws-id:prod-cluster\n\nhost;x-k8s-aws-id\n{empty}",
+        canonical_query.join("&")
+    );
+    let to_sign = format!("AWS4-HMAC-SHA256\n{date}\n{scope}\n{}", hex(&Sha256::digest(canonical.as_bytes())));
+    let mut key = hmac(format!("AWS4{}", creds.secret_access_key()).as_bytes(), &date[..8]);
+    for part in ["us-east-1", "sts", "aws4_request"] {
+        key = hmac(&key, part);
+    }
+    assert_eq!(params["X-Amz-Signature"], hex(&hmac(&key, &to_sign)), "the signature verifies");
+    assert!(
+        token.refresh_at > std::time::SystemTime::now() + Duration::from_secs(13 * 60),
+        "good for about 14 minutes"
+    );
+}
