@@ -18,5 +18,5 @@ mod eks;
 mod error;
 
 pub use account::{Account, Aws, Session};
-pub use eks::{EksToken, TOKEN_PREFIX};
+pub use eks::{EksCluster, EksToken, TOKEN_PREFIX};
 pub use error::AwsError;

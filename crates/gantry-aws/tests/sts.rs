@@ -116,3 +116,57 @@ async fn an_eks_token_is_a_correctly_signed_presigned_url() {
         "good for about 14 minutes"
     );
 }
+
+/// An STS that refuses, as AWS does (an XML error body): the error says which refusal it was.
+async fn refusing_sts(code: &'static str, message: &'static str) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let body = format!(
+        "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error><RequestId>0</RequestId></ErrorResponse>"
+    );
+    let app = axum::Router::new().fallback(move || {
+        let body = body.clone();
+        async move { (axum::http::StatusCode::FORBIDDEN, [("content-type", "text/xml")], body) }
+    });
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    url
+}
+
+#[tokio::test]
+async fn sts_refusals_say_which_they_are() {
+    for (code, message) in [
+        ("AccessDenied", "User: arn:aws:iam::111111111111:user/ci is not authorized to perform: sts:AssumeRole"),
+        ("ExpiredToken", "The security token included in the request is expired"),
+    ] {
+        let url = refusing_sts(code, message).await;
+        let aws = Aws::with_static_credentials("AKID", "secret", "us-east-1", Some(&url));
+        match aws.assume(&Account::new("arn:aws:iam::222222222222:role/deployer")).await {
+            Err(e @ AwsError::Refused { .. }) => {
+                let shown = e.to_string();
+                assert!(shown.contains(code) && shown.contains(message), "{shown}");
+                assert!(shown.contains("assume arn:aws:iam::222222222222:role/deployer"), "{shown}");
+                assert!(!shown.contains("secret"), "{shown}");
+            }
+            other => panic!("{code}: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs moto: run bash .ci/test-all"]
+async fn an_eks_connection_talks_to_the_cluster_with_its_token() {
+    use k8s_openapi::api::core::v1::Namespace;
+    let moto = MotoServer::start().await.unwrap();
+    let session = hub(&moto).await.assume(&Account::new("arn:aws:iam::111111111111:role/eks-admin")).await.unwrap();
+    let sim = gantry_testkit::kube::ClusterSim::start().await.unwrap();
+    let eks = gantry_aws::EksCluster::new(session, "sim", sim.url(), None);
+    let (config, _) = eks.config().await.unwrap();
+    use secrecy::ExposeSecret;
+    assert!(config.auth_info.token.as_ref().unwrap().expose_secret().starts_with(TOKEN_PREFIX));
+    let cluster = eks.cluster().await.unwrap();
+    let namespaces: kube::Api<Namespace> = kube::Api::all(cluster.client().clone());
+    assert!(namespaces.list(&Default::default()).await.unwrap().items.len() >= 3, "the kube client works with it");
+    assert!(!format!("{cluster:?} {eks:?}").contains(TOKEN_PREFIX), "no token in Debug");
+}
