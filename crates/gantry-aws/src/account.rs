@@ -113,6 +113,11 @@ impl Aws {
         Self { config: builder.build() }
     }
 
+    /// The SDK configuration, for other AWS clients (KMS for SOPS, ...).
+    pub fn sdk_config(&self) -> &SdkConfig {
+        &self.config
+    }
+
     /// Assumes `account` with the base credentials: a session whose credentials are fetched now (so errors show
     /// here), cached, and refreshed before they expire.
     pub async fn assume(&self, account: &Account) -> Result<Session, AwsError> {

@@ -25,6 +25,8 @@ use crate::tree::Value;
 pub struct Decryptor {
     identities: Identities,
     allow_missing_mac: bool,
+    #[cfg(feature = "kms")]
+    kms: Option<aws_sdk_kms::Client>,
 }
 
 /// A decrypted document. Values are reached by path and come out as [`gantry_core::Secret`]s; `Debug` masks them,
@@ -39,7 +41,42 @@ pub struct Document {
 impl Decryptor {
     /// Decrypts with these identities; files without a MAC are refused.
     pub fn new(identities: Identities) -> Self {
-        Self { identities, allow_missing_mac: false }
+        Self {
+            identities,
+            allow_missing_mac: false,
+            #[cfg(feature = "kms")]
+            kms: None,
+        }
+    }
+
+    /// Also opens data keys encrypted with AWS KMS, with the credentials, region and endpoint of `config`, in
+    /// [`decrypt_async`](Decryptor::decrypt_async) (feature `kms`). The entry's encryption context is sent; its
+    /// `role` and `aws_profile` are not: the credentials of `config` are used as they are.
+    #[cfg(feature = "kms")]
+    #[must_use]
+    pub fn kms(mut self, config: &aws_config::SdkConfig) -> Self {
+        self.kms = Some(aws_sdk_kms::Client::new(config));
+        self
+    }
+
+    /// Decrypts as [`decrypt`](Decryptor::decrypt) does, also opening data keys with AWS KMS where no age identity
+    /// matches (feature `kms`, configured with [`kms`](Decryptor::kms)).
+    #[cfg(feature = "kms")]
+    pub async fn decrypt_async(&self, text: &str, format: Format) -> Result<Document, SopsError> {
+        let parsed = format::parse(text, format)?;
+        let metadata = Metadata::read(&parsed.metadata)?;
+        let mut opened = Vec::new();
+        for group in &metadata.groups {
+            let age = group.age.iter().find_map(|(_, enc)| self.identities.decrypt(enc.as_bytes()));
+            let share = match (age, &self.kms) {
+                (Some(share), _) => Some(share),
+                (None, Some(client)) => kms_open(client, &group.kms).await,
+                (None, None) => None,
+            };
+            opened.push(share);
+        }
+        let key = self.combine(&metadata, opened)?;
+        self.finish(parsed, metadata, &key, format)
     }
 
     /// Decrypts files that carry no MAC (as `sops decrypt --ignore-mac` would); a MAC that is there is still checked.
@@ -53,8 +90,24 @@ impl Decryptor {
     /// error, the plaintext decrypted so far is zeroed.
     pub fn decrypt(&self, text: &str, format: Format) -> Result<Document, SopsError> {
         let parsed = format::parse(text, format)?;
-        let mut metadata = Metadata::read(&parsed.metadata)?;
-        let key = self.data_key(&metadata)?;
+        let metadata = Metadata::read(&parsed.metadata)?;
+        let opened = metadata
+            .groups
+            .iter()
+            .map(|group| group.age.iter().find_map(|(_, enc)| self.identities.decrypt(enc.as_bytes())))
+            .collect();
+        let key = self.combine(&metadata, opened)?;
+        self.finish(parsed, metadata, &key, format)
+    }
+
+    /// Opens every value with the data key and checks the MAC.
+    fn finish(
+        &self,
+        parsed: format::Parsed,
+        mut metadata: Metadata,
+        key: &[u8; 32],
+        format: Format,
+    ) -> Result<Document, SopsError> {
         let rule = std::mem::replace(&mut metadata.rule, crate::metadata::Rule::UnencryptedSuffix(String::new()));
         let mut document = Document { documents: parsed.documents, comments: Vec::new(), format, rule };
         let metadata = Metadata { rule: document.rule.clone(), ..metadata };
@@ -63,15 +116,15 @@ impl Decryptor {
             mac.update(Sha256::digest(b"sops"));
         }
         let mut path = Vec::new();
-        let opener = cipher::Opener::new(&key);
+        let opener = cipher::Opener::new(key);
         for d in &mut document.documents {
             open_tree(d, &mut path, &opener, &metadata, &mut mac)?;
         }
-        self.check_mac(&metadata, &key, &mac.finalize())?;
+        self.check_mac(&metadata, key, &mac.finalize())?;
         for (path, sealed) in parsed.comments {
             // As sops: a comment that does not open stays as it is.
             let aad = format!("{}:", path.join(":"));
-            let opened = cipher::parse(&sealed).ok().and_then(|s| cipher::open(&s, &key, aad.as_bytes()));
+            let opened = cipher::parse(&sealed).ok().and_then(|s| cipher::open(&s, key, aad.as_bytes()));
             document.comments.push(match opened {
                 Some(plain) => String::from_utf8_lossy(&plain).into_owned(),
                 None => sealed,
@@ -80,23 +133,23 @@ impl Decryptor {
         Ok(document)
     }
 
-    fn data_key(&self, metadata: &Metadata) -> Result<Zeroizing<[u8; 32]>, SopsError> {
-        let mut shares: Vec<Zeroizing<Vec<u8>>> = Vec::new();
-        let mut recipients = Vec::new();
-        let mut unsupported = Vec::new();
-        for group in &metadata.groups {
-            recipients.extend(group.age.iter().map(|(r, _)| r.clone()));
-            let opened = group.age.iter().find_map(|(_, enc)| self.identities.decrypt(enc.as_bytes()));
-            match opened {
-                Some(share) => shares.push(share),
-                None if group.age.is_empty() => unsupported.extend(group.others.iter().cloned()),
-                None => {}
-            }
-        }
+    /// The data key from what each key group opened (its data key, or its Shamir share), or why there is none.
+    fn combine(
+        &self,
+        metadata: &Metadata,
+        opened: Vec<Option<Zeroizing<Vec<u8>>>>,
+    ) -> Result<Zeroizing<[u8; 32]>, SopsError> {
+        let recipients: Vec<String> =
+            metadata.groups.iter().flat_map(|g| g.age.iter().map(|(r, _)| r.clone())).collect();
+        let unsupported: Vec<String> =
+            metadata.groups.iter().filter(|g| g.age.is_empty()).flat_map(|g| g.others.iter().cloned()).collect();
+        let mut shares: Vec<Zeroizing<Vec<u8>>> = opened.into_iter().flatten().collect();
         let key: Zeroizing<Vec<u8>> = if metadata.groups.len() <= 1 {
             match shares.pop() {
                 Some(key) => key,
-                None if !unsupported.is_empty() => return Err(SopsError::Unsupported(unsupported.join(", "))),
+                None if recipients.is_empty() && !unsupported.is_empty() => {
+                    return Err(SopsError::Unsupported(unsupported.join(", ")));
+                }
                 None => return Err(SopsError::NoMatchingIdentity { tried: self.identities.recipients(), recipients }),
             }
         } else {
@@ -170,6 +223,26 @@ fn open_tree(
         }
         Ok(())
     })
+}
+
+/// The data key (or share) from the first KMS entry that opens.
+#[cfg(feature = "kms")]
+async fn kms_open(client: &aws_sdk_kms::Client, keys: &[crate::metadata::KmsKey]) -> Option<Zeroizing<Vec<u8>>> {
+    use base64::Engine;
+    for key in keys {
+        let Ok(blob) = base64::engine::general_purpose::STANDARD.decode(key.enc.trim()) else { continue };
+        let mut request = client.decrypt().key_id(&key.arn).ciphertext_blob(aws_sdk_kms::primitives::Blob::new(blob));
+        for (k, v) in &key.context {
+            request = request.encryption_context(k, v);
+        }
+        // A key that cannot open the data key is not fatal: another key, or another group, may.
+        if let Ok(answer) = request.send().await
+            && let Some(plain) = answer.plaintext()
+        {
+            return Some(Zeroizing::new(plain.as_ref().to_vec()));
+        }
+    }
+    None
 }
 
 /// A decrypted value back in its type.

@@ -11,7 +11,18 @@ use crate::tree::Value;
 #[derive(Debug, Default)]
 pub(crate) struct KeyGroup {
     pub(crate) age: Vec<(String, String)>,
+    /// AWS KMS keys: ARN, the encrypted data key (base64), and the encryption context.
+    pub(crate) kms: Vec<KmsKey>,
     pub(crate) others: Vec<String>,
+}
+
+/// One AWS KMS entry of a key group (read always; opened with the `kms` feature).
+#[derive(Debug, Clone)]
+#[cfg_attr(not(feature = "kms"), allow(dead_code))]
+pub(crate) struct KmsKey {
+    pub(crate) arn: String,
+    pub(crate) enc: String,
+    pub(crate) context: Vec<(String, String)>,
 }
 
 /// Which values are encrypted (sops allows one rule; none means `unencrypted_suffix: _unencrypted`).
@@ -73,6 +84,19 @@ fn group(v: &Value) -> KeyGroup {
         for entry in entries {
             if let (Some(recipient), Some(enc)) = (text(entry.get(&["recipient"])), text(entry.get(&["enc"]))) {
                 group.age.push((recipient, enc));
+            }
+        }
+    }
+    if let Some(Value::Seq(entries)) = v.get(&["kms"]) {
+        for entry in entries {
+            if let (Some(arn), Some(enc)) = (text(entry.get(&["arn"])), text(entry.get(&["enc"]))) {
+                let context = match entry.get(&["context"]) {
+                    Some(Value::Map(pairs)) => {
+                        pairs.iter().filter_map(|(k, v)| Some((k.clone(), text(Some(v))?))).collect()
+                    }
+                    _ => Vec::new(),
+                };
+                group.kms.push(KmsKey { arn, enc, context });
             }
         }
     }
