@@ -98,7 +98,13 @@ impl Opener {
     /// Decrypts a sealed value with its additional data (the key path); `None` if it does not authenticate (wrong
     /// key, tampered ciphertext, or a value moved to another path).
     pub(crate) fn open(&self, sealed: &Sealed, aad: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
-        let mut buffer = Zeroizing::new(sealed.data.clone());
+        let copy = Sealed { data: sealed.data.clone(), iv: sealed.iv, tag: sealed.tag, kind: sealed.kind };
+        self.open_owned(copy, aad)
+    }
+
+    /// As [`open`](Opener::open), decrypting in the value's own buffer.
+    pub(crate) fn open_owned(&self, sealed: Sealed, aad: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+        let mut buffer = Zeroizing::new(sealed.data);
         let tag = Tag::from(sealed.tag);
         self.0.decrypt_inout_detached(&Array::from(sealed.iv), aad, buffer.as_mut_slice().into(), &tag).ok()?;
         Some(buffer)

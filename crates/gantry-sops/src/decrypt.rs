@@ -90,6 +90,19 @@ impl Decryptor {
     /// error, the plaintext decrypted so far is zeroed.
     pub fn decrypt(&self, text: &str, format: Format) -> Result<Document, SopsError> {
         let parsed = format::parse(text, format)?;
+        if parsed.fast {
+            // The fast YAML path read it; should the values not verify, read it again with the full parser.
+            return match self.decrypt_parsed(parsed, format) {
+                Err(SopsError::MacMismatch | SopsError::Tampered { .. } | SopsError::Malformed { .. }) => {
+                    self.decrypt_parsed(format::parse_full_yaml(text)?, format)
+                }
+                other => other,
+            };
+        }
+        self.decrypt_parsed(parsed, format)
+    }
+
+    fn decrypt_parsed(&self, parsed: format::Parsed, format: Format) -> Result<Document, SopsError> {
         let metadata = Metadata::read(&parsed.metadata)?;
         let opened = metadata
             .groups
@@ -208,14 +221,13 @@ fn open_tree(
         {
             let sealed = cipher::parse(text).map_err(|why| SopsError::Malformed { path: where_(), why })?;
             let aad = format!("{}:", path.join(":"));
-            let plain = key.open(&sealed, aad.as_bytes()).ok_or_else(|| SopsError::Tampered { path: where_() })?;
+            let kind = sealed.kind;
+            let plain = key.open_owned(sealed, aad.as_bytes()).ok_or_else(|| SopsError::Tampered { path: where_() })?;
             if hashed {
                 mac.update(plain.as_slice());
             }
-            let typed = typed(&plain, sealed.kind).ok_or_else(|| SopsError::Malformed {
-                path: where_(),
-                why: format!("not a valid {}", sealed.kind.name()),
-            })?;
+            let typed = typed(&plain, kind)
+                .ok_or_else(|| SopsError::Malformed { path: where_(), why: format!("not a valid {}", kind.name()) })?;
             text.zeroize();
             *leaf = typed;
         } else if hashed {

@@ -150,7 +150,9 @@ fn now_rfc3339() -> String {
 fn parse_plain(text: &str, format: Format) -> Result<Value, SopsError> {
     let error = |why: String| SopsError::Parse { format: format.name(), why };
     match format {
-        Format::Yaml => serde_saphyr::from_str(text).map_err(|e| error(e.to_string())),
+        Format::Yaml => {
+            serde_saphyr::from_str_with_options(text, crate::format::yaml_options()).map_err(|e| error(e.to_string()))
+        }
         Format::Json => serde_json::from_str(text).map_err(|e| error(e.to_string())),
         Format::Binary => Ok(Value::Map(vec![("data".into(), Value::Str(text.to_owned()))])),
         Format::Dotenv => {

@@ -45,6 +45,8 @@ impl Format {
 
 /// A parsed file: its documents (the `sops` key removed) and its metadata tree.
 pub(crate) struct Parsed {
+    /// Whether the fast YAML path read it (the full parser is the fallback if anything then fails to verify).
+    pub(crate) fast: bool,
     pub(crate) documents: Vec<Value>,
     pub(crate) metadata: Value,
     /// Encrypted comments with the path of the map that holds them (YAML and dotenv).
@@ -64,16 +66,35 @@ fn split_metadata(document: &mut Value) -> Option<Value> {
 
 pub(crate) fn parse(text: &str, format: Format) -> Result<Parsed, SopsError> {
     match format {
-        Format::Yaml => yaml(text),
+        Format::Yaml => yaml(text, true),
         Format::Json | Format::Binary => json(text, format),
         Format::Dotenv => dotenv(text),
         Format::Ini => ini(text),
     }
 }
 
-fn yaml(text: &str) -> Result<Parsed, SopsError> {
-    let mut documents: Vec<Value> =
-        serde_saphyr::from_multiple(text).map_err(|e| parse_error(Format::Yaml, e.to_string()))?;
+/// serde-saphyr set to read YAML as sops (go-yaml v3) does: YAML 1.2 booleans only, so `yes`, `no`, `y`, `n`, `on`
+/// and `off` stay strings (serde-saphyr's default reads them as YAML 1.1 booleans, even as keys).
+pub(crate) fn yaml_options() -> serde_saphyr::Options {
+    let mut options = serde_saphyr::Options::default();
+    options.strict_booleans = true;
+    options
+}
+
+/// Parses YAML with the full parser, not the fast path.
+pub(crate) fn parse_full_yaml(text: &str) -> Result<Parsed, SopsError> {
+    yaml(text, false)
+}
+
+fn yaml(text: &str, fast: bool) -> Result<Parsed, SopsError> {
+    if fast
+        && let Some(mut document) = crate::fast_yaml::parse(text)
+        && let Some(metadata) = split_metadata(&mut document)
+    {
+        return Ok(Parsed { fast: true, documents: vec![document], metadata, comments: yaml_comments(text) });
+    }
+    let mut documents: Vec<Value> = serde_saphyr::from_multiple_with_options(text, yaml_options())
+        .map_err(|e| parse_error(Format::Yaml, e.to_string()))?;
     documents.retain(|d| *d != Value::Null);
     let mut metadata = None;
     for (i, d) in documents.iter_mut().enumerate() {
@@ -83,7 +104,7 @@ fn yaml(text: &str) -> Result<Parsed, SopsError> {
         }
     }
     let metadata = metadata.ok_or_else(|| SopsError::Metadata("the first document has no `sops` key".into()))?;
-    Ok(Parsed { documents, metadata, comments: yaml_comments(text) })
+    Ok(Parsed { fast: false, documents, metadata, comments: yaml_comments(text) })
 }
 
 /// Encrypted comment lines (`#ENC[...]`) with the keys of the maps around them, from indentation.
@@ -124,7 +145,7 @@ fn json(text: &str, format: Format) -> Result<Parsed, SopsError> {
     if format == Format::Binary && document.get(&["data"]).is_none() {
         return Err(parse_error(format, "no `data` key"));
     }
-    Ok(Parsed { documents: vec![document], metadata, comments: Vec::new() })
+    Ok(Parsed { fast: false, documents: vec![document], metadata, comments: Vec::new() })
 }
 
 fn dotenv(text: &str) -> Result<Parsed, SopsError> {
@@ -150,7 +171,7 @@ fn dotenv(text: &str) -> Result<Parsed, SopsError> {
     if meta.is_empty() {
         return Err(SopsError::Metadata("no `sops_` keys".into()));
     }
-    Ok(Parsed { documents: vec![Value::Map(entries)], metadata: unflatten(&meta), comments })
+    Ok(Parsed { fast: false, documents: vec![Value::Map(entries)], metadata: unflatten(&meta), comments })
 }
 
 fn ini(text: &str) -> Result<Parsed, SopsError> {
@@ -189,7 +210,7 @@ fn ini(text: &str) -> Result<Parsed, SopsError> {
         return Err(SopsError::Metadata("no `[sops]` section".into()));
     }
     let document = Value::Map(sections.into_iter().map(|(name, entries)| (name, Value::Map(entries))).collect());
-    Ok(Parsed { documents: vec![document], metadata: unflatten(&meta), comments: Vec::new() })
+    Ok(Parsed { fast: false, documents: vec![document], metadata: unflatten(&meta), comments: Vec::new() })
 }
 
 #[cfg(test)]

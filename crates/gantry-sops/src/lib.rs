@@ -24,6 +24,7 @@ mod decrypt;
 mod emit;
 mod encrypt;
 mod error;
+mod fast_yaml;
 mod format;
 mod keys;
 mod metadata;
