@@ -1,6 +1,5 @@
 //! The blue/green strategy: the new version beside the old behind a preview, then a switch.
 
-use std::fmt::Write as _;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -8,8 +7,8 @@ use async_trait::async_trait;
 use super::deploy::VERDICT;
 use super::rolling::failed;
 use super::{
-    Match, Promotion, Release, Slot, Stop, Strategy, Target, Traffic, or_cancelled, sleep_or_cancelled,
-    wait_for_promotion,
+    Match, Promotion, Release, Slot, Stop, Strategy, Target, Traffic, back_to_stable, or_cancelled, sleep_or_cancelled,
+    stopped, wait_for_promotion,
 };
 use crate::analysis::{Analysis, OnInconclusive, Outcome};
 use crate::{Phase, StepContext, StepError};
@@ -155,17 +154,10 @@ impl Strategy for BlueGreen {
             Err(stop) => Some(stop.reason()),
         };
         if let Some(why) = why {
-            let mut undo = String::new();
-            if let Err(e) = target.set_traffic(&Traffic::stable()).await {
-                let _ = write!(undo, "; removing the preview route failed: {e}");
-            }
-            if let Err(e) = target.scale_down(Slot::Preview).await {
-                let _ = write!(undo, "; scaling the preview down failed: {e}");
-            }
+            let undo = back_to_stable(target, Slot::Preview).await;
             let message =
                 format!("blue/green of {release} aborted: {why}; {stable} stays active, preview scaled down{undo}");
-            ctx.phase(Phase::Aborted, &message);
-            return Err(if ctx.is_cancelled() { StepError::cancelled() } else { StepError::new(message) });
+            return stopped(ctx, Phase::Aborted, message);
         }
 
         // Switch: all traffic to the new version, the old one kept running.
@@ -184,16 +176,9 @@ impl Strategy for BlueGreen {
         };
         if let Err(stop) = post {
             let why = stop.reason();
-            let mut undo = String::new();
-            if let Err(e) = target.set_traffic(&Traffic::stable()).await {
-                let _ = write!(undo, "; switching back failed: {e}");
-            }
-            if let Err(e) = target.scale_down(Slot::Preview).await {
-                let _ = write!(undo, "; scaling the new version down failed: {e}");
-            }
+            let undo = back_to_stable(target, Slot::Preview).await;
             let message = format!("{release} after promotion: {why}; switched back to {stable}{undo}");
-            ctx.phase(Phase::SwitchedBack, &message);
-            return Err(if ctx.is_cancelled() { StepError::cancelled() } else { StepError::new(message) });
+            return stopped(ctx, Phase::SwitchedBack, message);
         }
         target.promote(Slot::Preview).await.map_err(failed)?;
         ctx.phase(Phase::Promoted, format!("{release} is stable; {stable} scaled down"));

@@ -1,6 +1,5 @@
 //! The canary strategy: traffic shifted step by step, with analysis; a failed verdict aborts.
 
-use std::fmt::Write as _;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -8,7 +7,8 @@ use async_trait::async_trait;
 use super::deploy::VERDICT;
 use super::rolling::failed;
 use super::{
-    Promotion, Release, Slot, Stop, Strategy, Target, Traffic, or_cancelled, sleep_or_cancelled, wait_for_promotion,
+    Promotion, Release, Slot, Stop, Strategy, Target, Traffic, back_to_stable, or_cancelled, sleep_or_cancelled,
+    stopped, wait_for_promotion,
 };
 use crate::analysis::{Analysis, OnInconclusive, Outcome, Verdict};
 use crate::{Phase, StepContext, StepError};
@@ -182,20 +182,10 @@ impl Strategy for Canary {
             Err(stop) => stop.reason(),
         };
         // Abort: every step back to stable is attempted, whatever fails.
-        let mut undo = String::new();
-        if let Err(e) = target.set_traffic(&Traffic::stable()).await {
-            let _ = write!(undo, "; moving traffic back to stable failed: {e}");
-        }
-        if let Err(e) = target.scale_down(Slot::Canary).await {
-            let _ = write!(undo, "; scaling the canary down failed: {e}");
-        }
+        let undo = back_to_stable(target, Slot::Canary).await;
         let message =
             format!("canary {release} aborted: {why}; all traffic back on {stable}, canary scaled down{undo}");
-        ctx.phase(Phase::Aborted, &message);
-        if ctx.is_cancelled() {
-            return Err(StepError::cancelled());
-        }
-        Err(StepError::new(message))
+        stopped(ctx, Phase::Aborted, message)
     }
 
     fn describe(&self, _ctx: &StepContext) -> String {

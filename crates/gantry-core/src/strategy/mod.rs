@@ -100,6 +100,27 @@ pub(crate) async fn wait_for_promotion(
     Ok(())
 }
 
+/// Puts all traffic back on the stable slot and empties `slot`, attempting both whatever fails; returns what
+/// failed, as `; …` clauses to append to a message.
+pub(crate) async fn back_to_stable(target: &dyn Target, slot: Slot) -> String {
+    use std::fmt::Write as _;
+    let mut failed = String::new();
+    if let Err(e) = target.set_traffic(&Traffic::stable()).await {
+        let _ = write!(failed, "; moving traffic back to stable failed: {e}");
+    }
+    if let Err(e) = target.scale_down(slot).await {
+        let _ = write!(failed, "; scaling the {slot} slot down failed: {e}");
+    }
+    failed
+}
+
+/// Ends a strategy that stopped early: reports `message` as `phase` and fails the step (as cancelled if the run
+/// was).
+pub(crate) fn stopped(ctx: &StepContext, phase: crate::Phase, message: String) -> Result<(), StepError> {
+    ctx.phase(phase, &message);
+    Err(if ctx.is_cancelled() { StepError::cancelled() } else { StepError::new(message) })
+}
+
 /// Runs `op` unless the run is cancelled first.
 pub(crate) async fn or_cancelled<T>(
     ctx: &StepContext,
