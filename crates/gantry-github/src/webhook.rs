@@ -1,0 +1,260 @@
+//! The webhook receiver: signature first, then size, event type, redelivery, routing, and a run in the background.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use gantry_core::{Pipeline, RunReport, Secret};
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+
+use crate::event::DeploymentEvent;
+
+/// Makes the pipeline for an event.
+pub type Factory = dyn Fn(&DeploymentEvent) -> Pipeline + Send + Sync;
+
+/// Which events a route takes: a repository (`owner/name`, or `owner/*`), and optionally an environment and a task.
+#[derive(Clone, Debug)]
+pub struct Route {
+    repository: String,
+    environment: Option<String>,
+    task: Option<String>,
+}
+
+impl Route {
+    /// Events of `repository` (`acme/shop`, or `acme/*` for every repository of `acme`).
+    pub fn repository(repository: impl Into<String>) -> Self {
+        Self { repository: repository.into(), environment: None, task: None }
+    }
+
+    /// Only deployments to `environment`.
+    #[must_use]
+    pub fn environment(mut self, environment: impl Into<String>) -> Self {
+        self.environment = Some(environment.into());
+        self
+    }
+
+    /// Only deployments with this task (`deploy`, `deploy:migrations`).
+    #[must_use]
+    pub fn task(mut self, task: impl Into<String>) -> Self {
+        self.task = Some(task.into());
+        self
+    }
+
+    fn matches(&self, event: &DeploymentEvent) -> bool {
+        let repository = match self.repository.strip_suffix("/*") {
+            Some(owner) => event.repository.split_once('/').is_some_and(|(o, _)| o == owner),
+            None => event.repository == self.repository,
+        };
+        repository
+            && self.environment.as_ref().is_none_or(|e| *e == event.environment)
+            && self.task.as_ref().is_none_or(|t| *t == event.task)
+    }
+}
+
+/// A run the receiver started: for which delivery, which pipeline, and its report when it ends.
+#[derive(Debug)]
+pub struct Started {
+    /// The delivery that started it.
+    pub delivery: String,
+    /// The pipeline's name.
+    pub pipeline: String,
+    /// The run, in the background.
+    pub run: tokio::task::JoinHandle<Option<RunReport>>,
+}
+
+struct Shared {
+    secret: Secret,
+    routes: Vec<(Route, Arc<Factory>)>,
+    seen: Mutex<(HashSet<String>, VecDeque<String>)>,
+    started: Mutex<Vec<Started>>,
+}
+
+/// Receives GitHub webhooks as an axum `Router` the host mounts (a `tower::Service`):
+///
+/// 1. `X-Hub-Signature-256` is verified over the raw body, in constant time, before anything is parsed: a missing
+///    or wrong signature is `401`.
+/// 2. Bodies above the limit (default 25 MB, GitHub's own maximum) are `413`.
+/// 3. `ping` is answered `200`; event types other than `deployment` are answered `202` and ignored.
+/// 4. A delivery id seen before (GitHub's redelivery) is answered `200` and starts nothing.
+/// 5. The payload is parsed (`400` if it is not JSON or lacks a field), routed to every matching pipeline, and each
+///    run starts in the background; the answer, `202`, does not wait for them.
+///
+/// ```
+/// use gantry_core::{Pipeline, Secret, step_fn};
+/// use gantry_github::{Route, Webhooks};
+///
+/// let app: axum::Router = Webhooks::new(Secret::new("webhook-secret"))
+///     .route(Route::repository("acme/*").environment("production"), |event| {
+///         Pipeline::builder("release").step("deploy", step_fn(|_| async { Ok(()) })).build().unwrap()
+///     })
+///     .router();
+/// # let _ = app;
+/// ```
+pub struct Webhooks {
+    secret: Secret,
+    routes: Vec<(Route, Arc<Factory>)>,
+    limit: usize,
+    remember: usize,
+    shared: Option<Arc<Shared>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Webhooks {
+    /// A receiver checking signatures with the webhook's `secret`.
+    pub fn new(secret: Secret) -> Self {
+        Self { secret, routes: Vec::new(), limit: 25 * 1024 * 1024, remember: 10_000, shared: None }
+    }
+
+    /// Starts `factory`'s pipeline for the deployment events `route` matches. Several routes may match one event
+    /// (each starts its pipeline), and one factory may serve several routes.
+    #[must_use]
+    pub fn route(
+        mut self,
+        route: Route,
+        factory: impl Fn(&DeploymentEvent) -> Pipeline + Send + Sync + 'static,
+    ) -> Self {
+        self.routes.push((route, Arc::new(factory)));
+        self
+    }
+
+    /// The largest body accepted (default 25 MB).
+    #[must_use]
+    pub fn body_limit(mut self, bytes: usize) -> Self {
+        self.limit = bytes;
+        self
+    }
+
+    /// How many delivery ids are remembered for redelivery checks (default 10,000).
+    #[must_use]
+    pub fn remember(mut self, deliveries: usize) -> Self {
+        self.remember = deliveries.max(1);
+        self
+    }
+
+    fn shared(&mut self) -> Arc<Shared> {
+        let routes = std::mem::take(&mut self.routes);
+        Arc::clone(self.shared.get_or_insert_with(|| {
+            Arc::new(Shared {
+                secret: self.secret.clone(),
+                routes,
+                seen: Mutex::new((HashSet::new(), VecDeque::new())),
+                started: Mutex::new(Vec::new()),
+            })
+        }))
+    }
+
+    /// The router to mount (it answers `POST` on any path it is mounted at), and a handle on the runs it starts.
+    pub fn router_with_runs(mut self) -> (axum::Router, Runs) {
+        let (limit, remember) = (self.limit, self.remember);
+        let shared = self.shared();
+        let router = axum::Router::new()
+            .fallback(move |State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes| async move {
+                receive(&shared, remember, &headers, &body)
+            })
+            .layer(DefaultBodyLimit::max(limit))
+            .with_state(Arc::clone(&shared));
+        (router, Runs { shared })
+    }
+
+    /// The router to mount.
+    pub fn router(self) -> axum::Router {
+        self.router_with_runs().0
+    }
+}
+
+/// The runs a receiver started.
+#[derive(Clone)]
+pub struct Runs {
+    shared: Arc<Shared>,
+}
+
+impl Runs {
+    /// Takes the runs started so far (each with its background task).
+    pub fn take(&self) -> Vec<Started> {
+        std::mem::take(&mut *lock(&self.shared.started))
+    }
+}
+
+/// Whether `signature` (`sha256=<hex>`) is the HMAC-SHA256 of `body` under `secret`, compared in constant time.
+pub fn verify_signature(secret: &Secret, body: &[u8], signature: &str) -> bool {
+    let Some(hex) = signature.strip_prefix("sha256=") else { return false };
+    if hex.len() != 64 {
+        return false;
+    }
+    let Some(expected) =
+        (0..32).map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()).collect::<Option<Vec<u8>>>()
+    else {
+        return false;
+    };
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.expose().as_bytes()) else { return false };
+    mac.update(body);
+    mac.verify_slice(&expected).is_ok()
+}
+
+fn answer(code: StatusCode, message: &str) -> Response {
+    (code, message.to_owned()).into_response()
+}
+
+fn receive(shared: &Shared, remember: usize, headers: &HeaderMap, body: &[u8]) -> Response {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let Some(signature) = header("x-hub-signature-256") else {
+        return answer(StatusCode::UNAUTHORIZED, "missing X-Hub-Signature-256");
+    };
+    if !verify_signature(&shared.secret, body, signature) {
+        return answer(StatusCode::UNAUTHORIZED, "bad signature");
+    }
+    let event = header("x-github-event").unwrap_or_default();
+    match event {
+        "ping" => return answer(StatusCode::OK, "pong"),
+        "deployment" => {}
+        other => return answer(StatusCode::ACCEPTED, &format!("ignored: `{other}` events start nothing here")),
+    }
+    let Some(delivery) = header("x-github-delivery").filter(|d| !d.is_empty()) else {
+        return answer(StatusCode::BAD_REQUEST, "missing X-GitHub-Delivery");
+    };
+    let payload: serde_json::Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(e) => return answer(StatusCode::BAD_REQUEST, &format!("the body is not JSON: {e}")),
+    };
+    let deployment = match DeploymentEvent::parse(delivery, &payload) {
+        Ok(d) => d,
+        Err(e) => return answer(StatusCode::BAD_REQUEST, &format!("not a deployment event: {e}")),
+    };
+    {
+        let mut seen = lock(&shared.seen);
+        if seen.0.contains(delivery) {
+            return answer(StatusCode::OK, "duplicate delivery: already started");
+        }
+        seen.0.insert(delivery.to_owned());
+        seen.1.push_back(delivery.to_owned());
+        while seen.1.len() > remember {
+            if let Some(old) = seen.1.pop_front() {
+                seen.0.remove(&old);
+            }
+        }
+    }
+    let mut count = 0;
+    for (route, factory) in &shared.routes {
+        if !route.matches(&deployment) {
+            continue;
+        }
+        let pipeline = factory(&deployment);
+        let name = pipeline.name().to_owned();
+        let context = deployment.context();
+        let run = tokio::spawn(async move { pipeline.run(context).await.ok() });
+        tracing::info!(target: "gantry_github", delivery, repository = %deployment.repository, pipeline = %name, "run started");
+        lock(&shared.started).push(Started { delivery: delivery.to_owned(), pipeline: name, run });
+        count += 1;
+    }
+    if count == 0 {
+        return answer(StatusCode::ACCEPTED, "no pipeline for this repository, environment and task");
+    }
+    answer(StatusCode::ACCEPTED, &format!("started {count} run(s)"))
+}

@@ -1,0 +1,167 @@
+//! The webhook receiver: GitHub's published signature vector, each refusal starting nothing, redeliveries, routing.
+
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use gantry_core::{Pipeline, RunStatus, Secret, step_fn};
+use gantry_github::{DeploymentEvent, Route, Runs, Webhooks, verify_signature};
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+use tower::ServiceExt;
+
+const SECRET: &str = "It's a Secret to Everybody";
+
+/// GitHub's documented example: https://docs.github.com/webhooks/using-webhooks/validating-webhook-deliveries
+#[test]
+fn githubs_published_test_vector_verifies() {
+    let secret = Secret::new(SECRET);
+    let good = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
+    assert!(verify_signature(&secret, b"Hello, World!", good));
+    assert!(!verify_signature(&secret, b"Hello, World?", good), "another body");
+    assert!(!verify_signature(&Secret::new("another"), b"Hello, World!", good), "another secret");
+    assert!(!verify_signature(&secret, b"Hello, World!", "sha1=757107ea"), "not sha256");
+    assert!(!verify_signature(&secret, b"Hello, World!", "sha256=zz"), "not hex");
+}
+
+fn sign(body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(body);
+    format!("sha256={}", mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect::<String>())
+}
+
+fn payload(repository: &str) -> Vec<u8> {
+    let mut body: serde_json::Value =
+        serde_json::from_str(include_str!("data/payload.json")).expect("the octokit example");
+    body["repository"]["full_name"] = repository.into();
+    body["deployment"]["payload"] = serde_json::json!({"service": "web", "canary": true});
+    serde_json::to_vec(&body).unwrap()
+}
+
+async fn post(
+    app: &axum::Router,
+    event: &str,
+    delivery: &str,
+    body: Vec<u8>,
+    signature: Option<String>,
+) -> (StatusCode, String) {
+    let mut request =
+        Request::post("/hooks/github").header("x-github-event", event).header("x-github-delivery", delivery);
+    if let Some(signature) = signature {
+        request = request.header("x-hub-signature-256", signature);
+    }
+    let response = app.clone().oneshot(request.body(Body::from(body)).unwrap()).await.unwrap();
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// A receiver routing two repositories to one pipeline, and one of them to a second pipeline too; it records
+/// the events its pipelines ran for.
+fn receiver(limit: usize) -> (axum::Router, Runs, Arc<Mutex<Vec<String>>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let release = {
+        let seen = Arc::clone(&seen);
+        move |event: &DeploymentEvent| {
+            let seen = Arc::clone(&seen);
+            let line = format!("release {} {}", event.repository, event.environment);
+            Pipeline::builder("release")
+                .step(
+                    "deploy",
+                    step_fn(move |ctx| {
+                        let (seen, line) = (Arc::clone(&seen), line.clone());
+                        async move {
+                            let vars = format!(
+                                "{line} sha={} service={}",
+                                ctx.require_var("sha")?,
+                                ctx.require_var("payload.service")?
+                            );
+                            seen.lock().unwrap().push(vars);
+                            Ok(())
+                        }
+                    }),
+                )
+                .build()
+                .unwrap()
+        }
+    };
+    let audit =
+        |_: &DeploymentEvent| Pipeline::builder("audit").step("log", step_fn(|_| async { Ok(()) })).build().unwrap();
+    let (app, runs) = Webhooks::new(Secret::new(SECRET))
+        .body_limit(limit)
+        .route(Route::repository("acme/shop").environment("production"), release.clone())
+        .route(Route::repository("acme/api").environment("production"), release)
+        .route(Route::repository("acme/*").task("deploy"), audit)
+        .router_with_runs();
+    (app, runs, seen)
+}
+
+#[tokio::test]
+async fn a_signed_deployment_starts_every_matching_pipeline_with_the_events_variables() {
+    let (app, runs, seen) = receiver(1 << 20);
+    for (repo, delivery) in [("acme/shop", "d-1"), ("acme/api", "d-2")] {
+        let body = payload(repo);
+        let (status, text) = post(&app, "deployment", delivery, body.clone(), Some(sign(&body))).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{text}");
+        assert_eq!(text, "started 2 run(s)", "release and audit");
+    }
+    let started = runs.take();
+    let names: Vec<(String, String)> = started.iter().map(|s| (s.delivery.clone(), s.pipeline.clone())).collect();
+    assert_eq!(
+        names,
+        [
+            ("d-1".into(), "release".into()),
+            ("d-1".into(), "audit".into()),
+            ("d-2".into(), "release".into()),
+            ("d-2".into(), "audit".into())
+        ]
+    );
+    for s in started {
+        assert_eq!(s.run.await.unwrap().unwrap().status, RunStatus::Succeeded);
+    }
+    let mut seen = seen.lock().unwrap().clone();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            "release acme/api production sha=f95f852bd8fca8fcc58a9a2d6c842781e32a215e service=web",
+            "release acme/shop production sha=f95f852bd8fca8fcc58a9a2d6c842781e32a215e service=web",
+        ],
+        "two repositories, one pipeline; the event's fields as variables"
+    );
+}
+
+#[tokio::test]
+async fn refusals_and_redeliveries_start_nothing() {
+    let (app, runs, _) = receiver(64 * 1024);
+    let body = payload("acme/shop");
+    let good = sign(&body);
+
+    assert_eq!(
+        post(&app, "deployment", "r-1", body.clone(), Some(sign(b"other"))).await.0,
+        StatusCode::UNAUTHORIZED,
+        "bad signature"
+    );
+    assert_eq!(
+        post(&app, "deployment", "r-1", body.clone(), None).await.0,
+        StatusCode::UNAUTHORIZED,
+        "missing signature"
+    );
+    let big = vec![b' '; 128 * 1024];
+    assert_eq!(post(&app, "deployment", "r-1", big.clone(), Some(sign(&big))).await.0, StatusCode::PAYLOAD_TOO_LARGE);
+    let junk = b"{not json".to_vec();
+    assert_eq!(
+        post(&app, "deployment", "r-1", junk.clone(), Some(sign(&junk))).await.0,
+        StatusCode::BAD_REQUEST,
+        "malformed JSON"
+    );
+    let (status, text) = post(&app, "push", "r-1", body.clone(), Some(good.clone())).await;
+    assert_eq!((status, text.starts_with("ignored")), (StatusCode::ACCEPTED, true), "{text}");
+    assert_eq!(post(&app, "ping", "r-1", body.clone(), Some(good.clone())).await.0, StatusCode::OK);
+    assert!(runs.take().is_empty(), "none of these started anything");
+
+    assert_eq!(post(&app, "deployment", "r-2", body.clone(), Some(good.clone())).await.0, StatusCode::ACCEPTED);
+    let (status, text) = post(&app, "deployment", "r-2", body.clone(), Some(good)).await;
+    assert_eq!((status, text.as_str()), (StatusCode::OK, "duplicate delivery: already started"), "redelivery");
+    assert_eq!(runs.take().len(), 2, "only the first delivery started its two runs");
+}
