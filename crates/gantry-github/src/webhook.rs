@@ -55,7 +55,18 @@ impl Route {
     }
 }
 
-/// A run the receiver started: for which delivery, which pipeline, and its report when it ends.
+/// How a background run ended: its report, and the statuses that could not be delivered to GitHub (a GitHub outage
+/// never fails a deployment; it shows here).
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Finished {
+    /// The run's report (`None` if the run could not start).
+    pub report: Option<RunReport>,
+    /// Statuses GitHub did not take, with why.
+    pub undelivered: Vec<String>,
+}
+
+/// A run the receiver started: for which delivery, which pipeline, and how it ends.
 #[derive(Debug)]
 pub struct Started {
     /// The delivery that started it.
@@ -63,10 +74,11 @@ pub struct Started {
     /// The pipeline's name.
     pub pipeline: String,
     /// The run, in the background.
-    pub run: tokio::task::JoinHandle<Option<RunReport>>,
+    pub run: tokio::task::JoinHandle<Finished>,
 }
 
 struct Shared {
+    github: Option<crate::statuses::GitHub>,
     secret: Secret,
     routes: Vec<(Route, Arc<Factory>)>,
     seen: Mutex<(HashSet<String>, VecDeque<String>)>,
@@ -95,6 +107,7 @@ struct Shared {
 /// # let _ = app;
 /// ```
 pub struct Webhooks {
+    github: Option<crate::statuses::GitHub>,
     secret: Secret,
     routes: Vec<(Route, Arc<Factory>)>,
     limit: usize,
@@ -109,7 +122,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Webhooks {
     /// A receiver checking signatures with the webhook's `secret`.
     pub fn new(secret: Secret) -> Self {
-        Self { secret, routes: Vec::new(), limit: 25 * 1024 * 1024, remember: 10_000, shared: None }
+        Self { github: None, secret, routes: Vec::new(), limit: 25 * 1024 * 1024, remember: 10_000, shared: None }
+    }
+
+    /// Reports each run's deployment status to GitHub: `in_progress` when it starts, then its outcome.
+    #[must_use]
+    pub fn statuses(mut self, github: crate::statuses::GitHub) -> Self {
+        self.github = Some(github);
+        self
     }
 
     /// Starts `factory`'s pipeline for the deployment events `route` matches. Several routes may match one event
@@ -142,6 +162,7 @@ impl Webhooks {
         let routes = std::mem::take(&mut self.routes);
         Arc::clone(self.shared.get_or_insert_with(|| {
             Arc::new(Shared {
+                github: self.github.clone(),
                 secret: self.secret.clone(),
                 routes,
                 seen: Mutex::new((HashSet::new(), VecDeque::new())),
@@ -248,7 +269,19 @@ fn receive(shared: &Shared, remember: usize, headers: &HeaderMap, body: &[u8]) -
         let pipeline = factory(&deployment);
         let name = pipeline.name().to_owned();
         let context = deployment.context();
-        let run = tokio::spawn(async move { pipeline.run(context).await.ok() });
+        let github = shared.github.clone();
+        let (repo, environment, id) =
+            (deployment.repository.clone(), deployment.environment.clone(), deployment.deployment_id);
+        let run = tokio::spawn(async move {
+            let run = async move { pipeline.run(context).await.ok() };
+            match github {
+                Some(github) => {
+                    let (report, undelivered) = github.report_run(&repo, &environment, id, run).await;
+                    Finished { report, undelivered }
+                }
+                None => Finished { report: run.await, undelivered: Vec::new() },
+            }
+        });
         tracing::info!(target: "gantry_github", delivery, repository = %deployment.repository, pipeline = %name, "run started");
         lock(&shared.started).push(Started { delivery: delivery.to_owned(), pipeline: name, run });
         count += 1;

@@ -117,7 +117,7 @@ async fn a_signed_deployment_starts_every_matching_pipeline_with_the_events_vari
         ]
     );
     for s in started {
-        assert_eq!(s.run.await.unwrap().unwrap().status, RunStatus::Succeeded);
+        assert_eq!(s.run.await.unwrap().report.unwrap().status, RunStatus::Succeeded);
     }
     let mut seen = seen.lock().unwrap().clone();
     seen.sort();
@@ -164,4 +164,65 @@ async fn refusals_and_redeliveries_start_nothing() {
     let (status, text) = post(&app, "deployment", "r-2", body.clone(), Some(good)).await;
     assert_eq!((status, text.as_str()), (StatusCode::OK, "duplicate delivery: already started"), "redelivery");
     assert_eq!(runs.take().len(), 2, "only the first delivery started its two runs");
+}
+
+/// A receiver for `acme/shop` whose pipeline fails when `fail` is set, reporting statuses to `api`.
+fn reporting(api: &str, fail: bool) -> (axum::Router, Runs) {
+    let github = gantry_github::GitHub::with_url(api, Secret::new("ghs_installation_token"))
+        .log_url("https://gantry.example/runs/{run_id}")
+        .environment_url("https://{environment}.shop.example");
+    Webhooks::new(Secret::new(SECRET))
+        .statuses(github)
+        .route(Route::repository("acme/shop"), move |_| {
+            Pipeline::builder("release")
+                .step(
+                    "deploy",
+                    step_fn(move |_| async move {
+                        if fail { Err(gantry_core::StepError::new("rollout failed")) } else { Ok(()) }
+                    }),
+                )
+                .build()
+                .unwrap()
+        })
+        .router_with_runs()
+}
+
+#[tokio::test]
+async fn deployment_statuses_go_in_progress_then_the_outcome_with_links() {
+    let github = gantry_testkit::receiver::Receiver::start().await.unwrap();
+    for (fail, delivery, outcome) in [(false, "s-1", "success"), (true, "s-2", "failure")] {
+        let (app, runs) = reporting(&github.url(), fail);
+        let body = payload("acme/shop");
+        assert_eq!(post(&app, "deployment", delivery, body.clone(), Some(sign(&body))).await.0, StatusCode::ACCEPTED);
+        let finished = runs.take().pop().unwrap().run.await.unwrap();
+        assert!(finished.undelivered.is_empty(), "{:?}", finished.undelivered);
+        let run_id = finished.report.unwrap().run_id;
+        let requests = github.requests();
+        let (start, end) = (&requests[requests.len() - 2], &requests[requests.len() - 1]);
+        assert_eq!(start.path, "/repos/acme/shop/deployments/145988746/statuses");
+        assert_eq!(start.body["state"], "in_progress");
+        assert_eq!(end.body["state"], outcome);
+        assert_eq!(end.body["log_url"], format!("https://gantry.example/runs/{run_id}"));
+        assert_eq!(end.body["environment_url"], "https://production.shop.example");
+        assert_eq!(end.header("authorization"), Some("Bearer ghs_installation_token"));
+        assert_eq!(end.header("x-github-api-version"), Some("2022-11-28"));
+    }
+}
+
+#[tokio::test]
+async fn a_github_outage_does_not_fail_the_deployment_and_is_reported() {
+    let github = gantry_testkit::receiver::Receiver::start().await.unwrap();
+    github.fail_next(502, 100);
+    let (app, runs) = reporting(&github.url(), false);
+    let body = payload("acme/shop");
+    post(&app, "deployment", "o-1", body.clone(), Some(sign(&body))).await;
+    let finished = runs.take().pop().unwrap().run.await.unwrap();
+    assert_eq!(finished.report.unwrap().status, RunStatus::Succeeded, "the deployment completes");
+    assert_eq!(finished.undelivered.len(), 2, "{:?}", finished.undelivered);
+    assert!(
+        finished.undelivered[1].contains("`success` status was not delivered: GitHub answered 502"),
+        "{:?}",
+        finished.undelivered
+    );
+    assert_eq!(github.requests().len(), 6, "three attempts for each of the two statuses");
 }

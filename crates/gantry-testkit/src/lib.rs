@@ -7,6 +7,7 @@
 //! - [`prometheus::PrometheusServer`]: a real Prometheus on loopback, loaded with given samples.
 //! - [`metrics::conformance`]: the checks every metric provider must pass.
 //! - [`moto::MotoServer`]: the moto AWS emulator on loopback, for STS.
+//! - [`receiver::Receiver`]: a recording HTTP receiver standing in for GitHub's and Slack's APIs.
 //!
 //! Each module's docs say what it models and what it does not.
 //!
@@ -29,4 +30,5 @@ pub mod kube;
 pub mod metrics;
 pub mod moto;
 pub mod prometheus;
+pub mod receiver;
 pub mod test_cluster;

@@ -1,0 +1,135 @@
+//! A local HTTP receiver standing in for an API that takes JSON (GitHub's deployment statuses, Slack's webhooks): it
+//! records every request and answers as told, including outages. Stops when dropped.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+
+/// A request the receiver got.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct Recorded {
+    /// `POST`, `PATCH`, ...
+    pub method: String,
+    /// The path and query.
+    pub path: String,
+    /// Header values by lower-case name.
+    pub headers: Vec<(String, String)>,
+    /// The body as JSON (`Null` if it was not JSON).
+    pub body: Value,
+}
+
+impl Recorded {
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+}
+
+#[derive(Default)]
+struct Shared {
+    requests: Mutex<Vec<Recorded>>,
+    failures: Mutex<Vec<(u16, u32)>>,
+    reply: Mutex<Value>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A recording HTTP server on 127.0.0.1.
+pub struct Receiver {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Receiver {
+    /// Starts on a free loopback port, answering `201` with `{}` until told otherwise.
+    pub async fn start() -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared { reply: Mutex::new(serde_json::json!({})), ..Shared::default() });
+        let app = axum::Router::new().fallback(handle).with_state(Arc::clone(&shared));
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(Self { addr, shared, server })
+    }
+
+    /// The base URL (`http://127.0.0.1:PORT`).
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The next `times` requests get `status` (an outage, a rate limit).
+    pub fn fail_next(&self, status: u16, times: u32) {
+        lock(&self.shared.failures).push((status, times));
+    }
+
+    /// The JSON body of successful answers.
+    pub fn reply_with(&self, body: Value) {
+        *lock(&self.shared.reply) = body;
+    }
+
+    /// Every request so far, in order (failed ones too).
+    pub fn requests(&self) -> Vec<Recorded> {
+        lock(&self.shared.requests).clone()
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+impl std::fmt::Debug for Receiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Receiver").field("url", &self.url()).finish_non_exhaustive()
+    }
+}
+
+async fn handle(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let recorded = Recorded {
+        method: method.to_string(),
+        path: uri.path_and_query().map_or_else(|| uri.path().to_owned(), ToString::to_string),
+        headers: headers
+            .iter()
+            .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or_default().to_owned()))
+            .collect(),
+        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+    };
+    lock(&shared.requests).push(recorded);
+    let failure = {
+        let mut failures = lock(&shared.failures);
+        match failures.first_mut() {
+            Some((status, times)) => {
+                let status = *status;
+                *times -= 1;
+                if *times == 0 {
+                    failures.remove(0);
+                }
+                Some(status)
+            }
+            None => None,
+        }
+    };
+    if let Some(status) = failure {
+        let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        return (code, [("retry-after", "1")], "{\"message\":\"injected by the test kit\"}").into_response();
+    }
+    let reply = lock(&shared.reply).clone();
+    (StatusCode::CREATED, [("content-type", "application/json")], reply.to_string()).into_response()
+}
