@@ -78,6 +78,20 @@ async fn deploy(
     (report, phases, outcome)
 }
 
+/// Returns once the run reports that it waits for a promotion (bounded).
+async fn waiting_for_promotion(mut events: gantry_core::EventStream) {
+    use futures::StreamExt;
+    let wait = async {
+        while let Some(event) = events.next().await {
+            if matches!(event, Event::Phase { phase: Phase::WaitingForPromotion, .. }) {
+                return;
+            }
+        }
+        panic!("the run ended without waiting for a promotion");
+    };
+    tokio::time::timeout(Duration::from_secs(10), wait).await.expect("waits for a promotion in time");
+}
+
 fn version(v: &str) -> Context {
     Context::new().var("version", v)
 }
@@ -195,8 +209,9 @@ async fn a_canary_waits_for_its_promotion() {
         .build()
         .unwrap();
     let run = Run::new(&pipeline, version("1.1"));
+    let events = run.subscribe();
     let handle = tokio::spawn(run.execute());
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    waiting_for_promotion(events).await;
     assert_eq!(target.traffic().weight, 25, "paused at 25%");
     assert!(!handle.is_finished());
     promotion.promote();
@@ -279,8 +294,10 @@ async fn blue_green_a_b_route_is_created_while_in_preview_and_removed_at_promoti
         .step("deploy", Deploy::new(target.clone(), strategy, "web", "{{version}}"))
         .build()
         .unwrap();
-    let handle = tokio::spawn(Run::new(&pipeline, version("1.1")).execute());
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let run = Run::new(&pipeline, version("1.1"));
+    let events = run.subscribe();
+    let handle = tokio::spawn(run.execute());
+    waiting_for_promotion(events).await;
     assert_eq!(target.traffic().matching, Some(rule), "the A/B route is in place while in preview");
     assert_eq!(target.traffic().weight, 0);
     promotion.promote();

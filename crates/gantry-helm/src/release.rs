@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use gantry_core::{Step, StepContext, StepError, Template, TemplateError};
-use gantry_sops::{Decryptor, Format, Identities};
+use gantry_sops::{Decryptor, Identities};
 
 use crate::command::Helm;
 
@@ -184,14 +184,7 @@ impl Step for HelmRelease {
             None => None,
             Some(values) => {
                 let path = std::path::PathBuf::from(render(&values.path)?);
-                let text = zeroize::Zeroizing::new(
-                    std::fs::read_to_string(&path)
-                        .map_err(|e| StepError::new(format!("cannot read {}: {e}", path.display())))?,
-                );
-                let document = values
-                    .decryptor
-                    .decrypt(&text, Format::from_path(&path))
-                    .map_err(|e| StepError::new(format!("cannot decrypt {}: {e}", path.display())))?;
+                let document = values.decryptor.decrypt_file(&path, None).map_err(|e| StepError::new(e.to_string()))?;
                 for (key, secret) in document.secrets() {
                     ctx.add_secret(format!("helm-values/{key}"), secret);
                 }

@@ -55,15 +55,7 @@ impl Step for SecretFromSops {
     async fn run(&self, ctx: &StepContext) -> Result<(), StepError> {
         let render = |s: &str| Template::parse(s).and_then(|t| ctx.render(&t));
         let (name, path) = (render(&self.name)?, PathBuf::from(render(&self.path)?));
-        let format = self.format.unwrap_or_else(|| Format::from_path(&path));
-        let text = zeroize::Zeroizing::new(
-            std::fs::read_to_string(&path)
-                .map_err(|e| StepError::new(format!("cannot read {}: {e}", path.display())))?,
-        );
-        let document = self
-            .decryptor
-            .decrypt(&text, format)
-            .map_err(|e| StepError::new(format!("cannot decrypt {}: {e}", path.display())))?;
+        let document = self.decryptor.decrypt_file(&path, self.format).map_err(|e| StepError::new(e.to_string()))?;
         let mut data = BTreeMap::new();
         for (key, secret) in document.secrets() {
             ctx.add_secret(format!("{name}/{key}"), secret.clone());

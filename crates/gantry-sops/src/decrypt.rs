@@ -86,6 +86,18 @@ impl Decryptor {
         self
     }
 
+    /// Reads and decrypts the file at `path`, in the format its name says (or `format`). The file's text is zeroed
+    /// after use; errors name the file.
+    pub fn decrypt_file(&self, path: &std::path::Path, format: Option<Format>) -> Result<Document, SopsError> {
+        let text = Zeroizing::new(
+            std::fs::read_to_string(path)
+                .map_err(|e| SopsError::Read { path: path.display().to_string(), why: e.to_string() })?,
+        );
+        let format = format.unwrap_or_else(|| Format::from_path(path));
+        self.decrypt(&text, format)
+            .map_err(|e| SopsError::File { path: path.display().to_string(), source: Box::new(e) })
+    }
+
     /// Decrypts `text` in `format`. Every value is opened and the MAC checked before anything is returned; on any
     /// error, the plaintext decrypted so far is zeroed.
     pub fn decrypt(&self, text: &str, format: Format) -> Result<Document, SopsError> {
@@ -117,13 +129,12 @@ impl Decryptor {
     fn finish(
         &self,
         parsed: format::Parsed,
-        mut metadata: Metadata,
+        metadata: Metadata,
         key: &[u8; 32],
         format: Format,
     ) -> Result<Document, SopsError> {
-        let rule = std::mem::replace(&mut metadata.rule, crate::metadata::Rule::UnencryptedSuffix(String::new()));
-        let mut document = Document { documents: parsed.documents, comments: Vec::new(), format, rule };
-        let metadata = Metadata { rule: document.rule.clone(), ..metadata };
+        let mut document =
+            Document { documents: parsed.documents, comments: Vec::new(), format, rule: metadata.rule.clone() };
         let mut mac = Sha512::new();
         if metadata.mac_only_encrypted {
             mac.update(Sha256::digest(b"sops"));

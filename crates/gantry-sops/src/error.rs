@@ -61,6 +61,23 @@ pub enum SopsError {
     /// The MAC does not match the values: something was added, removed, changed or reordered.
     #[error("MAC mismatch: the file's values were changed after it was encrypted")]
     MacMismatch,
+    /// A file could not be read.
+    #[error("cannot read {path}: {why}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        why: String,
+    },
+    /// A file did not decrypt.
+    #[error("cannot decrypt {path}: {source}")]
+    File {
+        /// The file.
+        path: String,
+        /// Why.
+        #[source]
+        source: Box<SopsError>,
+    },
     /// The file has no MAC and the caller did not allow that.
     #[error("the file has no MAC; refusing to trust it (allow it explicitly to decrypt anyway)")]
     NoMac,

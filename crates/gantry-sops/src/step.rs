@@ -52,14 +52,7 @@ impl SopsSecrets {
 impl Step for SopsSecrets {
     async fn run(&self, ctx: &StepContext) -> Result<(), StepError> {
         let path = PathBuf::from(ctx.render(&Template::parse(&self.path)?)?);
-        let format = self.format.unwrap_or_else(|| Format::from_path(&path));
-        let text = zeroize::Zeroizing::new(
-            tokio_free_read(&path).map_err(|e| StepError::new(format!("cannot read {}: {e}", path.display())))?,
-        );
-        let document = self
-            .decryptor
-            .decrypt(&text, format)
-            .map_err(|e| StepError::new(format!("cannot decrypt {}: {e}", path.display())))?;
+        let document = self.decryptor.decrypt_file(&path, self.format).map_err(|e| StepError::new(e.to_string()))?;
         let secrets = document.secrets();
         let count = secrets.len();
         for (key, secret) in secrets {
@@ -85,9 +78,4 @@ impl Step for SopsSecrets {
     fn variables(&self) -> Result<Vec<String>, TemplateError> {
         Ok(Template::parse(&self.path)?.variables().map(str::to_owned).collect())
     }
-}
-
-/// Reads a (small) file; a blocking read is fine for a SOPS file.
-fn tokio_free_read(path: &std::path::Path) -> std::io::Result<String> {
-    std::fs::read_to_string(path)
 }

@@ -4,13 +4,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::deploy::VERDICT;
 use super::rolling::failed;
 use super::{
     Match, Promotion, Release, Slot, Stop, Strategy, Target, Traffic, back_to_stable, or_cancelled, sleep_or_cancelled,
-    stopped, wait_for_promotion,
+    stopped, wait_for_promotion, weigh_verdict,
 };
-use crate::analysis::{Analysis, OnInconclusive, Outcome};
+use crate::analysis::Analysis;
 use crate::{Phase, StepContext, StepError};
 
 /// Argo Rollouts' blue/green: the new release runs in the preview slot beside the stable (active) one. An optional
@@ -101,19 +100,7 @@ impl BlueGreen {
         release: &Release,
     ) -> Result<(), Stop> {
         let verdict = analysis.run(ctx, stable, release).await;
-        if ctx.is_cancelled() {
-            return Err(Stop::Cancelled);
-        }
-        ctx.phase(Phase::Verdict, verdict.to_string());
-        ctx.publish(VERDICT, verdict.clone());
-        match (verdict.outcome, verdict.on_inconclusive()) {
-            (Outcome::Pass, _) | (Outcome::Inconclusive, OnInconclusive::Notify) => Ok(()),
-            (Outcome::Inconclusive, OnInconclusive::Pause) => wait_for_promotion(ctx, &self.promotion, release).await,
-            (Outcome::Fail, _) => Err(Stop::Abort(format!("analysis failed: {verdict}"))),
-            (Outcome::Inconclusive, OnInconclusive::Abort) => {
-                Err(Stop::Abort(format!("analysis inconclusive: {verdict}")))
-            }
-        }
+        weigh_verdict(ctx, &self.promotion, release, &verdict).await
     }
 
     /// Deploys the preview, analyses it and waits for the promotion.

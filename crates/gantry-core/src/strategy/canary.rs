@@ -4,13 +4,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::deploy::VERDICT;
 use super::rolling::failed;
 use super::{
     Promotion, Release, Slot, Stop, Strategy, Target, Traffic, back_to_stable, or_cancelled, sleep_or_cancelled,
-    stopped, wait_for_promotion,
+    stopped, wait_for_promotion, weigh_verdict,
 };
-use crate::analysis::{Analysis, OnInconclusive, Outcome, Verdict};
+use crate::analysis::Analysis;
 use crate::{Phase, StepContext, StepError};
 
 /// One step of a canary.
@@ -109,36 +108,14 @@ impl Canary {
                     ctx.phase(Phase::Paused, format!("pausing {duration:?}"));
                     sleep_or_cancelled(ctx, *duration).await?;
                 }
-                CanaryStep::PauseUntilPromoted => self.wait_for_promotion(ctx, release).await?,
+                CanaryStep::PauseUntilPromoted => wait_for_promotion(ctx, &self.promotion, release).await?,
                 CanaryStep::Analyze(analysis) => {
                     let verdict = analysis.run(ctx, stable, release).await;
-                    self.weigh(ctx, release, &verdict).await?;
+                    weigh_verdict(ctx, &self.promotion, release, &verdict).await?;
                 }
             }
         }
         Ok(())
-    }
-
-    async fn wait_for_promotion(&self, ctx: &StepContext, release: &Release) -> Result<(), Stop> {
-        wait_for_promotion(ctx, &self.promotion, release).await
-    }
-
-    /// Reports a verdict and decides what it means for the canary.
-    async fn weigh(&self, ctx: &StepContext, release: &Release, verdict: &Verdict) -> Result<(), Stop> {
-        if ctx.is_cancelled() {
-            return Err(Stop::Cancelled);
-        }
-        ctx.phase(Phase::Verdict, verdict.to_string());
-        ctx.publish(VERDICT, verdict.clone());
-        match verdict.outcome {
-            Outcome::Pass => Ok(()),
-            Outcome::Fail => Err(Stop::Abort(format!("analysis failed: {verdict}"))),
-            Outcome::Inconclusive => match verdict.on_inconclusive() {
-                OnInconclusive::Notify => Ok(()),
-                OnInconclusive::Pause => self.wait_for_promotion(ctx, release).await,
-                OnInconclusive::Abort => Err(Stop::Abort(format!("analysis inconclusive: {verdict}"))),
-            },
-        }
     }
 }
 
@@ -160,7 +137,7 @@ impl Strategy for Canary {
                     let steps = self.steps(target, &stable, release, ctx);
                     let background = async {
                         let verdict = analysis.run(ctx, &stable, release).await;
-                        self.weigh(ctx, release, &verdict).await?;
+                        weigh_verdict(ctx, &self.promotion, release, &verdict).await?;
                         // A background analysis that passed lets the steps finish.
                         std::future::pending::<Result<(), Stop>>().await
                     };

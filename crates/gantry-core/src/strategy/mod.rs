@@ -100,6 +100,31 @@ pub(crate) async fn wait_for_promotion(
     Ok(())
 }
 
+/// Reports an analysis verdict (a phase event and the [`VERDICT`] output) and decides what it means: a pass goes
+/// on, a failure aborts, an inconclusive one follows its metrics' policy (carry on, wait for `promotion`, abort).
+pub(crate) async fn weigh_verdict(
+    ctx: &StepContext,
+    promotion: &Promotion,
+    release: &Release,
+    verdict: &crate::analysis::Verdict,
+) -> Result<(), Stop> {
+    use crate::analysis::{OnInconclusive, Outcome};
+    if ctx.is_cancelled() {
+        return Err(Stop::Cancelled);
+    }
+    ctx.phase(crate::Phase::Verdict, verdict.to_string());
+    ctx.publish(VERDICT, verdict.clone());
+    match verdict.outcome {
+        Outcome::Pass => Ok(()),
+        Outcome::Fail => Err(Stop::Abort(format!("analysis failed: {verdict}"))),
+        Outcome::Inconclusive => match verdict.on_inconclusive() {
+            OnInconclusive::Notify => Ok(()),
+            OnInconclusive::Pause => wait_for_promotion(ctx, promotion, release).await,
+            OnInconclusive::Abort => Err(Stop::Abort(format!("analysis inconclusive: {verdict}"))),
+        },
+    }
+}
+
 /// Puts all traffic back on the stable slot and empties `slot`, attempting both whatever fails; returns what
 /// failed, as `; …` clauses to append to a message.
 pub(crate) async fn back_to_stable(target: &dyn Target, slot: Slot) -> String {
