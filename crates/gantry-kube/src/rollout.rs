@@ -148,6 +148,27 @@ pub(crate) async fn follow(
     }
 }
 
+/// Puts Deployment `name` back on its `previous` pod template (a JSON patch replacing `/spec/template` whole, as
+/// `kubectl rollout undo` does) and follows that rollout of `image`.
+async fn restore_template(
+    deploys: &Api<Deployment>,
+    pods: &Api<Pod>,
+    name: &str,
+    previous: &serde_json::Value,
+    image: &str,
+    max_restarts: i32,
+) -> Result<Followed, KubeError> {
+    let back = Patch::Json::<()>(
+        serde_json::from_value(json!([{"op": "replace", "path": "/spec/template", "value": previous}]))
+            .map_err(|e| KubeError::Invalid(e.to_string()))?,
+    );
+    let params = PatchParams::default();
+    let patched = retrying(&format!("roll back Deployment `{name}`"), || deploys.patch(name, &params, &back)).await?;
+    let selector = selector_of(&patched)?;
+    let watched = Watched { deploys, pods, name, selector: &selector };
+    Ok(follow(&watched, patched.metadata.generation.unwrap_or(0), image, max_restarts, None).await)
+}
+
 /// Follows the rollouts of Deployments just applied (namespace, name, previous pod template if it existed); if one
 /// fails, restores the previous template of every one that had one, waits for those, and fails saying what happened.
 pub(crate) async fn track(
@@ -185,18 +206,9 @@ pub(crate) async fn track(
         let Some(previous) = previous else { continue };
         let deploys: Api<Deployment> = Api::namespaced(client.clone(), namespace);
         let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
-        let back = Patch::Json::<()>(
-            serde_json::from_value(json!([{"op": "replace", "path": "/spec/template", "value": previous}]))
-                .map_err(|e| KubeError::Invalid(e.to_string()))?,
-        );
-        let params = PatchParams::default();
-        let patched =
-            retrying(&format!("roll back Deployment `{name}`"), || deploys.patch(name, &params, &back)).await?;
-        let selector = selector_of(&patched)?;
         let image =
             previous.pointer("/spec/containers/0/image").and_then(serde_json::Value::as_str).unwrap_or_default();
-        let watched = Watched { deploys: &deploys, pods: &pods, name, selector: &selector };
-        let outcome = match Box::pin(follow(&watched, patched.metadata.generation.unwrap_or(0), image, 2, None)).await {
+        let outcome = match Box::pin(restore_template(&deploys, &pods, name, previous, image, 2)).await? {
             Followed::Complete => format!("{name} is back on {image}"),
             Followed::Failed(why) => format!("rolling {name} back failed too: {why}"),
             Followed::Cancelled => format!("rolling {name} back did not complete"),
@@ -326,12 +338,9 @@ impl Step for RollingDeploy {
         // Back to what was live before: the previous pod template, whole.
         ctx.log(format!("rolling back {namespace}/{name} to {previous_image}: {failure}"));
         mark(ctx, client, &on, true, "GantryRollback", &format!("{failure}; rolling back to {previous_image}")).await;
-        let back = json!([{"op": "replace", "path": "/spec/template", "value": previous}]);
-        let back = Patch::Json::<()>(serde_json::from_value(back).map_err(|e| KubeError::Invalid(e.to_string()))?);
-        let restored =
-            retrying(&format!("roll back Deployment `{name}`"), || deploys.patch(&name, &params, &back)).await?;
-        let back_generation = restored.metadata.generation.unwrap_or(0);
-        let outcome = match follow(&watched, back_generation, &previous_image, self.max_restarts, None).await {
+        let previous = serde_json::to_value(&previous).map_err(|e| KubeError::Invalid(e.to_string()))?;
+        let followed = restore_template(&deploys, &pods, &name, &previous, &previous_image, self.max_restarts).await?;
+        let outcome = match followed {
             Followed::Complete => format!("rolled back to {previous_image}, which is healthy again"),
             Followed::Failed(why) => format!("rolling back to {previous_image} failed too: {why}"),
             Followed::Cancelled => format!("rolling back to {previous_image} did not complete"),
