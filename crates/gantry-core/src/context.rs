@@ -57,6 +57,11 @@ impl Context {
         self
     }
 
+    /// Every variable, by name (secrets are not variables).
+    pub fn vars(&self) -> &BTreeMap<String, String> {
+        &self.vars
+    }
+
     /// A variable's value.
     pub fn get_var(&self, name: &str) -> Option<&str> {
         self.vars.get(name).map(String::as_str)

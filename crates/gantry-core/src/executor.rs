@@ -29,6 +29,7 @@ use crate::context::{Context, Scope, StepContext};
 use crate::debug::Hook;
 use crate::error::{RunError, StepError};
 use crate::event::{Event, EventStream, Journal, Raw};
+use crate::notify::{Notifier, RunInfo};
 use crate::pipeline::{Children, Node, Pipeline};
 use crate::report::{RunReport, RunStatus, StepReport, StepStatus};
 use crate::rule::{TriggerRule, Upstream, Verdict};
@@ -39,6 +40,12 @@ pub(crate) struct RunOptions {
     pub(crate) max_concurrency: usize,
     pub(crate) grace: Duration,
     pub(crate) hooks: Vec<Arc<dyn Hook>>,
+}
+
+/// The notifiers of a run (top level only: sub-runs report through their parent's events).
+struct Notifiers {
+    list: Vec<Arc<dyn Notifier>>,
+    grace: Duration,
 }
 
 impl Default for RunOptions {
@@ -74,6 +81,7 @@ pub struct Run {
     journal: Arc<Journal>,
     token: CancellationToken,
     run_id: Arc<str>,
+    notifiers: Notifiers,
 }
 
 impl Run {
@@ -86,7 +94,28 @@ impl Run {
             journal: Arc::new(Journal::default()),
             token: CancellationToken::new(),
             run_id: Arc::from(new_run_id()),
+            notifiers: Notifiers { list: Vec::new(), grace: Duration::from_secs(10) },
         }
+    }
+
+    /// Tells `notifier` about the run: it follows the run's events in a task of its own, so it never slows or fails
+    /// the run; what it could not deliver is listed in [`RunReport::undelivered`].
+    pub fn notify(mut self, notifier: impl Notifier) -> Self {
+        self.notifiers.list.push(Arc::new(notifier));
+        self
+    }
+
+    /// Like [`notify`](Self::notify), for a notifier shared between runs.
+    pub fn notify_shared(mut self, notifier: Arc<dyn Notifier>) -> Self {
+        self.notifiers.list.push(notifier);
+        self
+    }
+
+    /// How long, once the run has ended, `execute` waits for notifiers to deliver their last messages (default
+    /// 10 s). A notifier still busy then is stopped and reported as undelivered.
+    pub fn notify_grace(mut self, grace: Duration) -> Self {
+        self.notifiers.grace = grace;
+        self
     }
 
     /// Runs at most `n` steps at once (at least 1). Unbounded by default. The bound holds within each (sub-)run: the
@@ -146,6 +175,19 @@ impl Run {
             return Err(RunError::Templates { pipeline: self.pipeline.name().to_owned(), problems });
         }
         let pipeline_name: Arc<str> = Arc::from(self.pipeline.name());
+        let following: Vec<_> = self
+            .notifiers
+            .list
+            .iter()
+            .map(|notifier| {
+                let info =
+                    RunInfo::new(Arc::clone(&self.run_id), Arc::clone(&pipeline_name), self.context.vars().clone());
+                let (notifier, events) = (Arc::clone(notifier), self.journal.subscribe());
+                let name = notifier.name().to_owned();
+                (name, tokio::spawn(async move { notifier.follow(info, events).await }))
+            })
+            .collect();
+        let grace = self.notifiers.grace;
         let span = tracing::info_span!("gantry.run", pipeline = %pipeline_name, run_id = %self.run_id);
         let scope = Arc::new(Scope::root(
             Arc::clone(&self.run_id),
@@ -172,12 +214,14 @@ impl Run {
                 duration,
             });
             self.journal.close();
+            let undelivered = await_notifiers(following, grace).await;
             Ok(RunReport {
                 run_id: self.run_id.to_string(),
                 pipeline: pipeline_name.to_string(),
                 status: outcome.status,
                 duration,
                 steps: outcome.steps,
+                undelivered,
             })
         }
         .instrument(span)
@@ -190,6 +234,29 @@ impl Pipeline {
     pub async fn run(&self, context: Context) -> Result<RunReport, RunError> {
         Run::new(self, context).execute().await
     }
+}
+
+/// Waits, together at most `grace`, for the notifiers to finish; collects what they could not deliver.
+async fn await_notifiers(
+    following: Vec<(String, tokio::task::JoinHandle<Vec<String>>)>,
+    grace: Duration,
+) -> Vec<String> {
+    let deadline = tokio::time::Instant::now() + grace;
+    let mut undelivered = Vec::new();
+    for (name, mut task) in following {
+        match tokio::time::timeout_at(deadline, &mut task).await {
+            Ok(Ok(failures)) => undelivered.extend(failures.into_iter().map(|f| format!("{name}: {f}"))),
+            Ok(Err(_)) => undelivered.push(format!("{name}: the notifier stopped unexpectedly")),
+            Err(_) => {
+                task.abort();
+                undelivered.push(format!("{name}: still sending {grace:?} after the run ended; stopped"));
+            }
+        }
+    }
+    for failure in &undelivered {
+        tracing::warn!(%failure, "notification not delivered");
+    }
+    undelivered
 }
 
 /// Closes a journal when dropped.

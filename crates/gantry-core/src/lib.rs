@@ -46,6 +46,7 @@ mod error;
 mod event;
 mod executor;
 mod export;
+mod notify;
 mod pipeline;
 mod plan;
 mod report;
@@ -66,6 +67,7 @@ pub use debug::{Breakpoint, DebugHook, Debugger, FnHook, Hook, Pause, PauseReaso
 pub use error::{BuildError, ContextError, Problem, RunError, StepError, StepErrorKind, TemplateError};
 pub use event::{Event, EventStream, LogStream, Phase};
 pub use executor::Run;
+pub use notify::{Notifier, RunInfo};
 pub use pipeline::{Pipeline, PipelineBuilder, StepBuilder};
 pub use plan::{Plan, PlannedStatus, PlannedStep};
 pub use report::{RunReport, RunStatus, StepReport, StepStatus};

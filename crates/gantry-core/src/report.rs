@@ -85,6 +85,10 @@ pub struct RunReport {
     pub duration: Duration,
     /// Every step of the pipeline, in the order they finished.
     pub steps: Vec<StepReport>,
+    /// What the run's notifiers could not deliver, each as `<notifier>: <why>` (a notification failure never fails
+    /// a run; it shows here).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub undelivered: Vec<String>,
 }
 
 impl RunReport {
@@ -145,6 +149,9 @@ impl fmt::Display for RunReport {
                 write!(f, "  {reason}")?;
             }
             writeln!(f)?;
+        }
+        for failure in &self.undelivered {
+            writeln!(f, "  notification not delivered: {failure}")?;
         }
         Ok(())
     }

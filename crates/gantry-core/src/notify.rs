@@ -1,0 +1,64 @@
+//! Notifiers: what follows a run's events to tell people about it (Slack, chat, pagers), outside the run's path.
+//!
+//! A notifier reads the run's [`EventStream`] in a task of its own, so a slow or failing notification service never
+//! slows a step or fails a run. When the run ends, [`Run::execute`](crate::Run::execute) waits for its notifiers a
+//! bounded time ([`Run::notify_grace`](crate::Run::notify_grace)) and lists in the report
+//! ([`RunReport::undelivered`](crate::RunReport::undelivered)) what they could not deliver.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::event::EventStream;
+
+/// The run a notifier follows: its id, its pipeline, and its variables (never its secrets).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RunInfo {
+    /// The run's id.
+    pub run_id: Arc<str>,
+    /// The pipeline's name.
+    pub pipeline: Arc<str>,
+    /// The run's variables as it started (`repo`, `sha`, `environment`, ... for a GitHub-triggered run).
+    pub vars: BTreeMap<String, String>,
+}
+
+impl RunInfo {
+    /// A run's description (for notifiers' own tests).
+    pub fn new(run_id: impl Into<Arc<str>>, pipeline: impl Into<Arc<str>>, vars: BTreeMap<String, String>) -> Self {
+        Self { run_id: run_id.into(), pipeline: pipeline.into(), vars }
+    }
+
+    /// `template` with `{run_id}`, `{pipeline}` and every `{variable}` of the run filled in; `None` if it names a
+    /// variable the run does not have (a link that would be wrong is left out rather than sent).
+    pub fn fill(&self, template: &str) -> Option<String> {
+        let mut out = String::with_capacity(template.len() + 32);
+        let mut rest = template;
+        while let Some(open) = rest.find('{') {
+            out.push_str(&rest[..open]);
+            let close = rest[open..].find('}')? + open;
+            let name = &rest[open + 1..close];
+            match name {
+                "run_id" => out.push_str(&self.run_id),
+                "pipeline" => out.push_str(&self.pipeline),
+                _ => out.push_str(self.vars.get(name)?),
+            }
+            rest = &rest[close + 1..];
+        }
+        out.push_str(rest);
+        Some(out)
+    }
+}
+
+/// Follows a run's events and tells someone about them.
+///
+/// `follow` returns what could not be delivered (each with why, secrets never included); the run reports it and
+/// goes on. It should bound its own retries and timeouts: the run waits for it only
+/// [`notify_grace`](crate::Run::notify_grace) after the run ends, then drops it.
+#[async_trait::async_trait]
+pub trait Notifier: Send + Sync + 'static {
+    /// A short name for the report (`slack`).
+    fn name(&self) -> &str;
+
+    /// Reads `events` to the end ([`Event::RunFinished`](crate::Event::RunFinished)) and notifies.
+    async fn follow(&self, run: RunInfo, events: EventStream) -> Vec<String>;
+}
