@@ -1,7 +1,9 @@
 //! Gantry: continuous delivery as a Rust library.
 //!
 //! This facade re-exports the Gantry crates: [`core`] (always) and, behind features, the others: `kube` (Kubernetes
-//! steps) and `testkit` (the simulated Kubernetes API server); the other integrations join as they land.
+//! steps), `datadog` and `prometheus` (canary analysis), `sops`, `helm`, `aws`, `github` (webhook triggers and
+//! deployment statuses), `slack` (notifications), and `testkit` (the simulated Kubernetes API server and the other
+//! stand-ins for tests).
 //! Most programs need only `use gantry::prelude::*`.
 //!
 //! ```
@@ -36,10 +38,30 @@ pub use gantry_datadog as datadog;
 #[cfg(feature = "prometheus")]
 pub use gantry_prometheus as prometheus;
 
+/// SOPS: native decryption and encryption, and a step that loads a SOPS file as the run's secrets (feature `sops`).
+#[cfg(feature = "sops")]
+pub use gantry_sops as sops;
+
+/// Helm: `upgrade --install` with SOPS values on stdin, rollbacks, render-and-apply (feature `helm`).
+#[cfg(feature = "helm")]
+pub use gantry_helm as helm;
+
+/// AWS: accounts by STS AssumeRole and chains of them, EKS clusters (feature `aws`).
+#[cfg(feature = "aws")]
+pub use gantry_aws as aws;
+
+/// GitHub: Deployment webhooks verified and routed to pipelines, deployment statuses (feature `github`).
+#[cfg(feature = "github")]
+pub use gantry_github as github;
+
+/// Slack: each run told in a thread with links, never failing or slowing it (feature `slack`).
+#[cfg(feature = "slack")]
+pub use gantry_slack as slack;
+
 /// The names most pipelines use.
 pub mod prelude {
     pub use gantry_core::{
-        Breakpoint, CommandStep, Condition, Context, Debugger, Event, OutputKey, Pipeline, RetryPolicy, Run, RunReport,
-        RunStatus, Secret, Step, StepContext, StepError, StepStatus, TriggerRule, async_trait, step_fn,
+        Breakpoint, CommandStep, Condition, Context, Debugger, Event, Notifier, OutputKey, Pipeline, RetryPolicy, Run,
+        RunReport, RunStatus, Secret, Step, StepContext, StepError, StepStatus, TriggerRule, async_trait, step_fn,
     };
 }

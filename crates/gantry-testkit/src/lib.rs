@@ -7,7 +7,8 @@
 //! - [`prometheus::PrometheusServer`]: a real Prometheus on loopback, loaded with given samples.
 //! - [`metrics::conformance`]: the checks every metric provider must pass.
 //! - [`moto::MotoServer`]: the moto AWS emulator on loopback, for STS.
-//! - [`receiver::Receiver`]: a recording HTTP receiver standing in for GitHub's and Slack's APIs.
+//! - [`receiver::Receiver`]: a recording HTTP receiver standing in for GitHub's API.
+//! - [`slack::SlackSim`]: a simulated Slack (Web API messages, threads and updates; incoming webhooks).
 //!
 //! Each module's docs say what it models and what it does not.
 //!
@@ -31,4 +32,5 @@ pub mod metrics;
 pub mod moto;
 pub mod prometheus;
 pub mod receiver;
+pub mod slack;
 pub mod test_cluster;
