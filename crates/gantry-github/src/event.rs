@@ -25,6 +25,8 @@ pub struct DeploymentEvent {
     pub creator: String,
     /// The deployment's free-form payload.
     pub payload: Value,
+    /// The GitHub App installation the delivery came through, if any.
+    pub installation: Option<u64>,
 }
 
 impl DeploymentEvent {
@@ -43,6 +45,7 @@ impl DeploymentEvent {
             task: text("/deployment/task").unwrap_or_else(|_| "deploy".into()),
             creator: text("/deployment/creator/login").unwrap_or_default(),
             payload: body.pointer("/deployment/payload").cloned().unwrap_or(Value::Null),
+            installation: body.pointer("/installation/id").and_then(Value::as_u64),
         })
     }
 

@@ -4,10 +4,13 @@
 //! With [`GitHub`], each run reports its deployment status: `in_progress`, then `success`, `failure` or `error`
 //! with the log and environment URLs; a GitHub outage never fails the deployment.
 
+mod app;
+mod error;
 mod event;
 mod statuses;
 mod webhook;
 
+pub use error::GitHubError;
 pub use event::DeploymentEvent;
 pub use statuses::GitHub;
 pub use webhook::{Factory, Finished, Route, Runs, Started, Webhooks, verify_signature};

@@ -7,7 +7,7 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use gantry_core::{Pipeline, RunReport, Secret};
+use gantry_core::{Notifier, Pipeline, Run, RunReport, Secret};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
@@ -79,6 +79,7 @@ pub struct Started {
 
 struct Shared {
     github: Option<crate::statuses::GitHub>,
+    notifiers: Vec<Arc<dyn Notifier>>,
     secret: Secret,
     routes: Vec<(Route, Arc<Factory>)>,
     seen: Mutex<(HashSet<String>, VecDeque<String>)>,
@@ -108,6 +109,7 @@ struct Shared {
 /// ```
 pub struct Webhooks {
     github: Option<crate::statuses::GitHub>,
+    notifiers: Vec<Arc<dyn Notifier>>,
     secret: Secret,
     routes: Vec<(Route, Arc<Factory>)>,
     limit: usize,
@@ -122,13 +124,29 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Webhooks {
     /// A receiver checking signatures with the webhook's `secret`.
     pub fn new(secret: Secret) -> Self {
-        Self { github: None, secret, routes: Vec::new(), limit: 25 * 1024 * 1024, remember: 10_000, shared: None }
+        Self {
+            github: None,
+            notifiers: Vec::new(),
+            secret,
+            routes: Vec::new(),
+            limit: 25 * 1024 * 1024,
+            remember: 10_000,
+            shared: None,
+        }
     }
 
     /// Reports each run's deployment status to GitHub: `in_progress` when it starts, then its outcome.
     #[must_use]
     pub fn statuses(mut self, github: crate::statuses::GitHub) -> Self {
         self.github = Some(github);
+        self
+    }
+
+    /// Tells `notifier` (Slack, ...) about every run the receiver starts; what it could not deliver is in the run's
+    /// report ([`RunReport::undelivered`]).
+    #[must_use]
+    pub fn notify(mut self, notifier: impl Notifier) -> Self {
+        self.notifiers.push(Arc::new(notifier));
         self
     }
 
@@ -163,6 +181,7 @@ impl Webhooks {
         Arc::clone(self.shared.get_or_insert_with(|| {
             Arc::new(Shared {
                 github: self.github.clone(),
+                notifiers: self.notifiers.clone(),
                 secret: self.secret.clone(),
                 routes,
                 seen: Mutex::new((HashSet::new(), VecDeque::new())),
@@ -270,13 +289,21 @@ fn receive(shared: &Shared, remember: usize, headers: &HeaderMap, body: &[u8]) -
         let name = pipeline.name().to_owned();
         let context = deployment.context();
         let github = shared.github.clone();
-        let (repo, environment, id) =
-            (deployment.repository.clone(), deployment.environment.clone(), deployment.deployment_id);
+        let notifiers = shared.notifiers.clone();
+        let (repo, environment, id, installation) = (
+            deployment.repository.clone(),
+            deployment.environment.clone(),
+            deployment.deployment_id,
+            deployment.installation,
+        );
         let run = tokio::spawn(async move {
-            let run = async move { pipeline.run(context).await.ok() };
+            let run = async move {
+                let run = notifiers.into_iter().fold(Run::new(&pipeline, context), Run::notify_shared);
+                run.execute().await.ok()
+            };
             match github {
                 Some(github) => {
-                    let (report, undelivered) = github.report_run(&repo, &environment, id, run).await;
+                    let (report, undelivered) = github.report_run(installation, &repo, &environment, id, run).await;
                     Finished { report, undelivered }
                 }
                 None => Finished { report: run.await, undelivered: Vec::new() },

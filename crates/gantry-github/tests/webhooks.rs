@@ -226,3 +226,68 @@ async fn a_github_outage_does_not_fail_the_deployment_and_is_reported() {
     );
     assert_eq!(github.requests().len(), 6, "three attempts for each of the two statuses");
 }
+
+#[tokio::test]
+async fn a_failed_run_reports_failure_with_its_log_link_and_a_slack_thread_ending_in_the_failure() {
+    use gantry_testkit::slack::{BOT_TOKEN, CHANNEL, SlackSim};
+    let github = gantry_testkit::receiver::Receiver::start().await.unwrap();
+    let slack_api = SlackSim::start().await.unwrap();
+    let slack = gantry_slack::Slack::bot(Secret::new(BOT_TOKEN), CHANNEL.0)
+        .api_url(slack_api.api_url())
+        .run_url("https://gantry.example/runs/{run_id}");
+    let statuses = gantry_github::GitHub::with_url(github.url(), Secret::new("ghs_installation_token"))
+        .log_url("https://gantry.example/runs/{run_id}");
+    let (app, runs) = Webhooks::new(Secret::new(SECRET))
+        .statuses(statuses)
+        .notify(slack)
+        .route(Route::repository("acme/shop"), |_| {
+            Pipeline::builder("release")
+                .step(
+                    "deploy",
+                    step_fn(|_| async { Err(gantry_core::StepError::new("rollout failed: web-7f9 CrashLoopBackOff")) }),
+                )
+                .build()
+                .unwrap()
+        })
+        .router_with_runs();
+    let body = payload("acme/shop");
+    assert_eq!(post(&app, "deployment", "f-1", body.clone(), Some(sign(&body))).await.0, StatusCode::ACCEPTED);
+    let finished = runs.take().pop().unwrap().run.await.unwrap();
+    let report = finished.report.unwrap();
+    assert_eq!(report.status, RunStatus::Failed);
+    assert!(finished.undelivered.is_empty() && report.undelivered.is_empty());
+
+    let states: Vec<_> = github.requests().iter().map(|r| r.body["state"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(states, ["in_progress", "failure"]);
+    let end = github.requests().pop().unwrap();
+    assert_eq!(end.body["log_url"], format!("https://gantry.example/runs/{}", report.run_id));
+    assert_eq!(end.body["description"], "failed at `deploy`");
+
+    let messages = slack_api.messages();
+    let header = &messages[0];
+    assert!(header.all_text().contains(&format!("<https://gantry.example/runs/{0}|Run {0}>", report.run_id)));
+    assert!(header.all_text().contains("*release* for `acme/shop` to *production* failed"), "{}", header.all_text());
+    let thread = slack_api.thread(&header.ts);
+    let last = thread.last().unwrap().all_text();
+    assert!(last.contains("`deploy` failed: rollout failed: web-7f9 CrashLoopBackOff"), "{last}");
+}
+
+#[tokio::test]
+async fn github_timing_out_does_not_fail_the_deployment_and_is_reported() {
+    let github = gantry_testkit::receiver::Receiver::start().await.unwrap();
+    github.delay_next(std::time::Duration::from_secs(30), 100);
+    let statuses =
+        gantry_github::GitHub::with_url(github.url(), Secret::new("t")).timeout(std::time::Duration::from_millis(100));
+    let (app, runs) = Webhooks::new(Secret::new(SECRET))
+        .statuses(statuses)
+        .route(Route::repository("acme/shop"), |_| {
+            Pipeline::builder("release").step("deploy", step_fn(|_| async { Ok(()) })).build().unwrap()
+        })
+        .router_with_runs();
+    let body = payload("acme/shop");
+    post(&app, "deployment", "t-1", body.clone(), Some(sign(&body))).await;
+    let finished = runs.take().pop().unwrap().run.await.unwrap();
+    assert_eq!(finished.report.unwrap().status, RunStatus::Succeeded);
+    assert_eq!(finished.undelivered.len(), 2);
+    assert!(finished.undelivered[0].contains("GitHub did not answer within 100ms"), "{:?}", finished.undelivered);
+}

@@ -31,11 +31,28 @@ impl Recorded {
     }
 }
 
+/// Answers a request: a status and a JSON body, or `None` for the default answer.
+type Responder = dyn Fn(&Recorded) -> Option<(u16, Value)> + Send + Sync;
+
 #[derive(Default)]
 struct Shared {
     requests: Mutex<Vec<Recorded>>,
     failures: Mutex<Vec<(u16, u32)>>,
+    delays: Mutex<Vec<(std::time::Duration, u32)>>,
     reply: Mutex<Value>,
+    responder: Mutex<Option<Arc<Responder>>>,
+}
+
+/// Takes one use of the first `(what, times)` of a list of faults.
+fn take_one<T: Copy>(list: &Mutex<Vec<(T, u32)>>) -> Option<T> {
+    let mut list = lock(list);
+    let (what, times) = list.first_mut()?;
+    let what = *what;
+    *times -= 1;
+    if *times == 0 {
+        list.remove(0);
+    }
+    Some(what)
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -70,6 +87,16 @@ impl Receiver {
     /// The next `times` requests get `status` (an outage, a rate limit).
     pub fn fail_next(&self, status: u16, times: u32) {
         lock(&self.shared.failures).push((status, times));
+    }
+
+    /// The next `times` requests are answered only after `delay` (a client's timeout fires first).
+    pub fn delay_next(&self, delay: std::time::Duration, times: u32) {
+        lock(&self.shared.delays).push((delay, times));
+    }
+
+    /// Answers requests with `respond` (a status and a JSON body); where it gives `None`, the default answer.
+    pub fn respond_with(&self, respond: impl Fn(&Recorded) -> Option<(u16, Value)> + Send + Sync + 'static) {
+        *lock(&self.shared.responder) = Some(Arc::new(respond));
     }
 
     /// The JSON body of successful answers.
@@ -111,24 +138,18 @@ async fn handle(
             .collect(),
         body: serde_json::from_slice(&body).unwrap_or(Value::Null),
     };
-    lock(&shared.requests).push(recorded);
-    let failure = {
-        let mut failures = lock(&shared.failures);
-        match failures.first_mut() {
-            Some((status, times)) => {
-                let status = *status;
-                *times -= 1;
-                if *times == 0 {
-                    failures.remove(0);
-                }
-                Some(status)
-            }
-            None => None,
-        }
-    };
-    if let Some(status) = failure {
+    lock(&shared.requests).push(recorded.clone());
+    if let Some(delay) = take_one(&shared.delays) {
+        tokio::time::sleep(delay).await;
+    }
+    if let Some(status) = take_one(&shared.failures) {
         let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         return (code, [("retry-after", "1")], "{\"message\":\"injected by the test kit\"}").into_response();
+    }
+    let responder = lock(&shared.responder).clone();
+    if let Some((status, body)) = responder.and_then(|respond| respond(&recorded)) {
+        let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        return (code, [("content-type", "application/json")], body.to_string()).into_response();
     }
     let reply = lock(&shared.reply).clone();
     (StatusCode::CREATED, [("content-type", "application/json")], reply.to_string()).into_response()

@@ -26,7 +26,7 @@ mod fault;
 mod patch;
 mod resources;
 mod selector;
-mod store;
+pub(crate) mod store;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -1,0 +1,172 @@
+//! GitHub App authentication: a JWT signed with the App's private key (RS256), exchanged for an installation token,
+//! cached until five minutes before it expires
+//! (<https://docs.github.com/en/apps/creating-github-apps/authenticating-with-a-github-app/generating-an-installation-access-token-for-a-github-app>).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use gantry_core::Secret;
+use ring::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
+
+use crate::error::GitHubError;
+
+/// A GitHub App's identity: its id and private key.
+#[derive(Clone)]
+pub(crate) struct App {
+    id: String,
+    key: Arc<RsaKeyPair>,
+    installation: Option<u64>,
+    tokens: Arc<Mutex<HashMap<u64, (Secret, SystemTime)>>>,
+}
+
+/// An installation token is renewed when less than this is left of it.
+const RENEW_BEFORE: Duration = Duration::from_secs(300);
+
+impl App {
+    /// Reads the App's private key: PEM, PKCS#1 (`BEGIN RSA PRIVATE KEY`, as GitHub hands it out) or PKCS#8.
+    pub(crate) fn new(id: impl Into<String>, private_key_pem: &Secret) -> Result<Self, GitHubError> {
+        let pem = private_key_pem.expose();
+        let (label, der) = pem_body(pem).ok_or(GitHubError::AppKey { why: "it is not a PEM block" })?;
+        let key = match label {
+            "RSA PRIVATE KEY" => RsaKeyPair::from_der(&der),
+            "PRIVATE KEY" => RsaKeyPair::from_pkcs8(&der),
+            _ => return Err(GitHubError::AppKey { why: "it is not an RSA private key (PKCS#1 or PKCS#8)" }),
+        }
+        .map_err(|_| GitHubError::AppKey { why: "the RSA key could not be read" })?;
+        Ok(Self { id: id.into(), key: Arc::new(key), installation: None, tokens: Arc::default() })
+    }
+
+    pub(crate) fn installation(mut self, id: u64) -> Self {
+        self.installation = Some(id);
+        self
+    }
+
+    /// The JWT that authenticates as the App: issued 60 s ago (clock drift), expiring in 9 minutes (GitHub allows
+    /// at most 10).
+    pub(crate) fn jwt(&self, now: SystemTime) -> Result<Secret, GitHubError> {
+        let now = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"RS256","typ":"JWT"}"#);
+        let claims = serde_json::json!({"iat": now - 60, "exp": now + 540, "iss": self.id});
+        let claims = URL_SAFE_NO_PAD.encode(claims.to_string());
+        let signing_input = format!("{header}.{claims}");
+        let mut signature = vec![0; self.key.public().modulus_len()];
+        self.key
+            .sign(&RSA_PKCS1_SHA256, &ring::rand::SystemRandom::new(), signing_input.as_bytes(), &mut signature)
+            .map_err(|_| GitHubError::AppKey { why: "signing the JWT failed" })?;
+        Ok(Secret::new(format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature))))
+    }
+
+    /// A token for the installation (the configured one, else the event's), from the cache or fresh.
+    pub(crate) async fn token(
+        &self,
+        http: &reqwest::Client,
+        api: &str,
+        event_installation: Option<u64>,
+    ) -> Result<Secret, String> {
+        let installation = self.installation.or(event_installation).ok_or_else(|| {
+            "no GitHub App installation: configure one, or let deliveries carry `installation.id`".to_owned()
+        })?;
+        let now = SystemTime::now();
+        if let Some((token, expires)) = self.tokens.lock().unwrap_or_else(|e| e.into_inner()).get(&installation)
+            && *expires > now + RENEW_BEFORE
+        {
+            return Ok(token.clone());
+        }
+        let jwt = self.jwt(now).map_err(|e| e.to_string())?;
+        let mut bearer = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", jwt.expose()))
+            .map_err(|_| "the App's JWT cannot be sent in a header".to_owned())?;
+        bearer.set_sensitive(true);
+        let answer = http
+            .post(format!("{api}/app/installations/{installation}/access_tokens"))
+            .header(reqwest::header::AUTHORIZATION, bearer)
+            .header(reqwest::header::ACCEPT, "application/vnd.github+json")
+            .header("X-GitHub-Api-Version", "2022-11-28")
+            .send()
+            .await
+            .map_err(|e| format!("GitHub could not be reached for an installation token: {}", e.without_url()))?;
+        let status = answer.status();
+        if !status.is_success() {
+            return Err(format!("GitHub refused an installation token for installation {installation}: {status}"));
+        }
+        let body: serde_json::Value =
+            answer.json().await.map_err(|_| "GitHub's installation token answer was not JSON".to_owned())?;
+        let token = body.get("token").and_then(|t| t.as_str()).ok_or("GitHub's answer had no `token`")?;
+        let expires = body
+            .get("expires_at")
+            .and_then(|t| t.as_str())
+            .and_then(parse_rfc3339)
+            .unwrap_or(now + Duration::from_secs(3600));
+        let token = Secret::new(token);
+        self.tokens.lock().unwrap_or_else(|e| e.into_inner()).insert(installation, (token.clone(), expires));
+        Ok(token)
+    }
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App").field("id", &self.id).field("installation", &self.installation).finish_non_exhaustive()
+    }
+}
+
+/// The label and decoded body of the first PEM block.
+fn pem_body(pem: &str) -> Option<(&str, Vec<u8>)> {
+    let start = pem.find("-----BEGIN ")?;
+    let rest = &pem[start + 11..];
+    let label_end = rest.find("-----")?;
+    let label = &rest[..label_end];
+    let body_start = label_end + 5;
+    let end = rest.find(&format!("-----END {label}-----"))?;
+    let b64: String = rest[body_start..end].chars().filter(|c| !c.is_whitespace()).collect();
+    let der = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
+    Some((label, der))
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` (GitHub's `expires_at`) as a time (Howard Hinnant's days-from-civil).
+pub(crate) fn parse_rfc3339(text: &str) -> Option<SystemTime> {
+    let b = text.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| text.get(r)?.parse::<i64>().ok();
+    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hh, mm, ss) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || hh > 23 || mm > 59 || ss > 60 {
+        return None;
+    }
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + hh * 3600 + mm * 60 + ss;
+    Some(UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn github_timestamps_parse() {
+        let at = |s| parse_rfc3339(s).unwrap().duration_since(UNIX_EPOCH).unwrap().as_secs();
+        assert_eq!(at("1970-01-01T00:00:00Z"), 0);
+        assert_eq!(at("2016-07-11T22:14:10Z"), 1_468_275_250);
+        assert_eq!(at("2000-02-29T12:00:00Z"), 951_825_600);
+        assert_eq!(parse_rfc3339("2016-13-11T22:14:10Z"), None);
+        assert_eq!(parse_rfc3339("yesterday"), None);
+    }
+
+    #[test]
+    fn keys_that_are_not_rsa_pem_are_refused_without_showing_them() {
+        let err = App::new("1", &Secret::new("not a key at all")).unwrap_err();
+        assert_eq!(err.to_string(), "the GitHub App's private key cannot be used: it is not a PEM block");
+        let err = App::new("1", &Secret::new("-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n"))
+            .unwrap_err();
+        assert!(err.to_string().contains("not an RSA private key"));
+    }
+}
