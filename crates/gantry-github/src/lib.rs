@@ -13,4 +13,4 @@ mod webhook;
 pub use error::GitHubError;
 pub use event::DeploymentEvent;
 pub use statuses::GitHub;
-pub use webhook::{Factory, Finished, Route, Runs, Started, Webhooks, verify_signature};
+pub use webhook::{Factory, Finished, Route, Runs, Started, Webhooks, sign_payload, verify_signature};

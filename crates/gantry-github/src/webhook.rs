@@ -222,6 +222,20 @@ impl Runs {
     }
 }
 
+/// The `X-Hub-Signature-256` GitHub sends for `body` under `secret` (`sha256=<hex>`): for tools and tests that
+/// play GitHub's part.
+pub fn sign_payload(secret: &Secret, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose().as_bytes()).expect("HMAC takes keys of any length");
+    mac.update(body);
+    let digest = mac.finalize().into_bytes();
+    let mut out = String::with_capacity(7 + 64);
+    out.push_str("sha256=");
+    for byte in digest {
+        out.push_str(&format!("{byte:02x}"));
+    }
+    out
+}
+
 /// Whether `signature` (`sha256=<hex>`) is the HMAC-SHA256 of `body` under `secret`, compared in constant time.
 pub fn verify_signature(secret: &Secret, body: &[u8], signature: &str) -> bool {
     let Some(hex) = signature.strip_prefix("sha256=") else { return false };

@@ -22,6 +22,7 @@ fn githubs_published_test_vector_verifies() {
     assert!(!verify_signature(&Secret::new("another"), b"Hello, World!", good), "another secret");
     assert!(!verify_signature(&secret, b"Hello, World!", "sha1=757107ea"), "not sha256");
     assert!(!verify_signature(&secret, b"Hello, World!", "sha256=zz"), "not hex");
+    assert_eq!(gantry_github::sign_payload(&secret, b"Hello, World!"), good);
 }
 
 fn sign(body: &[u8]) -> String {

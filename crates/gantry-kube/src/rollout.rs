@@ -346,6 +346,7 @@ impl Step for RollingDeploy {
             Followed::Cancelled => format!("rolling back to {previous_image} did not complete"),
         };
         ctx.log(&outcome);
+        ctx.phase(gantry_core::Phase::RolledBack, format!("{namespace}/{name}: {failure}; {outcome}"));
         mark(ctx, client, &on, true, "GantryRolledBack", &format!("{failure}; {outcome}")).await;
         if ctx.is_cancelled() {
             return Err(StepError::cancelled());
