@@ -188,7 +188,7 @@ impl GitHub {
     }
 
     /// Reports a run from start to end: `in_progress` now, then `success`, `failure` or `error` (cancelled) with the
-    /// log and environment URLs. Returns what could not be delivered.
+    /// log and environment URLs. Returns what could not be delivered (also added to the report's `undelivered`).
     pub(crate) async fn report_run(
         &self,
         installation: Option<u64>,
@@ -222,6 +222,11 @@ impl GitHub {
         if let Err(e) = self.status_as(installation, repo, deployment_id, state, &description, (log_url, env_url)).await
         {
             failed.push(e);
+        }
+        let mut report = report;
+        if let Some(report) = &mut report {
+            // The run's report lists every notification that failed, its notifiers' and GitHub's alike.
+            report.undelivered.extend(failed.iter().map(|f| format!("github: {f}")));
         }
         (report, failed)
     }

@@ -56,7 +56,7 @@ impl Route {
 }
 
 /// How a background run ended: its report, and the statuses that could not be delivered to GitHub (a GitHub outage
-/// never fails a deployment; it shows here).
+/// never fails a deployment; it shows here, and in the report's `undelivered` with the notifiers' failures).
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct Finished {

@@ -292,3 +292,30 @@ async fn github_timing_out_does_not_fail_the_deployment_and_is_reported() {
     assert_eq!(finished.undelivered.len(), 2);
     assert!(finished.undelivered[0].contains("GitHub did not answer within 100ms"), "{:?}", finished.undelivered);
 }
+
+#[tokio::test]
+async fn with_slack_and_github_both_down_the_deployment_completes_and_its_report_says_what_was_not_told() {
+    use gantry_testkit::slack::{BOT_TOKEN, CHANNEL, SlackSim};
+    let github = gantry_testkit::receiver::Receiver::start().await.unwrap();
+    github.fail_next(503, 100);
+    let slack_api = SlackSim::start().await.unwrap();
+    slack_api.fail_next(500, 100);
+    let slack = gantry_slack::Slack::bot(Secret::new(BOT_TOKEN), CHANNEL.0)
+        .api_url(slack_api.api_url())
+        .backoff(std::time::Duration::from_millis(10));
+    let (app, runs) = Webhooks::new(Secret::new(SECRET))
+        .statuses(gantry_github::GitHub::with_url(github.url(), Secret::new("t")))
+        .notify(slack)
+        .route(Route::repository("acme/shop"), |_| {
+            Pipeline::builder("release").step("deploy", step_fn(|_| async { Ok(()) })).build().unwrap()
+        })
+        .router_with_runs();
+    let body = payload("acme/shop");
+    post(&app, "deployment", "down-1", body.clone(), Some(sign(&body))).await;
+    let report = runs.take().pop().unwrap().run.await.unwrap().report.unwrap();
+    assert_eq!(report.status, RunStatus::Succeeded, "the deployment completed");
+    let slack_failures = report.undelivered.iter().filter(|u| u.starts_with("slack: ")).count();
+    let github_failures = report.undelivered.iter().filter(|u| u.starts_with("github: ")).count();
+    assert_eq!((slack_failures, github_failures), (3, 2), "{:#?}", report.undelivered);
+    assert!(report.to_string().contains("notification not delivered: github: the `success` status was not delivered"));
+}
