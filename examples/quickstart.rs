@@ -12,7 +12,8 @@
 //! Then production: release 3.1.0 goes out as a canary per service (a third of the pods, then two thirds), each
 //! step analysed on metrics from a simulated Datadog that follows the cluster. `api` 3.1.0 is healthy and is
 //! promoted; `web` 3.1.0 answers 35% slower with three times the errors, so the analysis fails and the canary is
-//! aborted: all traffic back on the stable version, with the verdict and its numbers in the output.
+//! aborted: all traffic back on the stable version, with the verdict and its numbers in the output. The production
+//! run is told in Slack (a simulated Slack on this machine): one thread with the verdicts, the abort and the end.
 #![allow(clippy::print_stdout)] // An example prints.
 
 use std::collections::HashMap;
@@ -27,8 +28,10 @@ use gantry::core::strategy::{Canary, Deploy};
 use gantry::prelude::*;
 use gantry_datadog::{Datadog, DatadogMetrics};
 use gantry_kube::{Cluster, JobStep, KubeTarget, RollingDeploy};
+use gantry_slack::Slack;
 use gantry_testkit::datadog::DatadogSim;
 use gantry_testkit::kube::{ClusterSim, Health, PodScript};
+use gantry_testkit::slack::{BOT_TOKEN, CHANNEL, SlackSim};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::Api;
@@ -279,13 +282,27 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let datadog = DatadogSim::start("dd-api-key", "dd-app-key").await?;
     datadog.follow(&sim);
     let pipeline = production(&cluster, &datadog)?;
-    let run = Run::new(&pipeline, Context::new().var("release", "3.1.0"));
+    let slack_api = SlackSim::start().await?;
+    let slack = Slack::bot(Secret::new(BOT_TOKEN), CHANNEL.0)
+        .api_url(slack_api.api_url())
+        .run_url("https://deploys.example/runs/{run_id}")
+        .dashboard_url("https://app.datadoghq.com/dashboard/shop-canary?tpl_var_release={release}");
+    let context = Context::new().var("repo", "acme/shop").var("sha", "3f9c2e1").var("release", "3.1.0");
+    let run = Run::new(&pipeline, context).notify(slack);
     let view = tokio::spawn(show(run.subscribe()));
     let report = run.execute().await?;
     view.await?;
     println!("\n{report}");
     let (api, web) = (image_of(&sim, "api").await?, image_of(&sim, "web").await?);
     println!("after the canaries: api runs {api}, web runs {web}");
+    println!("\nSlack #deploys, as the team sees it:");
+    for m in slack_api.messages() {
+        let indent = if m.thread_ts.is_some() { "    ↳ " } else { "  " };
+        println!("{indent}{}", m.text);
+    }
+    let told: String = slack_api.messages().iter().map(|m| m.all_text()).collect();
+    assert!(told.contains("analysis verdict: Fail (score 0)"), "Slack got web's verdict with its numbers");
+    assert!(told.contains(":rewind:"), "and the abort");
     assert_eq!(report.status_of("canary[api]/deploy"), Some(StepStatus::Succeeded), "api's canary passed");
     let reason = report.step("canary[web]/deploy").and_then(|s| s.reason.clone()).unwrap_or_default();
     assert!(reason.contains("analysis failed") && reason.contains("latency: High"), "web's canary failed: {reason}");
