@@ -64,6 +64,37 @@ pub(crate) fn is_sealed(text: &str) -> bool {
 
 /// Parses `ENC[AES256_GCM,data:<b64>,iv:<b64>,tag:<b64>,type:<t>]`; the error says which part is wrong.
 pub(crate) fn parse(text: &str) -> Result<Sealed, String> {
+    parse_canonical(text).map_or_else(|| parse_any_order(text), Ok)
+}
+
+/// The order sops writes, `data`, `iv`, `tag`, `type`, read without allocating more than the data; `None` for
+/// anything else (which [`parse_any_order`] reads, or explains).
+fn parse_canonical(text: &str) -> Option<Sealed> {
+    let inner = text.strip_prefix("ENC[AES256_GCM,data:")?.strip_suffix(']')?;
+    // Base64 has no commas: each part ends at the next one (a `char` search is a memchr; a `&str` one is not).
+    let next = |rest: &'_ str, name: &str| -> Option<(usize, usize)> {
+        let comma = rest.find(',')?;
+        rest[comma + 1..].starts_with(name).then_some((comma, comma + 1 + name.len()))
+    };
+    let (end, from) = next(inner, "iv:")?;
+    let (data, rest) = (&inner[..end], &inner[from..]);
+    let (end, from) = next(rest, "tag:")?;
+    let (iv_b64, rest) = (&rest[..end], &rest[from..]);
+    let (end, from) = next(rest, "type:")?;
+    let (tag_b64, kind) = (&rest[..end], &rest[from..]);
+    let mut iv = [0u8; 32];
+    let mut tag = [0u8; 16];
+    // 32 and 16 bytes are 44 and 24 characters of padded base64; anything else is for the careful path to explain.
+    if iv_b64.len() != 44 || tag_b64.len() != 24 {
+        return None;
+    }
+    if STANDARD.decode_slice(iv_b64, &mut iv).ok()? != 32 || STANDARD.decode_slice(tag_b64, &mut tag).ok()? != 16 {
+        return None;
+    }
+    Some(Sealed { data: STANDARD.decode(data).ok()?, iv, tag, kind: Kind::parse(kind)? })
+}
+
+fn parse_any_order(text: &str) -> Result<Sealed, String> {
     let inner = text
         .strip_prefix("ENC[AES256_GCM,")
         .and_then(|t| t.strip_suffix(']'))
@@ -146,6 +177,24 @@ mod tests {
         assert_eq!(open(&sealed, &key, b"db:password:").unwrap().as_slice(), b"s3cr3t");
         assert!(open(&sealed, &key, b"db:user:").is_none(), "moved to another key");
         assert!(open(&sealed, &[8u8; 32], b"db:password:").is_none(), "another data key");
+    }
+
+    #[test]
+    fn what_sops_writes_is_read_by_the_canonical_path_and_anything_else_by_the_careful_one() {
+        let text = seal(b"s3cr3t", Kind::Int, &[7u8; 32], b"a:", [9u8; 32]);
+        let canonical = parse_canonical(&text).expect("sops' own order");
+        assert_eq!(
+            (canonical.iv, canonical.tag, canonical.kind),
+            (parse_any_order(&text).unwrap().iv, parse_any_order(&text).unwrap().tag, Kind::Int)
+        );
+        // Another order: same value, read by the careful path.
+        let inner = text.strip_prefix("ENC[AES256_GCM,").unwrap().strip_suffix(']').unwrap();
+        let mut parts: Vec<&str> = inner.split(',').collect();
+        parts.reverse();
+        let shuffled = format!("ENC[AES256_GCM,{}]", parts.join(","));
+        assert!(parse_canonical(&shuffled).is_none());
+        assert_eq!(parse(&shuffled).unwrap().data, canonical.data);
+        assert!(parse_canonical("ENC[AES256_GCM,data:AA==,iv:AA==,tag:AA==,type:str]").is_none());
     }
 
     #[test]

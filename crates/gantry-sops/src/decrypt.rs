@@ -139,10 +139,9 @@ impl Decryptor {
         if metadata.mac_only_encrypted {
             mac.update(Sha256::digest(b"sops"));
         }
-        let mut path = Vec::new();
         let opener = cipher::Opener::new(key);
         for d in &mut document.documents {
-            open_tree(d, &mut path, &opener, &metadata, &mut mac)?;
+            open_tree(d, &opener, &metadata, &mut mac)?;
         }
         self.check_mac(&metadata, key, &mac.finalize())?;
         for (path, sealed) in parsed.comments {
@@ -217,30 +216,29 @@ impl Decryptor {
 }
 
 /// Opens every encrypted value of a tree in place, feeding the MAC in document order.
-fn open_tree(
-    value: &mut Value,
-    path: &mut Vec<String>,
-    key: &cipher::Opener,
-    metadata: &Metadata,
-    mac: &mut Sha512,
-) -> Result<(), SopsError> {
-    crate::tree::for_each_leaf(value, path, &mut |leaf, path| {
-        let hashed = metadata.rule.encrypts(path) || !metadata.mac_only_encrypted;
+fn open_tree(value: &mut Value, key: &cipher::Opener, metadata: &Metadata, mac: &mut Sha512) -> Result<(), SopsError> {
+    // The additional data of each value, `a:b:c:`, built in one buffer reused for every value.
+    let mut aad = String::new();
+    crate::tree::for_each_leaf(value, &mut Vec::new(), &mut |leaf, path| {
+        let hashed = !metadata.mac_only_encrypted || metadata.rule.encrypts(path);
         let where_ = || path.join(".");
         if let Value::Str(text) = leaf
             && cipher::is_sealed(text)
         {
             let sealed = cipher::parse(text).map_err(|why| SopsError::Malformed { path: where_(), why })?;
-            let aad = format!("{}:", path.join(":"));
+            aad.clear();
+            for component in path {
+                aad.push_str(component);
+                aad.push(':');
+            }
             let kind = sealed.kind;
             let plain = key.open_owned(sealed, aad.as_bytes()).ok_or_else(|| SopsError::Tampered { path: where_() })?;
             if hashed {
                 mac.update(plain.as_slice());
             }
-            let typed = typed(&plain, kind)
+            let typed = typed_owned(plain, kind)
                 .ok_or_else(|| SopsError::Malformed { path: where_(), why: format!("not a valid {}", kind.name()) })?;
-            text.zeroize();
-            *leaf = typed;
+            *leaf = typed; // The `ENC[...]` text it replaces is ciphertext: nothing to zero.
         } else if hashed {
             mac.update(to_bytes(leaf).as_slice());
         }
@@ -266,6 +264,20 @@ async fn kms_open(client: &aws_sdk_kms::Client, keys: &[crate::metadata::KmsKey]
         }
     }
     None
+}
+
+/// A decrypted value back in its type, a string taking the decrypted buffer itself (no copy to zero later).
+fn typed_owned(mut plain: Zeroizing<Vec<u8>>, kind: Kind) -> Option<Value> {
+    if matches!(kind, Kind::Str | Kind::Comment) {
+        return match String::from_utf8(std::mem::take(&mut *plain)) {
+            Ok(text) => Some(Value::Str(text)),
+            Err(e) => {
+                e.into_bytes().zeroize();
+                None
+            }
+        };
+    }
+    typed(&plain, kind)
 }
 
 /// A decrypted value back in its type.

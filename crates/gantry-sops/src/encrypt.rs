@@ -94,7 +94,7 @@ impl Encryptor {
         if self.mac_only_encrypted {
             mac.update(Sha256::digest(b"sops"));
         }
-        seal_tree(&mut root, &mut Vec::new(), &key, self, &mut mac)?;
+        seal_tree(&mut root, &key, self, &mut mac)?;
         let lastmodified = now_rfc3339();
         let digest: String = mac.finalize().iter().map(|b| format!("{b:02X}")).collect();
         let mut iv = [0u8; 32];
@@ -190,14 +190,8 @@ fn parse_plain(text: &str, format: Format) -> Result<Value, SopsError> {
     }
 }
 
-fn seal_tree(
-    value: &mut Value,
-    path: &mut Vec<String>,
-    key: &[u8; 32],
-    how: &Encryptor,
-    mac: &mut Sha512,
-) -> Result<(), SopsError> {
-    crate::tree::for_each_leaf(value, path, &mut |leaf, path| {
+fn seal_tree(value: &mut Value, key: &[u8; 32], how: &Encryptor, mac: &mut Sha512) -> Result<(), SopsError> {
+    crate::tree::for_each_leaf(value, &mut Vec::new(), &mut |leaf, path| {
         let encrypts = how.rule.encrypts(path);
         let (plain, kind) = match leaf {
             Value::Str(s) => (Zeroizing::new(s.as_bytes().to_vec()), Kind::Str),

@@ -184,6 +184,11 @@ fn closing_double_quote(after_open: &str) -> Option<usize> {
 
 /// A one-line scalar with YAML 1.2 core-schema resolution for plain ones; `None` outside the subset.
 fn scalar(text: &str) -> Option<Value> {
+    // Most values of a sops file: an `ENC[...]` plain scalar. Without a space it can hold no comment and no
+    // mapping indicator, so it is the string itself.
+    if crate::cipher::is_sealed(text) && !text.contains(' ') {
+        return Some(Value::Str(text.to_owned()));
+    }
     if let Some(rest) = text.strip_prefix('"') {
         let end = closing_double_quote(rest)?;
         if !rest[end + 1..].trim().is_empty() {

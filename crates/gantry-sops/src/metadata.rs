@@ -37,12 +37,13 @@ pub(crate) enum Rule {
 impl Rule {
     /// Whether the value at `path` is meant to be encrypted: any component of the path decides (a match applies to
     /// the whole subtree).
-    pub(crate) fn encrypts(&self, path: &[String]) -> bool {
+    pub(crate) fn encrypts<S: AsRef<str>>(&self, path: &[S]) -> bool {
+        let mut path = path.iter().map(AsRef::as_ref);
         match self {
-            Rule::UnencryptedSuffix(s) => !path.iter().any(|p| p.ends_with(s.as_str())),
-            Rule::EncryptedSuffix(s) => path.iter().any(|p| p.ends_with(s.as_str())),
-            Rule::UnencryptedRegex(r) => !path.iter().any(|p| r.is_match(p)),
-            Rule::EncryptedRegex(r) => path.iter().any(|p| r.is_match(p)),
+            Rule::UnencryptedSuffix(s) => !path.any(|p| p.ends_with(s.as_str())),
+            Rule::EncryptedSuffix(s) => path.any(|p| p.ends_with(s.as_str())),
+            Rule::UnencryptedRegex(r) => !path.any(|p| r.is_match(p)),
+            Rule::EncryptedRegex(r) => path.any(|p| r.is_match(p)),
         }
     }
 }

@@ -63,15 +63,16 @@ impl Value {
 
 /// Calls `visit` on every leaf of `value` (not nulls) in document order, with its key path: map keys only, as sops
 /// builds paths (list items add no component).
-pub(crate) fn for_each_leaf<E>(
-    value: &mut Value,
-    path: &mut Vec<String>,
-    visit: &mut impl FnMut(&mut Value, &[String]) -> Result<(), E>,
+pub(crate) fn for_each_leaf<'a, E>(
+    value: &'a mut Value,
+    path: &mut Vec<&'a str>,
+    visit: &mut impl FnMut(&mut Value, &[&'a str]) -> Result<(), E>,
 ) -> Result<(), E> {
     match value {
         Value::Map(entries) => {
             for (k, v) in entries {
-                path.push(k.clone());
+                let k: &'a String = k;
+                path.push(k);
                 for_each_leaf(v, path, visit)?;
                 path.pop();
             }
