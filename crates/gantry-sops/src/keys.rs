@@ -47,16 +47,22 @@ impl Identities {
     /// As sops looks them up: `SOPS_AGE_KEY` (keys inline), `SOPS_AGE_KEY_FILE` (a path), and the default keys file
     /// (`$XDG_CONFIG_HOME/sops/age/keys.txt`, else `~/.config/sops/age/keys.txt`), all that exist, in that order.
     pub fn from_environment() -> Result<Self, SopsError> {
+        Self::from_variables(|name| std::env::var_os(name))
+    }
+
+    /// [`from_environment`](Self::from_environment) with the variables from `var` (testable without touching the
+    /// process environment).
+    pub(crate) fn from_variables(var: impl Fn(&str) -> Option<std::ffi::OsString>) -> Result<Self, SopsError> {
         let mut found = Self::new();
-        if let Ok(inline) = std::env::var("SOPS_AGE_KEY") {
+        if let Some(inline) = var("SOPS_AGE_KEY") {
+            let inline = Zeroizing::new(inline.to_string_lossy().into_owned());
             found.keys.extend(Self::parse(&inline).map_err(|e| e.within("SOPS_AGE_KEY"))?.keys);
         }
-        if let Some(path) = std::env::var_os("SOPS_AGE_KEY_FILE") {
+        if let Some(path) = var("SOPS_AGE_KEY_FILE") {
             found.keys.extend(Self::read(PathBuf::from(path))?.keys);
         }
-        let config = std::env::var_os("XDG_CONFIG_HOME")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")));
+        let config =
+            var("XDG_CONFIG_HOME").map(PathBuf::from).or_else(|| var("HOME").map(|h| PathBuf::from(h).join(".config")));
         if let Some(default) = config.map(|c| c.join("sops/age/keys.txt"))
             && default.is_file()
         {
@@ -103,5 +109,57 @@ impl Identities {
 impl std::fmt::Debug for Identities {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Identities").field("recipients", &self.recipients()).finish()
+    }
+}
+
+#[cfg(test)]
+mod environment_tests {
+    use std::collections::HashMap;
+    use std::ffi::OsString;
+
+    use super::*;
+
+    fn key() -> (String, String) {
+        let identity = x25519::Identity::generate();
+        (age::secrecy::ExposeSecret::expose_secret(&identity.to_string()).to_owned(), identity.to_public().to_string())
+    }
+
+    #[test]
+    fn keys_are_found_as_sops_finds_them_inline_then_the_key_file_then_the_default_file() {
+        let dir = std::env::temp_dir().join(format!("gantry-sops-env-{}", std::process::id()));
+        let (inline, inline_pub) = key();
+        let (in_file, in_file_pub) = key();
+        let (default, default_pub) = key();
+        std::fs::create_dir_all(dir.join("xdg/sops/age")).unwrap();
+        std::fs::write(dir.join("keys.txt"), format!("# created: today\n{in_file}\n")).unwrap();
+        std::fs::write(dir.join("xdg/sops/age/keys.txt"), format!("{default}\n")).unwrap();
+        let vars = HashMap::from([
+            ("SOPS_AGE_KEY", OsString::from(inline)),
+            ("SOPS_AGE_KEY_FILE", dir.join("keys.txt").into_os_string()),
+            ("XDG_CONFIG_HOME", dir.join("xdg").into_os_string()),
+            ("HOME", OsString::from("/nonexistent")),
+        ]);
+        let found = Identities::from_variables(|name| vars.get(name).cloned()).unwrap();
+        assert_eq!(found.recipients(), [inline_pub.clone(), in_file_pub, default_pub.clone()]);
+
+        // Without XDG_CONFIG_HOME, the default file is under $HOME/.config.
+        std::fs::create_dir_all(dir.join("home/.config/sops/age")).unwrap();
+        std::fs::write(dir.join("home/.config/sops/age/keys.txt"), format!("{default}\n")).unwrap();
+        let home = HashMap::from([("HOME", dir.join("home").into_os_string())]);
+        assert_eq!(Identities::from_variables(|name| home.get(name).cloned()).unwrap().recipients(), [default_pub]);
+
+        // Nothing set: no identities, no error (decryption then says no identity matched).
+        assert!(Identities::from_variables(|_| None).unwrap().is_empty());
+
+        // A bad inline key is named by where it came from, and not shown.
+        let bad = HashMap::from([("SOPS_AGE_KEY", OsString::from("AGE-SECRET-KEY-1NOTAKEY"))]);
+        let err = Identities::from_variables(|name| bad.get(name).cloned()).unwrap_err().to_string();
+        assert!(err.contains("SOPS_AGE_KEY"), "{err}");
+        assert!(!err.contains("NOTAKEY"), "{err}");
+        // A missing key file is named.
+        let missing = HashMap::from([("SOPS_AGE_KEY_FILE", dir.join("nope.txt").into_os_string())]);
+        let err = Identities::from_variables(|name| missing.get(name).cloned()).unwrap_err().to_string();
+        assert!(err.contains("nope.txt"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
