@@ -23,9 +23,9 @@
 //! Not modelled: query functions and arithmetic beyond a single query per formula, `by {tag}` grouping, rollups,
 //! units, pagination of monitors.
 
+use crate::serve::{Faults, Loopback, lock};
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::{Query, State};
@@ -84,15 +84,11 @@ struct Shared {
     api_key: String,
     app_key: String,
     model: Mutex<Arc<Model>>,
-    faults: Mutex<Vec<(DatadogFault, u32)>>,
+    faults: Faults<DatadogFault>,
     events: Mutex<Vec<Value>>,
     monitors: Mutex<Vec<Monitor>>,
     received: Mutex<Vec<Received>>,
     next_event: Mutex<u64>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A simulated Datadog API on 127.0.0.1. It stops when dropped.
@@ -107,21 +103,18 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// # }
 /// ```
 pub struct DatadogSim {
-    addr: SocketAddr,
+    server: Loopback,
     state: Arc<Shared>,
-    server: tokio::task::JoinHandle<()>,
 }
 
 impl DatadogSim {
     /// Starts the API on a free loopback port, accepting these keys. Until a model is set, no metric has data.
     pub async fn start(api_key: &str, app_key: &str) -> std::io::Result<Self> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
         let state = Arc::new(Shared {
             api_key: api_key.to_owned(),
             app_key: app_key.to_owned(),
             model: Mutex::new(Arc::new(|_: &str, _: &BTreeMap<String, String>, _: SystemTime| None)),
-            faults: Mutex::default(),
+            faults: Faults::default(),
             events: Mutex::default(),
             monitors: Mutex::default(),
             received: Mutex::default(),
@@ -133,15 +126,12 @@ impl DatadogSim {
             .route("/api/v1/events", post(post_event))
             .route("/api/v1/monitor", get(monitors))
             .with_state(Arc::clone(&state));
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Ok(Self { addr, state, server })
+        Ok(Self { server: Loopback::serve(app).await?, state })
     }
 
     /// The base URL (`http://127.0.0.1:PORT`), in place of `https://api.datadoghq.com`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.server.url()
     }
 
     /// Serves metrics from `model`.
@@ -180,7 +170,7 @@ impl DatadogSim {
 
     /// The next `times` requests get `fault` instead of an answer.
     pub fn fail_next(&self, fault: DatadogFault, times: u32) {
-        lock(&self.state.faults).push((fault, times));
+        self.state.faults.push(fault, times);
     }
 
     /// Sets the monitors the API reports.
@@ -196,12 +186,6 @@ impl DatadogSim {
     /// The requests received so far (answered or not), in order.
     pub fn received(&self) -> Vec<Received> {
         lock(&self.state.received).clone()
-    }
-}
-
-impl Drop for DatadogSim {
-    fn drop(&mut self) {
-        self.server.abort();
     }
 }
 
@@ -239,14 +223,7 @@ fn admit(state: &Shared, headers: &HeaderMap, request: &str, params: Value, need
     {
         return Some(errors(StatusCode::FORBIDDEN, &["Forbidden"]));
     }
-    let mut faults = lock(&state.faults);
-    let (fault, times) = faults.first_mut()?;
-    let fault = *fault;
-    *times -= 1;
-    if *times == 0 {
-        faults.remove(0);
-    }
-    Some(match fault {
+    Some(match state.faults.take()? {
         DatadogFault::RateLimited { reset_after } => {
             let mut r = errors(StatusCode::TOO_MANY_REQUESTS, &["Too many requests"]);
             for (k, v) in [

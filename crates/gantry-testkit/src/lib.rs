@@ -32,6 +32,7 @@ pub mod metrics;
 pub mod moto;
 pub mod prometheus;
 pub mod receiver;
+mod serve;
 pub mod slack;
 pub mod test_cluster;
 

@@ -1,14 +1,15 @@
 //! A local HTTP receiver standing in for an API that takes JSON (GitHub's deployment statuses, Slack's webhooks): it
 //! records every request and answers as told, including outages. Stops when dropped.
 
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
+
+use crate::serve::{Faults, Loopback, lock};
 
 /// A request the receiver got.
 #[derive(Clone, Debug, PartialEq)]
@@ -37,61 +38,39 @@ type Responder = dyn Fn(&Recorded) -> Option<(u16, Value)> + Send + Sync;
 #[derive(Default)]
 struct Shared {
     requests: Mutex<Vec<Recorded>>,
-    failures: Mutex<Vec<(u16, u32)>>,
-    delays: Mutex<Vec<(std::time::Duration, u32)>>,
+    failures: Faults<u16>,
+    delays: Faults<std::time::Duration>,
     reply: Mutex<Value>,
     responder: Mutex<Option<Arc<Responder>>>,
 }
 
-/// Takes one use of the first `(what, times)` of a list of faults.
-fn take_one<T: Copy>(list: &Mutex<Vec<(T, u32)>>) -> Option<T> {
-    let mut list = lock(list);
-    let (what, times) = list.first_mut()?;
-    let what = *what;
-    *times -= 1;
-    if *times == 0 {
-        list.remove(0);
-    }
-    Some(what)
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 /// A recording HTTP server on 127.0.0.1.
 pub struct Receiver {
-    addr: SocketAddr,
+    server: Loopback,
     shared: Arc<Shared>,
-    server: tokio::task::JoinHandle<()>,
 }
 
 impl Receiver {
     /// Starts on a free loopback port, answering `201` with `{}` until told otherwise.
     pub async fn start() -> std::io::Result<Self> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
         let shared = Arc::new(Shared { reply: Mutex::new(serde_json::json!({})), ..Shared::default() });
-        let app = axum::Router::new().fallback(handle).with_state(Arc::clone(&shared));
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Ok(Self { addr, shared, server })
+        let server = Loopback::serve(axum::Router::new().fallback(handle).with_state(Arc::clone(&shared))).await?;
+        Ok(Self { server, shared })
     }
 
     /// The base URL (`http://127.0.0.1:PORT`).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.server.url()
     }
 
     /// The next `times` requests get `status` (an outage, a rate limit).
     pub fn fail_next(&self, status: u16, times: u32) {
-        lock(&self.shared.failures).push((status, times));
+        self.shared.failures.push(status, times);
     }
 
     /// The next `times` requests are answered only after `delay` (a client's timeout fires first).
     pub fn delay_next(&self, delay: std::time::Duration, times: u32) {
-        lock(&self.shared.delays).push((delay, times));
+        self.shared.delays.push(delay, times);
     }
 
     /// Answers requests with `respond` (a status and a JSON body); where it gives `None`, the default answer.
@@ -107,12 +86,6 @@ impl Receiver {
     /// Every request so far, in order (failed ones too).
     pub fn requests(&self) -> Vec<Recorded> {
         lock(&self.shared.requests).clone()
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        self.server.abort();
     }
 }
 
@@ -139,10 +112,10 @@ async fn handle(
         body: serde_json::from_slice(&body).unwrap_or(Value::Null),
     };
     lock(&shared.requests).push(recorded.clone());
-    if let Some(delay) = take_one(&shared.delays) {
+    if let Some(delay) = shared.delays.take() {
         tokio::time::sleep(delay).await;
     }
-    if let Some(status) = take_one(&shared.failures) {
+    if let Some(status) = shared.failures.take() {
         let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         return (code, [("retry-after", "1")], "{\"message\":\"injected by the test kit\"}").into_response();
     }

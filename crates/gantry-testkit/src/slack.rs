@@ -15,8 +15,7 @@
 //!
 //! Not modelled: rate limits by themselves (only injected), `mrkdwn` rendering, files, reactions, edits by people.
 
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -24,6 +23,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
+
+use crate::serve::{Faults, Loopback, lock};
 
 /// A message as Slack keeps it.
 #[derive(Clone, Debug, PartialEq)]
@@ -78,13 +79,9 @@ enum Fault {
 #[derive(Default)]
 struct Shared {
     messages: Mutex<Vec<Message>>,
-    faults: Mutex<Vec<(Fault, u32)>>,
+    faults: Faults<Fault>,
     requests: Mutex<Vec<(String, Value)>>,
     clock: Mutex<u64>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The bot token the simulator accepts.
@@ -96,47 +93,41 @@ pub const WEBHOOK_PATH: &str = "/services/T0GANTRY/B0GANTRY/s3cr3tw3bh00k";
 
 /// A simulated Slack workspace with one channel, a bot token and an incoming webhook. Stops when dropped.
 pub struct SlackSim {
-    addr: SocketAddr,
+    server: Loopback,
     shared: Arc<Shared>,
-    server: tokio::task::JoinHandle<()>,
 }
 
 impl SlackSim {
     /// Starts on a free loopback port.
     pub async fn start() -> std::io::Result<Self> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
         let shared = Arc::new(Shared { clock: Mutex::new(1_764_000_000_000_100), ..Shared::default() });
-        let app = axum::Router::new().fallback(handle).with_state(Arc::clone(&shared));
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Ok(Self { addr, shared, server })
+        let server = Loopback::serve(axum::Router::new().fallback(handle).with_state(Arc::clone(&shared))).await?;
+        Ok(Self { server, shared })
     }
 
     /// The Web API's base URL (`http://127.0.0.1:PORT/api`).
     pub fn api_url(&self) -> String {
-        format!("http://{}/api", self.addr)
+        format!("{}/api", self.server.url())
     }
 
     /// The incoming webhook's URL.
     pub fn webhook_url(&self) -> String {
-        format!("http://{}{WEBHOOK_PATH}", self.addr)
+        format!("{}{WEBHOOK_PATH}", self.server.url())
     }
 
     /// The next `times` requests answer `status`.
     pub fn fail_next(&self, status: u16, times: u32) {
-        lock(&self.shared.faults).push((Fault::Status(status), times));
+        self.shared.faults.push(Fault::Status(status), times);
     }
 
     /// The next `times` requests answer `429 Too Many Requests` with `Retry-After: retry_after`.
     pub fn rate_limit_next(&self, retry_after: u64, times: u32) {
-        lock(&self.shared.faults).push((Fault::RateLimited(retry_after), times));
+        self.shared.faults.push(Fault::RateLimited(retry_after), times);
     }
 
     /// The next `times` requests answer only after `delay` (a client's timeout fires first).
     pub fn delay_next(&self, delay: Duration, times: u32) {
-        lock(&self.shared.faults).push((Fault::Delay(delay), times));
+        self.shared.faults.push(Fault::Delay(delay), times);
     }
 
     /// The channel's messages in the order they were posted (thread replies included), as last updated.
@@ -155,27 +146,10 @@ impl SlackSim {
     }
 }
 
-impl Drop for SlackSim {
-    fn drop(&mut self) {
-        self.server.abort();
-    }
-}
-
 impl std::fmt::Debug for SlackSim {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SlackSim").field("addr", &self.addr).finish_non_exhaustive()
+        f.debug_struct("SlackSim").field("url", &self.server.url()).finish_non_exhaustive()
     }
-}
-
-fn next_fault(shared: &Shared) -> Option<Fault> {
-    let mut faults = lock(&shared.faults);
-    let (fault, times) = faults.first_mut()?;
-    let fault = *fault;
-    *times -= 1;
-    if *times == 0 {
-        faults.remove(0);
-    }
-    Some(fault)
 }
 
 fn api_error(error: &str) -> Response {
@@ -198,7 +172,7 @@ fn blocks_problem(blocks: &Value) -> Option<&'static str> {
 async fn handle(State(shared): State<Arc<Shared>>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     lock(&shared.requests).push((uri.path().to_owned(), body.clone()));
-    match next_fault(&shared) {
+    match shared.faults.take() {
         Some(Fault::Status(code)) => {
             let code = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             return (code, "injected by the test kit").into_response();
