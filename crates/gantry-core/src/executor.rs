@@ -175,6 +175,7 @@ impl Run {
             return Err(RunError::Templates { pipeline: self.pipeline.name().to_owned(), problems });
         }
         let pipeline_name: Arc<str> = Arc::from(self.pipeline.name());
+        let span = tracing::info_span!("gantry.run", pipeline = %pipeline_name, run_id = %self.run_id);
         let following: Vec<_> = self
             .notifiers
             .list
@@ -184,11 +185,11 @@ impl Run {
                     RunInfo::new(Arc::clone(&self.run_id), Arc::clone(&pipeline_name), self.context.vars().clone());
                 let (notifier, events) = (Arc::clone(notifier), self.journal.subscribe());
                 let name = notifier.name().to_owned();
-                (name, tokio::spawn(async move { notifier.follow(info, events).await }))
+                let follow = async move { notifier.follow(info, events).await };
+                (name, tokio::spawn(follow.instrument(span.clone())))
             })
             .collect();
         let grace = self.notifiers.grace;
-        let span = tracing::info_span!("gantry.run", pipeline = %pipeline_name, run_id = %self.run_id);
         let scope = Arc::new(Scope::root(
             Arc::clone(&self.run_id),
             self.pipeline,

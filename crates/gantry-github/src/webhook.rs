@@ -310,19 +310,23 @@ fn receive(shared: &Shared, remember: usize, headers: &HeaderMap, body: &[u8]) -
             deployment.deployment_id,
             deployment.installation,
         );
-        let run = tokio::spawn(async move {
-            let run = async move {
-                let run = notifiers.into_iter().fold(Run::new(&pipeline, context), Run::notify_shared);
-                run.execute().await.ok()
-            };
-            match github {
-                Some(github) => {
-                    let (report, undelivered) = github.report_run(installation, &repo, &environment, id, run).await;
-                    Finished { report, undelivered }
+        let span = tracing::info_span!("gantry.webhook", delivery, repository = %deployment.repository);
+        let run = tokio::spawn(tracing::Instrument::instrument(
+            async move {
+                let run = async move {
+                    let run = notifiers.into_iter().fold(Run::new(&pipeline, context), Run::notify_shared);
+                    run.execute().await.ok()
+                };
+                match github {
+                    Some(github) => {
+                        let (report, undelivered) = github.report_run(installation, &repo, &environment, id, run).await;
+                        Finished { report, undelivered }
+                    }
+                    None => Finished { report: run.await, undelivered: Vec::new() },
                 }
-                None => Finished { report: run.await, undelivered: Vec::new() },
-            }
-        });
+            },
+            span,
+        ));
         tracing::info!(target: "gantry_github", delivery, repository = %deployment.repository, pipeline = %name, "run started");
         lock(&shared.started).push(Started { delivery: delivery.to_owned(), pipeline: name, run });
         count += 1;
