@@ -62,6 +62,11 @@ impl Context {
         &self.vars
     }
 
+    /// The secrets, for masking.
+    pub(crate) fn secrets(&self) -> impl Iterator<Item = &Secret> {
+        self.secrets.values()
+    }
+
     /// A variable's value.
     pub fn get_var(&self, name: &str) -> Option<&str> {
         self.vars.get(name).map(String::as_str)

@@ -94,7 +94,7 @@ impl Run {
             journal: Arc::new(Journal::default()),
             token: CancellationToken::new(),
             run_id: Arc::from(new_run_id()),
-            notifiers: Notifiers { list: Vec::new(), grace: Duration::from_secs(10) },
+            notifiers: Notifiers { list: Vec::new(), grace: Duration::from_secs(2) },
         }
     }
 
@@ -112,7 +112,8 @@ impl Run {
     }
 
     /// How long, once the run has ended, `execute` waits for notifiers to deliver their last messages (default
-    /// 10 s). A notifier still busy then is stopped and reported as undelivered.
+    /// 2 s: a healthy chat service takes milliseconds, and a failing one should not hold the report back). A
+    /// notifier still busy then is stopped and reported as undelivered.
     pub fn notify_grace(mut self, grace: Duration) -> Self {
         self.notifiers.grace = grace;
         self
@@ -176,19 +177,25 @@ impl Run {
         }
         let pipeline_name: Arc<str> = Arc::from(self.pipeline.name());
         let span = tracing::info_span!("gantry.run", pipeline = %pipeline_name, run_id = %self.run_id);
-        let following: Vec<_> = self
-            .notifiers
-            .list
-            .iter()
-            .map(|notifier| {
-                let info =
-                    RunInfo::new(Arc::clone(&self.run_id), Arc::clone(&pipeline_name), self.context.vars().clone());
-                let (notifier, events) = (Arc::clone(notifier), self.journal.subscribe());
-                let name = notifier.name().to_owned();
-                let follow = async move { notifier.follow(info, events).await };
-                (name, tokio::spawn(follow.instrument(span.clone())))
-            })
-            .collect();
+        // Notifiers see the run's variables with its secrets masked, as events have them.
+        let vars: std::collections::BTreeMap<String, String> = {
+            let redactor = crate::secret::Redactor::new();
+            self.context.secrets().for_each(|secret| redactor.register(secret));
+            self.context.vars().iter().map(|(k, v)| (k.clone(), redactor.redact(v).into_owned())).collect()
+        };
+        let following = Following(
+            self.notifiers
+                .list
+                .iter()
+                .map(|notifier| {
+                    let info = RunInfo::new(Arc::clone(&self.run_id), Arc::clone(&pipeline_name), vars.clone());
+                    let (notifier, events) = (Arc::clone(notifier), self.journal.subscribe());
+                    let name = notifier.name().to_owned();
+                    let follow = async move { notifier.follow(info, events).await };
+                    (name, tokio::spawn(follow.instrument(span.clone())))
+                })
+                .collect(),
+        );
         let grace = self.notifiers.grace;
         let scope = Arc::new(Scope::root(
             Arc::clone(&self.run_id),
@@ -237,15 +244,24 @@ impl Pipeline {
     }
 }
 
+/// The notifiers' tasks: aborted if the run is dropped before it awaits them.
+struct Following(Vec<(String, tokio::task::JoinHandle<Vec<String>>)>);
+
+impl Drop for Following {
+    fn drop(&mut self) {
+        for (_, task) in &self.0 {
+            task.abort();
+        }
+    }
+}
+
 /// Waits, together at most `grace`, for the notifiers to finish; collects what they could not deliver.
-async fn await_notifiers(
-    following: Vec<(String, tokio::task::JoinHandle<Vec<String>>)>,
-    grace: Duration,
-) -> Vec<String> {
+async fn await_notifiers(mut following: Following, grace: Duration) -> Vec<String> {
     let deadline = tokio::time::Instant::now() + grace;
     let mut undelivered = Vec::new();
-    for (name, mut task) in following {
-        match tokio::time::timeout_at(deadline, &mut task).await {
+    // Tasks still running when this returns, or when it is dropped, are aborted with `following`.
+    for (name, task) in &mut following.0 {
+        match tokio::time::timeout_at(deadline, &mut *task).await {
             Ok(Ok(failures)) => undelivered.extend(failures.into_iter().map(|f| format!("{name}: {f}"))),
             Ok(Err(_)) => undelivered.push(format!("{name}: the notifier stopped unexpectedly")),
             Err(_) => {

@@ -18,7 +18,8 @@ pub struct RunInfo {
     pub run_id: Arc<str>,
     /// The pipeline's name.
     pub pipeline: Arc<str>,
-    /// The run's variables as it started (`repo`, `sha`, `environment`, ... for a GitHub-triggered run).
+    /// The run's variables as it started (`repo`, `sha`, `environment`, ... for a GitHub-triggered run), with the
+    /// run's secrets masked in them.
     pub vars: BTreeMap<String, String>,
 }
 
@@ -47,6 +48,29 @@ impl RunInfo {
         out.push_str(rest);
         Some(out)
     }
+
+    /// As [`fill`](Self::fill), for a URL: each variable's value is percent-encoded (all but `A-Z a-z 0-9 - . _ ~`
+    /// and `/`), so a value cannot end a link early in a chat message or change the URL's structure.
+    pub fn fill_url(&self, template: &str) -> Option<String> {
+        let encoded = RunInfo {
+            run_id: Arc::from(percent_encode(&self.run_id)),
+            pipeline: Arc::from(percent_encode(&self.pipeline)),
+            vars: self.vars.iter().map(|(k, v)| (k.clone(), percent_encode(v))).collect(),
+        };
+        encoded.fill(template)
+    }
+}
+
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~' | b'/') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }
 
 /// Follows a run's events and tells someone about them.

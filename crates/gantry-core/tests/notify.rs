@@ -102,6 +102,25 @@ async fn a_slow_notifier_does_not_slow_the_steps_and_is_stopped_after_the_grace(
     assert!(seen.lock().unwrap().is_empty());
 }
 
+#[tokio::test]
+async fn a_notifier_sees_variables_with_the_runs_secrets_masked() {
+    let info = Arc::new(Mutex::new(None));
+    let notifier = Recording {
+        seen: Arc::new(Mutex::new(Vec::new())),
+        info: Arc::clone(&info),
+        per_event: Duration::ZERO,
+        fail_with: Vec::new(),
+    };
+    let context = Context::new()
+        .var("callback", "https://hooks.example/deploy?token=tok-9f8e7d6c")
+        .secret("hook_token", gantry_core::Secret::new("tok-9f8e7d6c"));
+    Run::new(&pipeline(), context).notify(notifier).execute().await.unwrap();
+    let info = info.lock().unwrap().clone().unwrap();
+    assert_eq!(info.vars["callback"], format!("https://hooks.example/deploy?token={}", gantry_core::MASK));
+    let url = info.fill_url("https://x/{callback}").unwrap();
+    assert!(url.starts_with("https://x/https%3A//hooks.example/deploy%3Ftoken%3D%2A"), "{url}");
+}
+
 #[test]
 fn run_info_fills_only_what_it_knows() {
     let info = RunInfo::new("r1", "p", BTreeMap::from([("environment".to_owned(), "prod".to_owned())]));

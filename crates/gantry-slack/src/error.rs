@@ -3,7 +3,7 @@
 /// A message Slack did not take.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum DeliveryError {
+pub(crate) enum DeliveryError {
     /// Slack answered the Web API call with `ok: false`, or the webhook with a 4xx (not retried: sending again
     /// would be refused again).
     #[error("Slack refused `{method}`: {error}")]

@@ -28,11 +28,10 @@
 //! # Ok(()) }
 //! ```
 
-mod error;
+mod error; // Why a message was not delivered: shown in the run report's `undelivered`.
 mod message;
 mod notifier;
 mod transport;
 
-pub use error::DeliveryError;
 pub use message::Notify;
 pub use notifier::Slack;

@@ -152,8 +152,10 @@ fn link_elements(run: &RunInfo, links: &Links) -> Vec<Value> {
     candidates
         .into_iter()
         .filter_map(|(template, label)| {
-            let url = run.fill(template.as_deref()?)?;
-            Some(json!({"type": "mrkdwn", "text": format!("<{}|{}>", url.replace('|', "%7C"), escape(&label))}))
+            // Values are percent-encoded into the URL: none can close the link or add a mention.
+            let url = run.fill_url(template.as_deref()?)?;
+            let url = url.replace('<', "%3C").replace('>', "%3E").replace('|', "%7C");
+            Some(json!({"type": "mrkdwn", "text": format!("<{url}|{}>", escape(&label))}))
         })
         .collect()
 }

@@ -56,7 +56,8 @@ impl Slack {
         Self::with(Transport::Bot { api: "https://slack.com/api".into(), token, channel: channel.into() })
     }
 
-    /// Another Web API base URL than `https://slack.com/api` (a proxy, or a test's simulated Slack).
+    /// Another Web API base URL than `https://slack.com/api` (a proxy, or a test's simulated Slack). No effect on
+    /// an incoming webhook, whose URL says where it goes.
     #[must_use]
     pub fn api_url(mut self, url: impl Into<String>) -> Self {
         if let Transport::Bot { api, .. } = &mut self.transport {
@@ -101,11 +102,24 @@ impl Slack {
         self
     }
 
-    /// How long each call may take (default 5 s) and how many attempts a message gets (default 3, at least 1).
+    /// How long each call may take (default 5 s).
     #[must_use]
-    pub fn patience(mut self, timeout: Duration, attempts: u32) -> Self {
+    pub fn timeout(mut self, timeout: Duration) -> Self {
         self.patience.timeout = timeout;
+        self
+    }
+
+    /// How many attempts a message gets while Slack answers (default 3, at least 1).
+    #[must_use]
+    pub fn attempts(mut self, attempts: u32) -> Self {
         self.patience.attempts = attempts.max(1);
+        self
+    }
+
+    /// The longest `Retry-After` waited out (default 10 s); a rate limit asking for longer drops the message.
+    #[must_use]
+    pub fn max_retry_after(mut self, wait: Duration) -> Self {
+        self.patience.max_retry_after = wait;
         self
     }
 
@@ -136,6 +150,8 @@ struct Conversation<'s> {
     run: RunInfo,
     /// The header message: the channel's id and its `ts` (bot only).
     header: Option<(String, String)>,
+    /// Posting the header failed: replies go unthreaded, and it is not tried again.
+    header_failed: bool,
     /// Slack failed the last message: try the next ones once.
     down: bool,
     undelivered: Vec<String>,
@@ -166,13 +182,22 @@ impl Conversation<'_> {
         if self.header.is_some() {
             return true;
         }
+        if self.header_failed {
+            return false;
+        }
         let m = message::header(&self.run, &self.slack.links, State::Running, None);
         let body = json!({"channel": channel, "text": m.text, "blocks": m.blocks, "unfurl_links": false});
-        let Some(answer) = self.call("run started", "chat.postMessage", body).await else { return false };
-        let channel_id = answer.get("channel").and_then(Value::as_str).unwrap_or(channel).to_owned();
-        let ts = answer.get("ts").and_then(Value::as_str).unwrap_or_default().to_owned();
-        self.header = Some((channel_id, ts));
-        true
+        let answer = self.call("run started", "chat.postMessage", body).await;
+        let posted = answer.as_ref().and_then(|a| {
+            let ts = a.get("ts").and_then(Value::as_str)?;
+            Some((a.get("channel").and_then(Value::as_str).unwrap_or(channel).to_owned(), ts.to_owned()))
+        });
+        if answer.is_some() && posted.is_none() {
+            self.undelivered.push("the run started message: Slack's answer had no `ts` to thread under".into());
+        }
+        self.header_failed = posted.is_none();
+        self.header = posted;
+        self.header.is_some()
     }
 
     /// A message: a reply in the header's thread (bot), or a message of its own (webhook).
@@ -213,7 +238,8 @@ impl Notifier for Slack {
     }
 
     async fn follow(&self, run: RunInfo, mut events: EventStream) -> Vec<String> {
-        let mut talk = Conversation { slack: self, run, header: None, down: false, undelivered: Vec::new() };
+        let mut talk =
+            Conversation { slack: self, run, header: None, header_failed: false, down: false, undelivered: Vec::new() };
         let wants = |kind: Notify| self.notify.contains(&kind);
         let mut failure: Option<(String, String)> = None;
         while let Some(event) = events.next().await {

@@ -85,21 +85,16 @@ pub(crate) async fn send(
             Ok(r) if r.status().is_server_error() => last = format!("Slack answered {}", r.status()),
             Ok(r) if r.status().is_success() => {
                 let Transport::Bot { .. } = transport else { return Ok(Value::Null) };
-                let answer: Value = match r.json().await {
-                    Ok(v) => v,
-                    Err(_) => {
-                        last = "Slack's answer was not JSON".into();
-                        Value::Null
-                    }
-                };
-                match answer.get("ok").and_then(Value::as_bool) {
-                    Some(true) => return Ok(answer),
+                // Not retried when it is not understood: Slack may have posted the message already.
+                let answer: Value = r.json().await.unwrap_or(Value::Null);
+                return match answer.get("ok").and_then(Value::as_bool) {
+                    Some(true) => Ok(answer),
                     Some(false) => {
                         let error = answer.get("error").and_then(Value::as_str).unwrap_or("unknown error").to_owned();
-                        return Err(DeliveryError::Refused { method, error });
+                        Err(DeliveryError::Refused { method, error })
                     }
-                    None => {}
-                }
+                    None => Err(DeliveryError::Refused { method, error: "an answer without `ok`".into() }),
+                };
             }
             Ok(r) => {
                 let status = r.status();

@@ -148,13 +148,14 @@ async fn slack_down_with_500s_does_not_fail_the_run_and_the_report_says_so() {
     let ok = Pipeline::builder("release").step("deploy", step_fn(|_| async { Ok(()) })).build().unwrap();
     let report = run(&ok, bot(&sim)).await;
     assert_eq!(report.status, RunStatus::Succeeded, "Slack's outage did not fail the deployment");
-    assert_eq!(report.undelivered.len(), 3, "{:#?}", report.undelivered);
+    assert_eq!(report.undelivered.len(), 2, "{:#?}", report.undelivered);
     assert!(
         report.undelivered[0].starts_with("slack: the run started message: Slack did not take `chat.postMessage` after 3 attempt(s): Slack answered 500"),
         "{:?}",
         report.undelivered[0]
     );
-    assert_eq!(sim.requests().len(), 3 + 1 + 1, "3 attempts, then one each while Slack stays down");
+    assert!(report.undelivered[1].contains("the run succeeded message"), "{:?}", report.undelivered[1]);
+    assert_eq!(sim.requests().len(), 3 + 1, "3 attempts at the header, then one for the end (unthreaded)");
     assert!(report.to_string().contains("notification not delivered: slack:"));
 }
 
@@ -168,7 +169,7 @@ async fn slack_timing_out_does_not_slow_the_steps_and_the_run_waits_only_its_gra
         .after(["build"])
         .build()
         .unwrap();
-    let slack = bot(&sim).patience(Duration::from_millis(200), 2);
+    let slack = bot(&sim).timeout(Duration::from_millis(200)).attempts(2);
     let started = Instant::now();
     let report =
         Run::new(&ok, context()).notify(slack).notify_grace(Duration::from_millis(300)).execute().await.unwrap();
@@ -198,4 +199,103 @@ async fn a_refusal_is_reported_at_once_without_retrying() {
     let wrong_token = Slack::bot(Secret::new("xoxb-wrong"), CHANNEL.0).api_url(sim.api_url());
     let report = run(&ok, wrong_token).await;
     assert!(report.undelivered[0].contains("invalid_auth"), "{:?}", report.undelivered);
+}
+
+#[tokio::test]
+async fn the_bot_waits_out_a_429_but_drops_a_message_rather_than_wait_longer_than_allowed() {
+    let sim = SlackSim::start().await.unwrap();
+    sim.rate_limit_next(1, 1);
+    let ok = Pipeline::builder("release").step("deploy", step_fn(|_| async { Ok(()) })).build().unwrap();
+    let report = run(&ok, bot(&sim)).await;
+    assert!(report.undelivered.is_empty(), "{:?}", report.undelivered);
+    assert_eq!(sim.messages().len(), 2, "the header, after one 429, and the end");
+
+    let sim = SlackSim::start().await.unwrap();
+    sim.rate_limit_next(60, 1);
+    let started = Instant::now();
+    let report = run(&ok, bot(&sim)).await;
+    assert!(started.elapsed() < Duration::from_secs(5), "a 60 s Retry-After is not waited out");
+    assert!(report.undelivered[0].contains("rate limited (429, Retry-After 60s)"), "{:?}", report.undelivered);
+}
+
+#[tokio::test]
+async fn a_failed_header_update_is_reported_and_the_thread_still_ends_in_the_outcome() {
+    let sim = SlackSim::start().await.unwrap();
+    sim.fail_method("chat.update", 500, 10);
+    let report = run(&failing_canary(), bot(&sim)).await;
+    assert_eq!(report.undelivered.len(), 1, "{:?}", report.undelivered);
+    assert!(report.undelivered[0].contains("the final header update message: Slack did not take `chat.update`"));
+    let header = &sim.messages()[0];
+    assert_eq!(header.updates, 0);
+    assert!(header.all_text().contains("running"), "the header kept its last state");
+    assert!(sim.thread(&header.ts).last().unwrap().all_text().contains("failed in"));
+}
+
+#[tokio::test]
+async fn a_wait_for_approval_and_a_cancelled_run_are_told() {
+    let sim = SlackSim::start().await.unwrap();
+    let waiting = Pipeline::builder("release")
+        .step(
+            "promote",
+            step_fn(|ctx| async move {
+                ctx.phase(Phase::WaitingForPromotion, "web 3.1.0 at 50%: promote in #deploys");
+                ctx.cancellation().cancelled().await;
+                Err(StepError::cancelled())
+            }),
+        )
+        .build()
+        .unwrap();
+    let run = Run::new(&waiting, context()).notify(bot(&sim)).grace_period(Duration::from_millis(100));
+    let token = run.cancellation_token();
+    let cancel_when_waiting = async {
+        while !sim.messages().iter().any(|m| m.all_text().contains("waiting for approval")) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        token.cancel();
+    };
+    let (report, ()) = tokio::join!(run.execute(), cancel_when_waiting);
+    let report = report.unwrap();
+    assert_eq!(report.status, RunStatus::Cancelled);
+    let header = &sim.messages()[0];
+    let thread: Vec<String> = sim.thread(&header.ts).iter().map(|m| m.all_text()).collect();
+    assert!(
+        thread[0].contains(":hourglass_flowing_sand: `promote` waiting for approval: web 3.1.0 at 50%"),
+        "{thread:?}"
+    );
+    assert!(thread[1].contains(":no_entry_sign:") && thread[1].contains("cancelled"), "{thread:?}");
+    assert!(header.all_text().contains(":no_entry_sign: *release*"), "{}", header.all_text());
+}
+
+#[tokio::test]
+async fn a_webhooks_url_never_shows_in_what_was_not_delivered() {
+    let unreachable = Slack::webhook(Secret::new("http://127.0.0.1:9/services/T0/B0/s3cr3tw3bh00k"))
+        .backoff(Duration::from_millis(5));
+    let ok = Pipeline::builder("release").step("deploy", step_fn(|_| async { Ok(()) })).build().unwrap();
+    let report = run(&ok, unreachable).await;
+    assert!(!report.undelivered.is_empty());
+    let sim = SlackSim::start().await.unwrap();
+    let wrong =
+        Slack::webhook(Secret::new(format!("{}/services/T0/B0/wr0ngs3cr3t", sim.api_url().trim_end_matches("/api"))));
+    let refused = run(&ok, wrong).await;
+    assert!(
+        refused.undelivered[0].contains("Slack refused `webhook`: 404 Not Found no_service"),
+        "{:?}",
+        refused.undelivered
+    );
+    let all = format!("{:?} {:?} {report} {refused}", report.undelivered, refused.undelivered);
+    assert!(!all.contains("s3cr3t") && !all.contains("/services/"), "{all}");
+}
+
+#[tokio::test]
+async fn variables_cannot_break_out_of_a_link() {
+    let sim = SlackSim::start().await.unwrap();
+    let ok = Pipeline::builder("release").step("deploy", step_fn(|_| async { Ok(()) })).build().unwrap();
+    let context = Context::new().var("repo", "acme/shop").var("sha", "abc").var("environment", "x><!channel>|y");
+    Run::new(&ok, context).notify(bot(&sim)).execute().await.unwrap();
+    let header = sim.messages()[0].all_text();
+    assert!(
+        header.contains("<https://github.com/acme/shop/deployments/x%3E%3C%21channel%3E%7Cy|GitHub deployment>"),
+        "{header}"
+    );
+    assert!(!header.contains("<!channel>"), "no mention got through: {header}");
 }

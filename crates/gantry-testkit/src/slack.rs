@@ -80,6 +80,7 @@ enum Fault {
 struct Shared {
     messages: Mutex<Vec<Message>>,
     faults: Faults<Fault>,
+    method_failures: Mutex<Vec<(String, u16, u32)>>,
     requests: Mutex<Vec<(String, Value)>>,
     clock: Mutex<u64>,
 }
@@ -118,6 +119,11 @@ impl SlackSim {
     /// The next `times` requests answer `status`.
     pub fn fail_next(&self, status: u16, times: u32) {
         self.shared.faults.push(Fault::Status(status), times);
+    }
+
+    /// The next `times` calls of the Web API `method` (`chat.update`) answer `status`; other calls are not affected.
+    pub fn fail_method(&self, method: &str, status: u16, times: u32) {
+        lock(&self.shared.method_failures).push((method.to_owned(), status, times));
     }
 
     /// The next `times` requests answer `429 Too Many Requests` with `Retry-After: retry_after`.
@@ -172,6 +178,22 @@ fn blocks_problem(blocks: &Value) -> Option<&'static str> {
 async fn handle(State(shared): State<Arc<Shared>>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     lock(&shared.requests).push((uri.path().to_owned(), body.clone()));
+    let method_failure = {
+        let mut failures = lock(&shared.method_failures);
+        let method = uri.path().strip_prefix("/api/").unwrap_or_default();
+        failures.iter().position(|(m, _, _)| m == method).map(|i| {
+            let status = failures[i].1;
+            failures[i].2 -= 1;
+            if failures[i].2 == 0 {
+                failures.remove(i);
+            }
+            status
+        })
+    };
+    if let Some(status) = method_failure {
+        let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        return (code, "injected by the test kit").into_response();
+    }
     match shared.faults.take() {
         Some(Fault::Status(code)) => {
             let code = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
