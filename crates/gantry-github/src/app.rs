@@ -20,6 +20,24 @@ pub(crate) struct App {
     key: Arc<RsaKeyPair>,
     installation: Option<u64>,
     tokens: Arc<Mutex<HashMap<u64, (Secret, SystemTime)>>>,
+    /// One token request at a time: runs starting together share the token the first one gets.
+    fetching: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// Why no installation token: what happened, and whether trying again may help.
+pub(crate) struct TokenError {
+    pub(crate) message: String,
+    pub(crate) retryable: bool,
+}
+
+impl TokenError {
+    fn retryable(message: String) -> Self {
+        Self { message, retryable: true }
+    }
+
+    fn fatal(message: String) -> Self {
+        Self { message, retryable: false }
+    }
 }
 
 /// An installation token is renewed when less than this is left of it.
@@ -36,7 +54,13 @@ impl App {
             _ => return Err(GitHubError::AppKey { why: "it is not an RSA private key (PKCS#1 or PKCS#8)" }),
         }
         .map_err(|_| GitHubError::AppKey { why: "the RSA key could not be read" })?;
-        Ok(Self { id: id.into(), key: Arc::new(key), installation: None, tokens: Arc::default() })
+        Ok(Self {
+            id: id.into(),
+            key: Arc::new(key),
+            installation: None,
+            tokens: Arc::default(),
+            fetching: Arc::default(),
+        })
     }
 
     pub(crate) fn installation(mut self, id: u64) -> Self {
@@ -49,7 +73,7 @@ impl App {
     pub(crate) fn jwt(&self, now: SystemTime) -> Result<Secret, GitHubError> {
         let now = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"RS256","typ":"JWT"}"#);
-        let claims = serde_json::json!({"iat": now - 60, "exp": now + 540, "iss": self.id});
+        let claims = serde_json::json!({"iat": now.saturating_sub(60), "exp": now + 540, "iss": self.id});
         let claims = URL_SAFE_NO_PAD.encode(claims.to_string());
         let signing_input = format!("{header}.{claims}");
         let mut signature = vec![0; self.key.public().modulus_len()];
@@ -59,41 +83,79 @@ impl App {
         Ok(Secret::new(format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature))))
     }
 
-    /// A token for the installation (the configured one, else the event's), from the cache or fresh.
+    /// The installation a delivery acts as: the delivery's own (the App is installed there), else the configured one.
+    pub(crate) fn installation_for(&self, event_installation: Option<u64>) -> Option<u64> {
+        event_installation.or(self.installation)
+    }
+
+    fn cached(&self, installation: u64, now: SystemTime) -> Option<Secret> {
+        let tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
+        tokens.get(&installation).filter(|(_, expires)| *expires > now + RENEW_BEFORE).map(|(token, _)| token.clone())
+    }
+
+    /// Drops a token GitHub no longer takes (a `401`), so that the next request gets a new one.
+    pub(crate) fn forget(&self, installation: u64) {
+        self.tokens.lock().unwrap_or_else(|e| e.into_inner()).remove(&installation);
+    }
+
+    /// A token for `installation`, from the cache or fresh (one request at a time; each bounded by `timeout`).
     pub(crate) async fn token(
         &self,
         http: &reqwest::Client,
         api: &str,
-        event_installation: Option<u64>,
-    ) -> Result<Secret, String> {
-        let installation = self.installation.or(event_installation).ok_or_else(|| {
-            "no GitHub App installation: configure one, or let deliveries carry `installation.id`".to_owned()
+        installation: Option<u64>,
+        timeout: Duration,
+    ) -> Result<Secret, TokenError> {
+        let installation = installation.ok_or_else(|| {
+            TokenError::fatal(
+                "no GitHub App installation: configure one, or let deliveries carry `installation.id`".into(),
+            )
         })?;
-        let now = SystemTime::now();
-        if let Some((token, expires)) = self.tokens.lock().unwrap_or_else(|e| e.into_inner()).get(&installation)
-            && *expires > now + RENEW_BEFORE
-        {
-            return Ok(token.clone());
+        if let Some(token) = self.cached(installation, SystemTime::now()) {
+            return Ok(token);
         }
-        let jwt = self.jwt(now).map_err(|e| e.to_string())?;
+        let _one_at_a_time = self.fetching.lock().await;
+        let now = SystemTime::now();
+        if let Some(token) = self.cached(installation, now) {
+            return Ok(token);
+        }
+        let jwt = self.jwt(now).map_err(|e| TokenError::fatal(e.to_string()))?;
         let mut bearer = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", jwt.expose()))
-            .map_err(|_| "the App's JWT cannot be sent in a header".to_owned())?;
+            .map_err(|_| TokenError::fatal("the App's JWT cannot be sent in a header".into()))?;
         bearer.set_sensitive(true);
         let answer = http
             .post(format!("{api}/app/installations/{installation}/access_tokens"))
             .header(reqwest::header::AUTHORIZATION, bearer)
             .header(reqwest::header::ACCEPT, "application/vnd.github+json")
             .header("X-GitHub-Api-Version", "2022-11-28")
+            .timeout(timeout)
             .send()
             .await
-            .map_err(|e| format!("GitHub could not be reached for an installation token: {}", e.without_url()))?;
+            .map_err(|e| {
+                TokenError::retryable(if e.is_timeout() {
+                    format!("GitHub did not answer an installation token request within {timeout:?}")
+                } else {
+                    format!("GitHub could not be reached for an installation token: {}", e.without_url())
+                })
+            })?;
         let status = answer.status();
         if !status.is_success() {
-            return Err(format!("GitHub refused an installation token for installation {installation}: {status}"));
+            let message = format!("GitHub refused an installation token for installation {installation}: {status}");
+            // A wrong key, App or installation stays wrong; a server error may pass.
+            return Err(if status.is_server_error() {
+                TokenError::retryable(message)
+            } else {
+                TokenError::fatal(message)
+            });
         }
-        let body: serde_json::Value =
-            answer.json().await.map_err(|_| "GitHub's installation token answer was not JSON".to_owned())?;
-        let token = body.get("token").and_then(|t| t.as_str()).ok_or("GitHub's answer had no `token`")?;
+        let body: serde_json::Value = answer
+            .json()
+            .await
+            .map_err(|_| TokenError::retryable("GitHub's installation token answer was not JSON".into()))?;
+        let token = body
+            .get("token")
+            .and_then(|t| t.as_str())
+            .ok_or_else(|| TokenError::retryable("GitHub's answer had no `token`".into()))?;
         let expires = body
             .get("expires_at")
             .and_then(|t| t.as_str())

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use gantry_core::{RunReport, RunStatus, Secret};
+use gantry_core::{RunInfo, RunReport, RunStatus, Secret};
 use serde_json::json;
 
 use crate::app::App;
@@ -44,7 +44,8 @@ impl GitHub {
         Ok(github)
     }
 
-    /// The GitHub App installation to act as (for [`app`](Self::app)).
+    /// The GitHub App installation to act as when a delivery does not say (for [`app`](Self::app); no effect with
+    /// a token). A delivery's own `installation.id` comes first: the App is installed where the repository is.
     #[must_use]
     pub fn installation(mut self, id: u64) -> Self {
         if let Auth::App(app) = self.auth {
@@ -88,24 +89,21 @@ impl GitHub {
         self
     }
 
-    /// The run's log URL; `{run_id}`, `{repo}` and `{environment}` are filled in.
+    /// The run's log URL, e.g. `https://deploys.example/runs/{run_id}`: `{run_id}`, `{pipeline}` and the run's
+    /// variables (`{repo}`, `{environment}`, `{sha}`, `{payload.KEY}`, ...) are filled in, percent-encoded; a
+    /// template naming a variable the run lacks is left out.
     #[must_use]
     pub fn log_url(mut self, template: impl Into<String>) -> Self {
         self.log_url = Some(template.into());
         self
     }
 
-    /// The deployed environment's URL; `{repo}` and `{environment}` are filled in.
+    /// The deployed environment's URL, e.g. `https://{environment}.shop.example`: filled in as
+    /// [`log_url`](Self::log_url) is, from the start of the run.
     #[must_use]
     pub fn environment_url(mut self, template: impl Into<String>) -> Self {
         self.environment_url = Some(template.into());
         self
-    }
-
-    fn fill(template: &Option<String>, repo: &str, environment: &str, run_id: &str) -> Option<String> {
-        template
-            .as_ref()
-            .map(|t| t.replace("{run_id}", run_id).replace("{repo}", repo).replace("{environment}", environment))
     }
 
     /// Posts a status; retries 5xx and transport errors (3 attempts, 200 ms doubling). An error is returned for the
@@ -121,10 +119,10 @@ impl GitHub {
         self.status_as(None, repo, deployment_id, state, description, urls).await
     }
 
-    async fn token(&self, installation: Option<u64>) -> Result<Secret, String> {
+    async fn token(&self, installation: Option<u64>) -> Result<Secret, crate::app::TokenError> {
         match &self.auth {
             Auth::Token(token) => Ok(token.clone()),
-            Auth::App(app) => app.token(&self.http, &self.api, installation).await,
+            Auth::App(app) => app.token(&self.http, &self.api, app.installation_for(installation), self.timeout).await,
         }
     }
 
@@ -150,8 +148,9 @@ impl GitHub {
         for attempt in 1..=self.attempts {
             let token = match self.token(installation).await {
                 Ok(token) => token,
+                Err(e) if !e.retryable => return Err(format!("the `{state}` status was not delivered: {}", e.message)),
                 Err(e) => {
-                    last = e;
+                    last = e.message;
                     if attempt < self.attempts {
                         tokio::time::sleep(pause).await;
                         pause *= 2;
@@ -174,6 +173,15 @@ impl GitHub {
                 .await;
             match sent {
                 Ok(r) if r.status().is_success() => return Ok(()),
+                Ok(r) if r.status() == reqwest::StatusCode::UNAUTHORIZED && matches!(self.auth, Auth::App(_)) => {
+                    // An installation token revoked or expired early: forget it, and the next attempt gets another.
+                    if let Auth::App(app) = &self.auth
+                        && let Some(installation) = app.installation_for(installation)
+                    {
+                        app.forget(installation);
+                    }
+                    last = "GitHub no longer took the installation token (401)".into();
+                }
                 Ok(r) if r.status().is_server_error() => last = format!("GitHub answered {}", r.status()),
                 Ok(r) => return Err(format!("GitHub refused the `{state}` status: {}", r.status())),
                 Err(e) if e.is_timeout() => last = format!("GitHub did not answer within {:?}", self.timeout),
@@ -187,25 +195,25 @@ impl GitHub {
         Err(format!("the `{state}` status was not delivered: {last}"))
     }
 
-    /// Reports a run from start to end: `in_progress` now, then `success`, `failure` or `error` (cancelled) with the
-    /// log and environment URLs. Returns what could not be delivered (also added to the report's `undelivered`).
+    /// Reports a run from start to end: `in_progress` as the run starts (sent beside it, so a slow GitHub never
+    /// delays the deployment), then `success`, `failure` or `error` (cancelled, or could not start) with the log and
+    /// environment URLs. Returns what could not be delivered (also added to the report's `undelivered`).
     pub(crate) async fn report_run(
         &self,
-        installation: Option<u64>,
-        repo: &str,
-        environment: &str,
-        deployment_id: u64,
+        event: &crate::DeploymentEvent,
+        pipeline: &str,
         run: impl std::future::Future<Output = Option<RunReport>>,
     ) -> (Option<RunReport>, Vec<String>) {
-        let mut failed = Vec::new();
-        let env_url = Self::fill(&self.environment_url, repo, environment, "");
-        if let Err(e) = self
-            .status_as(installation, repo, deployment_id, "in_progress", "Gantry is deploying", (None, env_url.clone()))
-            .await
-        {
-            failed.push(e);
-        }
-        let report = run.await;
+        let (installation, repo, id) = (event.installation, event.repository.as_str(), event.deployment_id);
+        let vars = event.context().vars().clone();
+        let fill = |template: &Option<String>, run_id: &str| {
+            template.as_deref().and_then(|t| RunInfo::new(run_id, pipeline, vars.clone()).fill_url(t))
+        };
+        let env_url = fill(&self.environment_url, "");
+        let started =
+            self.status_as(installation, repo, id, "in_progress", "Gantry is deploying", (None, env_url.clone()));
+        let (started, report) = tokio::join!(started, run);
+        let mut failed: Vec<String> = started.err().into_iter().collect();
         let (state, description, run_id) = match &report {
             Some(r) => (
                 match r.status {
@@ -218,9 +226,8 @@ impl GitHub {
             ),
             None => ("error", "the run could not start".to_owned(), String::new()),
         };
-        let log_url = Self::fill(&self.log_url, repo, environment, &run_id);
-        if let Err(e) = self.status_as(installation, repo, deployment_id, state, &description, (log_url, env_url)).await
-        {
+        let log_url = fill(&self.log_url, &run_id);
+        if let Err(e) = self.status_as(installation, repo, id, state, &description, (log_url, env_url)).await {
             failed.push(e);
         }
         let mut report = report;

@@ -84,6 +84,8 @@ struct Shared {
     routes: Vec<(Route, Arc<Factory>)>,
     seen: Mutex<(HashSet<String>, VecDeque<String>)>,
     started: Mutex<Vec<Started>>,
+    /// Whether a [`Runs`] handle exists to take what `started` collects (else runs are not kept).
+    keep_started: std::sync::atomic::AtomicBool,
 }
 
 /// Receives GitHub webhooks as an axum `Router` the host mounts (a `tower::Service`):
@@ -142,6 +144,13 @@ impl Webhooks {
         self
     }
 
+    /// Like [`notify`](Self::notify), for a notifier shared with other receivers or runs.
+    #[must_use]
+    pub fn notify_shared(mut self, notifier: Arc<dyn Notifier>) -> Self {
+        self.notifiers.push(notifier);
+        self
+    }
+
     /// Tells `notifier` (Slack, ...) about every run the receiver starts; what it could not deliver is in the run's
     /// report ([`RunReport::undelivered`]).
     #[must_use]
@@ -186,26 +195,33 @@ impl Webhooks {
                 routes,
                 seen: Mutex::new((HashSet::new(), VecDeque::new())),
                 started: Mutex::new(Vec::new()),
+                keep_started: std::sync::atomic::AtomicBool::new(false),
             })
         }))
     }
 
     /// The router to mount (it answers `POST` on any path it is mounted at), and a handle on the runs it starts.
     pub fn router_with_runs(mut self) -> (axum::Router, Runs) {
-        let (limit, remember) = (self.limit, self.remember);
         let shared = self.shared();
-        let router = axum::Router::new()
-            .fallback(move |State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes| async move {
-                receive(&shared, remember, &headers, &body)
-            })
-            .layer(DefaultBodyLimit::max(limit))
-            .with_state(Arc::clone(&shared));
+        let router = self.make_router(Arc::clone(&shared));
+        shared.keep_started.store(true, std::sync::atomic::Ordering::Relaxed);
         (router, Runs { shared })
     }
 
-    /// The router to mount.
-    pub fn router(self) -> axum::Router {
-        self.router_with_runs().0
+    /// The router to mount. The runs it starts are not kept (nothing could take them): each ends on its own.
+    pub fn router(mut self) -> axum::Router {
+        let shared = self.shared();
+        self.make_router(shared)
+    }
+
+    fn make_router(&self, shared: Arc<Shared>) -> axum::Router {
+        let remember = self.remember;
+        axum::Router::new()
+            .fallback(move |State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes| async move {
+                receive(&shared, remember, &headers, &body)
+            })
+            .layer(DefaultBodyLimit::max(self.limit))
+            .with_state(shared)
     }
 }
 
@@ -304,12 +320,8 @@ fn receive(shared: &Shared, remember: usize, headers: &HeaderMap, body: &[u8]) -
         let context = deployment.context();
         let github = shared.github.clone();
         let notifiers = shared.notifiers.clone();
-        let (repo, environment, id, installation) = (
-            deployment.repository.clone(),
-            deployment.environment.clone(),
-            deployment.deployment_id,
-            deployment.installation,
-        );
+        let event = deployment.clone();
+        let pipeline_name = name.clone();
         let span = tracing::info_span!("gantry.webhook", delivery, repository = %deployment.repository);
         let run = tokio::spawn(tracing::Instrument::instrument(
             async move {
@@ -319,7 +331,7 @@ fn receive(shared: &Shared, remember: usize, headers: &HeaderMap, body: &[u8]) -
                 };
                 match github {
                     Some(github) => {
-                        let (report, undelivered) = github.report_run(installation, &repo, &environment, id, run).await;
+                        let (report, undelivered) = github.report_run(&event, &pipeline_name, run).await;
                         Finished { report, undelivered }
                     }
                     None => Finished { report: run.await, undelivered: Vec::new() },
@@ -328,7 +340,9 @@ fn receive(shared: &Shared, remember: usize, headers: &HeaderMap, body: &[u8]) -
             span,
         ));
         tracing::info!(target: "gantry_github", delivery, repository = %deployment.repository, pipeline = %name, "run started");
-        lock(&shared.started).push(Started { delivery: delivery.to_owned(), pipeline: name, run });
+        if shared.keep_started.load(std::sync::atomic::Ordering::Relaxed) {
+            lock(&shared.started).push(Started { delivery: delivery.to_owned(), pipeline: name, run });
+        }
         count += 1;
     }
     if count == 0 {

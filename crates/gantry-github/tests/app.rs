@@ -75,7 +75,10 @@ async fn deliver(app: &axum::Router, delivery: &str) {
 }
 
 fn receiver(api: &str) -> (axum::Router, gantry_github::Runs) {
-    let github = GitHub::app(APP_ID, &Secret::new(KEY)).unwrap().api_url(api);
+    receiver_with(GitHub::app(APP_ID, &Secret::new(KEY)).unwrap().api_url(api))
+}
+
+fn receiver_with(github: GitHub) -> (axum::Router, gantry_github::Runs) {
     assert!(!format!("{github:?}").contains("PRIVATE KEY"), "the key stays out of Debug");
     Webhooks::new(Secret::new(WEBHOOK_SECRET))
         .statuses(github)
@@ -134,6 +137,68 @@ async fn a_token_near_its_expiry_is_renewed_and_a_refused_token_is_reported() {
     assert!(finished.report.is_some(), "the deployment ran regardless");
     assert!(
         finished.undelivered[0].contains("GitHub refused an installation token for installation 1: 401"),
+        "{:?}",
+        finished.undelivered
+    );
+    assert_eq!(refused.requests().len(), 2, "a refused token is not asked for again within a status");
+}
+
+#[tokio::test]
+async fn a_token_github_stops_taking_is_replaced_and_runs_starting_together_share_one() {
+    let github = Receiver::start().await.unwrap();
+    github_app_api(&github, Duration::from_secs(3600));
+    let first_token_revoked = |r: &Recorded| {
+        (r.path.ends_with("/statuses") && r.header("authorization") == Some("Bearer ghs_token1"))
+            .then(|| (401, json!({"message": "Bad credentials"})))
+    };
+    let tokens = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let issued = std::sync::Arc::clone(&tokens);
+    github.respond_with(move |r: &Recorded| {
+        if r.path.ends_with("/access_tokens") {
+            let n = issued.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            let expires = gantry_testkit::rfc3339(SystemTime::now() + Duration::from_secs(3600));
+            return Some((201, json!({"token": format!("ghs_token{n}"), "expires_at": expires})));
+        }
+        first_token_revoked(r)
+    });
+    let (app, runs) = receiver(&github.url());
+    let deliveries: Vec<_> = (0..10).map(|i| format!("together-{i}")).collect();
+    futures::future::join_all(deliveries.iter().map(|d| deliver(&app, d))).await;
+    for started in runs.take() {
+        let finished = started.run.await.unwrap();
+        assert!(finished.undelivered.is_empty(), "{:?}", finished.undelivered);
+    }
+    assert_eq!(
+        tokens.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "one token for all ten runs, and one after the 401"
+    );
+    let last = github.requests().pop().unwrap();
+    assert_eq!(last.header("authorization"), Some("Bearer ghs_token2"));
+}
+
+#[tokio::test]
+async fn the_deliverys_installation_comes_first_and_a_hanging_token_request_is_bounded() {
+    let github = Receiver::start().await.unwrap();
+    github_app_api(&github, Duration::from_secs(3600));
+    let configured = GitHub::app(APP_ID, &Secret::new(KEY)).unwrap().api_url(github.url()).installation(99);
+    let (app, runs) = receiver_with(configured);
+    deliver(&app, "i-1").await;
+    runs.take().pop().unwrap().run.await.unwrap();
+    assert_eq!(github.requests()[0].path, "/app/installations/1/access_tokens", "the delivery's installation");
+
+    let hanging = Receiver::start().await.unwrap();
+    hanging.delay_next(Duration::from_secs(60), 100);
+    let github =
+        GitHub::app(APP_ID, &Secret::new(KEY)).unwrap().api_url(hanging.url()).timeout(Duration::from_millis(100));
+    let (app, runs) = receiver_with(github);
+    let started = std::time::Instant::now();
+    deliver(&app, "h-1").await;
+    let finished = runs.take().pop().unwrap().run.await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(10), "bounded: {:?}", started.elapsed());
+    assert!(finished.report.is_some_and(|r| r.status == gantry_core::RunStatus::Succeeded));
+    assert!(
+        finished.undelivered[0].contains("GitHub did not answer an installation token request within 100ms"),
         "{:?}",
         finished.undelivered
     );
