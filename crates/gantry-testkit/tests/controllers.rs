@@ -213,6 +213,10 @@ async fn scripted_pods_crash_loop_and_fail_to_pull() {
     })
     .await;
     assert!(!is_ready(&crashing));
+    let status = &crashing.status.as_ref().unwrap().container_statuses.as_ref().unwrap()[0];
+    let last =
+        status.last_state.as_ref().and_then(|s| s.terminated.as_ref()).expect("the last exit, as the kubelet keeps it");
+    assert_eq!((last.exit_code, last.reason.as_deref()), (1, Some("Error")));
     pod_state(&pods, |p| image_of(p) == "web:typo" && waiting_reason(p).as_deref() == Some("ImagePullBackOff")).await;
 }
 

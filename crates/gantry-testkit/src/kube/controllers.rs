@@ -28,8 +28,10 @@ pub enum PodScript {
     ReadyAfter(Duration),
     /// Runs and never becomes ready.
     NeverReady,
-    /// Starts, exits with `exit_code` after `runs_for`, and restarts with a back-off: `restartCount` grows and the
-    /// container waits in `CrashLoopBackOff`.
+    /// Starts, exits with `exit_code` after `runs_for`, and restarts as the kubelet does: the first exit shows as
+    /// `terminated` (reason `Error`) and is restarted at once; from the second on, the container waits in
+    /// `CrashLoopBackOff` (100 ms here, not 10 s doubling) with `restartCount` growing and its last exit in
+    /// `lastState.terminated`.
     CrashLoop {
         /// How long each run lasts.
         runs_for: Duration,
@@ -516,6 +518,7 @@ fn kubelet(sim: &Sim, store: &mut Store, key: &Key) -> Option<Instant> {
     for c in &containers {
         let name = c.get("name").cloned().unwrap_or(json!("app"));
         let image = c.get("image").cloned().unwrap_or(json!(""));
+        let mut last_state = None;
         let (ready, restarts, state) = match script_of(c) {
             PodScript::ReadyAfter(delay) => {
                 if elapsed >= delay {
@@ -527,16 +530,24 @@ fn kubelet(sim: &Sim, store: &mut Store, key: &Key) -> Option<Instant> {
             }
             PodScript::NeverReady => (false, 0, json!({"running": {"startedAt": now_rfc3339()}})),
             PodScript::CrashLoop { runs_for, exit_code } => {
+                // As the kubelet does it: the first exit shows `terminated` (Error) and is restarted at once; from
+                // the second exit on, the container waits in `CrashLoopBackOff` with its last exit in `lastState`
+                // (a back-off of 100 ms here instead of 10 s doubling).
                 let period = runs_for + Duration::from_millis(100);
-                let restarts = (elapsed.as_millis() / period.as_millis().max(1)) as i64;
-                let in_run = elapsed.as_millis() % period.as_millis().max(1) < runs_for.as_millis();
-                next = Some(period * (restarts as u32 + 1));
-                let state = if in_run && restarts == 0 {
-                    json!({"running": {"startedAt": now_rfc3339()}})
-                } else {
-                    json!({"waiting": {"reason": "CrashLoopBackOff", "message": format!("back-off restarting failed container (exit code {exit_code})")}})
+                let cycle = (elapsed.as_millis() / period.as_millis().max(1)) as u32;
+                let in_run = elapsed < period * cycle + runs_for;
+                next = Some(if in_run { period * cycle + runs_for } else { period * (cycle + 1) });
+                let exited = json!({"exitCode": exit_code, "reason": "Error", "finishedAt": now_rfc3339()});
+                let state = match (in_run, cycle) {
+                    (true, _) => json!({"running": {"startedAt": now_rfc3339()}}),
+                    (false, 0) => json!({"terminated": exited}),
+                    (false, _) => {
+                        json!({"waiting": {"reason": "CrashLoopBackOff", "message": format!("back-off restarting failed container (exit code {exit_code})")}})
+                    }
                 };
-                (false, restarts, state)
+                let last = if cycle > 0 { Some(json!({"terminated": exited})) } else { None };
+                last_state = last;
+                (false, i64::from(cycle), state)
             }
             PodScript::Exit { after, code, logs } => {
                 lock(&sim.control.logs)
@@ -568,7 +579,11 @@ fn kubelet(sim: &Sim, store: &mut Store, key: &Key) -> Option<Instant> {
             other => other,
         };
         all_ready &= ready;
-        statuses.push(json!({"name": name, "image": image, "ready": ready, "restartCount": restarts, "state": state, "started": ready}));
+        let mut status = json!({"name": name, "image": image, "ready": ready, "restartCount": restarts, "state": state, "started": ready});
+        if let Some(last) = last_state {
+            status["lastState"] = last;
+        }
+        statuses.push(status);
     }
     let ready_status = if all_ready && !containers.is_empty() { "True" } else { "False" };
     let status = json!({
@@ -589,7 +604,10 @@ fn same_status(old: Option<&Value>, new: &Value) -> bool {
     fn strip(v: &Value) -> Value {
         match v {
             Value::Object(m) => Value::Object(
-                m.iter().filter(|(k, _)| k.as_str() != "startedAt").map(|(k, v)| (k.clone(), strip(v))).collect(),
+                m.iter()
+                    .filter(|(k, _)| !matches!(k.as_str(), "startedAt" | "finishedAt"))
+                    .map(|(k, v)| (k.clone(), strip(v)))
+                    .collect(),
             ),
             Value::Array(a) => Value::Array(a.iter().map(strip).collect()),
             other => other.clone(),
