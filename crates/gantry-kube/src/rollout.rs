@@ -253,10 +253,11 @@ fn fatal(pod: &Pod, image: &str, max_restarts: i32) -> Option<String> {
             && let Some(reason) = w.reason.as_deref().filter(|r| FATAL_WAITING.contains(r))
         {
             let message = w.message.as_deref().map(|m| format!(": {m}")).unwrap_or_default();
-            return Some(format!(
-                "pod `{name}` container `{}` is in {reason}{message} ({} restarts)",
-                s.name, s.restart_count
-            ));
+            let restarts = match s.restart_count {
+                1 => "restarted once".to_owned(),
+                n => format!("{n} restarts"),
+            };
+            return Some(format!("pod `{name}` container `{}` is in {reason}{message} ({restarts})", s.name));
         }
         if s.restart_count > max_restarts {
             return Some(format!(
