@@ -11,6 +11,6 @@ mod statuses;
 mod webhook;
 
 pub use error::GitHubError;
-pub use event::DeploymentEvent;
+pub use event::{BodyError, DeploymentEvent};
 pub use statuses::GitHub;
 pub use webhook::{Factory, Finished, Route, Runs, Started, Webhooks, sign_payload, verify_signature};

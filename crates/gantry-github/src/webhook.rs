@@ -289,13 +289,9 @@ fn receive(shared: &Shared, remember: usize, headers: &HeaderMap, body: &[u8]) -
     let Some(delivery) = header("x-github-delivery").filter(|d| !d.is_empty()) else {
         return answer(StatusCode::BAD_REQUEST, "missing X-GitHub-Delivery");
     };
-    let payload: serde_json::Value = match serde_json::from_slice(body) {
-        Ok(v) => v,
-        Err(e) => return answer(StatusCode::BAD_REQUEST, &format!("the body is not JSON: {e}")),
-    };
-    let deployment = match DeploymentEvent::parse(delivery, &payload) {
+    let deployment = match DeploymentEvent::from_body(delivery, body) {
         Ok(d) => d,
-        Err(e) => return answer(StatusCode::BAD_REQUEST, &format!("not a deployment event: {e}")),
+        Err(e) => return answer(StatusCode::BAD_REQUEST, &e.to_string()),
     };
     {
         let mut seen = lock(&shared.seen);

@@ -359,3 +359,30 @@ async fn a_slow_github_does_not_delay_the_start_of_the_deployment() {
     assert_eq!(states, ["in_progress", "success"], "the outcome still comes after `in_progress`");
     assert!(finished.undelivered.is_empty());
 }
+
+#[test]
+fn the_fast_body_reader_agrees_with_the_json_tree_on_githubs_examples() {
+    use gantry_github::BodyError;
+    let examples = [
+        include_str!("data/payload.json"),
+        include_str!("data/with-installation.payload.json"),
+        include_str!("data/gh-pages.payload.json"),
+    ];
+    for text in examples {
+        let tree: serde_json::Value = serde_json::from_str(text).unwrap();
+        let fast = DeploymentEvent::from_body("d", text.as_bytes()).unwrap();
+        assert_eq!(fast, DeploymentEvent::parse("d", &tree).unwrap());
+    }
+    let with_installation = DeploymentEvent::from_body("d", examples[1].as_bytes()).unwrap();
+    assert_eq!(with_installation.installation, Some(1));
+    // Escapes cannot be borrowed from the body; they are decoded all the same.
+    let escaped = examples[0].replace("\"environment\": \"production\"", "\"environment\": \"pr\\u006fduction\"");
+    assert_ne!(escaped, examples[0]);
+    assert_eq!(DeploymentEvent::from_body("d", escaped.as_bytes()).unwrap().environment, "production");
+    assert!(matches!(DeploymentEvent::from_body("d", b"{not json"), Err(BodyError::NotJson(_))));
+    let no_sha = examples[0].replace("\"sha\":", "\"shaa\":");
+    assert_eq!(
+        DeploymentEvent::from_body("d", no_sha.as_bytes()),
+        Err(BodyError::NotADeployment("no `/deployment/sha`".into()))
+    );
+}
