@@ -60,6 +60,16 @@ async fn healthy_on(deploys: &Api<Deployment>, want: &str) {
     );
 }
 
+/// Waits until the Deployment's template asks for `want`: the step's PATCH landed and the rollout is under way.
+async fn rolling_out_to(deploys: &Api<Deployment>, want: &str) {
+    let want = want.to_owned();
+    let patched = move |d: Option<&Deployment>| d.is_some_and(|d| image(d) == want);
+    tokio::time::timeout(Duration::from_secs(30), await_condition(deploys.clone(), "web", patched))
+        .await
+        .expect("the rollout starts in time")
+        .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_good_rollout_succeeds_and_leaves_events() {
     let c = TestCluster::new("good").await.unwrap();
@@ -127,10 +137,19 @@ async fn server_errors_and_dropped_watches_during_a_rollout_are_survived() {
     let deploys = web(&c, "web:1", 600).await;
     let run = Run::new(&deploy_pipeline(&c), Context::new().var("image", "web:2"));
     let handle = tokio::spawn(run.execute());
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    rolling_out_to(&deploys, "web:2").await;
+    let watches = || sim.requests().get("WATCH deployments").copied().unwrap_or(0);
+    let before = watches();
     sim.inject(Fault::status(StatusCode::INTERNAL_SERVER_ERROR).path("/deployments").times(3));
     sim.drop_watches();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Again once the step has watched again (through the 500s): the simulator counts its requests.
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while watches() <= before {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the step watches again");
     sim.drop_watches();
     let report = tokio::time::timeout(Duration::from_secs(60), handle).await.unwrap().unwrap().unwrap();
     assert_eq!(report.status, RunStatus::Succeeded, "{report}");
@@ -173,7 +192,7 @@ async fn cancelling_mid_rollout_rolls_back() {
         Run::new(&deploy_pipeline(&c), Context::new().var("image", "web:slow")).grace_period(Duration::from_secs(30));
     let token = run.cancellation_token();
     let handle = tokio::spawn(run.execute());
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    rolling_out_to(&deploys, "web:slow").await;
     token.cancel();
     let report = tokio::time::timeout(Duration::from_secs(60), handle).await.unwrap().unwrap().unwrap();
     assert_eq!(report.status, RunStatus::Cancelled);
