@@ -36,6 +36,8 @@ pub struct Document {
     comments: Vec<String>,
     format: Format,
     rule: crate::metadata::Rule,
+    /// Under comment rules: for each leaf of the first document, in document order, whether it was encrypted.
+    sealed: Vec<bool>,
 }
 
 impl Decryptor {
@@ -133,15 +135,21 @@ impl Decryptor {
         key: &[u8; 32],
         format: Format,
     ) -> Result<Document, SopsError> {
-        let mut document =
-            Document { documents: parsed.documents, comments: Vec::new(), format, rule: metadata.rule.clone() };
+        let mut document = Document {
+            documents: parsed.documents,
+            comments: Vec::new(),
+            format,
+            rule: metadata.rule.clone(),
+            sealed: Vec::new(),
+        };
         let mut mac = Sha512::new();
         if metadata.mac_only_encrypted {
             mac.update(Sha256::digest(b"sops"));
         }
         let opener = cipher::Opener::new(key);
-        for d in &mut document.documents {
-            open_tree(d, &opener, &metadata, &mut mac)?;
+        for (i, d) in document.documents.iter_mut().enumerate() {
+            let sealed = (i == 0 && metadata.rule.by_comments()).then_some(&mut document.sealed);
+            open_tree(d, &opener, &metadata, &mut mac, sealed)?;
         }
         self.check_mac(&metadata, key, &mac.finalize())?;
         for (path, sealed) in parsed.comments {
@@ -216,15 +224,26 @@ impl Decryptor {
 }
 
 /// Opens every encrypted value of a tree in place, feeding the MAC in document order.
-fn open_tree(value: &mut Value, key: &cipher::Opener, metadata: &Metadata, mac: &mut Sha512) -> Result<(), SopsError> {
+fn open_tree(
+    value: &mut Value,
+    key: &cipher::Opener,
+    metadata: &Metadata,
+    mac: &mut Sha512,
+    mut sealed_leaves: Option<&mut Vec<bool>>,
+) -> Result<(), SopsError> {
     // The additional data of each value, `a:b:c:`, built in one buffer reused for every value.
     let mut aad = String::new();
     crate::tree::for_each_leaf(value, &mut Vec::new(), &mut |leaf, path| {
-        let hashed = !metadata.mac_only_encrypted || metadata.rule.encrypts(path);
+        let sealed = matches!(&*leaf, Value::Str(text) if cipher::is_sealed(text));
+        if let Some(leaves) = sealed_leaves.as_deref_mut() {
+            leaves.push(sealed);
+        }
+        // Under comment rules the path cannot say what sops encrypted; the file shows it (an empty string, which
+        // sops leaves as it is, adds nothing to the MAC either way).
+        let encrypted = if metadata.rule.by_comments() { sealed } else { metadata.rule.encrypts(path) };
+        let hashed = !metadata.mac_only_encrypted || encrypted;
         let where_ = || path.join(".");
-        if let Value::Str(text) = leaf
-            && cipher::is_sealed(text)
-        {
+        if sealed && let Value::Str(text) = leaf {
             let sealed = cipher::parse(text).map_err(|why| SopsError::Malformed { path: where_(), why })?;
             aad.clear();
             for component in path {
@@ -375,6 +394,7 @@ impl Document {
         fn walk(
             v: &Value,
             rule: &crate::metadata::Rule,
+            sealed: &mut std::slice::Iter<'_, bool>,
             keys: &mut Vec<String>,
             path: &mut Vec<String>,
             out: &mut Vec<(String, bool, gantry_core::Secret)>,
@@ -384,7 +404,7 @@ impl Document {
                     for (k, v) in entries {
                         keys.push(k.clone());
                         path.push(k.clone());
-                        walk(v, rule, keys, path, out);
+                        walk(v, rule, sealed, keys, path, out);
                         path.pop();
                         keys.pop();
                     }
@@ -392,21 +412,26 @@ impl Document {
                 Value::Seq(items) => {
                     for (i, item) in items.iter().enumerate() {
                         path.push(i.to_string());
-                        walk(item, rule, keys, path, out);
+                        walk(item, rule, sealed, keys, path, out);
                         path.pop();
                     }
                 }
+                Value::Null => {}
                 leaf => {
+                    // One flag per leaf `open_tree` visited (every leaf but null), under comment rules.
+                    let was_sealed = sealed.next().copied();
                     if let Some(s) = secret_of(leaf) {
                         // The rule sees map keys only, as sops does (list items add no path component).
-                        out.push((path.join("."), rule.encrypts(keys), s));
+                        let encrypted =
+                            if rule.by_comments() { was_sealed.unwrap_or(true) } else { rule.encrypts(keys) };
+                        out.push((path.join("."), encrypted, s));
                     }
                 }
             }
         }
         let mut out = Vec::new();
         if let Some(d) = self.documents.first() {
-            walk(d, &self.rule, &mut Vec::new(), &mut Vec::new(), &mut out);
+            walk(d, &self.rule, &mut self.sealed.iter(), &mut Vec::new(), &mut Vec::new(), &mut out);
         }
         out
     }

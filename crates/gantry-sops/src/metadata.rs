@@ -32,9 +32,17 @@ pub(crate) enum Rule {
     EncryptedSuffix(String),
     UnencryptedRegex(Regex),
     EncryptedRegex(Regex),
+    /// `encrypted_comment_regex` / `unencrypted_comment_regex` (sops 3.9+): the comments above a key decide. Gantry
+    /// reads such files (which values were encrypted shows in the file itself) but does not write them.
+    ByComments,
 }
 
 impl Rule {
+    /// Whether the rule is decided by comments, which the key path cannot tell.
+    pub(crate) fn by_comments(&self) -> bool {
+        matches!(self, Rule::ByComments)
+    }
+
     /// Whether the value at `path` is meant to be encrypted: any component of the path decides (a match applies to
     /// the whole subtree).
     pub(crate) fn encrypts<S: AsRef<str>>(&self, path: &[S]) -> bool {
@@ -44,6 +52,8 @@ impl Rule {
             Rule::EncryptedSuffix(s) => path.any(|p| p.ends_with(s.as_str())),
             Rule::UnencryptedRegex(r) => !path.any(|p| r.is_match(p)),
             Rule::EncryptedRegex(r) => path.any(|p| r.is_match(p)),
+            // Not decidable from the path; callers look at the value instead (see `by_comments`).
+            Rule::ByComments => true,
         }
     }
 }
@@ -138,9 +148,15 @@ impl Metadata {
         if let Some(r) = text(sops.get(&["encrypted_regex"])) {
             rules.push(Rule::EncryptedRegex(regex("encrypted_regex", &r)?));
         }
+        for field in ["unencrypted_comment_regex", "encrypted_comment_regex"] {
+            if let Some(r) = text(sops.get(&[field])) {
+                regex(field, &r)?;
+                rules.push(Rule::ByComments);
+            }
+        }
         if rules.len() > 1 {
             return Err(SopsError::Metadata(
-                "more than one of the encrypted/unencrypted suffix and regex rules".into(),
+                "more than one of the encrypted/unencrypted suffix, regex and comment regex rules".into(),
             ));
         }
         let rule = rules.pop().unwrap_or_else(|| Rule::UnencryptedSuffix("_unencrypted".into()));

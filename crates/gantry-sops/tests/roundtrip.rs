@@ -167,3 +167,58 @@ fn gantry_options_are_honoured_by_sops() {
         }
     }
 }
+
+/// sops 3.9+'s comment rules: the comment above a key decides whether its value is encrypted. Gantry reads such
+/// files as sops writes them, MAC included (also with `mac_only_encrypted`), and tells the encrypted values from
+/// the plain ones.
+#[test]
+#[ignore = "needs sops: run bash .ci/test-all"]
+fn files_under_comment_rules_decrypt_with_gantry() {
+    let dir = TempDir::new("comments");
+    let plain =
+        "app:\n  name: shop\n  # sops:enc\n  password: s3cr3t\n  replicas: 3\n# sops:enc\ntokens:\n  - a1\n  - b2\n";
+    let input = dir.0.join("values.yaml");
+    std::fs::write(&input, plain).unwrap();
+    let recipient = keys().recipients().remove(0);
+    for (rule, mac_only, secret_paths) in [
+        ("encrypted_comment_regex", false, vec!["app.password", "tokens.0", "tokens.1"]),
+        ("encrypted_comment_regex", true, vec!["app.password", "tokens.0", "tokens.1"]),
+        ("unencrypted_comment_regex", true, vec!["app.name", "app.replicas"]),
+    ] {
+        let config = dir.0.join("sops.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "creation_rules:\n  - age: {recipient}\n    {rule}: \"sops:enc\"\n    mac_only_encrypted: {mac_only}\n"
+            ),
+        )
+        .unwrap();
+        let encrypted = sops(&["--config", config.to_str().unwrap(), "encrypt", input.to_str().unwrap()]);
+        assert!(encrypted.contains(&format!("{rule}: sops:enc")), "{encrypted}");
+        let document = Decryptor::new(keys())
+            .decrypt(&encrypted, Format::Yaml)
+            .unwrap_or_else(|e| panic!("{rule}, mac_only_encrypted {mac_only}: {e}"));
+        assert_eq!(normalise(document.documents()[0].clone()), tree(plain, Format::Yaml), "{rule}");
+        let mut secrets: Vec<String> = document.secrets().into_iter().map(|(p, _)| p).collect();
+        secrets.sort();
+        assert_eq!(secrets, secret_paths, "{rule}: what sops encrypted is what Gantry treats as secret");
+
+        // A plain value edited: Gantry accepts or refuses it exactly as sops does (the MAC covers plain values
+        // unless `mac_only_encrypted`).
+        let plain_line = ["name: shop", "password: s3cr3t"].into_iter().find(|l| encrypted.contains(l)).unwrap();
+        let edited = encrypted.replacen(plain_line, &format!("{plain_line}x"), 1);
+        let edited_path = dir.0.join("edited.yaml");
+        std::fs::write(&edited_path, &edited).unwrap();
+        let sops_accepts = Command::new("sops")
+            .args(["--disable-version-check", "decrypt", edited_path.to_str().unwrap()])
+            .env("SOPS_AGE_KEY_FILE", format!("{DATA}key1.txt"))
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .output()
+            .unwrap()
+            .status
+            .success();
+        let gantry_accepts = Decryptor::new(keys()).decrypt(&edited, Format::Yaml).is_ok();
+        assert_eq!(gantry_accepts, sops_accepts, "{rule}, mac_only_encrypted {mac_only}: `{plain_line}` edited");
+        assert_eq!(sops_accepts, mac_only, "sops checks plain values unless mac_only_encrypted");
+    }
+}
