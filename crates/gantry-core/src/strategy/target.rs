@@ -133,7 +133,7 @@ pub enum TargetError {
     Cancelled,
 }
 
-/// The platform side of a deployment: Kubernetes Deployments and Services in `gantry-kube`, [`MemoryTarget`]
+/// The platform side of a deployment: Kubernetes Deployments and Services in `gantry-kube`, [`MemoryTarget`](super::MemoryTarget)
 /// (super::MemoryTarget) in tests. Strategies drive it through these operations only.
 #[async_trait]
 pub trait Target: Send + Sync + fmt::Debug {
