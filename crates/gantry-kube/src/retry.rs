@@ -2,7 +2,8 @@
 //!
 //! kube's client already retries 429, 503 and 504 (honouring `Retry-After`). What is left, and retried here a few
 //! times with a doubling pause: `409 Conflict` (Gantry's writes are patches without a resourceVersion precondition,
-//! so the same patch is simply sent again), `500` and `502`, and lost connections. Anything else, such as a 403 or a
+//! so the same patch is simply sent again; a server-side apply's field conflict is not retried), `500` and `502`,
+//! and lost connections. Anything else, such as a 403 or a
 //! 422, fails at once.
 
 use std::future::Future;
@@ -38,10 +39,14 @@ where
     }
 }
 
-/// Whether the same call may succeed if made again.
+/// Whether the same call may succeed if made again. A server-side apply's field conflict (a `409` whose causes are
+/// `FieldManagerConflict`) would meet the same conflict again: it is not retried.
 fn passing(e: &kube::Error) -> bool {
     match e {
-        kube::Error::Api(status) => matches!(status.code, 409 | 500 | 502),
+        kube::Error::Api(status) if status.code == 409 => {
+            !status.details.as_ref().is_some_and(|d| d.causes.iter().any(|c| c.reason == "FieldManagerConflict"))
+        }
+        kube::Error::Api(status) => matches!(status.code, 500 | 502),
         kube::Error::HyperError(_) | kube::Error::Service(_) => true,
         _ => false,
     }

@@ -266,3 +266,50 @@ async fn rendered_manifests_with_rollout_tracking_roll_a_failed_deployment_back(
     assert_eq!(live.spec.unwrap().template.spec.unwrap().containers[0].image.as_deref(), Some("web:1"));
     c.cleanup().await;
 }
+
+/// Server-side apply's conflicts: a field someone else set (here `kubectl set image`, field manager `kubectl-set`)
+/// is not taken by `force(false)`: the step fails at once naming the field and its manager, and changes nothing.
+/// With `force(true)` (the default, as for a controller) the field becomes Gantry's.
+/// <https://kubernetes.io/docs/reference/using-api/server-side-apply/#conflicts>
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_field_another_manager_set_is_a_conflict_unless_forced() {
+    let c = TestCluster::new("conflict").await.unwrap();
+    let deploys: Api<Deployment> = Api::namespaced(c.client.clone(), &c.namespace);
+    let (report, _, _) = run(Apply::rendered(cluster(&c), deployment_yaml("web:1")), Context::new()).await;
+    assert_eq!(report.status, RunStatus::Succeeded, "{report}");
+    // Someone hot-fixes the image by hand.
+    let hotfix =
+        serde_json::json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "web:hotfix"}]}}}});
+    let by_hand = kube::api::PatchParams { field_manager: Some("kubectl-set".into()), ..Default::default() };
+    deploys.patch("web", &by_hand, &kube::api::Patch::Strategic(&hotfix)).await.unwrap();
+
+    let started = std::time::Instant::now();
+    let careful = Apply::rendered(cluster(&c), deployment_yaml("web:2")).force(false);
+    let (report, _, _) = run(careful, Context::new()).await;
+    let reason = report.step("apply").unwrap().reason.clone().unwrap();
+    assert!(reason.contains("conflict with \"kubectl-set\""), "{reason}");
+    assert!(reason.contains(".spec.template.spec.containers[name=\"app\"].image"), "{reason}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "a field conflict is not retried");
+    let image = |d: Deployment| d.spec.unwrap().template.spec.unwrap().containers[0].image.clone().unwrap();
+    assert_eq!(image(deploys.get("web").await.unwrap()), "web:hotfix", "nothing changed");
+
+    // Applying the value that is live is no conflict, whoever set it.
+    let (report, _, _) =
+        run(Apply::rendered(cluster(&c), deployment_yaml("web:hotfix")).force(false), Context::new()).await;
+    assert_eq!(report.status, RunStatus::Succeeded, "{report}");
+
+    let (report, _, _) = run(Apply::rendered(cluster(&c), deployment_yaml("web:2")), Context::new()).await;
+    assert_eq!(report.status, RunStatus::Succeeded, "forced, as by default: {report}");
+    let live = deploys.get("web").await.unwrap();
+    let managers: Vec<(String, String)> = live
+        .metadata
+        .managed_fields
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|m| (m.manager.unwrap_or_default(), m.operation.unwrap_or_default()))
+        .collect();
+    assert!(managers.contains(&(FIELD_MANAGER.to_owned(), "Apply".to_owned())), "{managers:?}");
+    assert_eq!(image(live), "web:2");
+    c.cleanup().await;
+}

@@ -209,3 +209,38 @@ async fn kubectl_wait_for_a_job_and_read_its_logs() {
     assert_eq!(k.ok(&["logs", "job/preflight"]).trim(), "preflight ok");
     c.cleanup().await;
 }
+
+/// `kubectl set image` takes the image as field manager `kubectl-set`; a later `kubectl apply --server-side` of
+/// another image meets that conflict, as kubectl reports it, until `--force-conflicts`.
+/// <https://kubernetes.io/docs/reference/using-api/server-side-apply/#conflicts>
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_server_side_apply_meets_a_field_conflict_and_forces_it() {
+    let c = TestCluster::new("kubectl-conflict").await.unwrap();
+    let k = Kubectl::new(&c);
+    k.apply(WEB);
+    k.ok(&["set", "image", "deployment/web", "app=nginx:1.28"]);
+    let managers = k.ok(&[
+        "get",
+        "deployment",
+        "web",
+        "--show-managed-fields",
+        "-o",
+        "jsonpath={.metadata.managedFields[*].manager}",
+    ]);
+    assert!(managers.contains("kubectl-set"), "{managers}");
+
+    let file = std::env::temp_dir().join(format!("gantry-conflict-{}.yaml", c.namespace));
+    std::fs::write(&file, WEB.replace("nginx:1.27", "nginx:1.29")).unwrap();
+    let refused = k.run(&["apply", "--server-side", "-f", file.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(stderr.contains("conflict with \"kubectl-set\""), "{stderr}");
+    assert!(stderr.contains(".spec.template.spec.containers[name=\"app\"].image"), "{stderr}");
+    let image = || k.ok(&["get", "deployment", "web", "-o", "jsonpath={.spec.template.spec.containers[0].image}"]);
+    assert_eq!(image(), "nginx:1.28", "refused, so nothing changed");
+
+    k.ok(&["apply", "--server-side", "--force-conflicts", "-f", file.to_str().unwrap()]);
+    assert_eq!(image(), "nginx:1.29");
+    let _ = std::fs::remove_file(&file);
+    c.cleanup().await;
+}

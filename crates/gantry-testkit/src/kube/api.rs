@@ -14,11 +14,11 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 
 use super::fault::Injected;
-use super::patch;
 use super::resources::ResourceType;
 use super::selector::Selector;
 use super::store::{Change, Key, StoreError, metadata, now_rfc3339};
 use super::{Sim, lock};
+use super::{ownership, patch};
 
 /// The version the simulator reports; kubectl's dispatcher picks a client from it.
 pub(crate) const SERVER_MINOR: &str = "33";
@@ -283,20 +283,25 @@ async fn api(
         return not_found_path(&rest.join("/"));
     }
     let dry_run = params.get("dryRun").is_some_and(|v| v == "All");
+    // Who writes: `fieldManager`, else the user agent up to its first `/`, as the API server derives it.
+    let manager = params.get("fieldManager").filter(|m| !m.is_empty()).cloned().unwrap_or_else(|| {
+        let agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("unknown");
+        agent.split('/').next().unwrap_or("unknown").to_owned()
+    });
     match (method.clone(), &target.name) {
         (Method::GET, None) if is_true(params.get("watch")) => watch(sim, &t, &target, params),
         (Method::GET, None) => list(sim, &t, &target, params),
         (Method::GET, Some(name)) => get(sim, &t, &target, name),
         (Method::POST, None) => match parse_body(headers, body) {
-            Ok(object) => create(sim, &t, &target, object, dry_run),
+            Ok(object) => create(sim, &t, &target, object, dry_run, &manager),
             Err(e) => bad_request(e),
         },
         (Method::PUT, Some(name)) => match parse_body(headers, body) {
-            Ok(object) => replace(sim, &t, &target, name, object, dry_run),
+            Ok(object) => replace(sim, &t, &target, name, object, dry_run, &manager),
             Err(e) => bad_request(e),
         },
         (Method::PATCH, Some(name)) => match parse_body(headers, body) {
-            Ok(p) => patch_object(sim, &t, &target, name, p, headers, params, dry_run),
+            Ok(p) => patch_object(sim, &t, &target, name, p, headers, params, dry_run, &manager),
             Err(e) => bad_request(e),
         },
         (Method::DELETE, Some(name)) => delete(sim, &t, &target, name, params, body, dry_run),
@@ -534,7 +539,7 @@ fn prepare_create(t: &ResourceType, target: &Target, mut object: Value) -> Value
     typed(object, t)
 }
 
-fn create(sim: &Sim, t: &ResourceType, target: &Target, object: Value, dry_run: bool) -> Response {
+fn create(sim: &Sim, t: &ResourceType, target: &Target, object: Value, dry_run: bool, manager: &str) -> Response {
     if let Err(r) = check_body(t, &object, None) {
         return *r;
     }
@@ -542,6 +547,8 @@ fn create(sim: &Sim, t: &ResourceType, target: &Target, object: Value, dry_run: 
         return *r;
     }
     let mut object = prepare_create(t, target, object);
+    let managed = ownership::update(&[], manager, None, &object, &t.api_version(), &now_rfc3339());
+    metadata(&mut object).insert("managedFields".into(), json!(managed));
     let name = match object.pointer("/metadata/name").and_then(Value::as_str) {
         Some(n) if !n.is_empty() => n.to_owned(),
         _ => match object.pointer("/metadata/generateName").and_then(Value::as_str) {
@@ -601,6 +608,7 @@ fn admit(t: &ResourceType, object: &mut Value) {
 
 /// The update a PUT or PATCH asks for, applied as the registry does: the main resource keeps the old status when the
 /// type has a status subresource; the status subresource keeps everything but the status.
+#[allow(clippy::too_many_arguments)]
 fn apply_update(
     sim: &Sim,
     t: &ResourceType,
@@ -609,9 +617,16 @@ fn apply_update(
     old: &Value,
     mut new: Value,
     dry_run: bool,
+    updater: Option<&str>,
 ) -> Response {
     if let Err(r) = check_body(t, &new, Some(name)) {
         return *r;
+    }
+    if let Some(manager) = updater {
+        // An update owns what it changed (a PUT's body may omit managedFields: they are the server's to keep).
+        let before = old.pointer("/metadata/managedFields").and_then(Value::as_array).cloned().unwrap_or_default();
+        let managed = ownership::update(&before, manager, Some(old), &new, &t.api_version(), &now_rfc3339());
+        metadata(&mut new).insert("managedFields".into(), json!(managed));
     }
     match target.sub.as_deref() {
         Some("status") => {
@@ -652,10 +667,18 @@ fn apply_update(
     }
 }
 
-fn replace(sim: &Sim, t: &ResourceType, target: &Target, name: &str, object: Value, dry_run: bool) -> Response {
+fn replace(
+    sim: &Sim,
+    t: &ResourceType,
+    target: &Target,
+    name: &str,
+    object: Value,
+    dry_run: bool,
+    manager: &str,
+) -> Response {
     let old = lock(&sim.store).get(&key(target, t, name)).cloned();
     match old {
-        Some(old) => apply_update(sim, t, target, name, &old, object, dry_run),
+        Some(old) => apply_update(sim, t, target, name, &old, object, dry_run, Some(manager)),
         None => store_error(StoreError::NotFound, t, name),
     }
 }
@@ -670,6 +693,7 @@ fn patch_object(
     headers: &HeaderMap,
     params: &HashMap<String, String>,
     dry_run: bool,
+    updater: &str,
 ) -> Response {
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let old = lock(&sim.store).get(&key(target, t, name)).cloned();
@@ -677,12 +701,15 @@ fn patch_object(
         let Some(manager) = params.get("fieldManager").filter(|m| !m.is_empty()) else {
             return bad_request("PATCH with apply-patch requires a fieldManager".into());
         };
-        let entry = json!({"manager": manager, "operation": "Apply", "apiVersion": t.api_version(), "time": now_rfc3339(), "fieldsType": "FieldsV1", "fieldsV1": {}});
+        let force = params.get("force").is_some_and(|f| f == "true");
         return match old {
             None => {
                 let mut object = patch;
                 metadata(&mut object).insert("name".into(), json!(name));
-                metadata(&mut object).insert("managedFields".into(), json!([entry]));
+                let managed =
+                    ownership::apply(&[], manager, &object, &json!({}), true, &t.api_version(), &now_rfc3339())
+                        .unwrap_or_default();
+                metadata(&mut object).insert("managedFields".into(), json!(managed));
                 let object = prepare_create_keep_fields(t, target, object);
                 create_with_fields(sim, t, target, object, dry_run)
             }
@@ -692,22 +719,22 @@ fn patch_object(
                 if let Some(m) = applied.get_mut("metadata").and_then(Value::as_object_mut) {
                     m.remove("resourceVersion");
                 }
+                let before =
+                    old.pointer("/metadata/managedFields").and_then(Value::as_array).cloned().unwrap_or_default();
+                let managed =
+                    match ownership::apply(&before, manager, &applied, &old, force, &t.api_version(), &now_rfc3339()) {
+                        Ok(m) => m,
+                        Err(conflicts) => return apply_conflict(t, name, &conflicts),
+                    };
                 patch::strategic(&mut merged, &applied);
-                let fields = metadata(&mut merged).entry("managedFields").or_insert(json!([]));
-                if let Some(list) = fields.as_array_mut() {
-                    list.retain(|e| {
-                        e.get("manager").and_then(Value::as_str) != Some(manager.as_str())
-                            || e.get("operation").and_then(Value::as_str) != Some("Apply")
-                    });
-                    list.push(entry);
-                }
+                metadata(&mut merged).insert("managedFields".into(), json!(managed));
                 if target.sub.is_none() && t.status {
                     // Applying to the main resource leaves status alone.
                     merged["status"] = old.get("status").cloned().unwrap_or(json!({}));
                 }
                 let rv = old.pointer("/metadata/resourceVersion").cloned().unwrap_or(json!(""));
                 metadata(&mut merged).insert("resourceVersion".into(), rv);
-                apply_update(sim, t, target, name, &old, merged, dry_run)
+                apply_update(sim, t, target, name, &old, merged, dry_run, None)
             }
         };
     }
@@ -736,7 +763,28 @@ fn patch_object(
         let rv = old.pointer("/metadata/resourceVersion").cloned().unwrap_or(json!(""));
         metadata(&mut merged).insert("resourceVersion".into(), rv);
     }
-    apply_update(sim, t, target, name, &old, merged, dry_run)
+    apply_update(sim, t, target, name, &old, merged, dry_run, Some(updater))
+}
+
+/// `409 Conflict` for an apply that would change fields other managers set, worded as the API server words it.
+fn apply_conflict(t: &ResourceType, name: &str, conflicts: &[ownership::Conflict]) -> Response {
+    let api = t.api_version();
+    let each: Vec<String> =
+        conflicts.iter().map(|c| format!("conflict with \"{}\" using {api}: {}", c.manager, c.field)).collect();
+    let message = if conflicts.len() == 1 {
+        format!("Apply failed with 1 conflict: {}", each[0])
+    } else {
+        format!("Apply failed with {} conflicts: {}", conflicts.len(), each.join("\n"))
+    };
+    let causes: Vec<Value> = conflicts
+        .iter()
+        .map(|c| json!({"reason": "FieldManagerConflict", "message": format!("conflict with \"{}\" using {api}", c.manager), "field": c.field}))
+        .collect();
+    let body = json!({
+        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message,
+        "reason": "Conflict", "code": 409, "details": {"name": name, "group": t.group, "kind": t.plural, "causes": causes},
+    });
+    json_response(StatusCode::CONFLICT, &body)
 }
 
 fn prepare_create_keep_fields(t: &ResourceType, target: &Target, object: Value) -> Value {
