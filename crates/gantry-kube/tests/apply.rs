@@ -313,3 +313,27 @@ async fn a_field_another_manager_set_is_a_conflict_unless_forced() {
     assert_eq!(image(live), "web:2");
     c.cleanup().await;
 }
+
+/// Server-side apply removes what Gantry applied before and applies no more (a key dropped from a ConfigMap, a
+/// sidecar dropped from a Deployment), and leaves what someone else set.
+/// <https://kubernetes.io/docs/reference/using-api/server-side-apply/#field-management>
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_is_no_longer_applied_is_removed_and_what_others_set_stays() {
+    let c = TestCluster::new("prune").await.unwrap();
+    let manifest =
+        |keys: &str| format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: settings}}\ndata: {{{keys}}}\n");
+    let (report, _, _) = run(Apply::rendered(cluster(&c), manifest("a: '1', b: '2'")), Context::new()).await;
+    assert_eq!(report.status, RunStatus::Succeeded, "{report}");
+    let maps: Api<ConfigMap> = Api::namespaced(c.client.clone(), &c.namespace);
+    let by_hand = kube::api::PatchParams { field_manager: Some("kubectl-edit".into()), ..Default::default() };
+    let extra = serde_json::json!({"data": {"c": "3"}});
+    maps.patch("settings", &by_hand, &kube::api::Patch::Merge(&extra)).await.unwrap();
+
+    let (report, _, lines) = run(Apply::rendered(cluster(&c), manifest("a: '1'")), Context::new()).await;
+    assert_eq!(report.status, RunStatus::Succeeded, "{report}");
+    let data = maps.get("settings").await.unwrap().data.unwrap();
+    let keys: Vec<&str> = data.keys().map(String::as_str).collect();
+    assert_eq!(keys, ["a", "c"], "b is gone; c, set by hand, stays");
+    assert!(lines.iter().any(|l| l.contains("configmap/settings configured")), "{lines:?}");
+    c.cleanup().await;
+}

@@ -244,3 +244,16 @@ async fn kubectl_server_side_apply_meets_a_field_conflict_and_forces_it() {
     let _ = std::fs::remove_file(&file);
     c.cleanup().await;
 }
+
+/// `kubectl apply --server-side` of a manifest without a field it applied before removes that field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_server_side_apply_removes_what_it_no_longer_applies() {
+    let c = TestCluster::new("kubectl-prune").await.unwrap();
+    let k = Kubectl::new(&c);
+    k.apply(&WEB.replace("  greeting: hello\n", "  greeting: hello\n  farewell: bye\n"));
+    let data = || k.ok(&["get", "configmap", "web-config", "-o", "jsonpath={.data}"]);
+    assert!(data().contains("farewell"), "{}", data());
+    k.apply(WEB);
+    assert_eq!(data(), r#"{"greeting":"hello"}"#);
+    c.cleanup().await;
+}

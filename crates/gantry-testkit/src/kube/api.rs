@@ -727,6 +727,10 @@ fn patch_object(
                         Err(conflicts) => return apply_conflict(t, name, &conflicts),
                     };
                 patch::strategic(&mut merged, &applied);
+                // What this manager applied before and no longer does, and nobody else set, is removed.
+                for path in ownership::dropped(&before, manager, &applied) {
+                    ownership::remove(&mut merged, &path);
+                }
                 metadata(&mut merged).insert("managedFields".into(), json!(managed));
                 if target.sub.is_none() && t.status {
                     // Applying to the main resource leaves status alone.

@@ -6,14 +6,14 @@
 //! from a resourceVersion, with `410 Gone` once it is compacted; JSON merge patch, strategic merge patch and
 //! server-side apply with field ownership: every write records who set which fields in `managedFields`
 //! (`fieldsV1`), and an apply that would change a field another manager set is refused with `409 Conflict` and
-//! `FieldManagerConflict` causes unless forced (see the `ownership` module for what it approximates); deletion with
-//! owner-reference propagation; discovery for kubectl.
+//! `FieldManagerConflict` causes unless forced, and fields a manager stops applying (that no one else set) are
+//! removed (see the `ownership` module for what it approximates); deletion with owner-reference propagation;
+//! discovery for kubectl.
 //!
 //! What it does not model (yet): authentication and authorization; admission and defaulting (a Deployment without
 //! `spec.strategy` stays so); OpenAPI schemas and field validation (it serves an OpenAPI v3 index that tells kubectl
 //! the server validates fields, and then accepts every field); protobuf request bodies (kubectl's generator commands
-//! such as `kubectl create configmap` send them: use `kubectl create -f` or `kubectl apply`); the removal of fields a manager stops applying (an apply
-//! is a strategic merge of the applied configuration: it adds and changes, never removes); strategic merge's full list
+//! such as `kubectl create configmap` send them: use `kubectl create -f` or `kubectl apply`); strategic merge's full list
 //! semantics (lists of objects merge by `name`, `containerPort`, `port` or `type`; `$patch: delete` is honoured,
 //! other directives are ignored); watch bookmarks; finalizers and graceful deletion (objects
 //! and their dependents go at once); table output (kubectl prints on its own side); pagination (`limit` is ignored).

@@ -214,6 +214,52 @@ pub(crate) fn apply(
     Ok(out)
 }
 
+/// The fields `manager` applied before and no longer applies, that no other manager owns: an apply removes them
+/// from the object (<https://kubernetes.io/docs/reference/using-api/server-side-apply/#field-management>).
+pub(crate) fn dropped(managed: &[Value], manager: &str, applied: &Value) -> Vec<Path> {
+    let now: Vec<Path> = fields(applied);
+    let Some(before) = managed.iter().find(|e| is(e, manager, "Apply")) else { return Vec::new() };
+    let others: Vec<Path> = managed
+        .iter()
+        .filter(|e| !is(e, manager, "Apply"))
+        .flat_map(|e| from_fields_v1(e.get("fieldsV1").unwrap_or(&Value::Null)))
+        .collect();
+    from_fields_v1(before.get("fieldsV1").unwrap_or(&Value::Null))
+        .into_iter()
+        .filter(|p| !now.contains(p) && !others.contains(p))
+        .collect()
+}
+
+/// Removes the field at `path`; removing a keyed list item's `name` removes the item.
+pub(crate) fn remove(object: &mut Value, path: &Path) {
+    let Some((last, parent_path)) = path.split_last() else { return };
+    if let (Seg::Field(f), Some(Seg::Key(item))) = (last, parent_path.last())
+        && f == "name"
+    {
+        let list_path = &parent_path[..parent_path.len() - 1];
+        if let Some(Value::Array(items)) = get_mut(object, list_path) {
+            items.retain(|i| i.get("name").and_then(Value::as_str) != Some(item));
+        }
+        return;
+    }
+    if let (Seg::Field(f), Some(Value::Object(parent))) = (last, get_mut(object, parent_path)) {
+        parent.remove(f);
+    }
+}
+
+fn get_mut<'v>(object: &'v mut Value, path: &[Seg]) -> Option<&'v mut Value> {
+    let mut at = object;
+    for seg in path {
+        at = match seg {
+            Seg::Field(f) => at.get_mut(f)?,
+            Seg::Key(name) => {
+                at.as_array_mut()?.iter_mut().find(|i| i.get("name").and_then(Value::as_str) == Some(name))?
+            }
+        };
+    }
+    Some(at)
+}
+
 /// The managed fields after an update (create, replace, or a non-apply patch) by `manager`: it owns what it changed,
 /// and nobody else does any more. Updates never conflict.
 pub(crate) fn update(
@@ -287,6 +333,43 @@ mod tests {
         let mut paths = paths;
         paths.sort();
         assert_eq!(back, paths);
+    }
+
+    #[test]
+    fn fields_a_manager_stops_applying_are_dropped_unless_someone_else_owns_them() {
+        let mut first = deployment("web:1", 2);
+        first["spec"]["template"]["spec"]["containers"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": "sidecar", "image": "proxy:1"}));
+        first["metadata"]["labels"]["tier"] = json!("front");
+        let managed = apply(&[], "gantry", &first, &json!({}), true, "apps/v1", "t").unwrap();
+        let second = deployment("web:1", 2);
+        let mut gone: Vec<String> = dropped(&managed, "gantry", &second).iter().map(display).collect();
+        gone.sort();
+        assert_eq!(
+            gone,
+            [
+                ".metadata.labels.tier",
+                ".spec.template.spec.containers[name=\"sidecar\"].image",
+                ".spec.template.spec.containers[name=\"sidecar\"].name"
+            ]
+        );
+        let mut live = first.clone();
+        for path in dropped(&managed, "gantry", &second) {
+            remove(&mut live, &path);
+        }
+        assert_eq!(live, second, "the sidecar and the label are gone");
+        // A field another manager also set stays.
+        let managed = update(
+            &managed,
+            "kubectl-label",
+            Some(&json!({})),
+            &json!({"metadata": {"labels": {"tier": "front"}}}),
+            "v1",
+            "t",
+        );
+        assert!(!dropped(&managed, "gantry", &second).iter().any(|p| display(p) == ".metadata.labels.tier"));
     }
 
     #[test]
