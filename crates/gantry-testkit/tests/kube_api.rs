@@ -211,6 +211,52 @@ async fn watch_from_a_compacted_version_is_gone() {
     c.cleanup().await;
 }
 
+/// A watch that asks for bookmarks learns how far it has got even when nothing it watches changes, and resumes from
+/// there: after the history is compacted it needs no new LIST, where a watch without bookmarks would be Gone.
+/// <https://kubernetes.io/docs/reference/using-api/api-concepts/#watch-bookmarks>
+#[tokio::test]
+async fn bookmarks_let_a_quiet_watch_resume_after_compaction() {
+    let c = TestCluster::new("bookmarks").await.unwrap();
+    let Some(sim) = c.sim() else { return c.cleanup().await };
+    let cms: Api<ConfigMap> = Api::namespaced(c.client.clone(), &c.namespace);
+    let rv = cms.list(&ListParams::default()).await.unwrap().metadata.resource_version.unwrap();
+    let quiet = WatchParams::default().labels("app=nobody").timeout(30);
+    let mut events = cms.watch(&quiet.clone(), &rv).await.unwrap().boxed();
+    let mut last = String::new();
+    for i in 0..5 {
+        last = cms
+            .create(&PostParams::default(), &configmap(&format!("other-{i}"), "web"))
+            .await
+            .unwrap()
+            .metadata
+            .resource_version
+            .unwrap();
+    }
+    let bookmarked = loop {
+        let event = tokio::time::timeout(Duration::from_secs(10), events.try_next()).await.unwrap().unwrap().unwrap();
+        match event {
+            WatchEvent::Bookmark(b)
+                if b.metadata.resource_version.parse::<u64>().unwrap() >= last.parse::<u64>().unwrap() =>
+            {
+                break b.metadata.resource_version;
+            }
+            WatchEvent::Bookmark(_) => {}
+            other => panic!("nothing it watches changed, yet: {other:?}"),
+        }
+    };
+    sim.compact();
+    // Resuming from the bookmark works; from the version of the last event it saw (before the changes) it is Gone.
+    let mut resumed = cms.watch(&quiet.clone().timeout(1), &bookmarked).await.unwrap().boxed();
+    let next = tokio::time::timeout(Duration::from_secs(10), resumed.try_next()).await.unwrap().unwrap();
+    assert!(!matches!(next, Some(WatchEvent::Error(_))), "resumed from the bookmark: {next:?}");
+    let mut stale = cms.watch(&quiet, &rv).await.unwrap().boxed();
+    match stale.try_next().await.unwrap().unwrap() {
+        WatchEvent::Error(status) => assert_eq!(status.code, 410),
+        other => panic!("expected 410 Gone, got {other:?}"),
+    }
+    c.cleanup().await;
+}
+
 /// Deleting an owner deletes what it owns, unless orphaned.
 /// <https://kubernetes.io/docs/concepts/architecture/garbage-collection/#cascading-deletion>
 #[tokio::test]

@@ -436,6 +436,8 @@ fn watch(sim: &Arc<Sim>, t: &ResourceType, target: &Target, params: &HashMap<Str
     }
     // Subscribed while the store is locked: no change falls between the snapshot above and the feed.
     let mut live = store.changes.subscribe();
+    // What this watch has caught up to: the snapshot above covers everything up to now.
+    let mut progressed = store.resource_version();
     drop(store);
     let bookmarks = is_true(params.get("allowWatchBookmarks"));
     let timeout = params
@@ -446,25 +448,43 @@ fn watch(sim: &Arc<Sim>, t: &ResourceType, target: &Target, params: &HashMap<Str
     let t = t.clone();
     let stop = sim.watch_stop.clone();
     let after = from.unwrap_or(0);
+    // A bookmark: no object, only how far the watch has got, so that a client resumes from there instead of from its
+    // last matching change (which may be compacted by then).
+    // <https://kubernetes.io/docs/reference/using-api/api-concepts/#watch-bookmarks>
+    let bookmark = {
+        let (kind, api_version) = (t.kind.clone(), t.api_version());
+        move |rv: u64| json!({"type": "BOOKMARK", "object": {"kind": kind, "apiVersion": api_version, "metadata": {"resourceVersion": rv.to_string()}}})
+    };
+    let every = sim.bookmark_every;
     let live = async_stream(move |tx| async move {
         let deadline = tokio::time::sleep(timeout);
         tokio::pin!(deadline);
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         loop {
             tokio::select! {
-                () = &mut deadline => break,
+                () = &mut deadline => {
+                    // As the API server does shortly before it ends a watch: where to resume.
+                    if bookmarks {
+                        let _ = tx.send(bookmark(progressed)).await;
+                    }
+                    break;
+                }
                 () = stop.notified() => break,
+                _ = ticks.tick(), if bookmarks => {
+                    if tx.send(bookmark(progressed)).await.is_err() { break; }
+                }
                 change = live.recv() => match change {
                     Ok(c) if c.rv > after && matches(&c) => {
+                        progressed = progressed.max(c.rv);
                         if tx.send(json!({"type": c.kind, "object": typed(c.object, &t)})).await.is_err() { break; }
                     }
-                    Ok(_) => {}
+                    Ok(c) => progressed = progressed.max(c.rv),
                     // A watcher too slow for the change feed is closed, as the API server closes it; clients resume.
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_) | tokio::sync::broadcast::error::RecvError::Closed) => break,
                 },
             }
         }
     });
-    let _ = bookmarks; // Bookmarks are optional in the API; the simulator sends none.
     stream_response(futures::stream::iter(initial).chain(live).boxed())
 }
 

@@ -3,19 +3,19 @@
 //! What it does follows the Kubernetes API conventions for everything Gantry uses: resourceVersion on every write and
 //! `409 Conflict` for a stale one; `generation` bumped by changes outside metadata and status; status written only
 //! through the `status` subresource for types that have one; list and watch with label and field selectors; watch
-//! from a resourceVersion, with `410 Gone` once it is compacted; JSON merge patch, strategic merge patch and
-//! server-side apply with field ownership: every write records who set which fields in `managedFields`
-//! (`fieldsV1`), and an apply that would change a field another manager set is refused with `409 Conflict` and
-//! `FieldManagerConflict` causes unless forced, and fields a manager stops applying (that no one else set) are
-//! removed (see the `ownership` module for what it approximates); deletion with owner-reference propagation;
-//! discovery for kubectl.
+//! from a resourceVersion, with `410 Gone` once it is compacted, and a bookmark every second to watches that ask
+//! (the API server: about once a minute); JSON merge patch, strategic merge patch and server-side apply with field
+//! ownership: every write records who set which fields in `managedFields` (`fieldsV1`), an apply that would change
+//! a field another manager set is refused with `409 Conflict` and `FieldManagerConflict` causes unless forced, and
+//! fields a manager stops applying (that no one else set) are removed (see the `ownership` module for what it
+//! approximates); deletion with owner-reference propagation; discovery for kubectl.
 //!
 //! What it does not model (yet): authentication and authorization; admission and defaulting (a Deployment without
 //! `spec.strategy` stays so); OpenAPI schemas and field validation (it serves an OpenAPI v3 index that tells kubectl
 //! the server validates fields, and then accepts every field); protobuf request bodies (kubectl's generator commands
 //! such as `kubectl create configmap` send them: use `kubectl create -f` or `kubectl apply`); strategic merge's full list
 //! semantics (lists of objects merge by `name`, `containerPort`, `port` or `type`; `$patch: delete` is honoured,
-//! other directives are ignored); watch bookmarks; finalizers and graceful deletion (objects
+//! other directives are ignored); finalizers and graceful deletion (objects
 //! and their dependents go at once); table output (kubectl prints on its own side); pagination (`limit` is ignored).
 //! Controllers: Deployment, ReplicaSet and Job, and a kubelet whose pods behave as scripted per image ([`PodScript`]),
 //! with their output served as pod logs; see the `controllers` module. Not modelled: scheduling and nodes, Events
@@ -77,6 +77,8 @@ pub(crate) struct Sim {
     pub(crate) watch_stop: Arc<Notify>,
     /// The longest a watch stays open.
     pub(crate) max_watch: Duration,
+    /// How often a watch that asked for bookmarks gets one (the API server: about once a minute).
+    pub(crate) bookmark_every: Duration,
     pub(crate) control: controllers::ControlPlane,
     /// Set when the simulator stops, so that its control plane ends too.
     pub(crate) stopping: std::sync::atomic::AtomicBool,
@@ -191,6 +193,7 @@ impl ClusterSim {
             names: AtomicU64::new(0),
             watch_stop: Arc::new(Notify::new()),
             max_watch: Duration::from_secs(300),
+            bookmark_every: Duration::from_secs(1),
             control: controllers::ControlPlane::default(),
             stopping: std::sync::atomic::AtomicBool::new(false),
         });
