@@ -406,3 +406,44 @@ async fn secret_string_data_is_stored_as_data() {
     assert_eq!((data["user"].0.as_slice(), data["password"].0.as_slice()), (&b"admin"[..], &b"hunter2"[..]));
     c.cleanup().await;
 }
+
+/// Lists come in pages when asked (`limit`, then `continue`), every page from the snapshot of the first: an object
+/// created between pages does not show up; a token from before a compaction is `410 Gone`.
+/// <https://kubernetes.io/docs/reference/using-api/api-concepts/#retrieving-large-results-sets-in-chunks>
+#[tokio::test]
+async fn lists_come_in_consistent_pages() {
+    let c = TestCluster::new("pages").await.unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(c.client.clone(), &c.namespace);
+    for i in 0..7 {
+        cms.create(&PostParams::default(), &configmap(&format!("cm-{i}"), "web")).await.unwrap();
+    }
+    let first = cms.list(&ListParams::default().limit(3)).await.unwrap();
+    assert_eq!(first.items.len(), 3);
+    assert_eq!(first.metadata.remaining_item_count, Some(4));
+    let rv = first.metadata.resource_version.clone();
+    cms.create(&PostParams::default(), &configmap("late", "web")).await.unwrap();
+    let mut names: Vec<String> = first.items.into_iter().filter_map(|cm| cm.metadata.name).collect();
+    let mut token = first.metadata.continue_;
+    while let Some(t) = token.filter(|t| !t.is_empty()) {
+        let page = cms.list(&ListParams::default().limit(3).continue_token(&t)).await.unwrap();
+        assert_eq!(page.metadata.resource_version, rv, "every page is the first page's snapshot");
+        names.extend(page.items.into_iter().filter_map(|cm| cm.metadata.name));
+        token = page.metadata.continue_;
+    }
+    assert_eq!(names, (0..7).map(|i| format!("cm-{i}")).collect::<Vec<_>>(), "in order, none twice, not `late`");
+    // kube-runtime's watcher lists in pages of its own and sees everything.
+    let all = cms.list(&ListParams::default()).await.unwrap();
+    assert_eq!(all.items.len(), 8);
+    assert!(all.metadata.continue_.is_none_or(|t| t.is_empty()));
+
+    if let Some(sim) = c.sim() {
+        let page = cms.list(&ListParams::default().limit(2)).await.unwrap();
+        sim.compact();
+        let err = cms
+            .list(&ListParams::default().limit(2).continue_token(&page.metadata.continue_.unwrap()))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, kube::Error::Api(ref s) if s.code == 410), "{err}");
+    }
+    c.cleanup().await;
+}

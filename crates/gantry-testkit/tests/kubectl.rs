@@ -257,3 +257,17 @@ async fn kubectl_server_side_apply_removes_what_it_no_longer_applies() {
     assert_eq!(data(), r#"{"greeting":"hello"}"#);
     c.cleanup().await;
 }
+
+/// `kubectl get --chunk-size` pages through a list with `limit` and `continue` and shows all of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_get_in_chunks_sees_everything() {
+    let c = TestCluster::new("kubectl-chunks").await.unwrap();
+    let k = Kubectl::new(&c);
+    let many: String =
+        (0..5).map(|i| format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: chunk-{i}}}\n---\n")).collect();
+    k.apply(&many);
+    let listed = k.ok(&["get", "configmaps", "--chunk-size=2", "-o", "name"]);
+    let chunks: Vec<&str> = listed.lines().filter(|l| l.starts_with("configmap/chunk-")).collect();
+    assert_eq!(chunks, (0..5).map(|i| format!("configmap/chunk-{i}")).collect::<Vec<_>>());
+    c.cleanup().await;
+}

@@ -374,23 +374,88 @@ fn get(sim: &Sim, t: &ResourceType, target: &Target, name: &str) -> Response {
     }
 }
 
+/// A list result kept for the pages after the first: every page of one list reads the same snapshot.
+/// <https://kubernetes.io/docs/reference/using-api/api-concepts/#retrieving-large-results-sets-in-chunks>
+pub(crate) struct Snapshot {
+    rv: u64,
+    items: Vec<Value>,
+}
+
+/// How many paginated lists can be continued at once; older tokens expire.
+const OPEN_LISTS: usize = 32;
+
 fn list(sim: &Sim, t: &ResourceType, target: &Target, params: &HashMap<String, String>) -> Response {
-    let (labels, fields) = match selectors(params) {
-        Ok(s) => s,
-        Err(r) => return *r,
+    let limit = params.get("limit").and_then(|l| l.parse::<usize>().ok()).filter(|l| *l > 0);
+    let (snapshot, id, offset) = match params.get("continue").filter(|c| !c.is_empty()) {
+        Some(token) => {
+            let found = parse_continue(token).and_then(|(id, offset)| {
+                let pages = lock(&sim.pages);
+                pages.iter().find(|(i, _)| *i == id).map(|(_, s)| (Arc::clone(s), id, offset))
+            });
+            match found {
+                Some(found) => found,
+                None => {
+                    return status(
+                        StatusCode::GONE,
+                        "Expired",
+                        "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.".into(),
+                        None,
+                    );
+                }
+            }
+        }
+        None => {
+            let (labels, fields) = match selectors(params) {
+                Ok(s) => s,
+                Err(r) => return *r,
+            };
+            let store = lock(&sim.store);
+            let items: Vec<Value> = store
+                .list(target.kind, target.namespace.as_deref())
+                .into_iter()
+                .filter(|o| labels.matches_labels(o) && fields.matches_fields(o))
+                .map(|o| typed(o.clone(), t))
+                .collect();
+            let snapshot = Arc::new(Snapshot { rv: store.resource_version(), items });
+            drop(store);
+            let id = if limit.is_some_and(|l| snapshot.items.len() > l) {
+                let id = sim.list_ids.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let mut pages = lock(&sim.pages);
+                pages.push_back((id, Arc::clone(&snapshot)));
+                while pages.len() > OPEN_LISTS {
+                    pages.pop_front();
+                }
+                id
+            } else {
+                0
+            };
+            (snapshot, id, 0)
+        }
     };
-    let store = lock(&sim.store);
-    let items: Vec<Value> = store
-        .list(target.kind, target.namespace.as_deref())
-        .into_iter()
-        .filter(|o| labels.matches_labels(o) && fields.matches_fields(o))
-        .map(|o| typed(o.clone(), t))
-        .collect();
-    let rv = store.resource_version();
+    let end = limit.map_or(snapshot.items.len(), |l| (offset + l).min(snapshot.items.len()));
+    let items = snapshot.items.get(offset..end).unwrap_or_default();
+    let mut meta = json!({"resourceVersion": snapshot.rv.to_string()});
+    if end < snapshot.items.len() {
+        meta["continue"] = json!(make_continue(id, end));
+        meta["remainingItemCount"] = json!(snapshot.items.len() - end);
+    }
     json_response(
         StatusCode::OK,
-        &json!({"kind": format!("{}List", t.kind), "apiVersion": t.api_version(), "metadata": {"resourceVersion": rv.to_string()}, "items": items}),
+        &json!({"kind": format!("{}List", t.kind), "apiVersion": t.api_version(), "metadata": meta, "items": items}),
     )
+}
+
+/// An opaque `continue` token: which snapshot, and where the next page starts.
+fn make_continue(id: u64, offset: usize) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{id}:{offset}"))
+}
+
+fn parse_continue(token: &str) -> Option<(u64, usize)> {
+    use base64::Engine;
+    let text = String::from_utf8(base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).ok()?).ok()?;
+    let (id, offset) = text.split_once(':')?;
+    Some((id.parse().ok()?, offset.parse().ok()?))
 }
 
 fn watch(sim: &Arc<Sim>, t: &ResourceType, target: &Target, params: &HashMap<String, String>) -> Response {

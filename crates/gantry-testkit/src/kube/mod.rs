@@ -8,7 +8,8 @@
 //! ownership: every write records who set which fields in `managedFields` (`fieldsV1`), an apply that would change
 //! a field another manager set is refused with `409 Conflict` and `FieldManagerConflict` causes unless forced, and
 //! fields a manager stops applying (that no one else set) are removed (see the `ownership` module for what it
-//! approximates); deletion with owner-reference propagation; discovery for kubectl.
+//! approximates); lists in pages (`limit` and `continue`, each page from one consistent snapshot, `410` once it is
+//! compacted); deletion with owner-reference propagation; discovery for kubectl.
 //!
 //! What it does not model (yet): authentication and authorization; admission and defaulting (a Deployment without
 //! `spec.strategy` stays so); OpenAPI schemas and field validation (it serves an OpenAPI v3 index that tells kubectl
@@ -16,7 +17,7 @@
 //! such as `kubectl create configmap` send them: use `kubectl create -f` or `kubectl apply`); strategic merge's full list
 //! semantics (lists of objects merge by `name`, `containerPort`, `port` or `type`; `$patch: delete` is honoured,
 //! other directives are ignored); finalizers and graceful deletion (objects
-//! and their dependents go at once); table output (kubectl prints on its own side); pagination (`limit` is ignored).
+//! and their dependents go at once); table output (kubectl prints on its own side).
 //! Controllers: Deployment, ReplicaSet and Job, and a kubelet whose pods behave as scripted per image ([`PodScript`]),
 //! with their output served as pod logs; see the `controllers` module. Not modelled: scheduling and nodes, Events
 //! written by controllers, `minReadySeconds` (a ready pod is available at once), log streaming (`follow`), and the
@@ -79,6 +80,10 @@ pub(crate) struct Sim {
     pub(crate) max_watch: Duration,
     /// How often a watch that asked for bookmarks gets one (the API server: about once a minute).
     pub(crate) bookmark_every: Duration,
+    /// Paginated lists in progress: the consistent snapshot each `continue` token reads from (the newest 32).
+    pub(crate) pages: Mutex<std::collections::VecDeque<(u64, Arc<api::Snapshot>)>>,
+    /// The id of the next paginated list (never reused, so a token from before a compaction stays expired).
+    pub(crate) list_ids: AtomicU64,
     pub(crate) control: controllers::ControlPlane,
     /// Set when the simulator stops, so that its control plane ends too.
     pub(crate) stopping: std::sync::atomic::AtomicBool,
@@ -194,6 +199,8 @@ impl ClusterSim {
             watch_stop: Arc::new(Notify::new()),
             max_watch: Duration::from_secs(300),
             bookmark_every: Duration::from_secs(1),
+            pages: Mutex::default(),
+            list_ids: AtomicU64::new(1),
             control: controllers::ControlPlane::default(),
             stopping: std::sync::atomic::AtomicBool::new(false),
         });
@@ -251,6 +258,8 @@ impl ClusterSim {
     /// Forgets the watch history: watches resuming from an older resourceVersion get `410 Gone`.
     pub fn compact(&self) {
         lock(&self.sim.store).compact();
+        // As etcd's compaction: the snapshots continue tokens read from are gone too.
+        lock(&self.sim.pages).clear();
     }
 
     /// Fails or delays the next matching requests (see [`Fault`]).
