@@ -57,6 +57,7 @@ mod secret;
 mod step;
 pub mod strategy;
 mod template;
+pub mod time;
 
 pub use async_trait::async_trait;
 pub use tokio_util::sync::CancellationToken;

@@ -37,6 +37,4 @@ pub mod slack;
 pub mod test_cluster;
 
 /// A time as RFC 3339 in whole seconds, UTC (`2026-11-26T12:00:00Z`), as Kubernetes and GitHub write timestamps.
-pub fn rfc3339(at: std::time::SystemTime) -> String {
-    kube::store::rfc3339(at.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()))
-}
+pub use gantry_core::time::rfc3339;
