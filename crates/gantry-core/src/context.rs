@@ -62,11 +62,6 @@ impl Context {
         &self.vars
     }
 
-    /// The secrets, for masking.
-    pub(crate) fn secrets(&self) -> impl Iterator<Item = &Secret> {
-        self.secrets.values()
-    }
-
     /// A variable's value.
     pub fn get_var(&self, name: &str) -> Option<&str> {
         self.vars.get(name).map(String::as_str)
@@ -291,7 +286,7 @@ impl Scope {
         own.or_else(|| self.parent.as_ref().and_then(|p| p.var(name)))
     }
 
-    fn var_names(&self, into: &mut BTreeMap<String, String>) {
+    pub(crate) fn var_names(&self, into: &mut BTreeMap<String, String>) {
         if let Some(p) = &self.parent {
             p.var_names(into);
         }

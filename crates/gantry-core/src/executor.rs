@@ -177,25 +177,6 @@ impl Run {
         }
         let pipeline_name: Arc<str> = Arc::from(self.pipeline.name());
         let span = tracing::info_span!("gantry.run", pipeline = %pipeline_name, run_id = %self.run_id);
-        // Notifiers see the run's variables with its secrets masked, as events have them.
-        let vars: std::collections::BTreeMap<String, String> = {
-            let redactor = crate::secret::Redactor::new();
-            self.context.secrets().for_each(|secret| redactor.register(secret));
-            self.context.vars().iter().map(|(k, v)| (k.clone(), redactor.redact(v).into_owned())).collect()
-        };
-        let following = Following(
-            self.notifiers
-                .list
-                .iter()
-                .map(|notifier| {
-                    let info = RunInfo::new(Arc::clone(&self.run_id), Arc::clone(&pipeline_name), vars.clone());
-                    let (notifier, events) = (Arc::clone(notifier), self.journal.subscribe());
-                    let name = notifier.name().to_owned();
-                    let follow = async move { notifier.follow(info, events).await };
-                    (name, tokio::spawn(follow.instrument(span.clone())))
-                })
-                .collect(),
-        );
         let grace = self.notifiers.grace;
         let scope = Arc::new(Scope::root(
             Arc::clone(&self.run_id),
@@ -205,6 +186,7 @@ impl Run {
             self.token,
             Arc::new(self.options),
         ));
+        let following = start_notifiers(&self.notifiers.list, &scope, &pipeline_name, &span);
         let started = Instant::now();
         async {
             tracing::info!("run started");
@@ -242,6 +224,38 @@ impl Pipeline {
     pub async fn run(&self, context: Context) -> Result<RunReport, RunError> {
         Run::new(self, context).execute().await
     }
+}
+
+/// Starts each notifier on the run's events, in a task of its own. They see the run's variables with its secrets
+/// masked by the run's own redactor, as events have them. Nothing is done for a run without notifiers.
+fn start_notifiers(
+    notifiers: &[Arc<dyn Notifier>],
+    scope: &Scope,
+    pipeline: &Arc<str>,
+    span: &tracing::Span,
+) -> Following {
+    if notifiers.is_empty() {
+        return Following(Vec::new());
+    }
+    let mut vars = std::collections::BTreeMap::new();
+    scope.var_names(&mut vars);
+    for value in vars.values_mut() {
+        if let std::borrow::Cow::Owned(masked) = scope.redact(value) {
+            *value = masked;
+        }
+    }
+    Following(
+        notifiers
+            .iter()
+            .map(|notifier| {
+                let info = RunInfo::new(Arc::clone(&scope.run_id), Arc::clone(pipeline), vars.clone());
+                let (notifier, events) = (Arc::clone(notifier), scope.journal.subscribe());
+                let name = notifier.name().to_owned();
+                let follow = async move { notifier.follow(info, events).await };
+                (name, tokio::spawn(follow.instrument(span.clone())))
+            })
+            .collect(),
+    )
 }
 
 /// The notifiers' tasks: aborted if the run is dropped before it awaits them.

@@ -247,10 +247,16 @@ async fn a_wait_for_approval_and_a_cancelled_run_are_told() {
         .unwrap();
     let run = Run::new(&waiting, context()).notify(bot(&sim)).grace_period(Duration::from_millis(100));
     let token = run.cancellation_token();
+    let mut events = run.subscribe();
     let cancel_when_waiting = async {
-        while !sim.messages().iter().any(|m| m.all_text().contains("waiting for approval")) {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let waiting = async {
+            while let Some(event) = futures::StreamExt::next(&mut events).await {
+                if matches!(event, gantry_core::Event::Phase { phase: Phase::WaitingForPromotion, .. }) {
+                    break;
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), waiting).await.expect("the step waits for approval");
         token.cancel();
     };
     let (report, ()) = tokio::join!(run.execute(), cancel_when_waiting);
