@@ -184,7 +184,7 @@ impl Hook for DebugHook {
         if let Err(error) = result
             && self.on_failure
         {
-            let message = ctx.redact(&crate::executor::error_chain(error)).into_owned();
+            let message = ctx.redact(&crate::error::error_chain(error)).into_owned();
             self.pause(ctx, PauseReason::Failed(message), false).await;
         }
     }

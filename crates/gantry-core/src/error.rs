@@ -59,6 +59,13 @@ impl StepError {
         Self { kind: StepErrorKind::Timeout, ..Self::new(format!("timed out after {after:?}")) }
     }
 
+    /// The same error with `more` after its message (`<message>: <more>`).
+    pub(crate) fn explained(mut self, more: impl AsRef<str>) -> Self {
+        self.message.push_str(": ");
+        self.message.push_str(more.as_ref());
+        self
+    }
+
     /// Whether the executor may retry the step after this error.
     pub fn is_retryable(&self) -> bool {
         self.retryable
@@ -73,6 +80,18 @@ impl StepError {
     pub fn message(&self) -> &str {
         &self.message
     }
+}
+
+/// The error's message followed by its sources, `: `-separated.
+pub(crate) fn error_chain(error: &StepError) -> String {
+    let mut text = error.to_string();
+    let mut source = StdError::source(error);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }
 
 impl fmt::Display for StepError {

@@ -25,9 +25,10 @@ use quanta::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::attempt::{Attempted, attempts, panic_message};
 use crate::context::{Context, Scope, StepContext};
 use crate::debug::Hook;
-use crate::error::{RunError, StepError};
+use crate::error::{RunError, StepError, error_chain};
 use crate::event::{Event, EventStream, Journal, Raw};
 use crate::notify::{Notifier, RunInfo};
 use crate::pipeline::{Children, Node, Pipeline};
@@ -357,13 +358,6 @@ struct Slot {
     up: Upstream,
 }
 
-struct Attempted {
-    result: Result<(), StepError>,
-    attempts: u32,
-    /// When the first attempt started, if later than when the step was started (hooks and breakpoints ran first).
-    started: Option<Instant>,
-}
-
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 enum StepFuture<'a> {
@@ -392,12 +386,7 @@ impl Future for Running<'_> {
             Ok(Poll::Ready(attempted)) => attempted,
             Ok(Poll::Pending) => return Poll::Pending,
             Err(panic) => {
-                let message = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_owned())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "a panic without a message".to_owned());
-                let result = Err(StepError::new(format!("step panicked: {message}")));
+                let result = Err(StepError::new(format!("step panicked: {}", panic_message(&*panic))));
                 Attempted { result, attempts: 1, started: None }
             }
         };
@@ -497,7 +486,10 @@ impl<'a> Coordinator<'a> {
             self.begin_cancel();
         }
         loop {
-            if budget == 0 {
+            // Past our own budget, or tokio's (the steps polled in this poll spent it: whatever they wait on now
+            // answers `Pending` and wakes them at once), yield, so that the runtime refills it and drives its timers,
+            // I/O and child processes.
+            if budget == 0 || !tokio::task::coop::has_budget_remaining() {
                 self.publish();
                 self.now = None;
                 cx.waker().wake_by_ref();
@@ -508,6 +500,7 @@ impl<'a> Coordinator<'a> {
                 while budget > 0
                     && self.running.len() < self.scope.options.max_concurrency
                     && self.running.unpolled() < UNPOLLED_AT_MOST
+                    && tokio::task::coop::has_budget_remaining()
                 {
                     let Some(node) = self.ready.pop_front() else {
                         break;
@@ -710,64 +703,6 @@ impl<'a> Coordinator<'a> {
 /// Removes `node`'s entry, without hashing when the map is empty (the common case).
 fn take<T>(map: &mut HashMap<u32, Vec<T>>, node: u32) -> Vec<T> {
     if map.is_empty() { Vec::new() } else { map.remove(&node).unwrap_or_default() }
-}
-
-/// The error's message followed by its sources, `: `-separated.
-pub(crate) fn error_chain(error: &StepError) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
-
-/// Runs a step's attempts with its timeout and retries, between the run's hooks.
-async fn attempts(node: &Node, ctx: &StepContext, scope: &Scope) -> Attempted {
-    let hooks = &scope.options.hooks;
-    for hook in hooks {
-        hook.before_step(ctx).await;
-    }
-    // Time spent in hooks (a paused breakpoint) is not the step's.
-    let started = (!hooks.is_empty()).then(Instant::now);
-    let mut attempt = 1;
-    let result = loop {
-        ctx.set_attempt(attempt);
-        if attempt > 1 {
-            ctx.emit_attempt(attempt);
-        }
-        let result = match node.timeout() {
-            Some(limit) => {
-                tokio::time::timeout(limit, node.step.run(ctx)).await.unwrap_or_else(|_| Err(StepError::timeout(limit)))
-            }
-            None => node.step.run(ctx).await,
-        };
-        match (&result, node.retry()) {
-            (Err(error), Some(policy))
-                if error.is_retryable() && attempt <= policy.retries() && !ctx.is_cancelled() =>
-            {
-                let delay = policy.delay(attempt);
-                let message = Arc::from(scope.redact(&error_chain(error)).as_ref());
-                tracing::warn!(step = %ctx.name(), attempt, ?delay, error = %message, "retrying");
-                if scope.journal.is_active() {
-                    let step = Arc::from(ctx.name());
-                    ctx.emit(Event::StepRetrying { step, attempt, error: message, delay });
-                }
-                tokio::select! {
-                    () = tokio::time::sleep(delay) => {}
-                    () = ctx.cancellation().cancelled() => break Err(StepError::cancelled()),
-                }
-                attempt += 1;
-            }
-            _ => break result,
-        }
-    };
-    for hook in hooks {
-        hook.after_step(ctx, &result).await;
-    }
-    Attempted { result, attempts: attempt, started }
 }
 
 impl Scope {

@@ -38,6 +38,7 @@
 //! ```
 
 pub mod analysis;
+mod attempt;
 mod command;
 mod compose;
 mod context;

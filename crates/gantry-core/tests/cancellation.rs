@@ -264,3 +264,65 @@ async fn a_step_that_says_cancelled_without_a_cancellation_has_failed() {
     assert_eq!(report.status_of("confused"), Some(StepStatus::Failed));
     assert_eq!(report.status, RunStatus::Failed);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_that_blocks_its_thread_past_its_timeout_is_reported_as_timed_out() {
+    let p = Pipeline::builder("p")
+        // Waits on a timer; its poll comes late because the blocker holds the thread, which is not its doing.
+        .step(
+            "waits",
+            step_fn(|_| async {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                Ok(())
+            }),
+        )
+        .timeout(Duration::from_millis(200))
+        .step(
+            "blocks",
+            step_fn(|_| async {
+                std::thread::sleep(Duration::from_millis(600));
+                Ok(())
+            }),
+        )
+        .timeout(Duration::from_millis(200))
+        .step("after", step_fn(|_| async { Ok(()) }))
+        .after(["blocks"])
+        .build()
+        .unwrap();
+    let report = p.run(Context::new()).await.unwrap();
+    assert_eq!(report.status, RunStatus::Failed, "{report}");
+    let blocks = report.step("blocks").unwrap();
+    assert_eq!(blocks.status, StepStatus::Failed);
+    let reason = blocks.reason.as_deref().unwrap();
+    assert!(reason.starts_with("timed out after 200ms: the attempt held its thread without yielding"), "{reason}");
+    assert!(reason.contains("finished late; its result was discarded"), "{reason}");
+    assert!(reason.contains("spawn_blocking"), "{reason}");
+    assert_eq!(report.status_of("after"), Some(StepStatus::Skipped));
+    assert_eq!(report.status_of("waits"), Some(StepStatus::Succeeded), "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_that_blocks_then_awaits_is_stopped_at_its_first_yield_past_the_deadline() {
+    let reached = Arc::new(AtomicBool::new(false));
+    let after_block = Arc::clone(&reached);
+    let p = Pipeline::builder("p")
+        .step(
+            "blocks",
+            step_fn(move |_| {
+                let after_block = Arc::clone(&after_block);
+                async move {
+                    std::thread::sleep(Duration::from_millis(400));
+                    tokio::task::yield_now().await;
+                    after_block.store(true, Ordering::SeqCst);
+                    Ok(())
+                }
+            }),
+        )
+        .timeout(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let report = p.run(Context::new()).await.unwrap();
+    let reason = report.step("blocks").unwrap().reason.as_deref().unwrap().to_owned();
+    assert!(reason.contains("was stopped when it yielded"), "{reason}");
+    assert!(!reached.load(Ordering::SeqCst), "the attempt was dropped at its first yield");
+}

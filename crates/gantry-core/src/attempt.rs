@@ -1,0 +1,127 @@
+//! A step's attempts: each under its timeout, a panic caught as the attempt's failure, retries with backoff after
+//! retryable errors, and the run's hooks before the first attempt and after the last.
+
+use std::future::{Future, poll_fn};
+use std::pin::{Pin, pin};
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+
+use futures::FutureExt;
+
+use crate::context::{Scope, StepContext};
+use crate::error::{StepError, error_chain};
+use crate::event::Event;
+use crate::pipeline::Node;
+
+/// What the attempts of a step came to.
+pub(crate) struct Attempted {
+    pub(crate) result: Result<(), StepError>,
+    pub(crate) attempts: u32,
+    /// When the first attempt started, if later than when the step was started (hooks and breakpoints ran first).
+    pub(crate) started: Option<quanta::Instant>,
+}
+
+/// Runs a step's attempts with its timeout and retries, between the run's hooks.
+pub(crate) async fn attempts(node: &Node, ctx: &StepContext, scope: &Scope) -> Attempted {
+    let hooks = &scope.options.hooks;
+    for hook in hooks {
+        hook.before_step(ctx).await;
+    }
+    // Time spent in hooks (a paused breakpoint) is not the step's.
+    let started = (!hooks.is_empty()).then(quanta::Instant::now);
+    let mut attempt = 1;
+    let result = loop {
+        ctx.set_attempt(attempt);
+        if attempt > 1 {
+            ctx.emit_attempt(attempt);
+        }
+        let result = one_attempt(node, ctx).await;
+        match (&result, node.retry()) {
+            (Err(error), Some(policy))
+                if error.is_retryable() && attempt <= policy.retries() && !ctx.is_cancelled() =>
+            {
+                let delay = policy.delay(attempt);
+                let message = Arc::from(scope.redact(&error_chain(error)).as_ref());
+                tracing::warn!(step = %ctx.name(), attempt, ?delay, error = %message, "retrying");
+                if scope.journal.is_active() {
+                    let step = Arc::from(ctx.name());
+                    ctx.emit(Event::StepRetrying { step, attempt, error: message, delay });
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = ctx.cancellation().cancelled() => break Err(StepError::cancelled()),
+                }
+                attempt += 1;
+            }
+            _ => break result,
+        }
+    };
+    for hook in hooks {
+        hook.after_step(ctx, &result).await;
+    }
+    Attempted { result, attempts: attempt, started }
+}
+
+/// One call of `Step::run`, under the step's timeout if it has one; a panic is the attempt's failure (so hooks,
+/// the debugger and retries see it like any other error).
+async fn one_attempt(node: &Node, ctx: &StepContext) -> Result<(), StepError> {
+    let run = std::panic::AssertUnwindSafe(node.step.run(ctx)).catch_unwind();
+    let caught = |outcome: Result<Result<(), StepError>, Box<dyn std::any::Any + Send>>| {
+        outcome.unwrap_or_else(|panic| Err(StepError::new(format!("step panicked: {}", panic_message(&*panic)))))
+    };
+    match node.timeout() {
+        Some(limit) => within(limit, run.map(caught)).await,
+        None => caught(run.await),
+    }
+}
+
+/// The text of a panic's payload.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
+}
+
+/// `future`, failed with a timeout error once `limit` has passed, as `tokio::time::timeout` would do.
+///
+/// Unlike `tokio::time::timeout`, an attempt that held its thread across its deadline (a poll that began before the
+/// deadline and ended after it: blocking work, not an `.await`) fails with a timeout that says so, even if it then
+/// returned a result: `tokio::time::timeout` would report it on time, because the timer could only be looked at once
+/// the thread came back.
+async fn within<F>(limit: Duration, future: F) -> Result<(), StepError>
+where
+    F: Future<Output = Result<(), StepError>>,
+{
+    let started = tokio::time::Instant::now();
+    let deadline = started + limit;
+    let mut future = pin!(future);
+    let mut timer = pin!(tokio::time::sleep_until(deadline));
+    poll_fn(|cx| {
+        let before = tokio::time::Instant::now();
+        let polled = future.as_mut().poll(cx);
+        let after = tokio::time::Instant::now();
+        if before <= deadline && after > deadline {
+            return Poll::Ready(Err(held_past_deadline(limit, before - started, after - started, polled.is_ready())));
+        }
+        if let Poll::Ready(result) = polled {
+            return Poll::Ready(result);
+        }
+        // The timer is looked at whatever the attempt left of the task's cooperative budget.
+        match Pin::new(&mut tokio::task::coop::unconstrained(timer.as_mut())).poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(StepError::timeout(limit))),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await
+}
+
+fn held_past_deadline(limit: Duration, from: Duration, to: Duration, finished: bool) -> StepError {
+    let outcome = if finished { "finished late; its result was discarded" } else { "was stopped when it yielded" };
+    StepError::timeout(limit).explained(format!(
+        "the attempt held its thread without yielding from {from:.2?} to {to:.2?} after it started, past its \
+         deadline, and {outcome} (run blocking work with `tokio::task::spawn_blocking`)"
+    ))
+}
