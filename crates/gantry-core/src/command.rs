@@ -1,7 +1,8 @@
 //! The command step: runs a program with templated arguments, never through a shell.
 //!
 //! The program runs in a process group of its own. Its standard output and error are streamed line by line as log
-//! events. A non-zero exit fails the step with the exit code and the last lines of standard error. Cancellation sends
+//! events. A non-zero exit fails the step with the exit code and the last lines of standard error; such a failure is
+//! retryable (the step's retry policy, if any, decides), unless `retry_on_exit_codes` narrows it. Cancellation sends
 //! `SIGTERM` to the whole group, then `SIGKILL` after the kill grace; a timeout (the step's future is dropped) kills
 //! the group at once; when the program exits, whatever it left running in its group is killed too. Unix only.
 
@@ -43,7 +44,8 @@ pub struct CommandStep {
     current_dir: Option<String>,
     kill_grace: Duration,
     tail_lines: usize,
-    retry_on: Vec<i32>,
+    /// Exit codes worth another attempt; `None`: any failure (a non-zero exit, a signal).
+    retry_on: Option<Vec<i32>>,
 }
 
 struct Rendered {
@@ -64,7 +66,7 @@ impl CommandStep {
             current_dir: None,
             kill_grace: Duration::from_secs(10),
             tail_lines: 20,
-            retry_on: Vec::new(),
+            retry_on: None,
         }
     }
 
@@ -121,10 +123,13 @@ impl CommandStep {
         self
     }
 
-    /// Exit codes that mean "try again": the failure is marked retryable.
+    /// Makes only these exit codes worth another attempt. By default every failure of the program (a non-zero exit,
+    /// a signal) is retryable, so that [`StepBuilder::retry`](crate::StepBuilder::retry) retries a failed command;
+    /// a program that could not be started, or a template that could not be rendered, never is. With an empty list
+    /// no failure is retried.
     #[must_use]
     pub fn retry_on_exit_codes(mut self, codes: impl IntoIterator<Item = i32>) -> Self {
-        self.retry_on.extend(codes);
+        self.retry_on.get_or_insert_with(Vec::new).extend(codes);
         self
     }
 
@@ -266,7 +271,11 @@ impl Step for CommandStep {
             message.push_str(&tail.iter().cloned().collect::<Vec<_>>().join("\n"));
         }
         let error = StepError::new(message);
-        Err(if status.code().is_some_and(|c| self.retry_on.contains(&c)) { error.retryable() } else { error })
+        let retryable = match &self.retry_on {
+            None => true,
+            Some(codes) => status.code().is_some_and(|c| codes.contains(&c)),
+        };
+        Err(if retryable { error.retryable() } else { error })
     }
 
     fn describe(&self, ctx: &StepContext) -> String {

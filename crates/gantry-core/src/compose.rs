@@ -10,7 +10,27 @@ use crate::context::{Scope, StepContext};
 use crate::error::StepError;
 use crate::executor::drive;
 use crate::pipeline::Pipeline;
+use crate::secret::Redactor;
 use crate::step::Step;
+
+/// How a fan-out's items show in step names (`deploy[item]/step`): with the run's secrets masked, and where masking
+/// made two of them alike, numbered by position (`deploy[******** #2]`), so that no two sub-runs share a name.
+pub(crate) fn shown_items<'i>(items: impl Iterator<Item = &'i str>, redactor: &Redactor) -> Vec<String> {
+    let masked: Vec<(String, bool)> = items
+        .map(|item| match redactor.redact(item) {
+            std::borrow::Cow::Borrowed(_) => (item.to_owned(), false),
+            std::borrow::Cow::Owned(masked) => (masked, true),
+        })
+        .collect();
+    masked
+        .iter()
+        .enumerate()
+        .map(|(k, (shown, was_masked))| {
+            let alike = masked.iter().filter(|(other, _)| other == shown).count() > 1;
+            if *was_masked && alike { format!("{shown} #{}", k + 1) } else { shown.clone() }
+        })
+        .collect()
+}
 
 /// Runs a pipeline as one step of another. Built by [`PipelineBuilder::pipeline`](crate::PipelineBuilder::pipeline).
 pub(crate) struct SubPipeline {
@@ -53,12 +73,13 @@ impl FanOut {
 #[async_trait]
 impl Step for FanOut {
     async fn run(&self, ctx: &StepContext) -> Result<(), StepError> {
-        let sub_runs = self.runs.iter().map(|(item, pipeline)| async move {
+        let shown = shown_items(self.runs.iter().map(|(item, _)| item.as_str()), &ctx.scope.secrets.redactor);
+        let sub_runs = self.runs.iter().zip(&shown).map(|((item, pipeline), shown)| async move {
             let vars = HashMap::from([(self.var.clone(), item.clone())]);
-            let prefix = format!("{}[{item}]", ctx.name());
+            let prefix = format!("{}[{shown}]", ctx.name());
             let scope = Arc::new(Scope::child(ctx, pipeline.clone(), &prefix, vars));
             let outcome = drive(&scope).await;
-            outcome.into_step_result(&format!("`{item}`"))
+            outcome.into_step_result(&format!("`{shown}`"))
         });
         let mut failures = Vec::new();
         let mut cancelled = false;

@@ -76,9 +76,25 @@ impl Context {
     }
 }
 
+impl Context {
+    /// A redactor that masks this context's secrets.
+    pub fn redactor(&self) -> Redactor {
+        let redactor = Redactor::new();
+        for secret in self.secrets.values() {
+            redactor.register(secret);
+        }
+        redactor
+    }
+}
+
+/// Variables are shown with the context's secrets masked in them (a DSN variable that holds a password shows
+/// without it); secrets show as masks.
 impl fmt::Debug for Context {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Context").field("vars", &self.vars).field("secrets", &self.secrets).finish()
+        let redactor = self.redactor();
+        let vars: BTreeMap<&str, std::borrow::Cow<'_, str>> =
+            self.vars.iter().map(|(k, v)| (k.as_str(), redactor.redact(v))).collect();
+        f.debug_struct("Context").field("vars", &vars).field("secrets", &self.secrets).finish()
     }
 }
 
@@ -382,10 +398,16 @@ impl StepContext {
         self.var(name).ok_or_else(|| ContextError::MissingVariable { name: name.to_owned() })
     }
 
-    /// All variables visible to the step, for inspection (debugger, plans).
+    /// All variables visible to the step, for showing (a debugger, a plan): the run's secrets are masked in them.
+    /// A step reads a value with [`var`](Self::var).
     pub fn vars(&self) -> BTreeMap<String, String> {
         let mut all = BTreeMap::new();
         self.scope.var_names(&mut all);
+        for value in all.values_mut() {
+            if let std::borrow::Cow::Owned(masked) = self.redact(value) {
+                *value = masked;
+            }
+        }
         all
     }
 

@@ -156,14 +156,43 @@ pub enum BuildError {
         /// The failure handler.
         step: String,
     },
-    /// A step name is empty or contains `/` (which separates the names of sub-pipelines) or `.` (which separates a
-    /// step's name from its variables: `{{build.tag}}`).
-    #[error("pipeline `{pipeline}` has an invalid step name `{step}`: names must be non-empty, without `/` or `.`")]
+    /// A step name is empty or contains `/` (which separates the names of sub-pipelines), `.` (which separates a
+    /// step's name from its variables: `{{build.tag}}`), `[` or `]` (which hold a fan-out's items) or a control
+    /// character.
+    #[error(
+        "pipeline `{pipeline}` has an invalid step name {step:?}: names must be non-empty, without `/`, `.`, `[`, `]` \
+         or control characters"
+    )]
     InvalidName {
         /// The pipeline.
         pipeline: String,
         /// The name.
         step: String,
+    },
+    /// A fan-out item that would make step names ambiguous: empty, or holding `[`, `]` or a control character.
+    #[error(
+        "fan-out `{step}` of pipeline `{pipeline}` has the item {item:?}, which {problem}: items name sub-runs \
+         (`{step}[item]/step`); fan out over names and look longer values up by name"
+    )]
+    InvalidFanOutItem {
+        /// The pipeline.
+        pipeline: String,
+        /// The fan-out step.
+        step: String,
+        /// The item, as written.
+        item: String,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
+    /// A fan-out was given the same item twice.
+    #[error("fan-out `{step}` of pipeline `{pipeline}` has the item {item:?} twice: each item names one sub-run")]
+    DuplicateFanOutItem {
+        /// The pipeline.
+        pipeline: String,
+        /// The fan-out step.
+        step: String,
+        /// The repeated item.
+        item: String,
     },
     /// A fan-out was given no items.
     #[error("fan-out `{step}` of pipeline `{pipeline}` has no items")]

@@ -31,6 +31,7 @@ use crate::debug::Hook;
 use crate::error::{RunError, StepError, error_chain};
 use crate::event::{Event, EventStream, Journal, Raw};
 use crate::notify::{Notifier, RunInfo};
+use crate::panic::Masking;
 use crate::pipeline::{Children, Node, Pipeline};
 use crate::report::{RunReport, RunStatus, StepReport, StepStatus};
 use crate::rule::{TriggerRule, Upstream, Verdict};
@@ -38,7 +39,8 @@ use crate::running::RunningSet;
 
 /// Settings shared by a run and its sub-runs.
 pub(crate) struct RunOptions {
-    pub(crate) max_concurrency: usize,
+    /// Places for steps under `max_concurrency`, shared by the run and all its sub-runs; `None`: unbounded.
+    pub(crate) limit: Option<Arc<tokio::sync::Semaphore>>,
     pub(crate) grace: Duration,
     pub(crate) hooks: Vec<Arc<dyn Hook>>,
 }
@@ -51,7 +53,7 @@ struct Notifiers {
 
 impl Default for RunOptions {
     fn default() -> Self {
-        Self { max_concurrency: usize::MAX, grace: Duration::from_secs(30), hooks: Vec::new() }
+        Self { limit: None, grace: Duration::from_secs(30), hooks: Vec::new() }
     }
 }
 
@@ -120,10 +122,12 @@ impl Run {
         self
     }
 
-    /// Runs at most `n` steps at once (at least 1). Unbounded by default. The bound holds within each (sub-)run: the
-    /// sub-runs of a fan-out each have it, and run side by side.
+    /// Runs at most `n` steps at once (at least 1), across the whole run: the steps of its sub-pipelines and fan-outs
+    /// count, the sub-pipeline and fan-out steps that hold them do not. Steps wait for a place in the order they
+    /// became ready. Unbounded by default.
     pub fn max_concurrency(mut self, n: usize) -> Self {
-        self.options.max_concurrency = n.max(1);
+        let n = n.clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
+        self.options.limit = Some(Arc::new(tokio::sync::Semaphore::new(n)));
         self
     }
 
@@ -360,6 +364,9 @@ struct Slot {
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// A place under `max_concurrency` (an error only if the semaphore were closed, which it never is).
+type Permit = Result<tokio::sync::OwnedSemaphorePermit, tokio::sync::AcquireError>;
+
 enum StepFuture<'a> {
     /// `Step::run` itself: one attempt, no hooks.
     Direct(BoxFuture<'a, Result<(), StepError>>),
@@ -371,6 +378,8 @@ struct Running<'a> {
     node: u32,
     started: Instant,
     future: StepFuture<'a>,
+    /// The step's place under `max_concurrency`, given back when it ends or is dropped.
+    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl Future for Running<'_> {
@@ -405,6 +414,8 @@ struct Coordinator<'a> {
     reports: Vec<StepReport>,
     finished: Vec<u32>,
     cancel_signal: BoxFuture<'a, ()>,
+    /// A step that may run and waits for a place under `max_concurrency`; no other step starts before it.
+    waiting: Option<(u32, BoxFuture<'static, Permit>)>,
     grace: Option<Pin<Box<tokio::time::Sleep>>>,
     cancelling: bool,
     finalizing: bool,
@@ -432,6 +443,7 @@ impl<'a> Coordinator<'a> {
             reports: Vec::with_capacity(pipeline.len()),
             finished: Vec::with_capacity(pipeline.len()),
             cancel_signal: Box::pin(scope.run_token.cancelled()),
+            waiting: None,
             grace: None,
             cancelling: false,
             finalizing: false,
@@ -478,6 +490,8 @@ impl<'a> Coordinator<'a> {
     }
 
     fn poll(&mut self, cx: &mut TaskContext<'_>) -> Poll<()> {
+        // A panic in what this poll runs prints with the run's secrets masked.
+        let _masking = Masking::enter(&self.scope.secrets.redactor);
         // Steps finished in this poll: past the budget the coordinator yields, so that other tasks on its thread
         // (event readers among them) run, as tokio's cooperative scheduling asks of every task.
         let mut budget = COOP_BUDGET;
@@ -496,17 +510,46 @@ impl<'a> Coordinator<'a> {
                 return Poll::Pending;
             }
             if !self.cancelling || self.finalizing {
+                // The step waiting for a place goes first.
+                if let Some((node, acquire)) = &mut self.waiting
+                    && let Poll::Ready(permit) = acquire.as_mut().poll(cx)
+                {
+                    let node = *node;
+                    self.waiting = None;
+                    self.start(node, permit.ok(), cx);
+                    budget = budget.saturating_sub(1);
+                }
                 // Newly started steps that wait are polled again soon, a few at a time, while their memory is warm.
-                while budget > 0
-                    && self.running.len() < self.scope.options.max_concurrency
+                while self.waiting.is_none()
+                    && budget > 0
                     && self.running.unpolled() < UNPOLLED_AT_MOST
                     && tokio::task::coop::has_budget_remaining()
                 {
                     let Some(node) = self.ready.pop_front() else {
                         break;
                     };
-                    self.start_or_skip(node, cx);
                     budget -= 1;
+                    if !self.decide(node) {
+                        continue;
+                    }
+                    let permit = match self.limit_for(node) {
+                        None => None,
+                        Some(limit) => match Arc::clone(limit).try_acquire_owned() {
+                            Ok(permit) => Some(permit),
+                            Err(_) => {
+                                let mut acquire: BoxFuture<'static, Permit> =
+                                    Box::pin(Arc::clone(limit).acquire_owned());
+                                match acquire.as_mut().poll(cx) {
+                                    Poll::Ready(permit) => permit.ok(),
+                                    Poll::Pending => {
+                                        self.waiting = Some((node, acquire));
+                                        break;
+                                    }
+                                }
+                            }
+                        },
+                    };
+                    self.start(node, permit, cx);
                 }
             }
             if !self.running.is_empty() {
@@ -518,15 +561,15 @@ impl<'a> Coordinator<'a> {
                     self.take_inbox();
                     self.complete(node, started, attempted);
                 }
-                Poll::Ready(None) => {
-                    if self.cancelling && !self.finalizing {
-                        self.finalizing = true;
-                    } else if self.ready.is_empty() {
+                Poll::Ready(None) if self.cancelling && !self.finalizing => self.finalizing = true,
+                Poll::Ready(None) if self.waiting.is_none() => {
+                    if self.ready.is_empty() {
                         self.publish();
                         return Poll::Ready(());
                     }
                 }
-                Poll::Pending => {
+                // Nothing runs here, and a step waits for a place that a step of another sub-run holds.
+                Poll::Ready(None) | Poll::Pending => {
                     if !self.cancelling {
                         if self.cancel_signal.as_mut().poll(cx).is_ready() {
                             self.begin_cancel();
@@ -551,34 +594,66 @@ impl<'a> Coordinator<'a> {
 
     fn begin_cancel(&mut self) {
         self.cancelling = true;
+        if let Some((node, _)) = &self.waiting
+            && self.pipeline.node(*node as usize).rule != TriggerRule::Always
+        {
+            let node = *node;
+            self.waiting = None;
+            self.skip(node, Arc::from("run cancelled"));
+        }
         self.grace = Some(Box::pin(tokio::time::sleep(self.scope.options.grace)));
         tracing::warn!("run cancelled; waiting for running steps");
     }
 
-    /// Decides a step whose upstream steps are all finished, and starts or skips it.
-    fn start_or_skip(&mut self, i: u32, cx: &mut TaskContext<'_>) {
-        let pipeline: &'a Pipeline = self.pipeline;
-        let contexts: &'a [StepContext] = self.contexts;
-        let node: &'a Node = pipeline.node(i as usize);
+    /// Decides a step whose upstream steps are all finished: whether it runs (else it is skipped, with why).
+    fn decide(&mut self, i: u32) -> bool {
+        let node: &'a Node = self.pipeline.node(i as usize);
         let verdict = if self.cancelling && node.rule != TriggerRule::Always {
-            return self.skip(i, Arc::from("run cancelled"));
+            self.skip(i, Arc::from("run cancelled"));
+            return false;
         } else {
             node.rule.decide(&self.slots[i as usize].up)
         };
-        match verdict {
-            Verdict::Run => {}
-            Verdict::UpstreamFailed(up) => return self.skip(i, self.because(up, "failed")),
-            Verdict::UpstreamSkipped(up) => return self.skip(i, self.because(up, "was skipped")),
-            Verdict::NothingFailed => return self.skip(i, Arc::from("no upstream step failed")),
+        let skipped = match verdict {
+            Verdict::Run => None,
+            Verdict::UpstreamFailed(up) => Some(self.because(up, "failed")),
+            Verdict::UpstreamSkipped(up) => Some(self.because(up, "was skipped")),
+            Verdict::NothingFailed => Some(Arc::from("no upstream step failed")),
+        };
+        if let Some(reason) = skipped {
+            self.skip(i, reason);
+            return false;
         }
-        let ctx: &'a StepContext = &contexts[i as usize];
+        let ctx: &'a StepContext = &self.contexts[i as usize];
         if self.cancelling {
             ctx.set_finally();
         }
         if let Some(condition) = node.condition()
             && !condition.evaluate(ctx)
         {
-            return self.skip(i, Arc::from(format!("condition false: {}", condition.label())));
+            let reason = format!("condition false: {}", condition.label());
+            self.skip(i, Arc::from(self.scope.redact(&reason).as_ref()));
+            return false;
+        }
+        true
+    }
+
+    /// The run's bound on running steps, if `node` takes a place under it (sub-pipelines and fan-outs do not: their
+    /// steps do).
+    fn limit_for(&self, node: u32) -> Option<&'a Arc<tokio::sync::Semaphore>> {
+        let scope: &'a Arc<Scope> = self.scope;
+        let limit = scope.options.limit.as_ref()?;
+        matches!(self.pipeline.node(node as usize).children(), Children::None).then_some(limit)
+    }
+
+    /// Starts a step that runs, holding `permit` (its place under `max_concurrency`) until it ends.
+    fn start(&mut self, i: u32, permit: Option<tokio::sync::OwnedSemaphorePermit>, cx: &mut TaskContext<'_>) {
+        let node: &'a Node = self.pipeline.node(i as usize);
+        let ctx: &'a StepContext = &self.contexts[i as usize];
+        if self.cancelling {
+            // Decided before the cancellation and waited for a place since: an `always` step, which gets the final
+            // token.
+            ctx.set_finally();
         }
         if self.scope.journal.is_active() {
             self.emit(Raw::Started { scope: self.scope.id, node: i, attempt: 1 });
@@ -594,7 +669,7 @@ impl<'a> Coordinator<'a> {
         } else {
             StepFuture::Direct(node.step.run(ctx))
         };
-        let mut running = Running { node: i, started, future };
+        let mut running = Running { node: i, started, future, _permit: permit };
         let polled = Pin::new(&mut running).poll(cx);
         self.now = None;
         self.take_inbox();
@@ -666,11 +741,17 @@ impl<'a> Coordinator<'a> {
         for next in self.pipeline.downstream(i) {
             let slot = &mut self.slots[next as usize];
             if counts_failed {
+                if slot.up.failed == 0 {
+                    slot.up.first_failed = i;
+                }
                 slot.up.failed += 1;
-                slot.up.first_failed.get_or_insert(i);
+            } else if allowed {
+                slot.up.allowed_failed += 1;
             } else if counts_skipped {
+                if slot.up.skipped == 0 {
+                    slot.up.first_skipped = i;
+                }
                 slot.up.skipped += 1;
-                slot.up.first_skipped.get_or_insert(i);
             }
             slot.waiting -= 1;
             if slot.waiting == 0 {
@@ -742,7 +823,7 @@ mod size_tests {
         use std::mem::size_of;
         let sizes = [
             ("Node", size_of::<crate::pipeline::Node>(), 48),
-            ("Slot", size_of::<super::Slot>(), 28),
+            ("Slot", size_of::<super::Slot>(), 24),
             ("StepContext", size_of::<crate::context::StepContext>(), 24),
             ("StepReport", size_of::<crate::report::StepReport>(), 104),
             ("Raw event", size_of::<crate::event::Raw>(), 56),

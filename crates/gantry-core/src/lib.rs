@@ -48,6 +48,7 @@ mod event;
 mod executor;
 mod export;
 mod notify;
+mod panic;
 mod pipeline;
 mod plan;
 mod report;

@@ -10,11 +10,12 @@ use std::time::Duration;
 use petgraph::Direction;
 use petgraph::graph::{DiGraph, NodeIndex};
 
-use crate::compose::{FanOut, SubPipeline};
+use crate::compose::{FanOut, SubPipeline, shown_items};
 use crate::context::Context;
 use crate::error::{BuildError, Problem, TemplateError};
 use crate::retry::RetryPolicy;
 use crate::rule::{Condition, TriggerRule};
+use crate::secret::Redactor;
 use crate::step::Step;
 
 /// What a node holds besides its step, for plans and graph export.
@@ -205,7 +206,7 @@ impl Pipeline {
     /// upstream step of the one that reads it (steps set such variables with [`StepContext::set_var`](crate::StepContext::set_var)).
     pub fn check_variables(&self, context: &Context) -> Vec<Problem> {
         let mut problems = Vec::new();
-        self.check_in(&|name| context.knows(name), "", &mut problems);
+        self.check_in(&|name| context.knows(name), "", &context.redactor(), &mut problems);
         problems
     }
 
@@ -223,7 +224,7 @@ impl Pipeline {
         })
     }
 
-    fn check_in(&self, known: &dyn Fn(&str) -> bool, prefix: &str, problems: &mut Vec<Problem>) {
+    fn check_in(&self, known: &dyn Fn(&str) -> bool, prefix: &str, secrets: &Redactor, problems: &mut Vec<Problem>) {
         for (i, vars) in self.templates() {
             let i = *i;
             let node = self.node(i as usize);
@@ -248,11 +249,12 @@ impl Pipeline {
                     }
                     Err(error) => problems.push(Problem { step: path(), error: error.clone() }),
                 },
-                Children::Pipeline(sub) => sub.check_in(&here, &format!("{}/", path()), problems),
+                Children::Pipeline(sub) => sub.check_in(&here, &format!("{}/", path()), secrets, problems),
                 Children::FanOut { var, runs } => {
-                    for (item, sub) in runs {
+                    let shown = shown_items(runs.iter().map(|(item, _)| item.as_str()), secrets);
+                    for ((_, sub), shown) in runs.iter().zip(shown) {
                         let with_item = |name: &str| name == var || here(name);
-                        sub.check_in(&with_item, &format!("{}[{item}]/", path()), problems);
+                        sub.check_in(&with_item, &format!("{}[{shown}]/", path()), secrets, problems);
                     }
                 }
             }
@@ -298,7 +300,7 @@ impl PipelineBuilder {
             fail(&mut self, e);
             Children::None
         });
-        if name.is_empty() || name.contains(['/', '.']) {
+        if name.is_empty() || name.contains(['/', '.', '[', ']']) || name.chars().any(char::is_control) {
             let e = BuildError::InvalidName { pipeline: self.name.clone(), step: name.to_string() };
             fail(&mut self, e);
         }
@@ -343,10 +345,32 @@ impl PipelineBuilder {
         B: Into<PipelineBuilder>,
     {
         let (name, var): (Arc<str>, String) = (name.into(), var.into());
+        let mut seen = HashSet::new();
         let runs: Result<Vec<(String, Pipeline)>, BuildError> = items
             .into_iter()
             .map(|item| {
                 let item: String = item.into();
+                let problem = if item.is_empty() {
+                    Some("is empty")
+                } else if item.contains(['[', ']']) {
+                    // `[item]` delimits the item in step names; a `/` inside (`acme/api`) is unambiguous.
+                    Some("holds `[` or `]`")
+                } else if item.chars().any(char::is_control) {
+                    Some("holds a control character")
+                } else {
+                    None
+                };
+                if let Some(problem) = problem {
+                    let (pipeline, step) = (self.name.clone(), name.to_string());
+                    return Err(BuildError::InvalidFanOutItem { pipeline, step, item, problem });
+                }
+                if !seen.insert(item.clone()) {
+                    return Err(BuildError::DuplicateFanOutItem {
+                        pipeline: self.name.clone(),
+                        step: name.to_string(),
+                        item,
+                    });
+                }
                 let built = pipeline_for(&item).into().build().map_err(|e| BuildError::Nested {
                     pipeline: self.name.clone(),
                     step: format!("{name}[{item}]"),
@@ -545,7 +569,8 @@ impl StepBuilder {
         self
     }
 
-    /// A failure of this step does not fail the run, and counts as success for the steps after it.
+    /// A failure of this step does not fail the run, and counts as a success for the steps after it on the happy
+    /// path (`all_success`, `none_failed`); a failure handler after it (`on_failure`) still runs.
     pub fn allow_failure(mut self) -> Self {
         self.node().allow_failure = true;
         self

@@ -5,10 +5,13 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::attempt::panic_message;
+use crate::compose::shown_items;
 use crate::context::{Context, Scope, StepContext};
 use crate::event::Journal;
 use crate::executor::RunOptions;
-use crate::pipeline::{Children, Pipeline};
+use crate::panic::Masking;
+use crate::pipeline::{Children, Node, Pipeline};
 use crate::rule::TriggerRule;
 
 /// What the plan expects of a step, assuming the steps before it succeed.
@@ -104,7 +107,14 @@ impl Pipeline {
     }
 }
 
+/// What the step says it would do; a panic in `describe` is described, not passed on.
+fn describe(node: &Node, ctx: &StepContext) -> String {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| node.step.describe(ctx)))
+        .unwrap_or_else(|panic| format!("(`describe` panicked: {})", panic_message(&*panic)))
+}
+
 fn plan_scope(scope: &Arc<Scope>, out: &mut Vec<PlannedStep>) {
+    let _masking = Masking::enter(&scope.secrets.redactor);
     let pipeline = &scope.pipeline;
     let mut outcome = vec![Abstract::Runs; pipeline.len()];
     for i in pipeline.topological() {
@@ -138,7 +148,7 @@ fn plan_scope(scope: &Arc<Scope>, out: &mut Vec<PlannedStep>) {
             (Abstract::Skipped, Some(status)) => (Abstract::Skipped, status),
             (state, status) => match node.condition() {
                 Some(condition) if !condition.evaluate(&ctx) => {
-                    (Abstract::Skipped, PlannedStatus::SkippedByCondition(condition.label().to_owned()))
+                    (Abstract::Skipped, PlannedStatus::SkippedByCondition(scope.redact(condition.label()).into_owned()))
                 }
                 _ => (state, status.unwrap_or(PlannedStatus::Runs)),
             },
@@ -147,10 +157,10 @@ fn plan_scope(scope: &Arc<Scope>, out: &mut Vec<PlannedStep>) {
         out.push(PlannedStep {
             name: ctx.name().to_owned(),
             rule: node.rule,
-            condition: node.condition().map(|c| c.label().to_owned()),
+            condition: node.condition().map(|c| scope.redact(c.label()).into_owned()),
             after: after.iter().map(|&u| scope.name(u).to_string()).collect(),
             status,
-            description: scope.redact(&node.step.describe(&ctx)).into_owned(),
+            description: scope.redact(&describe(node, &ctx)).into_owned(),
         });
         match node.children() {
             Children::None => {}
@@ -159,9 +169,10 @@ fn plan_scope(scope: &Arc<Scope>, out: &mut Vec<PlannedStep>) {
                 plan_scope(&child, out);
             }
             Children::FanOut { var, runs } => {
-                for (item, sub) in runs {
+                let shown = shown_items(runs.iter().map(|(item, _)| item.as_str()), &scope.secrets.redactor);
+                for ((item, sub), shown) in runs.iter().zip(shown) {
                     let vars = [(var.clone(), item.clone())].into_iter().collect();
-                    let prefix = format!("{}[{item}]", ctx.name());
+                    let prefix = format!("{}[{shown}]", ctx.name());
                     plan_scope(&Arc::new(Scope::child(&ctx, sub.clone(), &prefix, vars)), out);
                 }
             }

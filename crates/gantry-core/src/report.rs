@@ -141,14 +141,23 @@ impl fmt::Display for RunReport {
         let width = self.all_steps().iter().map(|s| s.name.len()).max().unwrap_or(4);
         for s in self.all_steps() {
             let status = if s.allowed_failure { "failed (allowed)".to_owned() } else { s.status.to_string() };
-            write!(f, "  {:<width$}  {:<16} {:>9.2?}", s.name, status, s.duration)?;
+            let mut line = format!("  {:<width$}  {:<16} {:>9.2?}", s.name, status, s.duration);
             if s.attempts > 1 {
-                write!(f, "  {} attempts", s.attempts)?;
+                line.push_str(&format!("  {} attempts", s.attempts));
             }
             if let Some(reason) = &s.reason {
-                write!(f, "  {reason}")?;
+                line.push_str("  ");
+                // A reason of several lines (a command's last lines of stderr) keeps to its column.
+                let column = line.chars().count();
+                let mut lines = reason.lines();
+                line.push_str(lines.next().unwrap_or_default());
+                for more in lines {
+                    line.push('\n');
+                    line.extend(std::iter::repeat_n(' ', column));
+                    line.push_str(more);
+                }
             }
-            writeln!(f)?;
+            writeln!(f, "{line}")?;
         }
         for failure in &self.undelivered {
             writeln!(f, "  notification not delivered: {failure}")?;

@@ -10,7 +10,8 @@
 //! | [`Always`](TriggerRule::Always) | every upstream finished, also after a cancellation | — |
 //! | [`NoneFailed`](TriggerRule::NoneFailed) | no upstream failed (skipped is fine) | skipped |
 //!
-//! A failure under `allow_failure` counts as a success here. After a cancellation only `Always` steps run.
+//! A failure under `allow_failure` counts as a success for `AllSuccess` and `NoneFailed` (the happy path goes on) and
+//! as a failure for `OnFailure` (its handler still runs). After a cancellation only `Always` steps run.
 
 use std::fmt;
 use std::sync::Arc;
@@ -50,13 +51,16 @@ impl fmt::Display for TriggerRule {
     }
 }
 
-/// How the upstream steps of one step ended, as counts. `first_failed` and `first_skipped` name an example.
+/// How the upstream steps of one step ended, as counts. `first_failed` and `first_skipped` name an example (the
+/// first one to end so), meaningful while the count beside them is not zero.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Upstream {
     pub(crate) failed: u32,
+    /// Failures under `allow_failure`: a success for the happy path, a failure for the failure path.
+    pub(crate) allowed_failed: u32,
     pub(crate) skipped: u32,
-    pub(crate) first_failed: Option<u32>,
-    pub(crate) first_skipped: Option<u32>,
+    pub(crate) first_failed: u32,
+    pub(crate) first_skipped: u32,
 }
 
 /// The rule's verdict.
@@ -73,11 +77,11 @@ pub(crate) enum Verdict {
 
 impl TriggerRule {
     pub(crate) fn decide(self, up: &Upstream) -> Verdict {
-        let failed = || Verdict::UpstreamFailed(up.first_failed.unwrap_or_default());
+        let failed = || Verdict::UpstreamFailed(up.first_failed);
         match self {
             Self::AllSuccess if up.failed > 0 => failed(),
-            Self::AllSuccess if up.skipped > 0 => Verdict::UpstreamSkipped(up.first_skipped.unwrap_or_default()),
-            Self::OnFailure if up.failed == 0 => Verdict::NothingFailed,
+            Self::AllSuccess if up.skipped > 0 => Verdict::UpstreamSkipped(up.first_skipped),
+            Self::OnFailure if up.failed == 0 && up.allowed_failed == 0 => Verdict::NothingFailed,
             Self::NoneFailed if up.failed > 0 => failed(),
             _ => Verdict::Run,
         }
@@ -150,7 +154,11 @@ mod tests {
     use super::*;
 
     fn up(failed: u32, skipped: u32) -> Upstream {
-        Upstream { failed, skipped, first_failed: (failed > 0).then_some(1), first_skipped: (skipped > 0).then_some(2) }
+        Upstream { failed, allowed_failed: 0, skipped, first_failed: 1, first_skipped: 2 }
+    }
+
+    fn allowed(n: u32) -> Upstream {
+        Upstream { allowed_failed: n, ..Upstream::default() }
     }
 
     #[test]
@@ -167,6 +175,10 @@ mod tests {
             (Always, up(2, 2), Run),
             (NoneFailed, up(0, 2), Run),
             (NoneFailed, up(1, 0), UpstreamFailed(1)),
+            (AllSuccess, allowed(1), Run),
+            (NoneFailed, allowed(1), Run),
+            (OnFailure, allowed(1), Run),
+            (Always, allowed(1), Run),
         ];
         for (rule, upstream, verdict) in cases {
             assert_eq!(rule.decide(&upstream), verdict, "{rule} with {upstream:?}");

@@ -60,6 +60,7 @@ impl<F: Future + Unpin> RunningSet<F> {
         Self { slots: Vec::new(), free: Vec::new(), ready: Vec::new(), shared: Arc::default(), len: 0 }
     }
 
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.len
     }

@@ -102,3 +102,51 @@ fn describe_and_variables() {
     let repeated = CommandStep::new("echo").args(["{{x}}", "{{y}}", "{{x}}"]);
     assert_eq!(repeated.variables().unwrap(), ["x", "y"], "each variable once, in order");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_command_is_retried_under_a_retry_policy_without_naming_exit_codes() {
+    let tmp = support::TempDir::new("retry-default");
+    let script = "n=$(cat {{dir}}/n 2>/dev/null || echo 0); n=$((n+1)); echo $n > {{dir}}/n; [ $n -ge 2 ] || exit 1";
+    let p = Pipeline::builder("p")
+        .step("cmd", CommandStep::new("sh").args(["-c", script]))
+        .retry(RetryPolicy::fixed(2, std::time::Duration::from_millis(10)))
+        .build()
+        .unwrap();
+    let report = p.run(Context::new().var("dir", tmp.display())).await.unwrap();
+    let cmd = report.step("cmd").unwrap();
+    assert_eq!((cmd.status, cmd.attempts), (StepStatus::Succeeded, 2), "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exit_codes_named_for_retries_are_the_only_ones_retried() {
+    let p = |step: CommandStep| {
+        Pipeline::builder("p")
+            .step("cmd", step)
+            .retry(RetryPolicy::fixed(2, std::time::Duration::from_millis(1)))
+            .build()
+            .unwrap()
+    };
+    let other_code = p(CommandStep::new("sh").args(["-c", "exit 4"]).retry_on_exit_codes([75]));
+    let report = other_code.run(Context::new()).await.unwrap();
+    assert_eq!(report.step("cmd").unwrap().attempts, 1, "{report}");
+    let never = p(CommandStep::new("sh").args(["-c", "exit 75"]).retry_on_exit_codes([]));
+    let report = never.run(Context::new()).await.unwrap();
+    assert_eq!(report.step("cmd").unwrap().attempts, 1, "{report}");
+    let missing = p(CommandStep::new("no-such-program-gantry"));
+    let report = missing.run(Context::new()).await.unwrap();
+    assert_eq!(report.step("cmd").unwrap().attempts, 1, "a program that cannot start is not retried: {report}");
+}
+
+#[tokio::test]
+async fn the_report_table_keeps_a_multi_line_reason_in_its_column() {
+    let step = CommandStep::new("sh").args(["-c", "echo first >&2; echo second >&2; exit 2"]);
+    let (report, _) = run_one(step, Context::new()).await;
+    let table = report.to_string();
+    let lines: Vec<&str> = table.lines().collect();
+    let first = lines.iter().position(|l| l.contains("exited with code 2")).expect(&table);
+    let column = lines[first].find("`sh` exited").unwrap();
+    for (line, text) in lines[first + 1..=first + 2].iter().zip(["first", "second"]) {
+        assert_eq!(line.find(text), Some(column), "continuation lines start under the reason:\n{table}");
+        assert!(line[..column].trim().is_empty(), "{table}");
+    }
+}

@@ -163,3 +163,56 @@ async fn stepping_pauses_at_every_step_and_on_failure() {
     pause.resume(Resume::Continue);
     assert_eq!(handle.await.unwrap().unwrap().status, RunStatus::Failed);
 }
+
+struct PanicsInDescribe;
+
+#[gantry_core::async_trait]
+impl gantry_core::Step for PanicsInDescribe {
+    async fn run(&self, _ctx: &gantry_core::StepContext) -> Result<(), StepError> {
+        Ok(())
+    }
+
+    fn describe(&self, _ctx: &gantry_core::StepContext) -> String {
+        panic!("no description today")
+    }
+}
+
+#[test]
+fn a_panic_in_describe_is_shown_in_the_plan_not_passed_on() {
+    let p = Pipeline::builder("p").step("odd", PanicsInDescribe).step("next", ok()).after(["odd"]).build().unwrap();
+    let plan = p.plan(&Context::new());
+    assert_eq!(plan.step("odd").unwrap().description, "(`describe` panicked: no description today)");
+    assert_eq!(plan.step("next").unwrap().status, PlannedStatus::Runs);
+}
+
+#[tokio::test]
+async fn a_panicking_step_reaches_the_after_step_hook_and_the_on_failure_breakpoint() {
+    let p = Pipeline::builder("p")
+        .step("boom", step_fn(|_| async { panic!("kaboom") }))
+        .step("recover", ok())
+        .after(["boom"])
+        .rule(TriggerRule::OnFailure)
+        .build()
+        .unwrap();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = Arc::clone(&seen);
+    let hook = gantry_core::hook_fn(
+        |_| {},
+        move |ctx, result| {
+            record.lock().unwrap().push((ctx.name().to_owned(), result.as_ref().err().map(|e| e.to_string())));
+        },
+    );
+    let report = Run::new(&p, Context::new()).hook(hook).execute().await.unwrap();
+    assert_eq!(report.step("boom").unwrap().reason.as_deref(), Some("step panicked: kaboom"));
+    assert_eq!(
+        seen.lock().unwrap().as_slice(),
+        [("boom".to_owned(), Some("step panicked: kaboom".to_owned())), ("recover".to_owned(), None)]
+    );
+
+    let (hook, mut debugger) = Debugger::new([Breakpoint::OnFailure]);
+    let handle = tokio::spawn(Run::new(&p, Context::new()).hook(hook).execute());
+    let pause = tokio::time::timeout(std::time::Duration::from_secs(10), debugger.next_pause()).await.unwrap().unwrap();
+    assert_eq!((pause.step(), pause.reason()), ("boom", &PauseReason::Failed("step panicked: kaboom".into())));
+    pause.resume(Resume::Continue);
+    assert_eq!(handle.await.unwrap().unwrap().status, RunStatus::Failed);
+}

@@ -112,10 +112,16 @@ fn model(case: &Case) -> (Vec<Expected>, RunStatus) {
             .iter()
             .filter(|&&u| out[u].status == StepStatus::Failed && !case.steps[u].allow_failure)
             .count();
+        // A failure under `allow_failure` is a success for the happy path and a failure for the failure path.
+        let allowed_up = spec
+            .upstream
+            .iter()
+            .filter(|&&u| out[u].status == StepStatus::Failed && case.steps[u].allow_failure)
+            .count();
         let skipped_up = spec.upstream.iter().filter(|&&u| out[u].status == StepStatus::Skipped).count();
         let rule_allows = match spec.rule {
             TriggerRule::AllSuccess => failed_up == 0 && skipped_up == 0,
-            TriggerRule::OnFailure => failed_up > 0,
+            TriggerRule::OnFailure => failed_up + allowed_up > 0,
             TriggerRule::Always => true,
             TriggerRule::NoneFailed => failed_up == 0,
         };

@@ -50,7 +50,7 @@ fn duplicate_names_unknown_dependencies_and_orphan_failure_handlers() {
     let orphan = Pipeline::builder("p").step("rollback", ok()).rule(TriggerRule::OnFailure).build().unwrap_err();
     assert_eq!(orphan, BuildError::FailureHandlerWithoutUpstream { pipeline: "p".into(), step: "rollback".into() });
 
-    for bad in ["a/b", "git.sha", ""] {
+    for bad in ["a/b", "git.sha", "", "fan[x]", "two\nlines"] {
         let err = Pipeline::builder("p").step(bad, ok()).build().unwrap_err();
         assert!(matches!(err, BuildError::InvalidName { ref step, .. } if step == bad), "{err}");
     }
@@ -74,6 +74,38 @@ fn errors_inside_a_fan_out_name_the_path() {
         .build()
         .unwrap_err();
     assert!(matches!(empty, BuildError::EmptyFanOut { .. }));
+}
+
+#[test]
+fn fan_out_items_that_would_make_step_names_ambiguous_are_refused() {
+    let fan = |items: Vec<&str>| {
+        Pipeline::builder("release")
+            .fan_out("deploy", "service", items, |_| Pipeline::builder("one").step("up", ok()))
+            .build()
+            .unwrap_err()
+    };
+    let dup = fan(vec!["api", "web", "api"]);
+    assert_eq!(
+        dup.to_string(),
+        "fan-out `deploy` of pipeline `release` has the item \"api\" twice: each item names one sub-run"
+    );
+    for (item, problem) in [
+        ("c]d", "holds `[` or `]`"),
+        ("a[0", "holds `[` or `]`"),
+        ("", "is empty"),
+        ("tab\there", "holds a control character"),
+    ] {
+        let err = fan(vec!["api", item]);
+        assert!(
+            matches!(&err, BuildError::InvalidFanOutItem { item: i, problem: p, .. } if i == item && *p == problem),
+            "{err}"
+        );
+        assert!(
+            err.to_string()
+                .starts_with(&format!("fan-out `deploy` of pipeline `release` has the item {item:?}, which {problem}")),
+            "{err}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -135,4 +167,34 @@ fn malformed_templates_are_reported_with_their_step() {
     let problems = p.check_variables(&Context::new());
     assert_eq!(problems.len(), 1);
     assert_eq!(problems[0].to_string(), "step `bad`: unclosed `{{` at byte 0 in template `{{unclosed`");
+}
+
+#[tokio::test]
+async fn a_slash_in_a_fan_out_item_keeps_step_names_distinct() {
+    // Repository names are the usual items of a multi-repo fan-out; between brackets that items cannot contain, a
+    // `/` is not a sub-pipeline separator.
+    let ok = || step_fn(|_| async { Ok(()) });
+    let p = Pipeline::builder("release")
+        .fan_out("repo", "name", ["acme/api", "acme"], |_| {
+            Pipeline::builder("one")
+                .step("build", ok())
+                .pipeline("api", Pipeline::builder("n").step("build", ok()).build().unwrap())
+        })
+        .build()
+        .unwrap();
+    let report = p.run(Context::new()).await.unwrap();
+    let mut names: Vec<&str> = report.all_steps().iter().map(|s| &*s.name).collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        [
+            "repo",
+            "repo[acme/api]/api",
+            "repo[acme/api]/api/build",
+            "repo[acme/api]/build",
+            "repo[acme]/api",
+            "repo[acme]/api/build",
+            "repo[acme]/build"
+        ]
+    );
 }
