@@ -16,16 +16,16 @@
 
 use std::time::Duration;
 
+use gantry::github::{DeploymentEvent, GitHub, Route, Webhooks, sign_payload};
+use gantry::kube::k8s_openapi::api::apps::v1::Deployment;
+use gantry::kube::kube::Api;
+use gantry::kube::kube::runtime::wait::await_condition;
+use gantry::kube::{Cluster, JobStep, RollingDeploy};
 use gantry::prelude::*;
-use gantry_github::{DeploymentEvent, GitHub, Route, Webhooks, sign_payload};
-use gantry_kube::{Cluster, JobStep, RollingDeploy};
-use gantry_slack::Slack;
-use gantry_testkit::kube::{ClusterSim, PodScript};
-use gantry_testkit::receiver::Receiver;
-use gantry_testkit::slack::{BOT_TOKEN, CHANNEL, SlackSim};
-use k8s_openapi::api::apps::v1::Deployment;
-use kube::Api;
-use kube::runtime::wait::await_condition;
+use gantry::slack::Slack;
+use gantry::testkit::kube::{ClusterSim, PodScript};
+use gantry::testkit::receiver::Receiver;
+use gantry::testkit::slack::{BOT_TOKEN, CHANNEL, SlackSim};
 
 const WEBHOOK_SECRET: &str = "whsec-example";
 

@@ -25,17 +25,17 @@ use std::time::Duration;
 use futures::StreamExt;
 use gantry::core::analysis::{Analysis, ClassicJudge, Direction, Metric};
 use gantry::core::strategy::{Canary, Deploy};
+use gantry::datadog::{Datadog, DatadogMetrics};
+use gantry::kube::k8s_openapi::api::apps::v1::Deployment;
+use gantry::kube::kube::Api;
+use gantry::kube::kube::runtime::wait::await_condition;
+use gantry::kube::{Cluster, JobStep, KubeTarget, RollingDeploy};
 use gantry::prelude::*;
-use gantry_datadog::{Datadog, DatadogMetrics};
-use gantry_kube::{Cluster, JobStep, KubeTarget, RollingDeploy};
-use gantry_slack::Slack;
-use gantry_testkit::datadog::DatadogSim;
-use gantry_testkit::kube::{ClusterSim, Health, PodScript};
-use gantry_testkit::slack::{BOT_TOKEN, CHANNEL, SlackSim};
+use gantry::slack::Slack;
+use gantry::testkit::datadog::DatadogSim;
+use gantry::testkit::kube::{ClusterSim, Health, PodScript};
+use gantry::testkit::slack::{BOT_TOKEN, CHANNEL, SlackSim};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use k8s_openapi::api::apps::v1::Deployment;
-use kube::Api;
-use kube::runtime::wait::await_condition;
 
 /// A registry that answers 503 to the first push of each service.
 fn push_step(failures: Arc<AtomicU32>) -> impl Step {

@@ -22,7 +22,8 @@
 pub use gantry_core as core;
 
 /// Kubernetes steps and target: apply, rolling deploys with automated rollback, Jobs as preflight checks and smoke
-/// tests, and `KubeTarget` for canary and blue/green strategies (feature `kube`).
+/// tests, and `KubeTarget` for canary and blue/green strategies (feature `kube`). The kube-rs client and the API types
+/// they use come with it: `gantry::kube::kube` and `gantry::kube::k8s_openapi`.
 #[cfg(feature = "kube")]
 pub use gantry_kube as kube;
 
@@ -64,4 +65,24 @@ pub mod prelude {
         Breakpoint, CommandStep, Condition, Context, Debugger, Event, Notifier, OutputKey, Pipeline, RetryPolicy, Run,
         RunReport, RunStatus, Secret, Step, StepContext, StepError, StepStatus, TriggerRule, async_trait, step_fn,
     };
+}
+
+/// The code of the README and the guides under `docs/`, compiled and run as doctests (`tests/docs.rs` checks that
+/// every Rust block of the docs is here or is a file of a crate that `cargo test` builds).
+#[cfg(doctest)]
+pub mod docs {
+    #[doc = include_str!("../README.md")]
+    pub struct Readme;
+    #[doc = include_str!("../docs/guides/github-and-slack.md")]
+    pub struct GithubAndSlack;
+    #[doc = include_str!("../docs/guides/fan-out-and-sub-pipelines.md")]
+    pub struct FanOutAndSubPipelines;
+    #[doc = include_str!("../docs/guides/plans-and-exports.md")]
+    pub struct PlansAndExports;
+    #[doc = include_str!("../docs/guides/debugger.md")]
+    pub struct Debugger;
+    #[doc = include_str!("../docs/guides/kubernetes.md")]
+    pub struct Kubernetes;
+    #[doc = include_str!("../docs/guides/secrets.md")]
+    pub struct Secrets;
 }

@@ -330,8 +330,10 @@ impl PipelineBuilder {
     }
 
     /// Adds one step that runs a sub-pipeline per item, concurrently, each with the item in the variable `var`:
-    /// the way to write multi-service and multi-repo pipelines. Sub-run steps are named `name[item]/step`. The step
-    /// fails if any sub-run fails.
+    /// the way to write multi-service and multi-repo pipelines. Sub-run steps are named `name[item]/step` (an item
+    /// that is one of the run's secrets shows masked there). The step fails if any sub-run fails; the others run to
+    /// their end. [`build`](Self::build) refuses an empty list, an item given twice, and an item that is empty or
+    /// holds `[`, `]` or a control character (they would make step names ambiguous); `acme/api` is a fine item.
     pub fn fan_out<I, S, B>(
         self,
         name: impl Into<Arc<str>>,

@@ -51,6 +51,13 @@ mod sops_secret;
 mod target;
 mod watch;
 
+/// The kube-rs client these steps are built on, for a host's own calls to the cluster (`kube::Api`, `kube::runtime`),
+/// at the version [`Cluster`] uses: no second copy in the host's dependency tree to keep in step.
+pub use kube;
+
+/// The Kubernetes API types (`k8s_openapi::api::apps::v1::Deployment`), at the version and API level these steps use.
+pub use k8s_openapi;
+
 pub use apply::{APPLIED, Applied, Apply, FIELD_MANAGER, ObjectChange};
 pub use cluster::{Cluster, Clusters};
 pub use error::KubeError;
