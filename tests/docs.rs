@@ -88,3 +88,23 @@ fn every_rust_block_of_the_docs_is_compiled() {
     }
     assert!(checked >= 20, "only {checked} blocks found");
 }
+
+#[test]
+fn the_examples_use_only_the_facade() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for entry in std::fs::read_dir(root.join("examples")).unwrap().flatten() {
+        let path = entry.path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        for line in text.lines().map(str::trim_start).filter(|l| l.starts_with("use ")) {
+            let krate = line["use ".len()..].split("::").next().unwrap_or_default();
+            assert!(
+                matches!(
+                    krate,
+                    "gantry" | "std" | "tokio" | "futures" | "serde_json" | "axum" | "reqwest" | "indicatif"
+                ),
+                "{}: `{line}`: a host gets Gantry's crates, kube and k8s_openapi through `gantry::`",
+                path.display()
+            );
+        }
+    }
+}

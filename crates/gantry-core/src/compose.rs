@@ -22,13 +22,18 @@ pub(crate) fn shown_items<'i>(items: impl Iterator<Item = &'i str>, redactor: &R
             std::borrow::Cow::Owned(masked) => (masked, true),
         })
         .collect();
+    let mut count: HashMap<&str, usize> = HashMap::new();
+    for (shown, _) in &masked {
+        *count.entry(shown.as_str()).or_default() += 1;
+    }
     masked
         .iter()
         .enumerate()
-        .map(|(k, (shown, was_masked))| {
-            let alike = masked.iter().filter(|(other, _)| other == shown).count() > 1;
-            if *was_masked && alike { format!("{shown} #{}", k + 1) } else { shown.clone() }
-        })
+        .map(
+            |(k, (shown, was_masked))| {
+                if *was_masked && count[shown.as_str()] > 1 { format!("{shown} #{}", k + 1) } else { shown.clone() }
+            },
+        )
         .collect()
 }
 
