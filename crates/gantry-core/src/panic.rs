@@ -19,21 +19,26 @@ thread_local! {
     static MASKING: RefCell<Option<Redactor>> = const { RefCell::new(None) };
 }
 
-/// Sets the thread's masking to a run's redactor until dropped, then puts back what was there (sub-runs nest).
-pub(crate) struct Masking(Option<Redactor>);
+/// Sets the thread's masking to a run's redactor until dropped, then puts back what was there (sub-runs nest). A run
+/// without secrets has nothing to mask and sets nothing: entering costs it one atomic load.
+pub(crate) struct Masking(Option<Option<Redactor>>);
 
 impl Masking {
     pub(crate) fn enter(redactor: &Redactor) -> Self {
+        if redactor.is_empty() {
+            return Self(None);
+        }
         install_hook();
         let previous = MASKING.with(|m| m.replace(Some(redactor.clone())));
-        Self(previous)
+        Self(Some(previous))
     }
 }
 
 impl Drop for Masking {
     fn drop(&mut self) {
-        let previous = self.0.take();
-        MASKING.with(|m| *m.borrow_mut() = previous);
+        if let Some(previous) = self.0.take() {
+            MASKING.with(|m| *m.borrow_mut() = previous);
+        }
     }
 }
 

@@ -83,7 +83,14 @@ impl fmt::Display for Secret {
 /// network peer).
 #[derive(Clone, Default)]
 pub struct Redactor {
-    inner: Arc<RwLock<Known>>,
+    inner: Arc<Shared>,
+}
+
+#[derive(Default)]
+struct Shared {
+    known: RwLock<Known>,
+    /// Whether any value is registered: read without the lock on every poll of a run (`panic.rs`).
+    any: std::sync::atomic::AtomicBool,
 }
 
 /// The registered values and the texts each makes masked.
@@ -108,7 +115,7 @@ impl Redactor {
         if secret.expose().trim().is_empty() {
             return;
         }
-        let mut known = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        let mut known = self.inner.known.write().unwrap_or_else(|e| e.into_inner());
         if known.secrets.iter().any(|s| s == secret) {
             return;
         }
@@ -119,24 +126,28 @@ impl Redactor {
             }
         }
         known.needles.sort_by_key(|n| std::cmp::Reverse(n.len()));
+        self.inner.any.store(true, std::sync::atomic::Ordering::Release);
     }
 
     /// How many distinct values are registered.
     pub fn len(&self) -> usize {
-        self.inner.read().unwrap_or_else(|e| e.into_inner()).secrets.len()
+        self.inner.known.read().unwrap_or_else(|e| e.into_inner()).secrets.len()
     }
 
-    /// Whether no value is registered.
+    /// Whether no value is registered (one atomic load).
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        !self.inner.any.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// `text` with everything a registered value makes masked (see the type's documentation) replaced by [`MASK`]:
     /// each stretch of text covered by one or more overlapping matches becomes one mask. Borrows when there is nothing
     /// to mask.
     pub fn redact<'t>(&self, text: &'t str) -> Cow<'t, str> {
-        let known = self.inner.read().unwrap_or_else(|e| e.into_inner());
-        if known.needles.is_empty() || text.is_empty() {
+        if text.is_empty() || self.is_empty() {
+            return Cow::Borrowed(text);
+        }
+        let known = self.inner.known.read().unwrap_or_else(|e| e.into_inner());
+        if known.needles.is_empty() {
             return Cow::Borrowed(text);
         }
         let mut covered: Vec<(usize, usize)> = Vec::new();
