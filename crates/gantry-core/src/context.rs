@@ -436,6 +436,7 @@ impl StepContext {
     /// later steps by name.
     pub fn add_secret(&self, name: impl Into<String>, secret: Secret) {
         self.scope.secrets.redactor.register(&secret);
+        crate::panic::cover(&self.scope.secrets.redactor);
         self.scope.secrets.named.write().unwrap_or_else(|e| e.into_inner()).insert(name.into(), secret);
     }
 

@@ -8,7 +8,7 @@
 //! spawned, the host's own code), go to the host's hook unchanged. A host that sets its own hook after the first
 //! run replaces Gantry's: it then gets every panic unmasked.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::sync::Once;
 
 use crate::attempt::panic_message;
@@ -17,29 +17,58 @@ use crate::secret::Redactor;
 thread_local! {
     /// The redactor of the run whose code this thread is polling, if any.
     static MASKING: RefCell<Option<Redactor>> = const { RefCell::new(None) };
+    /// How many `Masking` guards are live on this thread: whether it is polling a run's code now.
+    static POLLING: Cell<u32> = const { Cell::new(0) };
 }
 
 /// Sets the thread's masking to a run's redactor until dropped, then puts back what was there (sub-runs nest). A run
-/// without secrets has nothing to mask and sets nothing: entering costs it one atomic load.
-pub(crate) struct Masking(Option<Option<Redactor>>);
+/// without secrets has nothing to mask and sets nothing (two thread-local reads, no reference count touched); if a
+/// step registers the run's first secret during the poll, [`cover`] sets it then, and the drop clears it.
+pub(crate) struct Masking {
+    /// What the thread had before: `None` when this guard set nothing and the thread had nothing either.
+    previous: Option<Option<Redactor>>,
+    /// Whether the thread had no masking when this guard was made (so that whatever `cover` set is cleared).
+    was_empty: bool,
+}
 
 impl Masking {
     pub(crate) fn enter(redactor: &Redactor) -> Self {
+        POLLING.with(|p| p.set(p.get() + 1));
         if redactor.is_empty() {
-            return Self(None);
+            let was_empty = MASKING.with(|m| m.borrow().is_none());
+            return Self { previous: None, was_empty };
         }
         install_hook();
         let previous = MASKING.with(|m| m.replace(Some(redactor.clone())));
-        Self(Some(previous))
+        Self { previous: Some(previous), was_empty: false }
     }
 }
 
 impl Drop for Masking {
     fn drop(&mut self) {
-        if let Some(previous) = self.0.take() {
+        POLLING.with(|p| p.set(p.get().saturating_sub(1)));
+        if let Some(previous) = self.previous.take() {
             MASKING.with(|m| *m.borrow_mut() = previous);
+        } else if self.was_empty {
+            MASKING.with(|m| m.borrow_mut().take());
         }
     }
+}
+
+/// A step registered a secret while its run was polled: if the thread masks nothing yet (the run had no secret
+/// when the poll began), it masks with `redactor` until the poll ends. Outside a poll (a task the step spawned),
+/// nothing is set: nothing would clear it.
+pub(crate) fn cover(redactor: &Redactor) {
+    if POLLING.with(Cell::get) == 0 {
+        return;
+    }
+    install_hook();
+    MASKING.with(|m| {
+        let mut masking = m.borrow_mut();
+        if masking.is_none() {
+            *masking = Some(redactor.clone());
+        }
+    });
 }
 
 fn install_hook() {

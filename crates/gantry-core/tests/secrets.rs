@@ -115,3 +115,37 @@ fn secrets_are_masked_in_events_reports_errors_plans_and_tracing() {
     assert!(traced.contains("step finished") && traced.contains("retrying"), "tracing captured the run:\n{traced}");
     assert_clean("tracing output", &traced);
 }
+
+#[test]
+fn a_panic_with_a_secret_registered_in_the_same_poll_prints_masked() {
+    // Run in a child process (this test binary) to read what the panic hook printed on stderr.
+    if std::env::var_os("GANTRY_PANIC_CHILD").is_some() {
+        let p = Pipeline::builder("p")
+            .step(
+                "learn-and-panic",
+                step_fn(|ctx| async move {
+                    ctx.add_secret("late", Secret::new("late-secret-5z5z"));
+                    panic!("lost late-secret-5z5z");
+                }),
+            )
+            .build()
+            .unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let report = runtime.block_on(p.run(Context::new())).unwrap();
+        assert_eq!(
+            report.step("learn-and-panic").unwrap().reason.as_deref(),
+            Some(format!("step panicked: lost {MASK}").as_str())
+        );
+        return;
+    }
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "a_panic_with_a_secret_registered_in_the_same_poll_prints_masked", "--nocapture"])
+        .env("GANTRY_PANIC_CHILD", "1")
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains(&format!("lost {MASK}")), "the hook printed the panic, masked:\n{stderr}");
+    assert!(!stderr.contains("late-secret-5z5z"), "{stderr}");
+}
