@@ -12,7 +12,7 @@ use futures::FutureExt;
 use crate::context::{Scope, StepContext};
 use crate::error::{StepError, error_chain};
 use crate::event::Event;
-use crate::pipeline::Node;
+use crate::pipeline::{Children, Node};
 
 /// What the attempts of a step came to.
 pub(crate) struct Attempted {
@@ -71,7 +71,8 @@ async fn one_attempt(node: &Node, ctx: &StepContext) -> Result<(), StepError> {
         outcome.unwrap_or_else(|panic| Err(StepError::new(format!("step panicked: {}", panic_message(&*panic)))))
     };
     match node.timeout() {
-        Some(limit) => within(limit, run.map(caught)).await,
+        // A sub-pipeline's or fan-out's poll does its steps' work: a long one is not the holding step blocking.
+        Some(limit) => within(limit, matches!(node.children(), Children::None), run.map(caught)).await,
         None => caught(run.await),
     }
 }
@@ -85,13 +86,17 @@ pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "a panic without a message".to_owned())
 }
 
+/// A poll at least this long held its thread: async code yields within microseconds.
+const HELD: Duration = Duration::from_millis(10);
+
 /// `future`, failed with a timeout error once `limit` has passed, as `tokio::time::timeout` would do.
 ///
-/// Unlike `tokio::time::timeout`, an attempt that held its thread across its deadline (a poll that began before the
-/// deadline and ended after it: blocking work, not an `.await`) fails with a timeout that says so, even if it then
-/// returned a result: `tokio::time::timeout` would report it on time, because the timer could only be looked at once
-/// the thread came back.
-async fn within<F>(limit: Duration, future: F) -> Result<(), StepError>
+/// Unlike `tokio::time::timeout`, when `check_blocking` is set an attempt that held its thread across its deadline
+/// (a poll of at least 10 ms, by the wall clock, that began before the deadline and ended after it: blocking work,
+/// not an `.await`) fails with a timeout that says so, even if it then returned a result: `tokio::time::timeout`
+/// would report it on time, because the timer could only be looked at once the thread came back. A short poll that
+/// happens to straddle the deadline is no such thing, and neither is time moved by `tokio::time::advance` in a test.
+async fn within<F>(limit: Duration, check_blocking: bool, future: F) -> Result<(), StepError>
 where
     F: Future<Output = Result<(), StepError>>,
 {
@@ -101,9 +106,10 @@ where
     let mut timer = pin!(tokio::time::sleep_until(deadline));
     poll_fn(|cx| {
         let before = tokio::time::Instant::now();
+        let wall = std::time::Instant::now();
         let polled = future.as_mut().poll(cx);
         let after = tokio::time::Instant::now();
-        if before <= deadline && after > deadline {
+        if check_blocking && before <= deadline && after > deadline && wall.elapsed() >= HELD {
             return Poll::Ready(Err(held_past_deadline(limit, before - started, after - started, polled.is_ready())));
         }
         if let Poll::Ready(result) = polled {

@@ -123,8 +123,8 @@ impl Run {
     }
 
     /// Runs at most `n` steps at once (at least 1), across the whole run: the steps of its sub-pipelines and fan-outs
-    /// count, the sub-pipeline and fan-out steps that hold them do not. Steps wait for a place in the order they
-    /// became ready. Unbounded by default.
+    /// count, the sub-pipeline and fan-out steps that hold them do not. Within a (sub-)run steps get a place in the
+    /// order they became ready; (sub-)runs queue for places first come, first served. Unbounded by default.
     pub fn max_concurrency(mut self, n: usize) -> Self {
         let n = n.clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
         self.options.limit = Some(Arc::new(tokio::sync::Semaphore::new(n)));
@@ -594,12 +594,16 @@ impl<'a> Coordinator<'a> {
 
     fn begin_cancel(&mut self) {
         self.cancelling = true;
-        if let Some((node, _)) = &self.waiting
-            && self.pipeline.node(*node as usize).rule != TriggerRule::Always
-        {
-            let node = *node;
-            self.waiting = None;
-            self.skip(node, Arc::from("run cancelled"));
+        // A step waiting for a place gives up its place in the queue (and a place the semaphore may already have
+        // handed it): this coordinator starts nothing until it finalizes, and an idle claim would keep the place
+        // from a sub-run's `always` step. An `always` step is decided again when this run finalizes.
+        if let Some((node, acquire)) = self.waiting.take() {
+            drop(acquire);
+            if self.pipeline.node(node as usize).rule == TriggerRule::Always {
+                self.ready.push_front(node);
+            } else {
+                self.skip(node, Arc::from("run cancelled"));
+            }
         }
         self.grace = Some(Box::pin(tokio::time::sleep(self.scope.options.grace)));
         tracing::warn!("run cancelled; waiting for running steps");

@@ -3,10 +3,10 @@
 //! A panic in a step (or a condition, a hook, a `describe`) is caught and reported as the step's failure, masked like
 //! every error. Before it unwinds, though, Rust's panic hook prints its message to standard error, where a secret in
 //! it would be shown. While Gantry polls a run's code, the thread knows the run's [`Redactor`]; Gantry's hook (set
-//! once, at the first run, in front of whatever hook the host had) prints such a panic's message masked instead, in
-//! the default hook's shape. Panics whose message holds no secret, and panics outside Gantry's polls (a task a step
-//! spawned, the host's own code), go to the host's hook unchanged. A host that sets its own hook after the first
-//! run replaces Gantry's: it then gets every panic unmasked.
+//! once, when a run with a secret is first polled, in front of whatever hook the host had) prints such a panic's
+//! message masked instead, in the default hook's shape. Panics whose message holds no secret, and panics outside
+//! Gantry's polls (a task a step spawned, the host's own code), go to the host's hook unchanged. A host that sets
+//! its own hook after Gantry's replaces it: it then gets every panic unmasked.
 
 use std::cell::{Cell, RefCell};
 use std::sync::Once;
@@ -15,60 +15,93 @@ use crate::attempt::panic_message;
 use crate::secret::Redactor;
 
 thread_local! {
-    /// The redactor of the run whose code this thread is polling, if any.
-    static MASKING: RefCell<Option<Redactor>> = const { RefCell::new(None) };
+    /// The redactors of the runs whose code this thread is polling now (a run awaited inside another run's step
+    /// nests), each once.
+    static MASKING: RefCell<Vec<Redactor>> = const { RefCell::new(Vec::new()) };
     /// How many `Masking` guards are live on this thread: whether it is polling a run's code now.
     static POLLING: Cell<u32> = const { Cell::new(0) };
 }
 
-/// Sets the thread's masking to a run's redactor until dropped, then puts back what was there (sub-runs nest). A run
-/// without secrets has nothing to mask and sets nothing (two thread-local reads, no reference count touched); if a
-/// step registers the run's first secret during the poll, [`cover`] sets it then, and the drop clears it.
+/// Masks panics with a run's redactor while a poll of the run's code lasts. A run without secrets has nothing to
+/// mask and adds nothing (a counter and a check, no reference count touched); if one of its steps registers the
+/// run's first secret during the poll, [`cover`] adds the redactor then. Whatever was added while the thread polled
+/// is dropped when its outermost poll ends.
 pub(crate) struct Masking {
-    /// What the thread had before: `None` when this guard set nothing and the thread had nothing either.
-    previous: Option<Option<Redactor>>,
-    /// Whether the thread had no masking when this guard was made (so that whatever `cover` set is cleared).
-    was_empty: bool,
+    /// The redactor this guard added, to take away when it ends (the same run's sub-runs add nothing again).
+    added: Option<Redactor>,
 }
 
 impl Masking {
     pub(crate) fn enter(redactor: &Redactor) -> Self {
         POLLING.with(|p| p.set(p.get() + 1));
         if redactor.is_empty() {
-            let was_empty = MASKING.with(|m| m.borrow().is_none());
-            return Self { previous: None, was_empty };
+            return Self { added: None };
         }
-        install_hook();
-        let previous = MASKING.with(|m| m.replace(Some(redactor.clone())));
-        Self { previous: Some(previous), was_empty: false }
+        Self { added: add(redactor).then(|| redactor.clone()) }
     }
 }
 
 impl Drop for Masking {
     fn drop(&mut self) {
-        POLLING.with(|p| p.set(p.get().saturating_sub(1)));
-        if let Some(previous) = self.previous.take() {
-            MASKING.with(|m| *m.borrow_mut() = previous);
-        } else if self.was_empty {
-            MASKING.with(|m| m.borrow_mut().take());
-        }
+        let outermost = POLLING.with(|p| {
+            p.set(p.get().saturating_sub(1));
+            p.get() == 0
+        });
+        let added = self.added.take();
+        let _ = MASKING.try_with(|m| {
+            let mut masking = m.borrow_mut();
+            if outermost {
+                masking.clear();
+            } else if let Some(added) = added
+                && let Some(at) = masking.iter().rposition(|r| r.same_as(&added))
+            {
+                masking.remove(at);
+            }
+        });
     }
 }
 
-/// A step registered a secret while its run was polled: if the thread masks nothing yet (the run had no secret
-/// when the poll began), it masks with `redactor` until the poll ends. Outside a poll (a task the step spawned),
-/// nothing is set: nothing would clear it.
-pub(crate) fn cover(redactor: &Redactor) {
-    if POLLING.with(Cell::get) == 0 {
-        return;
-    }
+/// Adds `redactor` to the thread's masking unless it is there; whether it added it.
+fn add(redactor: &Redactor) -> bool {
     install_hook();
-    MASKING.with(|m| {
-        let mut masking = m.borrow_mut();
-        if masking.is_none() {
-            *masking = Some(redactor.clone());
-        }
-    });
+    MASKING
+        .try_with(|m| {
+            let mut masking = m.borrow_mut();
+            let known = masking.iter().any(|r| r.same_as(redactor));
+            if !known {
+                masking.push(redactor.clone());
+            }
+            !known
+        })
+        .unwrap_or(false)
+}
+
+/// A step registered a secret while its run was polled: the thread masks with `redactor` until its outermost poll
+/// ends, if it did not already. Outside a poll (a task the step spawned), nothing is set: nothing would clear it.
+pub(crate) fn cover(redactor: &Redactor) {
+    if POLLING.with(Cell::get) > 0 {
+        add(redactor);
+    }
+}
+
+/// `message` masked with every redactor of the runs this thread is polling, if any.
+fn masked(message: &str) -> Option<String> {
+    MASKING
+        .try_with(|m| {
+            let masking = m.try_borrow().ok()?;
+            if masking.is_empty() {
+                return None;
+            }
+            let mut text = message.to_owned();
+            for redactor in masking.iter() {
+                if let std::borrow::Cow::Owned(less) = redactor.redact(&text) {
+                    text = less;
+                }
+            }
+            Some(text)
+        })
+        .ok()
+        .flatten()
 }
 
 fn install_hook() {
@@ -77,8 +110,7 @@ fn install_hook() {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
             let message = info.payload_as_str().map_or_else(|| panic_message(info.payload()), str::to_owned);
-            let masked = MASKING.with(|m| m.borrow().as_ref().map(|r| r.redact(&message).into_owned()));
-            match masked {
+            match masked(&message) {
                 Some(masked) if masked != message => {
                     let thread = std::thread::current();
                     let name = thread.name().unwrap_or("<unnamed>");

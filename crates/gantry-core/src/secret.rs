@@ -129,6 +129,11 @@ impl Redactor {
         self.inner.any.store(true, std::sync::atomic::Ordering::Release);
     }
 
+    /// Whether `other` is a clone of this redactor (shares its secrets).
+    pub(crate) fn same_as(&self, other: &Redactor) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
     /// How many distinct values are registered.
     pub fn len(&self) -> usize {
         self.inner.known.read().unwrap_or_else(|e| e.into_inner()).secrets.len()
@@ -205,7 +210,7 @@ fn needles_of(value: &str) -> Vec<Zeroizing<String>> {
     let mut needles: Vec<Zeroizing<String>> = Vec::new();
     let mut add = |text: String, at_least: usize| {
         let text = Zeroizing::new(text);
-        if text.len() >= at_least && !needles.iter().any(|n| **n == *text) {
+        if text.chars().count() >= at_least && !needles.iter().any(|n| **n == *text) {
             needles.push(text);
         }
     };

@@ -326,3 +326,40 @@ async fn a_step_that_blocks_then_awaits_is_stopped_at_its_first_yield_past_the_d
     assert!(reason.contains("was stopped when it yielded"), "{reason}");
     assert!(!reached.load(Ordering::SeqCst), "the attempt was dropped at its first yield");
 }
+
+#[tokio::test(start_paused = true)]
+async fn time_moved_inside_a_poll_is_an_ordinary_timeout_not_a_blocked_thread() {
+    let p = Pipeline::builder("p")
+        .step(
+            "jumps",
+            step_fn(|_| async {
+                // Moves the paused clock past the deadline within one poll, in no wall-clock time at all.
+                tokio::time::advance(Duration::from_secs(5)).await;
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                Ok(())
+            }),
+        )
+        .timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let report = p.run(Context::new()).await.unwrap();
+    assert_eq!(report.step("jumps").unwrap().reason.as_deref(), Some("timed out after 1s"), "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sub_pipelines_long_poll_is_its_steps_work_not_the_sub_pipeline_blocking() {
+    let sub = Pipeline::builder("sub")
+        .step(
+            "slow-but-done",
+            step_fn(|_| async {
+                std::thread::sleep(Duration::from_millis(300));
+                Ok(())
+            }),
+        )
+        .build()
+        .unwrap();
+    let p = Pipeline::builder("p").pipeline("sub", sub).timeout(Duration::from_millis(100)).build().unwrap();
+    let report = p.run(Context::new()).await.unwrap();
+    // The step inside has no timeout of its own; the sub-pipeline's poll that ran it is not blamed for blocking.
+    assert_eq!(report.status_of("sub"), Some(StepStatus::Succeeded), "{report}");
+}

@@ -233,3 +233,33 @@ async fn every_step_of_every_sub_run_is_listed_once() {
     assert_eq!(names.len(), 2 + 3 + 2 * 4, "no step twice:\n{report}");
     assert_eq!(report.to_string().lines().count(), 1 + 13, "{report}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_cancellation_a_sub_runs_always_step_gets_a_place_that_a_waiting_step_had_claimed() {
+    let sub = Pipeline::builder("sub")
+        .step(
+            "deploy",
+            step_fn(|ctx| async move {
+                ctx.cancellation().cancelled().await;
+                Err(StepError::cancelled())
+            }),
+        )
+        .step("cleanup", step_fn(|_| async { Ok(()) }))
+        .after(["deploy"])
+        .rule(TriggerRule::Always)
+        .build()
+        .unwrap();
+    let p = Pipeline::builder("p")
+        .pipeline("sub", sub)
+        // Ready at once, waits for the only place, which `deploy` holds.
+        .step("audit", step_fn(|_| async { Ok(()) }))
+        .rule(TriggerRule::Always)
+        .build()
+        .unwrap();
+    let run = Run::new(&p, Context::new()).max_concurrency(1).grace_period(Duration::from_secs(20));
+    let (report, took) = support::cancel_after(run, Duration::from_millis(100)).await;
+    assert!(took < Duration::from_secs(10), "the run waited for the grace period: {took:?}\n{report}");
+    assert_eq!(report.status_of("sub/cleanup"), Some(StepStatus::Succeeded), "{report}");
+    assert_eq!(report.status_of("audit"), Some(StepStatus::Succeeded), "{report}");
+    assert_eq!(report.status_of("sub/deploy"), Some(StepStatus::Cancelled), "{report}");
+}

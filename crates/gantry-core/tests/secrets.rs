@@ -116,13 +116,45 @@ fn secrets_are_masked_in_events_reports_errors_plans_and_tracing() {
     assert_clean("tracing output", &traced);
 }
 
+/// Runs `pipeline` in a child process (this test binary, test `name`), and returns what it printed on stderr.
+fn stderr_of_child(name: &str) -> String {
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--nocapture"])
+        .env("GANTRY_PANIC_CHILD", "1")
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "{stderr}");
+    stderr
+}
+
+/// In the child: runs `pipeline`, whose step `boom` panics with `late-secret-5z5z`, a secret a step registered.
+fn run_in_child(pipeline: Pipeline) {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let report = runtime.block_on(pipeline.run(Context::new())).unwrap();
+    let reason = report.step("boom").unwrap().reason.as_deref().unwrap().to_owned();
+    assert_eq!(reason, format!("step panicked: lost {MASK}"));
+}
+
+fn learn() -> impl gantry_core::Step {
+    step_fn(|ctx| async move {
+        ctx.add_secret("late", Secret::new("late-secret-5z5z"));
+        Ok(())
+    })
+}
+
+fn boom() -> impl gantry_core::Step {
+    step_fn(|_| async move { panic!("lost late-secret-5z5z") })
+}
+
 #[test]
 fn a_panic_with_a_secret_registered_in_the_same_poll_prints_masked() {
-    // Run in a child process (this test binary) to read what the panic hook printed on stderr.
     if std::env::var_os("GANTRY_PANIC_CHILD").is_some() {
+        // Learnt and panicked with in one step, in one poll of a run that had no secret.
         let p = Pipeline::builder("p")
             .step(
-                "learn-and-panic",
+                "boom",
                 step_fn(|ctx| async move {
                     ctx.add_secret("late", Secret::new("late-secret-5z5z"));
                     panic!("lost late-secret-5z5z");
@@ -130,22 +162,22 @@ fn a_panic_with_a_secret_registered_in_the_same_poll_prints_masked() {
             )
             .build()
             .unwrap();
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let report = runtime.block_on(p.run(Context::new())).unwrap();
-        assert_eq!(
-            report.step("learn-and-panic").unwrap().reason.as_deref(),
-            Some(format!("step panicked: lost {MASK}").as_str())
-        );
-        return;
+        return run_in_child(p);
     }
-    let output = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "a_panic_with_a_secret_registered_in_the_same_poll_prints_masked", "--nocapture"])
-        .env("GANTRY_PANIC_CHILD", "1")
-        .env("RUST_BACKTRACE", "0")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stderr}");
+    let stderr = stderr_of_child("a_panic_with_a_secret_registered_in_the_same_poll_prints_masked");
+    assert!(stderr.contains(&format!("lost {MASK}")), "the hook printed the panic, masked:\n{stderr}");
+    assert!(!stderr.contains("late-secret-5z5z"), "{stderr}");
+}
+
+#[test]
+fn a_panic_after_a_sub_pipeline_learnt_a_secret_in_the_same_poll_prints_masked() {
+    if std::env::var_os("GANTRY_PANIC_CHILD").is_some() {
+        // Every step finishes in its first poll, so the sub-run and the panic share one poll of the run.
+        let sub = Pipeline::builder("sub").step("learn", learn()).build().unwrap();
+        let p = Pipeline::builder("p").pipeline("sub", sub).step("boom", boom()).after(["sub"]).build().unwrap();
+        return run_in_child(p);
+    }
+    let stderr = stderr_of_child("a_panic_after_a_sub_pipeline_learnt_a_secret_in_the_same_poll_prints_masked");
     assert!(stderr.contains(&format!("lost {MASK}")), "the hook printed the panic, masked:\n{stderr}");
     assert!(!stderr.contains("late-secret-5z5z"), "{stderr}");
 }
