@@ -153,21 +153,19 @@ fn zombie_children() -> Vec<u32> {
     zombies
 }
 
+/// A step that never stops taking an uncontended lock: every operation is ready at once.
+fn spinner() -> impl gantry_core::Step {
+    step_fn(|_| async {
+        let mutex = tokio::sync::Mutex::new(());
+        loop {
+            drop(mutex.lock().await);
+        }
+    })
+}
+
 #[test]
 fn a_step_timeout_fires_on_a_step_that_never_stops_doing_ready_work() {
-    let p = Pipeline::builder("busy")
-        .step(
-            "spin",
-            step_fn(|_| async {
-                let mutex = tokio::sync::Mutex::new(());
-                loop {
-                    drop(mutex.lock().await);
-                }
-            }),
-        )
-        .timeout(Duration::from_millis(200))
-        .build()
-        .unwrap();
+    let p = Pipeline::builder("busy").step("spin", spinner()).timeout(Duration::from_millis(200)).build().unwrap();
     both(&p, |report| {
         assert_eq!(report.status, RunStatus::Failed, "{report}");
         let spin = report.step("spin").unwrap();
@@ -178,18 +176,7 @@ fn a_step_timeout_fires_on_a_step_that_never_stops_doing_ready_work() {
 
 #[test]
 fn a_timeout_around_an_inline_run_fires() {
-    let p = Pipeline::builder("busy")
-        .step(
-            "spin",
-            step_fn(|_| async {
-                let mutex = tokio::sync::Mutex::new(());
-                loop {
-                    drop(mutex.lock().await);
-                }
-            }),
-        )
-        .build()
-        .unwrap();
+    let p = Pipeline::builder("busy").step("spin", spinner()).build().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
