@@ -26,6 +26,14 @@ pub enum KubeError {
     /// An object is not shaped as Gantry needs (no such container, no selector).
     #[error("{0}")]
     Invalid(String),
+    /// A watch was given up: the API server kept refusing it (401, 403, 404) or kept failing.
+    #[error("the watch of {what} failed: {why}")]
+    WatchFailed {
+        /// What was watched (`pods app=web in namespace default`).
+        what: String,
+        /// The server's last answer, and how often it came.
+        why: String,
+    },
     /// A watch ended and could not be resumed.
     #[error("the watch of {what} ended")]
     WatchEnded {

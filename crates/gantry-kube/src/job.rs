@@ -165,15 +165,32 @@ impl Step for JobStep {
         let mut cleanup = DeleteOnDrop { jobs: (!self.keep).then(|| jobs.clone()), name: name.clone() };
         ctx.log(format!("started Job {namespace}/{name}"));
 
-        let job_changes = changes(jobs.clone(), watcher::Config::default().fields(&format!("metadata.name={name}")));
-        let pod_changes = changes(pods.clone(), watcher::Config::default().labels(&format!("job-name={name}")));
+        let job_changes = changes(
+            jobs.clone(),
+            watcher::Config::default().fields(&format!("metadata.name={name}")),
+            format!("Job `{name}` in namespace `{namespace}`"),
+        );
+        let pod_changes = changes(
+            pods.clone(),
+            watcher::Config::default().labels(&format!("job-name={name}")),
+            format!("the pods of Job `{name}` in namespace `{namespace}`"),
+        );
         tokio::pin!(job_changes, pod_changes);
         let mut output = PodOutput { pods: &pods, ctx, logged: HashSet::new(), lines: Vec::new() };
         let result = loop {
             tokio::select! {
                 () = ctx.cancellation().cancelled() => break Err(StepError::cancelled()),
-                Some(Change::Applied(pod)) = pod_changes.next() => output.read(&pod).await,
-                Some(Change::Applied(job)) = job_changes.next() => {
+                Some(change) = pod_changes.next() => match change {
+                    Change::Applied(pod) => output.read(&pod).await,
+                    Change::Deleted(_) => {}
+                    Change::Failed(e) => break Err(e.into()),
+                },
+                Some(change) = job_changes.next() => {
+                    let job = match change {
+                        Change::Applied(job) => job,
+                        Change::Deleted(_) => break Err(StepError::new(format!("Job {namespace}/{name} was deleted"))),
+                        Change::Failed(e) => break Err(e.into()),
+                    };
                     let conditions = job.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
                     let is = |kind: &str| conditions.iter().find(|c| c.type_ == kind && c.status == "True");
                     if is("Complete").is_some() {

@@ -116,9 +116,17 @@ pub(crate) async fn follow(
     cancel: Option<&CancellationToken>,
 ) -> Followed {
     let (deploys, pods, name, selector) = (w.deploys, w.pods, w.name, w.selector);
-    let deployment_changes =
-        changes(deploys.clone(), watcher::Config::default().fields(&format!("metadata.name={name}")));
-    let pod_changes = changes(pods.clone(), watcher::Config::default().labels(selector));
+    let namespace = deploys.namespace().unwrap_or("default");
+    let deployment_changes = changes(
+        deploys.clone(),
+        watcher::Config::default().fields(&format!("metadata.name={name}")),
+        format!("Deployment `{name}` in namespace `{namespace}`"),
+    );
+    let pod_changes = changes(
+        pods.clone(),
+        watcher::Config::default().labels(selector),
+        format!("the pods `{selector}` in namespace `{namespace}`"),
+    );
     tokio::pin!(deployment_changes, pod_changes);
     let never = CancellationToken::new();
     let cancel = cancel.unwrap_or(&never);
@@ -126,7 +134,11 @@ pub(crate) async fn follow(
         tokio::select! {
             () = cancel.cancelled() => return Followed::Cancelled,
             Some(change) = deployment_changes.next() => {
-                let Change::Applied(d) = change else { return Followed::Failed(format!("Deployment `{name}` was deleted")) };
+                let d = match change {
+                    Change::Applied(d) => d,
+                    Change::Deleted(_) => return Followed::Failed(format!("Deployment `{name}` was deleted")),
+                    Change::Failed(e) => return Followed::Failed(format!("the rollout cannot be followed: {e}")),
+                };
                 tracing::debug!(target: "gantry_kube::rollout", status = ?d.status.as_ref().map(|s| (s.observed_generation, s.replicas, s.updated_replicas, s.available_replicas)), generation, "deployment changed");
                 if rollout_complete(&d, generation) {
                     return Followed::Complete;
@@ -137,10 +149,15 @@ pub(crate) async fn follow(
             }
             Some(change) = pod_changes.next() => {
                 tracing::trace!(target: "gantry_kube::rollout", "pod changed");
-                if let Change::Applied(pod) = change
-                    && let Some(why) = fatal(&pod, image, max_restarts)
-                {
-                    return Followed::Failed(why);
+                match change {
+                    Change::Applied(pod) => {
+                        if let Some(why) = fatal(&pod, image, max_restarts) {
+                            return Followed::Failed(why);
+                        }
+                    }
+                    Change::Deleted(_) => {}
+                    // Without the pods, crash loops and pull errors would go unseen until the progress deadline.
+                    Change::Failed(e) => return Followed::Failed(format!("the rollout cannot be followed: {e}")),
                 }
             }
             else => return Followed::Failed(format!("the watches of `{name}` ended")),

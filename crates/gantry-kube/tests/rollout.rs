@@ -50,7 +50,15 @@ fn deploy_pipeline(c: &TestCluster) -> Pipeline {
 }
 
 async fn healthy_on(deploys: &Api<Deployment>, want: &str) {
-    let d = deploys.get("web").await.unwrap();
+    // A 500 the test injected and the step did not use up may still be waiting for this read.
+    let mut d = deploys.get("web").await;
+    for _ in 0..5 {
+        if d.is_ok() {
+            break;
+        }
+        d = deploys.get("web").await;
+    }
+    let d = d.unwrap();
     assert_eq!(image(&d), want);
     let s = d.status.unwrap();
     assert_eq!(
@@ -264,5 +272,50 @@ async fn jobs_gate_the_deploy_and_a_failed_smoke_test_rolls_back() {
         .filter_map(|j| j.metadata.name)
         .collect();
     assert!(left.is_empty(), "Jobs are deleted after their steps: {left:?}");
+    c.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_pod_watch_fails_the_rollout_at_once_naming_the_status_and_rolls_back() {
+    let c = TestCluster::new("watch-403").await.unwrap();
+    let Some(sim) = c.sim() else { return c.cleanup().await };
+    sim.script("web:crash", PodScript::CrashLoop { runs_for: Duration::from_millis(100), exit_code: 1 });
+    let deploys = web(&c, "web:1", 600).await;
+    // The pod list is refused (a token without `list pods`): crash loops could not be seen, so the rollout must not
+    // go on blind. Three refusals end the rollout's watch; the rollback's watch then sees the pods again.
+    sim.inject(Fault::status(StatusCode::FORBIDDEN).method(Method::GET).path("/pods").times(3));
+    let started = Instant::now();
+    let report = tokio::time::timeout(
+        Duration::from_secs(60),
+        deploy_pipeline(&c).run(Context::new().var("image", "web:crash")),
+    )
+    .await
+    .expect("no hang until the 600 s progress deadline")
+    .unwrap();
+    let took = started.elapsed();
+    assert_eq!(report.status, RunStatus::Failed);
+    let reason = report.step("rollout").unwrap().reason.clone().unwrap();
+    assert!(reason.contains("the watch of the pods `app=web`"), "{reason}");
+    assert!(reason.contains("refused it 3 times in a row: 403 Forbidden"), "{reason}");
+    assert!(reason.contains("rolled back to web:1"), "{reason}");
+    assert!(took < Duration::from_secs(30), "{took:?}");
+    healthy_on(&deploys, "web:1").await;
+    c.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_whose_watch_is_refused_fails_naming_the_status_instead_of_hanging() {
+    let c = TestCluster::new("job-401").await.unwrap();
+    let Some(sim) = c.sim() else { return c.cleanup().await };
+    sim.script("checks:slow", PodScript::Exit { after: Duration::from_secs(30), code: 0, logs: vec![] });
+    // As an expired token would be: every read of Jobs is refused from now on.
+    sim.inject(Fault::status(StatusCode::UNAUTHORIZED).method(Method::GET).path("/jobs").times(1000));
+    let p =
+        Pipeline::builder("p").step("check", JobStep::image(cluster(&c), "check", "checks:slow", ["check"])).build();
+    let report =
+        tokio::time::timeout(Duration::from_secs(20), p.unwrap().run(Context::new())).await.expect("no hang").unwrap();
+    let reason = report.step("check").unwrap().reason.clone().unwrap();
+    assert!(reason.starts_with("the watch of Job `check-"), "{reason}");
+    assert!(reason.contains("refused it 3 times in a row: 401 Unauthorized"), "{reason}");
     c.cleanup().await;
 }
