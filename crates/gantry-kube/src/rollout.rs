@@ -183,7 +183,7 @@ async fn restore_template(
     let patched = retrying(&format!("roll back Deployment `{name}`"), || deploys.patch(name, &params, &back)).await?;
     let selector = selector_of(&patched)?;
     let watched = Watched { deploys, pods, name, selector: &selector };
-    Ok(follow(&watched, patched.metadata.generation.unwrap_or(0), image, max_restarts, None).await)
+    Ok(Box::pin(follow(&watched, patched.metadata.generation.unwrap_or(0), image, max_restarts, None)).await)
 }
 
 /// Follows the rollouts of Deployments just applied (namespace, name, previous pod template if it existed); if one
@@ -343,21 +343,23 @@ impl Step for RollingDeploy {
         let generation = patched.metadata.generation.unwrap_or(0);
 
         let watched = Watched { deploys: &deploys, pods: &pods, name: &name, selector: &selector };
-        let failure = match follow(&watched, generation, &image, self.max_restarts, Some(ctx.cancellation())).await {
-            Followed::Complete => {
-                ctx.log(format!("{namespace}/{name} rolled out {image}"));
-                mark(ctx, client, &on, false, "GantryRolloutComplete", &format!("{image} is available")).await;
-                return Ok(());
-            }
-            Followed::Failed(why) => why,
-            Followed::Cancelled => "the run was cancelled".to_owned(),
-        };
+        let failure =
+            match Box::pin(follow(&watched, generation, &image, self.max_restarts, Some(ctx.cancellation()))).await {
+                Followed::Complete => {
+                    ctx.log(format!("{namespace}/{name} rolled out {image}"));
+                    mark(ctx, client, &on, false, "GantryRolloutComplete", &format!("{image} is available")).await;
+                    return Ok(());
+                }
+                Followed::Failed(why) => why,
+                Followed::Cancelled => "the run was cancelled".to_owned(),
+            };
 
         // Back to what was live before: the previous pod template, whole.
         ctx.log(format!("rolling back {namespace}/{name} to {previous_image}: {failure}"));
         mark(ctx, client, &on, true, "GantryRollback", &format!("{failure}; rolling back to {previous_image}")).await;
         let previous = serde_json::to_value(&previous).map_err(|e| KubeError::Invalid(e.to_string()))?;
-        let followed = restore_template(&deploys, &pods, &name, &previous, &previous_image, self.max_restarts).await?;
+        let followed =
+            Box::pin(restore_template(&deploys, &pods, &name, &previous, &previous_image, self.max_restarts)).await?;
         let outcome = match followed {
             Followed::Complete => format!("rolled back to {previous_image}, which is healthy again"),
             Followed::Failed(why) => format!("rolling back to {previous_image} failed too: {why}"),

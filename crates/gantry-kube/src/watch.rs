@@ -101,6 +101,6 @@ fn status_of(error: &watcher::Error) -> Option<&Status> {
             }
         }
         watcher::Error::WatchError(status) => Some(status),
-        _ => None,
+        watcher::Error::NoResourceVersion => None,
     }
 }
