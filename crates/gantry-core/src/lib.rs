@@ -47,6 +47,7 @@ mod error;
 mod event;
 mod executor;
 mod export;
+mod image;
 mod notify;
 mod panic;
 mod pipeline;
@@ -70,6 +71,7 @@ pub use debug::{Breakpoint, DebugHook, Debugger, FnHook, Hook, Pause, PauseReaso
 pub use error::{BuildError, ContextError, Problem, RunError, StepError, StepErrorKind, TemplateError};
 pub use event::{Event, EventStream, LogStream, Phase};
 pub use executor::Run;
+pub use image::{ImageRef, ImageRefError};
 pub use notify::{Notifier, RunInfo};
 pub use pipeline::{Pipeline, PipelineBuilder, StepBuilder};
 pub use plan::{Plan, PlannedStatus, PlannedStep};

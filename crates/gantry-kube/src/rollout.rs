@@ -264,7 +264,13 @@ fn deadline_exceeded(d: &Deployment) -> Option<String> {
 fn fatal(pod: &Pod, image: &str, max_restarts: i32) -> Option<String> {
     let name = pod.metadata.name.as_deref().unwrap_or("?");
     let statuses = pod.status.as_ref()?.container_statuses.as_ref()?;
-    for s in statuses.iter().filter(|s| s.image == image) {
+    // Runtimes report the normalised reference (`nginx:1.27` as `docker.io/library/nginx:1.27`) and a digest.
+    let wanted = gantry_core::ImageRef::parse(image).ok();
+    let runs = |s: &k8s_openapi::api::core::v1::ContainerStatus| match &wanted {
+        Some(wanted) => wanted.matches_status(&s.image, &s.image_id),
+        None => s.image == image,
+    };
+    for s in statuses.iter().filter(|s| runs(s)) {
         let waiting = s.state.as_ref().and_then(|st| st.waiting.as_ref());
         if let Some(w) = waiting
             && let Some(reason) = w.reason.as_deref().filter(|r| FATAL_WAITING.contains(r))

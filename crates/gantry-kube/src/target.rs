@@ -394,7 +394,7 @@ impl Target for KubeTarget {
         let labels = d.spec.as_ref().and_then(|s| s.template.metadata.as_ref()).and_then(|m| m.labels.as_ref());
         let version = labels
             .and_then(|l| l.get(VERSION_LABEL).cloned())
-            .unwrap_or_else(|| image.rsplit_once(':').map_or("latest", |(_, tag)| tag).to_owned());
+            .unwrap_or_else(|| gantry_core::ImageRef::parse(&image).map_or_else(|_| image.clone(), |r| r.version()));
         Ok(Some(Release::new(self.deployment.clone(), version).image(image)))
     }
 

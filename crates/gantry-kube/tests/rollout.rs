@@ -319,3 +319,49 @@ async fn a_job_whose_watch_is_refused_fails_naming_the_status_instead_of_hanging
     assert!(reason.contains("refused it 3 times in a row: 401 Unauthorized"), "{reason}");
     c.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_loop_is_caught_when_the_runtime_reports_the_normalised_image_and_a_digest() {
+    use futures::StreamExt;
+    let c = TestCluster::new("normalised").await.unwrap();
+    let Some(sim) = c.sim() else { return c.cleanup().await };
+    sim.script("nginx:1.27", PodScript::CrashLoop { runs_for: Duration::from_millis(100), exit_code: 1 });
+    let deploys = web(&c, "nginx:1.26", 600).await;
+    let run = Run::new(&deploy_pipeline(&c), Context::new().var("image", "nginx:1.27"));
+    let mut events = run.subscribe();
+    let started = Instant::now();
+    let handle = tokio::spawn(run.execute());
+    let mut caught = None;
+    while let Some(event) = events.next().await {
+        if let gantry_core::Event::Log { line, .. } = &event
+            && line.starts_with("rolling back")
+        {
+            caught = Some((started.elapsed(), line.to_string()));
+            break;
+        }
+    }
+    drop(events);
+    let (took, line) = caught.expect("the rollout was rolled back");
+    assert!(line.contains("CrashLoopBackOff"), "{line}");
+    assert!(took < Duration::from_secs(2), "the crash loop was caught after {took:?}");
+    // What the pods showed: the runtime's normalised reference and a digest, not the spec's text.
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(c.client.clone(), &c.namespace);
+    let statuses: Vec<(String, String)> = pods
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .flat_map(|p| p.status.and_then(|s| s.container_statuses).unwrap_or_default())
+        .map(|s| (s.image, s.image_id))
+        .collect();
+    assert!(statuses.iter().all(|(image, _)| image.starts_with("docker.io/library/nginx:")), "{statuses:?}");
+    assert!(
+        statuses.iter().all(|(_, id)| id.starts_with("docker.io/library/nginx@sha256:") && id.len() == 95),
+        "{statuses:?}"
+    );
+    let report = handle.await.unwrap().unwrap();
+    assert_eq!(report.status, RunStatus::Failed);
+    healthy_on(&deploys, "nginx:1.26").await;
+    c.cleanup().await;
+}

@@ -345,3 +345,26 @@ async fn blue_green_pre_promotion_failure_keeps_the_old_version_active() {
     healthy_on(&deploys, &services, "web:1").await;
     c.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_current_version_is_the_images_tag_not_what_follows_a_registrys_port() {
+    use gantry_core::strategy::Target;
+    let c = TestCluster::new("versions").await.unwrap();
+    let deploys: Api<Deployment> = Api::namespaced(c.client.clone(), &c.namespace);
+    for (name, image, version) in [("a", "registry:5000/web", "latest"), ("b", "registry:5000/web:7", "7")] {
+        let d: Deployment = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": {"app": name}},
+                "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [{"name": "app", "image": image}]}}
+            }
+        }))
+        .unwrap();
+        deploys.create(&Default::default(), &d).await.unwrap();
+        let target = KubeTarget::new(Cluster::new(c.client.clone(), c.namespace.clone()), name);
+        let current = target.current().await.unwrap().unwrap();
+        assert_eq!(current.version, version, "{image}");
+    }
+    c.cleanup().await;
+}

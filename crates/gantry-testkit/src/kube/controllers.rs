@@ -491,6 +491,30 @@ fn job(sim: &Sim, store: &mut Store, key: &Key, pod_kind: usize) {
     }
 }
 
+/// What the kubelet reports for a container of `image` (`status.image`, `status.imageID`), as containerd does: the
+/// normalised reference (`nginx:1.27` as `docker.io/library/nginx:1.27`) and `<repository>@sha256:<digest>`, the
+/// digest made up from the reference (or the one it pins). An image not pulled yet shows as written, with no id.
+pub(crate) fn reported_image(image: &str, pulled: bool) -> (String, String) {
+    let Ok(reference) = gantry_core::ImageRef::parse(image) else { return (image.to_owned(), String::new()) };
+    if !pulled {
+        return (image.to_owned(), String::new());
+    }
+    let digest = reference.digest().map_or_else(
+        || {
+            use sha2::Digest;
+            let hash = sha2::Sha256::digest(reference.to_string().as_bytes());
+            format!("sha256:{}", hash.iter().map(|b| format!("{b:02x}")).collect::<String>())
+        },
+        str::to_owned,
+    );
+    let shown = match reference.tag() {
+        // A reference pinned by digest alone shows as its repository and digest.
+        None if reference.digest().is_some() => format!("{}/{}@{digest}", reference.registry(), reference.repository()),
+        _ => reference.to_string(),
+    };
+    (shown, format!("{}/{}@{digest}", reference.registry(), reference.repository()))
+}
+
 /// The kubelet: moves a pod along its image's script; returns when it next changes by itself.
 fn kubelet(sim: &Sim, store: &mut Store, key: &Key) -> Option<Instant> {
     let pod = store.get(key)?.clone();
@@ -579,7 +603,10 @@ fn kubelet(sim: &Sim, store: &mut Store, key: &Key) -> Option<Instant> {
             other => other,
         };
         all_ready &= ready;
-        let mut status = json!({"name": name, "image": image, "ready": ready, "restartCount": restarts, "state": state, "started": ready});
+        // As containerd reports it once the image is pulled: the normalised reference and a repository digest.
+        let pulled = !matches!(script_of(c), PodScript::ImagePullError);
+        let (image, image_id) = reported_image(image.as_str().unwrap_or_default(), pulled);
+        let mut status = json!({"name": name, "image": image, "imageID": image_id, "ready": ready, "restartCount": restarts, "state": state, "started": ready});
         if let Some(last) = last_state {
             status["lastState"] = last;
         }

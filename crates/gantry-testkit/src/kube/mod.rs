@@ -150,9 +150,11 @@ impl Sim {
                 let labels = p.pointer("/metadata/labels");
                 let label = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
                 let image = p.pointer("/spec/containers/0/image").and_then(Value::as_str).unwrap_or_default();
-                let pod_version = label(VERSION_LABEL).or_else(|| image.rsplit_once(':').map(|(_, tag)| tag));
+                let pod_version = label(VERSION_LABEL)
+                    .map(str::to_owned)
+                    .or_else(|| gantry_core::ImageRef::parse(image).ok().map(|r| r.version()));
                 (label("app") == Some(service) || label("app.kubernetes.io/name") == Some(service))
-                    && pod_version == Some(version)
+                    && pod_version.as_deref() == Some(version)
                     && p.pointer("/status/conditions")
                         .and_then(Value::as_array)
                         .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
