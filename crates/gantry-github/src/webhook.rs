@@ -258,8 +258,13 @@ pub fn verify_signature(secret: &Secret, body: &[u8], signature: &str) -> bool {
     if hex.len() != 64 {
         return false;
     }
-    let Some(expected) =
-        (0..32).map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()).collect::<Option<Vec<u8>>>()
+    // Byte by byte: a text of 64 bytes need not be 64 characters (slicing it by bytes could split one).
+    let nibble = |b: u8| char::from(b).to_digit(16).and_then(|d| u8::try_from(d).ok());
+    let Some(expected) = hex
+        .as_bytes()
+        .chunks(2)
+        .map(|pair| Some(nibble(pair[0])? << 4 | nibble(pair[1])?))
+        .collect::<Option<Vec<u8>>>()
     else {
         return false;
     };

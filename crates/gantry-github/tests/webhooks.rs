@@ -22,6 +22,11 @@ fn githubs_published_test_vector_verifies() {
     assert!(!verify_signature(&Secret::new("another"), b"Hello, World!", good), "another secret");
     assert!(!verify_signature(&secret, b"Hello, World!", "sha1=757107ea"), "not sha256");
     assert!(!verify_signature(&secret, b"Hello, World!", "sha256=zz"), "not hex");
+    // 64 bytes that are not 64 characters: refused, without a panic.
+    let multibyte = format!("sha256={}{}", "é", "0".repeat(62));
+    assert_eq!(multibyte.len() - "sha256=".len(), 64);
+    assert!(!verify_signature(&secret, b"Hello, World!", &multibyte));
+    assert!(!verify_signature(&secret, b"Hello, World!", &format!("sha256={}", "€".repeat(21) + "0")));
     assert_eq!(gantry_github::sign_payload(&secret, b"Hello, World!"), good);
 }
 
