@@ -3,7 +3,7 @@
 mod support;
 
 use gantry_core::analysis::{
-    ClassicJudge, Direction, Judge, Metric, MetricData, MetricOutcome, OnInconclusive, Outcome, Series,
+    ClassicJudge, Direction, Judge, Metric, MetricData, MetricError, MetricOutcome, OnInconclusive, Outcome, Series,
 };
 use support::metrics::{Rng, Shape, series};
 
@@ -89,7 +89,7 @@ fn missing_data_and_failed_queries_are_never_a_pass() {
         Metric::new("errors", "q", Direction::Increase).on_inconclusive(OnInconclusive::Pause),
         ("b".into(), "c".into()),
         Ok(normal(&mut rng, 1.0)),
-        Err("the metrics provider failed: 429 Too Many Requests".into()),
+        Err(MetricError::Unavailable("429 Too Many Requests".into())),
     );
     let verdict = judge.judge(&[ok.clone(), failed]);
     assert_eq!(verdict.outcome, Outcome::Inconclusive);
@@ -248,4 +248,65 @@ mod sequential {
         let rate = f64::from(failures) / f64::from(runs);
         assert!(rate <= 0.02, "false-positive rate under continuous monitoring: {rate}");
     }
+}
+
+#[test]
+fn no_data_from_the_provider_is_no_data_not_a_failed_query() {
+    use gantry_core::analysis::SequentialJudge;
+    let mut rng = Rng::new(5);
+    let judges: [Box<dyn Judge>; 2] = [Box::new(ClassicJudge::new()), Box::new(SequentialJudge::new())];
+    for judge in judges {
+        let empty = MetricData::new(
+            latency(Direction::Increase),
+            ("b".into(), "c".into()),
+            Ok(normal(&mut rng, 100.0)),
+            Err(MetricError::NoData),
+        );
+        let refused = MetricData::new(
+            latency(Direction::Increase),
+            ("b".into(), "c".into()),
+            Err(MetricError::Refused("bad query syntax".into())),
+            Ok(normal(&mut rng, 100.0)),
+        );
+        let verdict = judge.judge(&[empty, refused]);
+        assert_eq!(verdict.outcome, Outcome::Inconclusive, "{judge:?}");
+        assert_eq!(
+            verdict.metrics[0].outcome,
+            MetricOutcome::NoData("no canary data in the window".into()),
+            "{judge:?}"
+        );
+        assert!(
+            matches!(&verdict.metrics[1].outcome, MetricOutcome::QueryFailed(why) if why == "baseline: the metrics provider refused the query: bad query syntax"),
+            "{judge:?}: {:?}",
+            verdict.metrics[1].outcome
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_lookback_longer_than_the_clocks_past_starts_at_the_epoch() {
+    use gantry_core::analysis::Analysis;
+    use gantry_core::strategy::Release;
+    use gantry_core::{Context, Pipeline, step_fn};
+    let provider = std::sync::Arc::new(support::metrics::SyntheticProvider::new(10));
+    let analysis = Analysis::new(provider, std::sync::Arc::new(ClassicJudge::new()))
+        .metric(latency(Direction::Increase))
+        .duration(std::time::Duration::from_millis(1))
+        .lookback(std::time::Duration::MAX);
+    let p = Pipeline::builder("p")
+        .step(
+            "analyse",
+            step_fn(move |ctx| {
+                let analysis = analysis.clone();
+                async move {
+                    let verdict = analysis.run(&ctx, &Release::new("web", "1"), &Release::new("web", "2")).await;
+                    ctx.log(format!("{:?}", verdict.outcome));
+                    Ok(())
+                }
+            }),
+        )
+        .build()
+        .unwrap();
+    let report = p.run(Context::new()).await.unwrap();
+    assert_eq!(report.status_of("analyse"), Some(gantry_core::StepStatus::Succeeded), "{report}");
 }

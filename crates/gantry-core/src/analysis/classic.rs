@@ -123,10 +123,9 @@ impl ClassicJudge {
             ),
             ..Evidence::default()
         };
-        let (baseline, canary) = match (&data.baseline, &data.canary) {
-            (Err(why), _) => return verdict(metric, MetricOutcome::QueryFailed(format!("baseline: {why}")), evidence),
-            (_, Err(why)) => return verdict(metric, MetricOutcome::QueryFailed(format!("canary: {why}")), evidence),
-            (Ok(b), Ok(c)) => (self.clean(b.values()), self.clean(c.values())),
+        let (baseline, canary) = match data.series() {
+            Ok((b, c)) => (self.clean(b.values()), self.clean(c.values())),
+            Err(missing) => return verdict(metric, missing, evidence),
         };
         evidence.baseline = baseline.clone();
         evidence.canary = canary.clone();

@@ -2,10 +2,11 @@
 
 use std::fmt;
 
-use super::metric::{Metric, Series};
-use super::verdict::Verdict;
+use super::metric::{Metric, MetricError, Series};
+use super::verdict::{MetricOutcome, Verdict};
 
-/// One metric's data for a judge: both groups' series, or why a query failed.
+/// One metric's data for a judge: both groups' series, or why the provider has none (no data in the window, or a
+/// failed or refused query: a judge tells them apart).
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct MetricData {
@@ -14,9 +15,9 @@ pub struct MetricData {
     /// The queries as sent, baseline then canary.
     pub queries: (String, String),
     /// The baseline's series, or why there is none.
-    pub baseline: Result<Series, String>,
+    pub baseline: Result<Series, MetricError>,
     /// The canary's series, or why there is none.
-    pub canary: Result<Series, String>,
+    pub canary: Result<Series, MetricError>,
 }
 
 impl MetricData {
@@ -24,10 +25,24 @@ impl MetricData {
     pub fn new(
         metric: Metric,
         queries: (String, String),
-        baseline: Result<Series, String>,
-        canary: Result<Series, String>,
+        baseline: Result<Series, MetricError>,
+        canary: Result<Series, MetricError>,
     ) -> Self {
         Self { metric, queries, baseline, canary }
+    }
+
+    /// Both series, or the outcome for the metric when a group has none: `NoData` when the provider found no data
+    /// in the window, `QueryFailed` when it failed or refused the query (the baseline is looked at first).
+    pub fn series(&self) -> Result<(&Series, &Series), MetricOutcome> {
+        let missing = |group: &str, error: &MetricError| match error {
+            MetricError::NoData => MetricOutcome::NoData(format!("no {group} data in the window")),
+            other => MetricOutcome::QueryFailed(format!("{group}: {other}")),
+        };
+        match (&self.baseline, &self.canary) {
+            (Err(e), _) => Err(missing("baseline", e)),
+            (_, Err(e)) => Err(missing("canary", e)),
+            (Ok(b), Ok(c)) => Ok((b, c)),
+        }
     }
 }
 

@@ -67,7 +67,7 @@ impl Series {
 }
 
 /// Why a provider has no series: explicit, and never taken for a pass.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum MetricError {
     /// The provider could not be reached or failed (5xx, timeouts, rate limits after retries).

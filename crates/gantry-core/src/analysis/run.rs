@@ -104,7 +104,8 @@ impl Analysis {
 
     async fn judge_once(&self, ctx: &StepContext, baseline: &Release, canary: &Release, start: SystemTime) -> Verdict {
         let end = SystemTime::now();
-        let start = self.lookback.map_or(start, |window| end - window);
+        // A lookback longer than the clock's past starts at the epoch rather than panicking.
+        let start = self.lookback.map_or(start, |window| end.checked_sub(window).unwrap_or(SystemTime::UNIX_EPOCH));
         let mut data = Vec::with_capacity(self.metrics.len());
         for metric in &self.metrics {
             let query = |release: &Release, group: Group| {
@@ -117,8 +118,8 @@ impl Analysis {
             data.push(MetricData {
                 metric: metric.clone(),
                 queries: (b.query, c.query),
-                baseline: baseline_series.map_err(|e| e.to_string()),
-                canary: canary_series.map_err(|e| e.to_string()),
+                baseline: baseline_series,
+                canary: canary_series,
             });
         }
         self.judge.judge(&data)

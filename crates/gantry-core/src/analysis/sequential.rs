@@ -71,14 +71,9 @@ impl SequentialJudge {
         let metric = data.metric.clone();
         let evidence =
             Evidence { queries: vec![data.queries.0.clone(), data.queries.1.clone()], ..Evidence::default() };
-        let (baseline, canary) = match (&data.baseline, &data.canary) {
-            (Err(why), _) => {
-                return MetricVerdict::new(metric, MetricOutcome::QueryFailed(format!("baseline: {why}")), evidence);
-            }
-            (_, Err(why)) => {
-                return MetricVerdict::new(metric, MetricOutcome::QueryFailed(format!("canary: {why}")), evidence);
-            }
-            (Ok(b), Ok(c)) => (b, c),
+        let (baseline, canary) = match data.series() {
+            Ok(both) => both,
+            Err(missing) => return MetricVerdict::new(metric, missing, evidence),
         };
         match metric.kind {
             MetricKind::Level => self.levels(metric, baseline, canary, evidence),
