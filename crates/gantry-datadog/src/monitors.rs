@@ -42,6 +42,11 @@ impl Datadog {
 /// A step that passes only while no monitor matching its tags (templates, e.g. `service:{{service}}`) is alerting:
 /// `Alert` fails it, and so do `Warn` and `No Data` unless allowed. No matching monitor at all fails it too, unless
 /// allowed: a gate that checks nothing should not look like a green light.
+///
+/// By default it checks once. With [`watch_for`](MonitorGate::watch_for) it keeps checking (every
+/// [`interval`](MonitorGate::interval)) for a bake time after a deploy and fails at the first check that finds a
+/// monitor alerting; it passes when the whole period was clear. A failed check (Datadog unreachable) fails the gate
+/// too: an unknown state is not a green light.
 #[derive(Clone, Debug)]
 pub struct MonitorGate {
     client: Datadog,
@@ -49,6 +54,7 @@ pub struct MonitorGate {
     allow_warn: bool,
     allow_no_data: bool,
     allow_none: bool,
+    watch: Option<(std::time::Duration, std::time::Duration)>,
 }
 
 impl MonitorGate {
@@ -60,7 +66,47 @@ impl MonitorGate {
             allow_warn: false,
             allow_no_data: false,
             allow_none: false,
+            watch: None,
         }
+    }
+
+    /// Keeps checking for `period` (a bake time), failing at the first check that finds a monitor alerting; checks
+    /// every 30 s unless [`interval`](MonitorGate::interval) says otherwise.
+    #[must_use]
+    pub fn watch_for(mut self, period: std::time::Duration) -> Self {
+        let every = self.watch.map_or(std::time::Duration::from_secs(30), |(_, every)| every);
+        self.watch = Some((period, every));
+        self
+    }
+
+    /// How often a watching gate checks (default 30 s; Datadog evaluates most monitors every minute).
+    #[must_use]
+    pub fn interval(mut self, every: std::time::Duration) -> Self {
+        let period = self.watch.map_or(std::time::Duration::ZERO, |(period, _)| period);
+        self.watch = Some((period, every.max(std::time::Duration::from_millis(1))));
+        self
+    }
+
+    /// One look at the monitors: `Ok(how many)` when none blocks, else why.
+    async fn check(&self, tags: &[String]) -> Result<usize, StepError> {
+        let monitors = self.client.monitors(tags).await?;
+        if monitors.is_empty() && !self.allow_none {
+            return Err(StepError::new(format!("no Datadog monitor carries the tags {}", tags.join(", "))));
+        }
+        let blocking: Vec<String> = monitors
+            .iter()
+            .filter(|m| match m.state.as_str() {
+                "OK" => false,
+                "Warn" => !self.allow_warn,
+                "No Data" => !self.allow_no_data,
+                _ => true,
+            })
+            .map(|m| format!("`{}` ({}, id {})", m.name, m.state, m.id))
+            .collect();
+        if !blocking.is_empty() {
+            return Err(StepError::new(format!("Datadog monitors are not OK: {}", blocking.join(", "))));
+        }
+        Ok(monitors.len())
     }
 
     /// Lets `Warn` pass.
@@ -90,24 +136,33 @@ impl Step for MonitorGate {
     async fn run(&self, ctx: &StepContext) -> Result<(), StepError> {
         let tags =
             self.tags.iter().map(|t| Template::parse(t).and_then(|t| ctx.render(&t))).collect::<Result<Vec<_>, _>>()?;
-        let monitors = self.client.monitors(&tags).await?;
-        if monitors.is_empty() && !self.allow_none {
-            return Err(StepError::new(format!("no Datadog monitor carries the tags {}", tags.join(", "))));
+        let count = self.check(&tags).await?;
+        let Some((period, every)) = self.watch else {
+            ctx.log(format!("{count} Datadog monitors tagged {} are OK", tags.join(", ")));
+            return Ok(());
+        };
+        let until = tokio::time::Instant::now() + period;
+        let mut checks = 1;
+        while tokio::time::Instant::now() < until {
+            tokio::select! {
+                () = tokio::time::sleep(every.min(until - tokio::time::Instant::now())) => {}
+                () = ctx.cancellation().cancelled() => return Err(StepError::cancelled()),
+            }
+            if let Err(e) = self.check(&tags).await {
+                let mut why = e.to_string();
+                let mut source = std::error::Error::source(&e);
+                while let Some(s) = source {
+                    why.push_str(&format!(": {s}"));
+                    source = s.source();
+                }
+                return Err(StepError::new(format!("after {checks} clear checks over {period:?}: {why}")));
+            }
+            checks += 1;
         }
-        let blocking: Vec<String> = monitors
-            .iter()
-            .filter(|m| match m.state.as_str() {
-                "OK" => false,
-                "Warn" => !self.allow_warn,
-                "No Data" => !self.allow_no_data,
-                _ => true,
-            })
-            .map(|m| format!("`{}` ({}, id {})", m.name, m.state, m.id))
-            .collect();
-        if !blocking.is_empty() {
-            return Err(StepError::new(format!("Datadog monitors are not OK: {}", blocking.join(", "))));
-        }
-        ctx.log(format!("{} Datadog monitors tagged {} are OK", monitors.len(), tags.join(", ")));
+        ctx.log(format!(
+            "{count} Datadog monitors tagged {} stayed OK for {period:?} ({checks} checks)",
+            tags.join(", ")
+        ));
         Ok(())
     }
 
@@ -117,7 +172,15 @@ impl Step for MonitorGate {
             .iter()
             .map(|t| Template::parse(t).map(|t| ctx.render_masked(&t)).unwrap_or_else(|_| t.clone()))
             .collect();
-        format!("waits for no alert on the Datadog monitors tagged {}", tags.join(", "))
+        match self.watch {
+            None => format!("checks that no Datadog monitor tagged {} is alerting", tags.join(", ")),
+            Some((period, _)) => {
+                format!(
+                    "watches the Datadog monitors tagged {} for {period:?}, failing at the first alert",
+                    tags.join(", ")
+                )
+            }
+        }
     }
 
     fn variables(&self) -> Result<Vec<String>, TemplateError> {

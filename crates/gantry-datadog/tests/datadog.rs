@@ -317,3 +317,55 @@ async fn the_simulated_datadog_passes_the_provider_conformance_suite_with_both_a
     // on the recorded v1 body above.
     conformance(&DatadogMetrics::new(client(&sim)).api(MetricsApi::V2), &fixture).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_watching_monitor_gate_holds_for_its_bake_time_and_fails_at_the_first_alert() {
+    let sim = std::sync::Arc::new(sim().await);
+    let ok = || {
+        vec![
+            Monitor::new(1, "web latency", &["service:web"], "OK"),
+            Monitor::new(2, "web errors", &["service:web"], "OK"),
+        ]
+    };
+    sim.monitors(ok());
+    let gate = |period: u64| {
+        let g = MonitorGate::new(client(&sim), ["service:web"])
+            .watch_for(Duration::from_millis(period))
+            .interval(Duration::from_millis(50));
+        Pipeline::builder("p").step("bake", g).build().unwrap()
+    };
+    let plan = gate(300).plan(&Context::new());
+    assert_eq!(
+        plan.step("bake").unwrap().description,
+        "watches the Datadog monitors tagged service:web for 300ms, failing at the first alert"
+    );
+
+    // All clear for the whole bake time: it passes after checking again and again.
+    let before = sim.received().len();
+    let started = std::time::Instant::now();
+    let report = gate(300).run(Context::new()).await.unwrap();
+    assert_eq!(report.status, RunStatus::Succeeded, "{report}");
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert!(sim.received().len() - before >= 5, "it kept checking");
+
+    // An alert in the middle of the bake time fails it then, not at the end.
+    let alerting = {
+        let sim = std::sync::Arc::clone(&sim);
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            sim.monitors(vec![
+                Monitor::new(1, "web latency", &["service:web"], "OK"),
+                Monitor::new(2, "web errors", &["service:web"], "Alert"),
+            ]);
+        })
+    };
+    let started = std::time::Instant::now();
+    let report = gate(5_000).run(Context::new()).await.unwrap();
+    alerting.await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(2), "failed at the first alert: {:?}", started.elapsed());
+    let reason = report.step("bake").unwrap().reason.clone().unwrap();
+    assert!(
+        reason.contains("clear checks over 5s: Datadog monitors are not OK: `web errors` (Alert, id 2)"),
+        "{reason}"
+    );
+}
