@@ -25,9 +25,14 @@ enum JobSource {
     Image { image: String, command: Vec<String> },
 }
 
-/// Runs a Kubernetes Job to completion: named `<prefix>-<run id>-<step hash>` (the prefix is a template), its pods' output logged as the step's lines,
-/// succeeding when the Job is Complete and failing with the last lines when it Failed; deleted afterwards (with its
-/// pods) unless kept for debugging. A timeout of the step deletes the Job too.
+/// Runs a Kubernetes Job to completion: named `<prefix>-<run id>-<step hash>` (the prefix is a template), its pods'
+/// output logged as the step's lines, succeeding when the Job is Complete and failing with the last lines when it
+/// Failed; deleted afterwards (with its pods) unless kept for debugging. A timeout of the step deletes the Job too.
+///
+/// A pod that cannot start (its image cannot be pulled, its configuration is wrong) fails the step at once: the Job
+/// itself would wait for it forever. Every Job gets a deadline (`activeDeadlineSeconds`, 10 minutes unless
+/// [`deadline`](JobStep::deadline) says otherwise or the Job given to [`from_job`](JobStep::from_job) has one), after
+/// which Kubernetes fails it (`DeadlineExceeded`) and stops its pods.
 ///
 /// ```no_run
 /// # fn demo(cluster: gantry_kube::Cluster) {
@@ -42,7 +47,11 @@ pub struct JobStep {
     source: JobSource,
     keep: bool,
     tail: usize,
+    deadline: Option<std::time::Duration>,
 }
+
+/// A Job's deadline when none is given.
+const DEFAULT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(600);
 
 impl JobStep {
     /// A Job of one container running `command` in `image` (templates), never restarted, not retried by Kubernetes.
@@ -52,12 +61,27 @@ impl JobStep {
         S: Into<String>,
     {
         let source = JobSource::Image { image: image.into(), command: command.into_iter().map(Into::into).collect() };
-        Self { cluster, prefix: prefix.into(), source, keep: false, tail: 20 }
+        Self { cluster, prefix: prefix.into(), source, keep: false, tail: 20, deadline: None }
     }
 
     /// A Job from a whole object (its name is replaced by `<prefix>-<run id>`).
     pub fn from_job(cluster: Cluster, prefix: impl Into<String>, job: Job) -> Self {
-        Self { cluster, prefix: prefix.into(), source: JobSource::Template(Box::new(job)), keep: false, tail: 20 }
+        Self {
+            cluster,
+            prefix: prefix.into(),
+            source: JobSource::Template(Box::new(job)),
+            keep: false,
+            tail: 20,
+            deadline: None,
+        }
+    }
+
+    /// How long the Job may run before Kubernetes fails it (`activeDeadlineSeconds`, whole seconds, at least one;
+    /// default 10 minutes, or the deadline of the Job given to `from_job`).
+    #[must_use]
+    pub fn deadline(mut self, deadline: std::time::Duration) -> Self {
+        self.deadline = Some(deadline);
+        self
     }
 
     /// Keeps the Job and its pods after the step, for debugging.
@@ -81,6 +105,14 @@ impl JobStep {
         };
         job.metadata.name = Some(name.to_owned());
         job.metadata.namespace = None;
+        if let Some(spec) = job.spec.as_mut() {
+            match self.deadline {
+                Some(deadline) => spec.active_deadline_seconds = Some(deadline.as_secs().max(1) as i64),
+                None => {
+                    spec.active_deadline_seconds.get_or_insert(DEFAULT_DEADLINE.as_secs() as i64);
+                }
+            }
+        }
         let labels = job.metadata.labels.get_or_insert_with(Default::default);
         labels.insert("gantry.dev/run".into(), dns_label(ctx.run_id(), 63));
         Ok(job)
@@ -103,6 +135,22 @@ fn dns_label(s: &str, max: usize) -> String {
     let mut out: String = s.to_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
     out.truncate(max);
     out.trim_matches('-').to_owned()
+}
+
+/// Why a pod of a Job cannot run, if a container waits in a state it will not leave by itself.
+fn cannot_start(pod: &Pod) -> Option<String> {
+    let name = pod.metadata.name.as_deref().unwrap_or("?");
+    let statuses = pod.status.as_ref()?.container_statuses.as_ref()?;
+    statuses.iter().find_map(|s| {
+        let waiting = s.state.as_ref()?.waiting.as_ref()?;
+        // A crash loop is the Job's own retrying (`restartPolicy: OnFailure`, `backoffLimit`): it decides that.
+        let reason = waiting
+            .reason
+            .as_deref()
+            .filter(|r| *r != "CrashLoopBackOff" && crate::rollout::FATAL_WAITING.contains(r))?;
+        let message = waiting.message.as_deref().map(|m| format!(": {m}")).unwrap_or_default();
+        Some(format!("pod `{name}` container `{}` is in {reason}{message}", s.name))
+    })
 }
 
 /// The output of a Job's pods, read once per pod when it has terminated: logged as the step's lines (standard
@@ -181,7 +229,12 @@ impl Step for JobStep {
             tokio::select! {
                 () = ctx.cancellation().cancelled() => break Err(StepError::cancelled()),
                 Some(change) = pod_changes.next() => match change {
-                    Change::Applied(pod) => output.read(&pod).await,
+                    Change::Applied(pod) => {
+                        if let Some(why) = cannot_start(&pod) {
+                            break Err(StepError::new(format!("Job {namespace}/{name} cannot run: {why}")));
+                        }
+                        output.read(&pod).await;
+                    }
                     Change::Deleted(_) => {}
                     Change::Failed(e) => break Err(e.into()),
                 },

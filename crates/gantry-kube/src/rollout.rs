@@ -18,8 +18,9 @@ use crate::events::{Involved, record};
 use crate::retry::retrying;
 use crate::watch::{Change, changes};
 
-/// Container states that fail a rollout at once instead of at the progress deadline.
-const FATAL_WAITING: [&str; 7] = [
+/// Container states that fail a rollout (or a Job) at once instead of at the progress deadline: the container cannot
+/// start, or keeps crashing.
+pub(crate) const FATAL_WAITING: [&str; 7] = [
     "CrashLoopBackOff",
     "ErrImagePull",
     "ImagePullBackOff",

@@ -365,3 +365,47 @@ async fn a_crash_loop_is_caught_when_the_runtime_reports_the_normalised_image_an
     healthy_on(&deploys, "nginx:1.26").await;
     c.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_whose_image_cannot_be_pulled_fails_at_once() {
+    let c = TestCluster::new("job-pull").await.unwrap();
+    let Some(sim) = c.sim() else { return c.cleanup().await };
+    sim.script("checks:missing", PodScript::ImagePullError);
+    let p = Pipeline::builder("p")
+        .step("check", JobStep::image(cluster(&c), "check", "checks:missing", ["check"]))
+        .build()
+        .unwrap();
+    let report = tokio::time::timeout(Duration::from_secs(20), p.run(Context::new())).await.expect("no hang").unwrap();
+    let reason = report.step("check").unwrap().reason.clone().unwrap();
+    assert!(reason.contains("cannot run: pod `check-") && reason.contains("is in ErrImagePull"), "{reason}");
+    c.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_have_a_deadline_that_kubernetes_enforces() {
+    let c = TestCluster::new("job-deadline").await.unwrap();
+    let Some(sim) = c.sim() else { return c.cleanup().await };
+    sim.script("checks:quick", PodScript::Exit { after: Duration::from_millis(20), code: 0, logs: vec![] });
+    sim.script("checks:stuck", PodScript::Exit { after: Duration::from_secs(3600), code: 0, logs: vec![] });
+    let jobs: Api<k8s_openapi::api::batch::v1::Job> = Api::namespaced(c.client.clone(), &c.namespace);
+    // By default: ten minutes.
+    let kept = Pipeline::builder("p")
+        .step("check", JobStep::image(cluster(&c), "kept", "checks:quick", ["check"]).keep())
+        .build()
+        .unwrap();
+    assert_eq!(kept.run(Context::new()).await.unwrap().status, RunStatus::Succeeded);
+    let job = jobs.list(&ListParams::default()).await.unwrap().items.pop().unwrap();
+    assert_eq!(job.spec.unwrap().active_deadline_seconds, Some(600));
+    // A stuck Job fails when its deadline passes, and its pods are stopped.
+    let stuck = Pipeline::builder("p")
+        .step("check", JobStep::image(cluster(&c), "stuck", "checks:stuck", ["check"]).deadline(Duration::from_secs(1)))
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let report =
+        tokio::time::timeout(Duration::from_secs(20), stuck.run(Context::new())).await.expect("no hang").unwrap();
+    let reason = report.step("check").unwrap().reason.clone().unwrap();
+    assert!(reason.contains("failed (DeadlineExceeded)"), "{reason}");
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    c.cleanup().await;
+}

@@ -65,6 +65,8 @@ pub(crate) struct ControlPlane {
     /// How the services of an image perform, for the simulated metrics.
     pub(crate) health: Mutex<HashMap<String, super::Health>>,
     started: Mutex<HashMap<String, Instant>>,
+    /// When each Job (by uid) was first seen active, for `activeDeadlineSeconds`.
+    jobs_started: Mutex<HashMap<String, Instant>>,
     progress: Mutex<HashMap<String, (Value, Instant)>>,
     /// Container output by pod (`namespace/name`).
     pub(crate) logs: Mutex<HashMap<String, String>>,
@@ -120,10 +122,13 @@ fn reconcile(sim: &Sim) -> (Option<Instant>, u64) {
         for rs in keys(&store, replicasets) {
             replicaset(sim, &mut store, &rs, pods);
         }
+        let mut deadlines: Option<Instant> = None;
         for job in keys(&store, jobs) {
-            self::job(sim, &mut store, &job, pods);
+            if let Some(at) = self::job(sim, &mut store, &job, pods) {
+                deadlines = Some(deadlines.map_or(at, |n| n.min(at)));
+            }
         }
-        next = None;
+        next = deadlines;
         for p in keys(&store, pods) {
             if let Some(at) = kubelet(sim, &mut store, &p) {
                 next = Some(next.map_or(at, |n: Instant| n.min(at)));
@@ -427,19 +432,25 @@ fn ready(pod: &Value) -> bool {
 }
 
 /// The Job controller: up to `parallelism` pods at a time until `completions` succeeded, or `Failed` once more than
-/// `backoffLimit` pods failed.
+/// `backoffLimit` pods failed, or once it has been active longer than `activeDeadlineSeconds` (its active pods are
+/// then deleted, reason `DeadlineExceeded`). Returns when its deadline falls, if it has one and is still running.
 /// <https://kubernetes.io/docs/concepts/workloads/controllers/job/>
-fn job(sim: &Sim, store: &mut Store, key: &Key, pod_kind: usize) {
-    let Some(job) = store.get(key).cloned() else { return };
+fn job(sim: &Sim, store: &mut Store, key: &Key, pod_kind: usize) -> Option<Instant> {
+    let job = store.get(key).cloned()?;
     let done = |kind: &str| {
         job.pointer("/status/conditions")
             .and_then(Value::as_array)
             .is_some_and(|cs| cs.iter().any(|c| c["type"] == kind && c["status"] == "True"))
     };
     if done("Complete") || done("Failed") {
-        return;
+        return None;
     }
     let uid = job.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let first_seen = *lock(&sim.control.jobs_started).entry(uid.clone()).or_insert_with(Instant::now);
+    let deadline = job
+        .pointer("/spec/activeDeadlineSeconds")
+        .and_then(Value::as_u64)
+        .map(|secs| first_seen + Duration::from_secs(secs));
     let completions = job.pointer("/spec/completions").and_then(Value::as_i64).unwrap_or(1);
     let parallelism = job.pointer("/spec/parallelism").and_then(Value::as_i64).unwrap_or(1);
     let backoff_limit = job.pointer("/spec/backoffLimit").and_then(Value::as_i64).unwrap_or(6);
@@ -458,6 +469,16 @@ fn job(sim: &Sim, store: &mut Store, key: &Key, pod_kind: usize) {
     } else if failed > backoff_limit {
         conditions.push(json!({"type": "FailureTarget", "status": "True", "reason": "BackoffLimitExceeded", "lastTransitionTime": now}));
         conditions.push(json!({"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit", "lastTransitionTime": now}));
+    } else if deadline.is_some_and(|at| Instant::now() >= at) {
+        conditions.push(
+            json!({"type": "FailureTarget", "status": "True", "reason": "DeadlineExceeded", "lastTransitionTime": now}),
+        );
+        conditions.push(json!({"type": "Failed", "status": "True", "reason": "DeadlineExceeded", "message": "Job was active longer than specified deadline", "lastTransitionTime": now}));
+        for pod in pods.iter().filter(|p| !matches!(phase(p).as_str(), "Succeeded" | "Failed")) {
+            if let Some(name) = pod.pointer("/metadata/name").and_then(Value::as_str) {
+                let _ = store.delete(&Key { kind: pod_kind, namespace: key.namespace.clone(), name: name.to_owned() });
+            }
+        }
     } else {
         let wanted = parallelism.min(completions - succeeded) - active;
         for _ in 0..wanted.max(0) {
@@ -484,11 +505,13 @@ fn job(sim: &Sim, store: &mut Store, key: &Key, pod_kind: usize) {
         status["completionTime"] = json!(at);
     }
     let old = job.get("status").cloned().unwrap_or(json!({}));
+    let running = conditions.is_empty();
     if strip_times(&old) != strip_times(&status) || old.get("startTime").is_none() {
         let mut next = job.clone();
         next["status"] = status;
         let _ = store.update(key, next);
     }
+    deadline.filter(|_| running)
 }
 
 /// What the kubelet reports for a container of `image` (`status.image`, `status.imageID`), as containerd does: the
