@@ -184,7 +184,8 @@ impl Step for HelmRelease {
             None => None,
             Some(values) => {
                 let path = std::path::PathBuf::from(render(&values.path)?);
-                let document = values.decryptor.decrypt_file(&path, None).map_err(|e| StepError::new(e.to_string()))?;
+                let document = (values.decryptor.decrypt_file_off_thread(path.clone(), None).await)
+                    .map_err(|e| StepError::new(e.to_string()))?;
                 for (key, secret) in document.secrets() {
                     ctx.add_secret(format!("helm-values/{key}"), secret);
                 }

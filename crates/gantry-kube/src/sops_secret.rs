@@ -55,7 +55,8 @@ impl Step for SecretFromSops {
     async fn run(&self, ctx: &StepContext) -> Result<(), StepError> {
         let render = |s: &str| Template::parse(s).and_then(|t| ctx.render(&t));
         let (name, path) = (render(&self.name)?, PathBuf::from(render(&self.path)?));
-        let document = self.decryptor.decrypt_file(&path, self.format).map_err(|e| StepError::new(e.to_string()))?;
+        let document = (self.decryptor.decrypt_file_off_thread(path.clone(), self.format).await)
+            .map_err(|e| StepError::new(e.to_string()))?;
         let mut data = BTreeMap::new();
         for (key, secret) in document.secrets() {
             ctx.add_secret(format!("{name}/{key}"), secret.clone());

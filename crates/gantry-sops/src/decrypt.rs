@@ -100,6 +100,20 @@ impl Decryptor {
             .map_err(|e| SopsError::File { path: path.display().to_string(), source: Box::new(e) })
     }
 
+    /// As [`decrypt_file`](Self::decrypt_file), on tokio's blocking pool: reading a file (a slow disk, a network
+    /// mount) and decrypting a large one must not hold up the thread a run's steps share. For pipeline steps.
+    pub async fn decrypt_file_off_thread(
+        &self,
+        path: std::path::PathBuf,
+        format: Option<Format>,
+    ) -> Result<Document, SopsError> {
+        let decryptor = self.clone();
+        let shown = path.display().to_string();
+        tokio::task::spawn_blocking(move || decryptor.decrypt_file(&path, format))
+            .await
+            .unwrap_or_else(|e| Err(SopsError::Read { path: shown, why: format!("the reading task ended: {e}") }))
+    }
+
     /// Decrypts `text` in `format`. Every value is opened and the MAC checked before anything is returned; on any
     /// error, the plaintext decrypted so far is zeroed.
     pub fn decrypt(&self, text: &str, format: Format) -> Result<Document, SopsError> {

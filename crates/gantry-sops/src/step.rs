@@ -52,7 +52,8 @@ impl SopsSecrets {
 impl Step for SopsSecrets {
     async fn run(&self, ctx: &StepContext) -> Result<(), StepError> {
         let path = PathBuf::from(ctx.render(&Template::parse(&self.path)?)?);
-        let document = self.decryptor.decrypt_file(&path, self.format).map_err(|e| StepError::new(e.to_string()))?;
+        let document = (self.decryptor.decrypt_file_off_thread(path.clone(), self.format).await)
+            .map_err(|e| StepError::new(e.to_string()))?;
         let secrets = document.secrets();
         let count = secrets.len();
         for (key, secret) in secrets {

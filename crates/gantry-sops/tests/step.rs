@@ -56,3 +56,40 @@ async fn a_file_that_does_not_decrypt_fails_the_step_saying_why() {
     let reason = report.step("secrets").unwrap().reason.clone().unwrap();
     assert!(reason.contains("cannot decrypt") && reason.contains("no identity matches"), "{reason}");
 }
+
+#[test]
+fn the_file_is_read_off_the_runs_thread() {
+    // The SOPS file is a FIFO that another step of the same run fills. Read on the run's own thread, the open would
+    // block that thread for good, and the writing step would never start; off it, both go on.
+    let dir = std::env::temp_dir().join(format!("gantry-sops-fifo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = dir.join("secrets.enc.yaml");
+    let _ = std::fs::remove_file(&fifo);
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let content = std::fs::read(format!("{DATA}secrets.enc.yaml")).unwrap();
+    let keys = Identities::parse(&std::fs::read_to_string(format!("{DATA}key1.txt")).unwrap()).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let path = fifo.clone();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let writer = path.clone();
+        let pipeline = Pipeline::builder("p")
+            .step("secrets", SopsSecrets::file(path.display().to_string(), keys))
+            .step(
+                "write",
+                gantry_core::step_fn(move |_| {
+                    let (writer, content) = (writer.clone(), content.clone());
+                    async move {
+                        tokio::task::spawn_blocking(move || std::fs::write(writer, content)).await.unwrap().unwrap();
+                        Ok(())
+                    }
+                }),
+            )
+            .build()
+            .unwrap();
+        let _ = tx.send(runtime.block_on(pipeline.run(Context::new())).unwrap());
+    });
+    let report = rx.recv_timeout(std::time::Duration::from_secs(30)).expect("the run's thread was blocked on the file");
+    assert_eq!(report.status, RunStatus::Succeeded, "{report}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
