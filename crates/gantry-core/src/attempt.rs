@@ -71,8 +71,16 @@ async fn one_attempt(node: &Node, ctx: &StepContext) -> Result<(), StepError> {
         outcome.unwrap_or_else(|panic| Err(StepError::new(format!("step panicked: {}", panic_message(&*panic)))))
     };
     match node.timeout() {
-        // A sub-pipeline's or fan-out's poll does its steps' work: a long one is not the holding step blocking.
-        Some(limit) => within(limit, matches!(node.children(), Children::None), run.map(caught)).await,
+        Some(limit) => {
+            let deadline = Deadline {
+                limit,
+                grace: node.step.interrupt_grace(),
+                // A sub-pipeline's or fan-out's poll does its steps' work: a long one is not the holding step blocking.
+                check_blocking: matches!(node.children(), Children::None),
+                token: ctx.own_token(),
+            };
+            deadline.bound(run.map(caught)).await
+        }
         None => caught(run.await),
     }
 }
@@ -89,39 +97,89 @@ pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 /// A poll at least this long held its thread: async code yields within microseconds.
 const HELD: Duration = Duration::from_millis(10);
 
-/// `future`, failed with a timeout error once `limit` has passed, as `tokio::time::timeout` would do.
+/// A step attempt's timeout.
+///
+/// Once `limit` has passed, the attempt's token fires. Without a grace it is dropped at once and fails as timed out,
+/// as `tokio::time::timeout` would do. With a grace (a deploy step that restores the last good version) it is polled
+/// up to `grace` longer, and fails as timed out with what it said; still running then, it is dropped.
 ///
 /// Unlike `tokio::time::timeout`, when `check_blocking` is set an attempt that held its thread across its deadline
 /// (a poll of at least 10 ms, by the wall clock, that began before the deadline and ended after it: blocking work,
 /// not an `.await`) fails with a timeout that says so, even if it then returned a result: `tokio::time::timeout`
 /// would report it on time, because the timer could only be looked at once the thread came back. A short poll that
 /// happens to straddle the deadline is no such thing, and neither is time moved by `tokio::time::advance` in a test.
-async fn within<F>(limit: Duration, check_blocking: bool, future: F) -> Result<(), StepError>
-where
-    F: Future<Output = Result<(), StepError>>,
-{
-    let started = tokio::time::Instant::now();
-    let deadline = started + limit;
-    let mut future = pin!(future);
-    let mut timer = pin!(tokio::time::sleep_until(deadline));
-    poll_fn(|cx| {
-        let before = tokio::time::Instant::now();
-        let wall = std::time::Instant::now();
-        let polled = future.as_mut().poll(cx);
-        let after = tokio::time::Instant::now();
-        if check_blocking && before <= deadline && after > deadline && wall.elapsed() >= HELD {
-            return Poll::Ready(Err(held_past_deadline(limit, before - started, after - started, polled.is_ready())));
-        }
-        if let Poll::Ready(result) = polled {
-            return Poll::Ready(result);
-        }
-        // The timer is looked at whatever the attempt left of the task's cooperative budget.
-        match Pin::new(&mut tokio::task::coop::unconstrained(timer.as_mut())).poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Err(StepError::timeout(limit))),
-            Poll::Pending => Poll::Pending,
-        }
-    })
-    .await
+struct Deadline<'t> {
+    limit: Duration,
+    grace: Duration,
+    check_blocking: bool,
+    token: Option<&'t tokio_util::sync::CancellationToken>,
+}
+
+impl Deadline<'_> {
+    async fn bound<F>(self, future: F) -> Result<(), StepError>
+    where
+        F: Future<Output = Result<(), StepError>>,
+    {
+        let Self { limit, grace, check_blocking, token } = self;
+        let started = tokio::time::Instant::now();
+        let deadline = started + limit;
+        let mut future = pin!(future);
+        let mut timer = pin!(tokio::time::sleep_until(deadline));
+        // Set once the deadline has passed and the step is being given its grace.
+        let mut stopping: Option<Pin<Box<tokio::time::Sleep>>> = None;
+        poll_fn(|cx| {
+            let before = tokio::time::Instant::now();
+            let wall = std::time::Instant::now();
+            let polled = future.as_mut().poll(cx);
+            let after = tokio::time::Instant::now();
+            if let Some(grace_timer) = stopping.as_mut() {
+                return match polled {
+                    Poll::Ready(result) => Poll::Ready(Err(StepError::timeout(limit).explained(match result {
+                        Ok(()) => "told to stop, it finished".to_owned(),
+                        Err(e) => error_chain(&e),
+                    }))),
+                    Poll::Pending => match grace_timer.as_mut().poll(cx) {
+                        Poll::Ready(()) => Poll::Ready(Err(StepError::timeout(limit)
+                            .explained(format!("told to stop, it did not end within {grace:?}; dropped")))),
+                        Poll::Pending => Poll::Pending,
+                    },
+                };
+            }
+            if check_blocking && before <= deadline && after > deadline && wall.elapsed() >= HELD {
+                return Poll::Ready(Err(held_past_deadline(
+                    limit,
+                    before - started,
+                    after - started,
+                    polled.is_ready(),
+                )));
+            }
+            if let Poll::Ready(result) = polled {
+                return Poll::Ready(result);
+            }
+            // The timer is looked at whatever the attempt left of the task's cooperative budget.
+            match Pin::new(&mut tokio::task::coop::unconstrained(timer.as_mut())).poll(cx) {
+                Poll::Ready(()) => match token {
+                    Some(token) if !grace.is_zero() => {
+                        token.cancel();
+                        let mut grace_timer = Box::pin(tokio::time::sleep(grace));
+                        // Registers the grace timer; the step, told to stop, is polled again at once.
+                        let _ = grace_timer.as_mut().poll(cx);
+                        stopping = Some(grace_timer);
+                        cx.waker().wake_by_ref();
+                        Poll::Pending
+                    }
+                    _ => {
+                        if let Some(token) = token {
+                            token.cancel();
+                        }
+                        Poll::Ready(Err(StepError::timeout(limit)))
+                    }
+                },
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await
+    }
 }
 
 fn held_past_deadline(limit: Duration, from: Duration, to: Duration, finished: bool) -> StepError {

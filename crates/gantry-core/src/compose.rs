@@ -61,6 +61,16 @@ impl Step for SubPipeline {
     fn describe(&self, _ctx: &StepContext) -> String {
         format!("runs pipeline `{}` ({} steps)", self.pipeline.name(), self.pipeline.len())
     }
+
+    fn interrupt_grace(&self) -> std::time::Duration {
+        longest_grace(&self.pipeline)
+    }
+}
+
+/// The longest time a step of `pipeline` asks for to undo its work when interrupted: what a sub-pipeline holding
+/// them needs once its own timeout has passed.
+fn longest_grace(pipeline: &Pipeline) -> std::time::Duration {
+    (0..pipeline.len()).map(|i| pipeline.node(i).step.interrupt_grace()).max().unwrap_or_default()
 }
 
 /// Runs one sub-pipeline per item, concurrently. Built by [`PipelineBuilder::fan_out`](crate::PipelineBuilder::fan_out).
@@ -114,5 +124,9 @@ impl Step for FanOut {
     fn describe(&self, _ctx: &StepContext) -> String {
         let items: Vec<&str> = self.runs.iter().map(|(item, _)| item.as_str()).collect();
         format!("fans out over {} = [{}]", self.var, items.join(", "))
+    }
+
+    fn interrupt_grace(&self) -> std::time::Duration {
+        self.runs.iter().map(|(_, pipeline)| longest_grace(pipeline)).max().unwrap_or_default()
     }
 }

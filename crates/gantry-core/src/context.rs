@@ -228,6 +228,18 @@ pub(crate) struct Scope {
     pub(crate) final_token: CancellationToken,
     pub(crate) options: Arc<RunOptions>,
     child_reports: ChildReports,
+    /// Per step with a timeout, its own token (a child of the run's, cancelled at its deadline); empty when no step
+    /// of this pipeline has a timeout.
+    step_tokens: Box<[std::sync::OnceLock<CancellationToken>]>,
+}
+
+/// A token slot per step, if some step has a timeout.
+fn step_tokens(pipeline: &Pipeline) -> Box<[std::sync::OnceLock<CancellationToken>]> {
+    if pipeline.any_timeout() {
+        (0..pipeline.len()).map(|_| std::sync::OnceLock::new()).collect()
+    } else {
+        Box::new([])
+    }
 }
 
 impl Scope {
@@ -247,6 +259,7 @@ impl Scope {
         *secrets.named.write().unwrap_or_else(|e| e.into_inner()) = context.secrets.into_iter().collect();
         let names = Names::Plain(pipeline.clone());
         Self {
+            step_tokens: step_tokens(&pipeline),
             id: journal.register(names.clone()),
             run_id,
             pipeline,
@@ -271,6 +284,7 @@ impl Scope {
         let names = Names::Prefixed(names);
         let scope = &parent.scope;
         Self {
+            step_tokens: step_tokens(&pipeline),
             id: scope.journal.register(names.clone()),
             run_id: Arc::clone(&scope.run_id),
             pipeline,
@@ -377,10 +391,30 @@ impl StepContext {
         self.attempt.load(Ordering::Relaxed)
     }
 
-    /// The signal to stop: cancelled when the run is cancelled. Steps that run after a cancellation (`always` steps)
-    /// get a token that is not cancelled.
+    /// The signal to stop: cancelled when the run is cancelled, or when the step's timeout passes. Steps that run
+    /// after a cancellation (`always` steps) get a token that only their own timeout cancels.
     pub fn cancellation(&self) -> &CancellationToken {
+        match self.scope.step_tokens.get(self.node as usize).and_then(std::sync::OnceLock::get) {
+            Some(own) => own,
+            None => self.run_cancellation(),
+        }
+    }
+
+    /// The run's token as this step sees it (the final token for `always` steps after a cancellation), whatever its
+    /// own timeout did.
+    fn run_cancellation(&self) -> &CancellationToken {
         if self.finally.load(Ordering::Relaxed) { &self.scope.final_token } else { &self.scope.run_token }
+    }
+
+    /// Whether the run (not the step's own timeout) was cancelled.
+    pub(crate) fn run_is_cancelled(&self) -> bool {
+        self.run_cancellation().is_cancelled()
+    }
+
+    /// The step's own token, made on first use as a child of the run's: cancelled at its timeout.
+    pub(crate) fn own_token(&self) -> Option<&CancellationToken> {
+        let slot = self.scope.step_tokens.get(self.node as usize)?;
+        Some(slot.get_or_init(|| self.run_cancellation().child_token()))
     }
 
     /// Whether the step should stop.

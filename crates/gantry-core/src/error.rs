@@ -54,6 +54,12 @@ impl StepError {
         Self { kind: StepErrorKind::Cancelled, ..Self::new("cancelled") }
     }
 
+    /// The step stopped because it was told to (its token fired: the run was cancelled, or its timeout passed),
+    /// saying what it did about it (`the rollout was interrupted; rolled back to web:1`).
+    pub fn interrupted(message: impl Into<String>) -> Self {
+        Self { kind: StepErrorKind::Cancelled, ..Self::new(message) }
+    }
+
     /// The step exceeded its timeout.
     pub fn timeout(after: Duration) -> Self {
         Self { kind: StepErrorKind::Timeout, ..Self::new(format!("timed out after {after:?}")) }

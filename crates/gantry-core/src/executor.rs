@@ -698,8 +698,12 @@ impl<'a> Coordinator<'a> {
             Ok(()) => self.finish(i, StepStatus::Succeeded, None, attempts, duration),
             Err(error) => {
                 // Cancelled only if the run's signal reached the step; an error that merely says so is a failure.
-                let status =
-                    if self.contexts[i as usize].is_cancelled() { StepStatus::Cancelled } else { StepStatus::Failed };
+                // (a step's own timeout cancels its token too: that is a failure)
+                let status = if self.contexts[i as usize].run_is_cancelled() {
+                    StepStatus::Cancelled
+                } else {
+                    StepStatus::Failed
+                };
                 let reason = Arc::from(self.scope.redact(&error_chain(&error)).as_ref());
                 self.finish(i, status, Some(reason), attempts, duration);
             }

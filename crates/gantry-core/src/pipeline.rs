@@ -95,6 +95,8 @@ struct Inner {
     /// The template variables each step reads, asked once: (node, what `Step::variables` said), only for steps
     /// that read any or hold a sub-pipeline.
     templates: std::sync::OnceLock<Vec<StepTemplates>>,
+    /// Whether some step has a timeout (its runs then keep a token per step, cancelled at the deadline).
+    any_timeout: bool,
 }
 
 /// A step and the template variables it reads (or why its templates cannot be parsed).
@@ -167,6 +169,11 @@ impl Pipeline {
 
     pub(crate) fn index_of(&self, name: &str) -> Option<u32> {
         self.inner.by_name.get(name).copied()
+    }
+
+    /// Whether some step of this pipeline (not of its sub-pipelines) has a timeout.
+    pub(crate) fn any_timeout(&self) -> bool {
+        self.inner.any_timeout
     }
 
     pub(crate) fn roots(&self) -> &[u32] {
@@ -433,10 +440,18 @@ impl PipelineBuilder {
             }
         }
         graph.shrink_to_fit();
+        let any_timeout = graph.node_weights().any(|n| n.timeout().is_some());
         let mut by_name = by_name;
         by_name.shrink_to_fit();
         Ok(Pipeline {
-            inner: Arc::new(Inner { name: pipeline, graph, by_name, roots, templates: std::sync::OnceLock::new() }),
+            inner: Arc::new(Inner {
+                name: pipeline,
+                graph,
+                by_name,
+                roots,
+                templates: std::sync::OnceLock::new(),
+                any_timeout,
+            }),
         })
     }
 }
@@ -558,8 +573,10 @@ impl StepBuilder {
         self
     }
 
-    /// Fails an attempt that runs longer than `timeout` (the attempt is dropped: what it started must clean up on
-    /// drop, as the command step does by killing its process group).
+    /// Fails an attempt that runs longer than `timeout`. At the deadline the step's cancellation token fires; a step
+    /// that asks for time to undo its work ([`Step::interrupt_grace`], deploy steps) is polled that much longer, and
+    /// the attempt fails with what it said; then, or at once for other steps, the attempt is dropped (what it started
+    /// must clean up on drop, as the command step does by killing its process group).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.node().extras().timeout = Some(timeout);
         self

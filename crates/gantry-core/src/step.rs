@@ -52,6 +52,14 @@ pub trait Step: Send + Sync + 'static {
     fn variables(&self) -> Result<Vec<String>, crate::TemplateError> {
         Ok(Vec::new())
     }
+
+    /// How long the step needs to undo its work once its timeout has passed (a deploy step restoring the last good
+    /// version). At the deadline its [cancellation token](StepContext::cancellation) fires and the attempt is polled
+    /// this much longer before it is dropped; it then fails as timed out, with what the step said. Zero (the default)
+    /// drops the attempt at the deadline.
+    fn interrupt_grace(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
 }
 
 /// A step made from an async closure; see [`step_fn`].

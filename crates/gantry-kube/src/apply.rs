@@ -277,6 +277,11 @@ impl Step for Apply {
         Ok(())
     }
 
+    fn interrupt_grace(&self) -> std::time::Duration {
+        // Time to put the Deployments it tracks back, once its timeout has passed.
+        if self.track_rollouts { crate::rollout::ROLLBACK_GRACE } else { std::time::Duration::ZERO }
+    }
+
     fn describe(&self, ctx: &StepContext) -> String {
         let how = if self.dry_run {
             "server-side apply with dryRun=All (nothing is persisted; the step reports what would change)"

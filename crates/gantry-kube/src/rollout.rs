@@ -18,6 +18,9 @@ use crate::events::{Involved, record};
 use crate::retry::retrying;
 use crate::watch::{Change, changes};
 
+/// Why a rollout stopped when its step was told to.
+pub(crate) const INTERRUPTED: &str = "interrupted (the run was cancelled, or the step's timeout passed)";
+
 /// Container states that fail a rollout (or a Job) at once instead of at the progress deadline: the container cannot
 /// start, or keeps crashing.
 pub(crate) const FATAL_WAITING: [&str; 7] = [
@@ -50,7 +53,11 @@ pub struct RollingDeploy {
     image: String,
     container: Option<String>,
     max_restarts: i32,
+    interrupt_grace: std::time::Duration,
 }
+
+/// How long a rolling deploy may take to roll back once its timeout has passed, unless told otherwise.
+pub(crate) const ROLLBACK_GRACE: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// The Deployment being rolled out and how to watch it and its pods.
 pub(crate) struct Watched<'a> {
@@ -78,7 +85,18 @@ impl RollingDeploy {
             image: image.into(),
             container: None,
             max_restarts: 2,
+            interrupt_grace: ROLLBACK_GRACE,
         }
+    }
+
+    /// How long the step may take, once its timeout has passed, to roll back and see the previous version healthy
+    /// again before it is dropped (default 5 minutes). Dropped mid-rollout (this grace or the run's grace period
+    /// ran out, or the run was dropped), it still starts the rollback, in a task of its own, and records a
+    /// Kubernetes Event saying so.
+    #[must_use]
+    pub fn interrupt_grace(mut self, grace: std::time::Duration) -> Self {
+        self.interrupt_grace = grace;
+        self
     }
 
     /// Another namespace (a template).
@@ -213,7 +231,7 @@ pub(crate) async fn track(
                 break;
             }
             Followed::Cancelled => {
-                failure = Some("the run was cancelled".to_owned());
+                failure = Some(INTERRUPTED.to_owned());
                 break;
             }
         }
@@ -235,10 +253,11 @@ pub(crate) async fn track(
         restored.push(outcome);
     }
     ctx.phase(gantry_core::Phase::RolledBack, format!("{failure}; {}", restored.join("; ")));
-    Err(StepError::new(format!(
+    let message = format!(
         "{failure}; rolled back: {}",
         if restored.is_empty() { "nothing existed before".to_owned() } else { restored.join("; ") }
-    )))
+    );
+    Err(if ctx.is_cancelled() { StepError::interrupted(message) } else { StepError::new(message) })
 }
 
 /// Records a phase of the rollout as a Kubernetes Event carrying the run's id.
@@ -348,25 +367,29 @@ impl Step for RollingDeploy {
         let (patch, params) = (Patch::Strategic(patch), PatchParams::default());
         let patched = retrying(&format!("patch Deployment `{name}`"), || deploys.patch(&name, &params, &patch)).await?;
         let generation = patched.metadata.generation.unwrap_or(0);
+        let previous = serde_json::to_value(&previous).map_err(|e| KubeError::Invalid(e.to_string()))?;
+        // From here until the rollout is complete or rolled back, dropping the step restores the previous template.
+        let mut guard = RestoreOnDrop::new(&deploys, &name, &previous, client, &on, ctx.run_id());
 
         let watched = Watched { deploys: &deploys, pods: &pods, name: &name, selector: &selector };
         let failure =
             match Box::pin(follow(&watched, generation, &image, self.max_restarts, Some(ctx.cancellation()))).await {
                 Followed::Complete => {
+                    guard.disarm();
                     ctx.log(format!("{namespace}/{name} rolled out {image}"));
                     mark(ctx, client, &on, false, "GantryRolloutComplete", &format!("{image} is available")).await;
                     return Ok(());
                 }
                 Followed::Failed(why) => why,
-                Followed::Cancelled => "the run was cancelled".to_owned(),
+                Followed::Cancelled => INTERRUPTED.to_owned(),
             };
 
         // Back to what was live before: the previous pod template, whole.
         ctx.log(format!("rolling back {namespace}/{name} to {previous_image}: {failure}"));
         mark(ctx, client, &on, true, "GantryRollback", &format!("{failure}; rolling back to {previous_image}")).await;
-        let previous = serde_json::to_value(&previous).map_err(|e| KubeError::Invalid(e.to_string()))?;
         let followed =
             Box::pin(restore_template(&deploys, &pods, &name, &previous, &previous_image, self.max_restarts)).await?;
+        guard.disarm();
         let outcome = match followed {
             Followed::Complete => format!("rolled back to {previous_image}, which is healthy again"),
             Followed::Failed(why) => format!("rolling back to {previous_image} failed too: {why}"),
@@ -375,10 +398,8 @@ impl Step for RollingDeploy {
         ctx.log(&outcome);
         ctx.phase(gantry_core::Phase::RolledBack, format!("{namespace}/{name}: {failure}; {outcome}"));
         mark(ctx, client, &on, true, "GantryRolledBack", &format!("{failure}; {outcome}")).await;
-        if ctx.is_cancelled() {
-            return Err(StepError::cancelled());
-        }
-        Err(StepError::new(format!("deploying {image} to {namespace}/{name} failed: {failure}; {outcome}")))
+        let message = format!("deploying {image} to {namespace}/{name} failed: {failure}; {outcome}");
+        Err(if ctx.is_cancelled() { StepError::interrupted(message) } else { StepError::new(message) })
     }
 
     fn describe(&self, ctx: &StepContext) -> String {
@@ -397,5 +418,96 @@ impl Step for RollingDeploy {
             names.extend(Template::parse(t)?.variables().map(str::to_owned));
         }
         Ok(names)
+    }
+
+    fn interrupt_grace(&self) -> std::time::Duration {
+        self.interrupt_grace
+    }
+}
+
+/// Puts a Deployment back on its previous pod template if dropped while armed: the step's future was dropped in
+/// the middle of a rollout (its grace after a timeout, or the run's grace period after a cancellation, ran out, or
+/// the run itself was dropped). The rollback runs in a task of its own, without waiting for its health, and records a
+/// Kubernetes Event on the Deployment saying why.
+struct RestoreOnDrop {
+    armed: Option<Restore>,
+}
+
+/// What a dropped rollout needs to put back.
+struct Restore {
+    deploys: Api<Deployment>,
+    name: String,
+    previous: serde_json::Value,
+    client: kube::Client,
+    uid: Option<String>,
+    run_id: String,
+}
+
+impl RestoreOnDrop {
+    fn new(
+        deploys: &Api<Deployment>,
+        name: &str,
+        previous: &serde_json::Value,
+        client: &kube::Client,
+        on: &Involved<'_>,
+        run_id: &str,
+    ) -> Self {
+        let restore = Restore {
+            deploys: deploys.clone(),
+            name: name.to_owned(),
+            previous: previous.clone(),
+            client: client.clone(),
+            uid: on.uid.map(str::to_owned),
+            run_id: run_id.to_owned(),
+        };
+        Self { armed: Some(restore) }
+    }
+
+    fn disarm(&mut self) {
+        self.armed = None;
+    }
+}
+
+impl Drop for RestoreOnDrop {
+    fn drop(&mut self) {
+        let Some(restore) = self.armed.take() else { return };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::error!(deployment = %restore.name, "dropped mid-rollout outside a runtime: not rolled back");
+            return;
+        };
+        runtime.spawn(restore.run());
+    }
+}
+
+impl Restore {
+    async fn run(self) {
+        let Self { deploys, name, previous, client, uid, run_id } = self;
+        let namespace = deploys.namespace().unwrap_or("default").to_owned();
+        let on = Involved {
+            kind: "Deployment",
+            api_version: "apps/v1",
+            namespace: &namespace,
+            name: &name,
+            uid: uid.as_deref(),
+        };
+        let outcome =
+            match serde_json::from_value(json!([{"op": "replace", "path": "/spec/template", "value": previous}])) {
+                Ok(patch) => {
+                    let back = Patch::Json::<()>(patch);
+                    let params = PatchParams::default();
+                    match retrying(&format!("roll back Deployment `{name}`"), || deploys.patch(&name, &params, &back))
+                        .await
+                    {
+                        Ok(_) => "rolled back to the previous pod template".to_owned(),
+                        Err(e) => format!("rolling back failed: {e}"),
+                    }
+                }
+                Err(e) => format!("rolling back failed: {e}"),
+            };
+        tracing::warn!(deployment = %name, %outcome, "a rollout's step was dropped mid-rollout");
+        let message = format!(
+            "run {run_id}: the step was dropped in the middle of the rollout (its time to stop ran out); {outcome}"
+        );
+        record(&client, &on, true, "GantryRolledBack", &message).await;
     }
 }

@@ -409,3 +409,73 @@ async fn jobs_have_a_deadline_that_kubernetes_enforces() {
     assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
     c.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timed_out_rolling_deploy_rolls_back_before_it_ends() {
+    let c = TestCluster::new("rollout-timeout").await.unwrap();
+    let Some(sim) = c.sim() else { return c.cleanup().await };
+    sim.script("web:stuck", PodScript::NeverReady);
+    let deploys = web(&c, "web:1", 600).await;
+    let p = Pipeline::builder("deploy")
+        .step("rollout", RollingDeploy::new(cluster(&c), "web", "{{image}}"))
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let report = p.run(Context::new().var("image", "web:stuck")).await.unwrap();
+    let rollout = report.step("rollout").unwrap();
+    assert_eq!(rollout.status, StepStatus::Failed, "{report}");
+    let reason = rollout.reason.clone().unwrap();
+    assert!(reason.starts_with("timed out after 2s: deploying web:stuck"), "{reason}");
+    assert!(
+        reason.contains("interrupted") && reason.contains("rolled back to web:1, which is healthy again"),
+        "{reason}"
+    );
+    // When the step ended, the Deployment was already back: nothing mid-rollout.
+    healthy_on(&deploys, "web:1").await;
+    c.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_deploy_dropped_mid_rollout_still_rolls_back_and_says_so() {
+    let c = TestCluster::new("rollout-dropped").await.unwrap();
+    let Some(sim) = c.sim() else { return c.cleanup().await };
+    sim.script("web:stuck", PodScript::NeverReady);
+    let deploys = web(&c, "web:1", 600).await;
+    // No time to roll back after the timeout: the step is dropped at its deadline.
+    let p = Pipeline::builder("deploy")
+        .step("rollout", RollingDeploy::new(cluster(&c), "web", "{{image}}").interrupt_grace(Duration::ZERO))
+        .timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let report = p.run(Context::new().var("image", "web:stuck")).await.unwrap();
+    assert_eq!(report.step("rollout").unwrap().reason.as_deref(), Some("timed out after 1s"));
+    let back = |d: Option<&Deployment>| {
+        d.is_some_and(|d| {
+            image(d) == "web:1"
+                && d.status.as_ref().is_some_and(|s| s.available_replicas == Some(2) && s.updated_replicas == Some(2))
+        })
+    };
+    tokio::time::timeout(Duration::from_secs(30), await_condition(deploys.clone(), "web", back))
+        .await
+        .expect("the dropped rollout was rolled back")
+        .unwrap();
+    let events: Api<Event> = Api::namespaced(c.client.clone(), &c.namespace);
+    let mut said = None;
+    for _ in 0..100 {
+        said = events
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .find(|e| e.reason.as_deref() == Some("GantryRolledBack"))
+            .and_then(|e| e.message);
+        if said.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let said = said.expect("an Event says why");
+    assert!(said.contains("the step was dropped in the middle of the rollout"), "{said}");
+    c.cleanup().await;
+}

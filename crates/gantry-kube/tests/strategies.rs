@@ -368,3 +368,43 @@ async fn the_current_version_is_the_images_tag_not_what_follows_a_registrys_port
     }
     c.cleanup().await;
 }
+
+/// The release pipeline with a timeout on its deploy step.
+fn timed(target: KubeTarget, strategy: impl Strategy + 'static, timeout: Duration) -> Pipeline {
+    Pipeline::builder("release")
+        .step("deploy", Deploy::new(Arc::new(target), strategy, "web", "{{version}}").image("web:{{version}}"))
+        .timeout(timeout)
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timed_out_canary_is_aborted_and_leaves_the_cluster_fully_on_stable() {
+    let c = TestCluster::new("kcanary-timeout").await.unwrap();
+    let (deploys, services) = web(&c).await;
+    // Never promoted: the step's timeout ends it while the canary holds its share.
+    let strategy = Canary::new().set_weight(25).pause_until_promoted().promotion(Promotion::new());
+    let report =
+        timed(target(&c), strategy, Duration::from_secs(3)).run(Context::new().var("version", "2")).await.unwrap();
+    assert_eq!(report.status, RunStatus::Failed);
+    let deploy = report.step("deploy").unwrap();
+    assert_eq!(deploy.status, gantry_core::StepStatus::Failed, "a timeout is a failure, not a cancellation");
+    let reason = deploy.reason.clone().unwrap();
+    assert!(reason.starts_with("timed out after 3s: "), "{reason}");
+    assert!(reason.contains("interrupted"), "{reason}");
+    healthy_on(&deploys, &services, "web:1").await;
+    c.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timed_out_blue_green_keeps_the_old_version_active_and_removes_the_preview() {
+    let c = TestCluster::new("kbg-timeout").await.unwrap();
+    let (deploys, services) = web(&c).await;
+    let strategy = BlueGreen::new().wait_for(Promotion::new()).scale_down_delay(Duration::ZERO);
+    let report =
+        timed(target(&c), strategy, Duration::from_secs(3)).run(Context::new().var("version", "2")).await.unwrap();
+    let reason = report.step("deploy").unwrap().reason.clone().unwrap();
+    assert!(reason.starts_with("timed out after 3s: "), "{reason}");
+    healthy_on(&deploys, &services, "web:1").await;
+    c.cleanup().await;
+}

@@ -19,7 +19,11 @@ pub struct Deploy {
     service: String,
     version: String,
     image: Option<String>,
+    interrupt_grace: std::time::Duration,
 }
+
+/// How long a [`Deploy`] step may take to put the stable release back after its timeout, unless told otherwise.
+const DEPLOY_INTERRUPT_GRACE: std::time::Duration = std::time::Duration::from_secs(300);
 
 impl Deploy {
     /// Deploys `service` at `version` to `target` with `strategy`.
@@ -29,7 +33,22 @@ impl Deploy {
         service: impl Into<String>,
         version: impl Into<String>,
     ) -> Self {
-        Self { target, strategy: Arc::new(strategy), service: service.into(), version: version.into(), image: None }
+        Self {
+            target,
+            strategy: Arc::new(strategy),
+            service: service.into(),
+            version: version.into(),
+            image: None,
+            interrupt_grace: DEPLOY_INTERRUPT_GRACE,
+        }
+    }
+
+    /// How long the step may take, once its timeout has passed, to abort (all traffic back to the stable release,
+    /// the new slot emptied) before it is dropped (default 5 minutes; see [`Step::interrupt_grace`]).
+    #[must_use]
+    pub fn interrupt_grace(mut self, grace: std::time::Duration) -> Self {
+        self.interrupt_grace = grace;
+        self
     }
 
     /// The release's container image (a template).
@@ -64,6 +83,10 @@ impl Step for Deploy {
             self.target,
             self.strategy.describe(ctx)
         )
+    }
+
+    fn interrupt_grace(&self) -> std::time::Duration {
+        self.interrupt_grace
     }
 
     fn variables(&self) -> Result<Vec<String>, TemplateError> {

@@ -80,7 +80,7 @@ impl Stop {
     pub(crate) fn reason(self) -> String {
         match self {
             Stop::Abort(why) => why,
-            Stop::Cancelled => "the run was cancelled".to_owned(),
+            Stop::Cancelled => "interrupted (the run was cancelled, or the step's timeout passed)".to_owned(),
         }
     }
 }
@@ -139,11 +139,11 @@ pub(crate) async fn back_to_stable(target: &dyn Target, slot: Slot) -> String {
     failed
 }
 
-/// Ends a strategy that stopped early: reports `message` as `phase` and fails the step (as cancelled if the run
-/// was).
+/// Ends a strategy that stopped early: reports `message` as `phase` and fails the step (as interrupted if it was told
+/// to stop), saying what was done.
 pub(crate) fn stopped(ctx: &StepContext, phase: crate::Phase, message: String) -> Result<(), StepError> {
     ctx.phase(phase, &message);
-    Err(if ctx.is_cancelled() { StepError::cancelled() } else { StepError::new(message) })
+    Err(if ctx.is_cancelled() { StepError::interrupted(message) } else { StepError::new(message) })
 }
 
 /// Runs `op` unless the run is cancelled first.

@@ -39,7 +39,7 @@ impl Strategy for Rolling {
         };
         ctx.phase(Phase::RolledBack, format!("{release} failed ({error}); {outcome}"));
         if matches!(error, TargetError::Cancelled) {
-            return Err(StepError::cancelled());
+            return Err(StepError::interrupted(format!("deploying {release} was interrupted; {outcome}")));
         }
         Err(StepError::new(format!("deploying {release} failed: {error}; {outcome}")))
     }
