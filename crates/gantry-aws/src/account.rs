@@ -77,21 +77,44 @@ impl Account {
     }
 }
 
+/// What a session reads the time from (the system clock, or a test's).
+pub(crate) type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
+
+fn system_clock() -> Clock {
+    Arc::new(SystemTime::now)
+}
+
 /// Where sessions start: the base AWS configuration (the environment's credentials, or given ones).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Aws {
     config: SdkConfig,
+    clock: Clock,
+}
+
+impl std::fmt::Debug for Aws {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Aws").field("config", &self.config).finish_non_exhaustive()
+    }
 }
 
 impl Aws {
     /// The configuration the environment gives (env vars, profiles, SSO, IMDS — as the AWS CLI finds them).
     pub async fn from_environment() -> Self {
-        Self { config: aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await }
+        Self { config: aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await, clock: system_clock() }
     }
 
     /// A given configuration.
     pub fn from_config(config: SdkConfig) -> Self {
-        Self { config }
+        Self { config, clock: system_clock() }
+    }
+
+    /// Reads the time from `clock` instead of the system's, for this configuration's sessions and the sessions
+    /// chained from them: when credentials are due for renewal, and when EKS tokens are signed. For tests of hosts
+    /// that run for hours (a clock moved forward two hours makes every session renew).
+    #[must_use]
+    pub fn clock(mut self, clock: impl Fn() -> SystemTime + Send + Sync + 'static) -> Self {
+        self.clock = Arc::new(clock);
+        self
     }
 
     /// Static credentials against an STS endpoint (a test double such as moto, a VPC endpoint); region as given.
@@ -110,7 +133,7 @@ impl Aws {
         if let Some(endpoint) = endpoint {
             builder = builder.endpoint_url(endpoint);
         }
-        Self { config: builder.build() }
+        Self { config: builder.build(), clock: system_clock() }
     }
 
     /// The SDK configuration, for other AWS clients (KMS for SOPS, ...).
@@ -121,7 +144,7 @@ impl Aws {
     /// Assumes `account` with the base credentials: a session whose credentials are fetched now (so errors show
     /// here), cached, and refreshed before they expire.
     pub async fn assume(&self, account: &Account) -> Result<Session, AwsError> {
-        Session::start(self.config.clone(), account).await
+        Session::start(self.config.clone(), account, Arc::clone(&self.clock)).await
     }
 }
 
@@ -135,22 +158,49 @@ fn http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
 }
 
 /// Credentials of an assumed role, cached, refreshed `refresh_before` their expiry (default five minutes).
-#[derive(Clone, Debug)]
+///
+/// A session is a live credentials provider: SDK clients made from [`config`](Session::config), and sessions
+/// chained from it with [`assume`](Session::assume), ask it for credentials at each use, so they keep working past
+/// any number of expiries (a chained role renews itself with its parent's current credentials, not the ones it
+/// started from).
+#[derive(Clone)]
 pub struct Session {
     base: SdkConfig,
     account: Account,
     cache: Arc<Mutex<Option<Credentials>>>,
     refresh_before: Duration,
+    clock: Clock,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("account", &self.account)
+            .field("refresh_before", &self.refresh_before)
+            .finish_non_exhaustive()
+    }
+}
+
+impl aws_credential_types::provider::ProvideCredentials for Session {
+    fn provide_credentials<'a>(&'a self) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        aws_credential_types::provider::future::ProvideCredentials::new(async move {
+            self.credentials().await.map_err(aws_credential_types::provider::error::CredentialsError::provider_error)
+        })
+    }
 }
 
 impl Session {
-    async fn start(base: SdkConfig, account: &Account) -> Result<Self, AwsError> {
+    async fn start(base: SdkConfig, account: &Account, clock: Clock) -> Result<Self, AwsError> {
         account.checked_arn()?;
         let session = Self {
             base,
             account: account.clone(),
             cache: Arc::new(Mutex::new(None)),
             refresh_before: Duration::from_secs(300),
+            clock,
         };
         session.credentials().await?;
         Ok(session)
@@ -168,11 +218,20 @@ impl Session {
         &self.account.role_arn
     }
 
+    /// When the cached credentials expire (`None` before the first fetch, or for credentials without an expiry).
+    pub async fn expires_at(&self) -> Option<SystemTime> {
+        self.cache.lock().await.as_ref().and_then(Credentials::expiry)
+    }
+
+    pub(crate) fn now(&self) -> SystemTime {
+        (self.clock)()
+    }
+
     /// The session's credentials: cached, fetched again when they expire within the refresh margin.
     pub async fn credentials(&self) -> Result<Credentials, AwsError> {
         let mut cache = self.cache.lock().await;
         if let Some(creds) = cache.as_ref()
-            && creds.expiry().is_none_or(|at| at > SystemTime::now() + self.refresh_before)
+            && creds.expiry().is_none_or(|at| at > self.now() + self.refresh_before)
         {
             return Ok(creds.clone());
         }
@@ -207,7 +266,13 @@ impl Session {
             action: action.clone(),
             why: "no credentials in the answer".into(),
         })?;
-        let expiry = SystemTime::try_from(*creds.expiration()).ok();
+        // STS says when they expire by the real clock; the session's clock (a test's) may run ahead: count the
+        // duration from the session's now.
+        let lifetime = SystemTime::try_from(*creds.expiration())
+            .ok()
+            .and_then(|at| at.duration_since(SystemTime::now()).ok())
+            .unwrap_or(self.account.duration);
+        let expiry = Some(self.now() + lifetime);
         tracing::debug!(target: "gantry_aws", role = %arn, "assumed role");
         Ok(Credentials::new(
             creds.access_key_id(),
@@ -218,16 +283,28 @@ impl Session {
         ))
     }
 
-    /// A configuration that uses this session's credentials (same region and endpoint as the base), for SDK
-    /// clients and for chaining.
+    /// A configuration whose credentials come from this session at each use (same region and endpoint as the
+    /// base), for SDK clients: they keep working as the session renews its credentials. Fails if the session cannot
+    /// give credentials now.
     pub async fn config(&self) -> Result<SdkConfig, AwsError> {
-        let creds = self.credentials().await?;
-        Ok(self.base.to_builder().credentials_provider(SharedCredentialsProvider::new(creds)).build())
+        self.credentials().await?;
+        Ok(self.live_config())
     }
 
-    /// Assumes `account` from this session (hub → spoke).
+    /// The base configuration with this session as its credentials provider. The session caches and renews its
+    /// credentials itself, so the SDK's own cache (which reads the system clock) stays out of the way.
+    fn live_config(&self) -> SdkConfig {
+        self.base
+            .to_builder()
+            .credentials_provider(SharedCredentialsProvider::new(self.clone()))
+            .identity_cache(aws_config::identity::IdentityCache::no_cache())
+            .build()
+    }
+
+    /// Assumes `account` from this session (hub → spoke). The new session renews itself with this session's
+    /// current credentials.
     pub async fn assume(&self, account: &Account) -> Result<Session, AwsError> {
-        Session::start(self.config().await?, account).await
+        Session::start(self.live_config(), account, Arc::clone(&self.clock)).await
     }
 
     /// Who these credentials are (`GetCallerIdentity`): the assumed-role ARN.

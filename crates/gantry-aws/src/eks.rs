@@ -37,7 +37,7 @@ impl Session {
         let region = self.region();
         let url = format!("https://sts.{region}.amazonaws.com/?Action=GetCallerIdentity&Version=2011-06-15");
         let host = format!("sts.{region}.amazonaws.com");
-        let now = SystemTime::now();
+        let now = self.now();
         let mut settings = SigningSettings::default();
         settings.signature_location = SignatureLocation::QueryParams;
         settings.expires_in = Some(Duration::from_secs(60));
@@ -71,6 +71,10 @@ impl Session {
 
 /// An EKS cluster reached with a session's credentials: its API endpoint and certificate authority (as `aws eks
 /// describe-cluster` gives them), and a bearer token renewed before EKS stops accepting it.
+///
+/// The [`Cluster`](gantry_kube::Cluster) it gives puts the current token on every request: a task renews the token
+/// every 14 minutes (EKS accepts one for 15) for as long as a client of the connection is alive, so steps built
+/// once with the cluster keep working in a host that runs for weeks.
 #[derive(Debug)]
 pub struct EksCluster {
     session: Session,
@@ -78,8 +82,12 @@ pub struct EksCluster {
     endpoint: String,
     certificate_authority: Option<String>,
     namespace: String,
-    current: Mutex<Option<(gantry_kube::Cluster, SystemTime)>>,
+    renew_every: Duration,
+    current: Mutex<Option<gantry_kube::Cluster>>,
 }
+
+/// How often a connection's token is renewed, unless told otherwise: a minute before EKS stops accepting it.
+const RENEW_EVERY: Duration = Duration::from_secs(14 * 60);
 
 impl EksCluster {
     /// The cluster `name` at `endpoint` (`https://….eks.amazonaws.com`), trusting `certificate_authority` (the
@@ -96,8 +104,16 @@ impl EksCluster {
             endpoint: endpoint.into(),
             certificate_authority,
             namespace: "default".into(),
+            renew_every: RENEW_EVERY,
             current: Mutex::new(None),
         }
+    }
+
+    /// How often the connection's token is renewed (default 14 minutes; EKS accepts a token for 15).
+    #[must_use]
+    pub fn renew_every(mut self, every: Duration) -> Self {
+        self.renew_every = every.max(Duration::from_millis(10));
+        self
     }
 
     /// The default namespace of the connection (default `default`).
@@ -124,18 +140,105 @@ impl EksCluster {
         Ok((config, token.refresh_at))
     }
 
-    /// A connection for Gantry's Kubernetes steps; the same one until its token is due for renewal, then a new one.
+    /// A connection for Gantry's Kubernetes steps, made once: every request it sends carries the current token,
+    /// which a task renews in the background (see the type's documentation).
     pub async fn cluster(&self) -> Result<gantry_kube::Cluster, AwsError> {
         let mut current = self.current.lock().await;
-        if let Some((cluster, refresh_at)) = current.as_ref()
-            && SystemTime::now() < *refresh_at
-        {
+        if let Some(cluster) = current.as_ref() {
             return Ok(cluster.clone());
         }
-        let (config, refresh_at) = self.config().await?;
-        let cluster = gantry_kube::Cluster::from_config(config).map_err(|e| AwsError::Signing(e.to_string()))?;
-        *current = Some((cluster.clone(), refresh_at));
+        let (mut config, _) = self.config().await?;
+        let token = config.auth_info.token.take().map(|t| secrecy::ExposeSecret::expose_secret(&t).to_owned());
+        let header = bearer(&token.unwrap_or_default()).map_err(AwsError::Signing)?;
+        let fresh = std::sync::Arc::new(std::sync::RwLock::new(header));
+        let namespace = config.default_namespace.clone();
+        let client = kube::client::ClientBuilder::try_from(config)
+            .map_err(|e| AwsError::Signing(format!("EKS cluster `{}`: {e}", self.name)))?
+            .with_layer(&BearerLayer(std::sync::Arc::clone(&fresh)))
+            .build();
+        renew_in_background(
+            self.session.clone(),
+            self.name.clone(),
+            self.renew_every,
+            std::sync::Arc::downgrade(&fresh),
+        );
+        let cluster = gantry_kube::Cluster::new(client, namespace);
+        *current = Some(cluster.clone());
         Ok(cluster)
+    }
+}
+
+/// `Authorization: Bearer <token>`, marked sensitive (never logged).
+fn bearer(token: &str) -> Result<http::HeaderValue, String> {
+    let mut value = http::HeaderValue::from_str(&format!("Bearer {token}")).map_err(|e| e.to_string())?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+/// Renews the token of a connection every `every` until the connection is gone (its header cell dropped). A failed
+/// renewal is tried again after 10 s, and logged; the current token stays until then.
+fn renew_in_background(
+    session: Session,
+    cluster: String,
+    every: Duration,
+    fresh: std::sync::Weak<std::sync::RwLock<http::HeaderValue>>,
+) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+    runtime.spawn(async move {
+        let mut wait = every;
+        loop {
+            tokio::time::sleep(wait).await;
+            if fresh.strong_count() == 0 {
+                return;
+            }
+            match session.eks_token(&cluster).await.map_err(|e| e.to_string()).and_then(|t| bearer(t.token.expose())) {
+                Ok(header) => {
+                    let Some(cell) = fresh.upgrade() else { return };
+                    *cell.write().unwrap_or_else(|e| e.into_inner()) = header;
+                    wait = every;
+                }
+                Err(e) => {
+                    tracing::warn!(cluster = %cluster, error = %e, "could not renew the EKS token; trying again in 10 s");
+                    wait = Duration::from_secs(10).min(every);
+                }
+            }
+        }
+    });
+}
+
+/// Puts the connection's current token on every request.
+struct BearerLayer(std::sync::Arc<std::sync::RwLock<http::HeaderValue>>);
+
+impl<S> tower::Layer<S> for BearerLayer {
+    type Service = Bearer<S>;
+
+    fn layer(&self, inner: S) -> Bearer<S> {
+        Bearer { inner, token: std::sync::Arc::clone(&self.0) }
+    }
+}
+
+/// A service that sets `Authorization` to the current token before passing a request on.
+struct Bearer<S> {
+    inner: S,
+    token: std::sync::Arc<std::sync::RwLock<http::HeaderValue>>,
+}
+
+impl<S, B> tower::Service<http::Request<B>> for Bearer<S>
+where
+    S: tower::Service<http::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        let token = self.token.read().unwrap_or_else(|e| e.into_inner()).clone();
+        request.headers_mut().insert(http::header::AUTHORIZATION, token);
+        self.inner.call(request)
     }
 }
 

@@ -170,3 +170,124 @@ async fn an_eks_connection_talks_to_the_cluster_with_its_token() {
     assert!(namespaces.list(&Default::default()).await.unwrap().items.len() >= 3, "the kube client works with it");
     assert!(!format!("{cluster:?} {eks:?}").contains(TOKEN_PREFIX), "no token in Debug");
 }
+
+/// A clock a test moves forward.
+#[derive(Clone, Default)]
+struct TestClock(std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+impl TestClock {
+    fn now(&self) -> std::time::SystemTime {
+        std::time::SystemTime::now() + Duration::from_secs(self.0.load(std::sync::atomic::Ordering::SeqCst))
+    }
+    fn advance(&self, by: Duration) {
+        self.0.fetch_add(by.as_secs(), std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs moto: run bash .ci/test-all"]
+async fn a_chained_role_keeps_working_across_several_expiries_of_both_sessions() {
+    let moto = MotoServer::start().await.unwrap();
+    let clock = TestClock::default();
+    let time = clock.clone();
+    let aws = hub(&moto).await.clock(move || time.now());
+    let hour = Duration::from_secs(3600);
+    let deployer = aws.assume(&Account::new("arn:aws:iam::111111111111:role/deployer").duration(hour)).await.unwrap();
+    let spoke =
+        deployer.assume(&Account::new("arn:aws:iam::222222222222:role/eks-admin").duration(hour)).await.unwrap();
+    let mut spoke_keys = vec![spoke.credentials().await.unwrap().access_key_id().to_owned()];
+    // A host that runs for six hours, a look every 50 minutes.
+    for _ in 0..7 {
+        clock.advance(Duration::from_secs(50 * 60));
+        let parent_expired = deployer.expires_at().await.unwrap() <= clock.now() + Duration::from_secs(300);
+        // The spoke is asked first: it renews, and its parent renews through it.
+        let key = spoke.credentials().await.unwrap().access_key_id().to_owned();
+        if parent_expired {
+            assert!(
+                deployer.expires_at().await.unwrap() > clock.now() + Duration::from_secs(300),
+                "the parent was renewed when the spoke needed it"
+            );
+        }
+        assert!(spoke.expires_at().await.unwrap() > clock.now(), "the spoke's credentials are current");
+        let arn = spoke.caller_arn().await.unwrap();
+        assert!(arn.ends_with(":assumed-role/eks-admin/gantry"), "{arn}");
+        // An EKS token signed now, at the session's time.
+        let token = spoke.eks_token("prod").await.unwrap();
+        assert!(token.refresh_at > clock.now());
+        spoke_keys.push(key);
+    }
+    spoke_keys.dedup();
+    // One-hour credentials renewed 5 minutes before they expire, looked at every 50 minutes: at 100, 200 and 300.
+    assert_eq!(spoke_keys.len(), 4, "renewed three times: {spoke_keys:?}");
+}
+
+/// `X-Amz-Date` (`YYYYMMDDTHHMMSSZ`) of an EKS bearer token (`Bearer k8s-aws-v1.<base64url of the presigned URL>`).
+fn signed_at(authorization: &str) -> String {
+    let token = authorization.strip_prefix("Bearer ").expect("a bearer token");
+    let url = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token.strip_prefix(TOKEN_PREFIX).expect("an EKS token"))
+        .unwrap();
+    let url = String::from_utf8(url).unwrap();
+    let at = url.split(['?', '&']).find_map(|p| p.strip_prefix("X-Amz-Date=")).expect("X-Amz-Date");
+    at.to_owned()
+}
+
+/// `time` as `YYYYMMDDTHHMMSSZ` (civil-from-days, proleptic Gregorian, UTC).
+fn amz_date(time: std::time::SystemTime) -> String {
+    let secs = time.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let (days, rest) = ((secs / 86_400) as i64, secs % 86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z", rest / 3600, rest % 3600 / 60, rest % 60)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs moto: run bash .ci/test-all"]
+async fn a_long_lived_eks_connection_sends_a_current_token_on_every_request() {
+    use k8s_openapi::api::core::v1::Namespace;
+    let moto = MotoServer::start().await.unwrap();
+    let clock = TestClock::default();
+    let time = clock.clone();
+    let aws = hub(&moto).await.clock(move || time.now());
+    let session = aws.assume(&Account::new("arn:aws:iam::111111111111:role/eks-admin")).await.unwrap();
+    let api = gantry_testkit::receiver::Receiver::start().await.unwrap();
+    api.respond_with(|_| {
+        Some((200, serde_json::json!({"apiVersion": "v1", "kind": "NamespaceList", "metadata": {}, "items": []})))
+    });
+    // Renewed every 50 ms of real time here (14 minutes by default); the session's clock jumps 20 minutes a round,
+    // past the 15 minutes EKS accepts a token for.
+    let eks = gantry_aws::EksCluster::new(session, "prod", api.url(), None).renew_every(Duration::from_millis(50));
+    // Built once, as a host builds its steps once, and used for two hours.
+    let cluster = eks.cluster().await.unwrap();
+    let namespaces: kube::Api<Namespace> = kube::Api::all(cluster.client().clone());
+    let mut dates = Vec::new();
+    for round in 0..6 {
+        if round > 0 {
+            clock.advance(Duration::from_secs(20 * 60));
+        }
+        let oldest = amz_date(clock.now() - Duration::from_secs(15 * 60));
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let date = loop {
+            namespaces.list(&Default::default()).await.unwrap();
+            let sent = api.requests().last().unwrap().header("authorization").unwrap().to_owned();
+            let date = signed_at(&sent);
+            if date >= oldest {
+                break date;
+            }
+            assert!(std::time::Instant::now() < deadline, "round {round}: still sending a token from {date}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        dates.push(date);
+    }
+    assert!(dates.windows(2).all(|w| w[0] < w[1]), "a newer token each round: {dates:?}");
+    // The same connection all along: one client, never rebuilt.
+    assert_eq!(eks.cluster().await.unwrap().client().default_namespace(), cluster.client().default_namespace());
+    assert!(!format!("{cluster:?} {eks:?}").contains(TOKEN_PREFIX), "no token in Debug");
+}
