@@ -175,6 +175,17 @@ pub enum BuildError {
         /// The name.
         step: String,
     },
+    /// A step refused its own configuration ([`Step::validate`](crate::Step::validate)): a deploy strategy that
+    /// needs traffic weights or request routes its target cannot do, say.
+    #[error("step `{step}` of pipeline `{pipeline}` cannot run: {why}")]
+    InvalidStep {
+        /// The pipeline.
+        pipeline: String,
+        /// The step.
+        step: String,
+        /// What is wrong.
+        why: String,
+    },
     /// A fan-out item that would make step names ambiguous: empty, or holding `[`, `]` or a control character.
     #[error(
         "fan-out `{step}` of pipeline `{pipeline}` has the item {item:?}, which {problem}: items name sub-runs \

@@ -311,6 +311,10 @@ impl PipelineBuilder {
             let e = BuildError::InvalidName { pipeline: self.name.clone(), step: name.to_string() };
             fail(&mut self, e);
         }
+        if let Err(why) = step.validate() {
+            let e = BuildError::InvalidStep { pipeline: self.name.clone(), step: name.to_string(), why };
+            fail(&mut self, e);
+        }
         let index = self.graph.add_node(Node::new(Arc::clone(&name), step, children)).index() as u32;
         if self.by_name.insert(Arc::clone(&name), index).is_some() {
             let e = BuildError::DuplicateStep { pipeline: self.name.clone(), step: name.to_string() };

@@ -60,6 +60,13 @@ pub trait Step: Send + Sync + 'static {
     fn interrupt_grace(&self) -> std::time::Duration {
         std::time::Duration::ZERO
     }
+
+    /// Checks the step's own configuration when it is added to a pipeline: an `Err` (saying what is wrong) makes
+    /// [`PipelineBuilder::build`](crate::PipelineBuilder::build) fail with
+    /// [`BuildError::InvalidStep`](crate::BuildError::InvalidStep), before anything runs. The default accepts.
+    fn validate(&self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// A step made from an async closure; see [`step_fn`].

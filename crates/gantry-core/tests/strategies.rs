@@ -185,7 +185,7 @@ async fn a_background_analysis_aborts_a_canary_between_its_steps() {
     let (report, _, _) = deploy(&target, strategy, version("2.0")).await;
     assert_eq!(report.status, RunStatus::Failed);
     assert!(started.elapsed() < Duration::from_secs(10), "aborted during the pause");
-    assert_eq!(target.operations(), ["deploy canary web 2.0", "traffic 10%", "traffic 0%", "scale_down canary"]);
+    assert_eq!(target.operations(), ["deploy canary web 2.0", "traffic 10%", "restore web 1.0"]);
 }
 
 #[tokio::test]
@@ -262,7 +262,7 @@ async fn blue_green_pre_promotion_failure_keeps_the_old_version_active() {
     let (report, phases, verdict) = deploy(&target, strategy, version("2.0")).await;
     assert_eq!(report.status, RunStatus::Failed);
     assert_eq!(verdict, Some(Outcome::Fail));
-    assert_eq!(target.operations(), ["deploy preview web 2.0", "traffic 0%", "scale_down preview"]);
+    assert_eq!(target.operations(), ["deploy preview web 2.0", "restore web 1.0"]);
     assert_eq!(target.stable().unwrap().version, "1.0");
     assert_eq!(phases.last().unwrap().0, Phase::Aborted);
 }
@@ -275,7 +275,7 @@ async fn blue_green_post_promotion_failure_switches_back() {
     assert_eq!(report.status, RunStatus::Failed);
     assert_eq!(
         target.operations(),
-        ["deploy preview web 2.0", "traffic 100%", "traffic 0%", "scale_down preview"],
+        ["deploy preview web 2.0", "traffic 100%", "restore web 1.0"],
         "switched to the new version, then back"
     );
     assert_eq!(target.stable().unwrap().version, "1.0");
@@ -314,7 +314,7 @@ async fn rolling_rolls_back_a_release_that_does_not_become_ready() {
     let (report, phases, _) = deploy(&target, Rolling::new(), version("2.0")).await;
     let reason = report.step("deploy").unwrap().reason.clone().unwrap();
     assert!(reason.contains("ImagePullBackOff") && reason.contains("rolled back to web 1.0"), "{reason}");
-    assert_eq!(target.operations(), ["deploy stable web 2.0", "deploy stable web 1.0"]);
+    assert_eq!(target.operations(), ["deploy stable web 2.0", "restore web 1.0"]);
     assert_eq!(phases.last().unwrap().0, Phase::RolledBack);
 }
 
@@ -342,4 +342,94 @@ async fn the_conditional_strategy_picks_by_context() {
         .plan(&version("1.1").var("env", "production"))
         .to_string();
     assert!(plan.contains("canary: 10% → promote") && plan.contains("because env == production"), "{plan}");
+}
+
+#[test]
+fn a_strategy_that_needs_what_its_target_lacks_is_refused_when_the_pipeline_is_built() {
+    use gantry_core::BuildError;
+    use gantry_core::strategy::Capabilities;
+    let build = |target: MemoryTarget, strategy: Conditional| {
+        Pipeline::builder("release")
+            .step("deploy", Deploy::new(Arc::new(target), strategy, "web", "{{version}}"))
+            .build()
+    };
+    let plain = || MemoryTarget::with_stable(Release::new("web", "1.0")).with_capabilities(Capabilities::NONE);
+    // A canary at 20 % needs traffic weights; only one branch of the conditional picks it: still refused, since
+    // any branch may run.
+    let canary =
+        Conditional::new(Rolling::new()).when(Condition::var_equals("env", "production"), Canary::new().set_weight(20));
+    match build(plain(), canary.clone()) {
+        Err(BuildError::InvalidStep { step, why, .. }) => {
+            assert_eq!(step, "deploy");
+            assert!(why.contains("needs traffic weights"), "{why}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let ab = Conditional::new(BlueGreen::new().preview_route(Match::Cookie { name: "v".into(), value: "b".into() }));
+    let error = build(plain().with_capabilities(Capabilities::NONE.with_weights()), ab.clone()).unwrap_err();
+    assert!(error.to_string().contains("needs cookie routes"), "{error}");
+    // What the target has, it may use; a canary that only goes 0 → 100 % needs no weights.
+    assert!(build(plain().with_capabilities(Capabilities::NONE.with_weights()), canary).is_ok());
+    assert!(build(plain().with_capabilities(Capabilities::NONE.with_cookie_routes()), ab).is_ok());
+    assert!(build(plain(), Conditional::new(Canary::new().set_weight(100))).is_ok());
+    assert!(build(plain(), Conditional::new(BlueGreen::new())).is_ok());
+}
+
+#[tokio::test]
+async fn a_restore_that_keeps_failing_is_tried_three_times_and_named_in_the_failure() {
+    let target = target();
+    target.fail_version("2.0", "CrashLoopBackOff");
+    target.fail_operation("restore");
+    let started = std::time::Instant::now();
+    let (report, phases, _) = deploy(&target, Rolling::new(), version("2.0")).await;
+    assert_eq!(report.status, RunStatus::Failed);
+    let reason = report.step("deploy").unwrap().reason.clone().unwrap();
+    assert!(reason.contains("restoring web 1.0 failed 3 times, the last: the target failed to restore"), "{reason}");
+    assert_eq!(target.operations(), ["deploy stable web 2.0"], "each restore was refused before it did anything");
+    assert!(started.elapsed() >= Duration::from_secs(2), "with pauses between the attempts");
+    let (phase, message) = phases.last().unwrap();
+    assert_eq!(*phase, Phase::RolledBack);
+    assert!(message.contains("failed 3 times"), "{message}");
+}
+
+#[tokio::test]
+async fn a_restore_that_fails_once_is_retried_and_the_release_is_restored() {
+    let target = target();
+    target.fail_version("2.0", "CrashLoopBackOff");
+    target.fail_operation("restore");
+    let healer = Arc::clone(&target);
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        healer.heal_operation("restore");
+    });
+    let (report, _, _) = deploy(&target, Rolling::new(), version("2.0")).await;
+    let reason = report.step("deploy").unwrap().reason.clone().unwrap();
+    assert!(reason.contains("rolled back to web 1.0, which is healthy again"), "{reason}");
+    assert_eq!(target.stable().unwrap().version, "1.0");
+    assert!(target.events()[0].contains("deploying web 2.0 failed"), "the target was told why: {:?}", target.events());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deploy_dropped_mid_canary_is_restored_by_a_task_of_its_own() {
+    let target = target();
+    let strategy = Canary::new().set_weight(30).pause_until_promoted().promotion(Promotion::new());
+    let pipeline = Pipeline::builder("release")
+        .step("deploy", Deploy::new(target.clone(), strategy, "web", "{{version}}"))
+        .build()
+        .unwrap();
+    let run = Box::pin(pipeline.run(version("2.0")));
+    // Dropped while the canary holds 30 %: no step timeout, no cancellation, just gone.
+    let _ = tokio::time::timeout(Duration::from_millis(300), run).await;
+    for _ in 0..100 {
+        if target.traffic().weight == 0 && target.slot(Slot::Canary).is_none() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(target.stable().unwrap().version, "1.0");
+    assert!(target.slot(Slot::Canary).is_none(), "{:?}", target.operations());
+    assert_eq!(target.traffic().weight, 0);
+    assert_eq!(target.operations(), ["deploy canary web 2.0", "traffic 30%", "restore web 1.0"]);
+    let events = target.events();
+    assert!(events[0].contains("the step was dropped in the middle of the rollout of web 2.0"), "{events:?}");
 }

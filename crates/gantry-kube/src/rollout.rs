@@ -14,7 +14,6 @@ use serde_json::json;
 
 use crate::cluster::Cluster;
 use crate::error::KubeError;
-use crate::events::{Involved, record};
 use crate::retry::retrying;
 use crate::watch::{Change, changes};
 
@@ -260,11 +259,6 @@ pub(crate) async fn track(
     Err(if ctx.is_cancelled() { StepError::interrupted(message) } else { StepError::new(message) })
 }
 
-/// Records a phase of the rollout as a Kubernetes Event carrying the run's id.
-async fn mark(ctx: &StepContext, client: &kube::Client, on: &Involved<'_>, warning: bool, reason: &str, message: &str) {
-    record(client, on, warning, reason, &format!("run {}: {message}", ctx.run_id())).await;
-}
-
 fn rollout_complete(d: &Deployment, generation: i64) -> bool {
     let replicas = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
     let Some(status) = &d.status else { return false };
@@ -327,6 +321,8 @@ pub(crate) fn image_of(template: &PodTemplateSpec, container: &str) -> Option<St
 
 #[async_trait]
 impl Step for RollingDeploy {
+    /// The rolling strategy on a [`KubeTarget`](crate::KubeTarget) of the Deployment: one code path for rolling
+    /// updates on Kubernetes, whether written as this step or as `Deploy` with `Rolling`.
     async fn run(&self, ctx: &StepContext) -> Result<(), StepError> {
         let render = |s: &str| Template::parse(s).and_then(|t| ctx.render(&t));
         let (name, image) = (render(&self.deployment)?, render(&self.image)?);
@@ -334,72 +330,25 @@ impl Step for RollingDeploy {
             Some(ns) => render(ns)?,
             None => self.cluster.namespace().to_owned(),
         };
-        let client = self.cluster.client();
-        let deploys: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
-        let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
-        let current = retrying(&format!("get Deployment `{name}`"), || deploys.get_opt(&name)).await?;
-        let current = current.ok_or_else(|| KubeError::NotFound {
-            kind: "Deployment",
-            namespace: namespace.clone(),
-            name: name.clone(),
-        })?;
-        let previous = current.spec.as_ref().map(|s| s.template.clone()).unwrap_or_default();
-        let container = match &self.container {
-            Some(c) => c.clone(),
-            None => {
-                previous.spec.as_ref().and_then(|s| s.containers.first()).map(|c| c.name.clone()).unwrap_or_default()
-            }
-        };
-        let previous_image = image_of(&previous, &container)
-            .ok_or_else(|| KubeError::Invalid(format!("Deployment `{name}` has no container `{container}`")))?;
-        let selector = selector_of(&current)?;
-        let on = Involved {
-            kind: "Deployment",
-            api_version: "apps/v1",
-            namespace: &namespace,
-            name: &name,
-            uid: current.metadata.uid.as_deref(),
-        };
-
-        ctx.log(format!("deploying {image} to {namespace}/{name} (was {previous_image})"));
-        mark(ctx, client, &on, false, "GantryRolloutStarted", &format!("{previous_image} -> {image}")).await;
-        let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": container, "image": image}]}}}});
-        let (patch, params) = (Patch::Strategic(patch), PatchParams::default());
-        let patched = retrying(&format!("patch Deployment `{name}`"), || deploys.patch(&name, &params, &patch)).await?;
-        let generation = patched.metadata.generation.unwrap_or(0);
-        let previous = serde_json::to_value(&previous).map_err(|e| KubeError::Invalid(e.to_string()))?;
-        // From here until the rollout is complete or rolled back, dropping the step restores the previous template.
-        let mut guard = RestoreOnDrop::new(&deploys, &name, &previous, client, &on, ctx.run_id());
-
-        let watched = Watched { deploys: &deploys, pods: &pods, name: &name, selector: &selector };
-        let failure =
-            match Box::pin(follow(&watched, generation, &image, self.max_restarts, Some(ctx.cancellation()))).await {
-                Followed::Complete => {
-                    guard.disarm();
-                    ctx.log(format!("{namespace}/{name} rolled out {image}"));
-                    mark(ctx, client, &on, false, "GantryRolloutComplete", &format!("{image} is available")).await;
-                    return Ok(());
-                }
-                Followed::Failed(why) => why,
-                Followed::Cancelled => INTERRUPTED.to_owned(),
-            };
-
-        // Back to what was live before: the previous pod template, whole.
-        ctx.log(format!("rolling back {namespace}/{name} to {previous_image}: {failure}"));
-        mark(ctx, client, &on, true, "GantryRollback", &format!("{failure}; rolling back to {previous_image}")).await;
-        let followed =
-            Box::pin(restore_template(&deploys, &pods, &name, &previous, &previous_image, self.max_restarts)).await?;
-        guard.disarm();
-        let outcome = match followed {
-            Followed::Complete => format!("rolled back to {previous_image}, which is healthy again"),
-            Followed::Failed(why) => format!("rolling back to {previous_image} failed too: {why}"),
-            Followed::Cancelled => format!("rolling back to {previous_image} did not complete"),
-        };
-        ctx.log(&outcome);
-        ctx.phase(gantry_core::Phase::RolledBack, format!("{namespace}/{name}: {failure}; {outcome}"));
-        mark(ctx, client, &on, true, "GantryRolledBack", &format!("{failure}; {outcome}")).await;
-        let message = format!("deploying {image} to {namespace}/{name} failed: {failure}; {outcome}");
-        Err(if ctx.is_cancelled() { StepError::interrupted(message) } else { StepError::new(message) })
+        let deploys: Api<Deployment> = Api::namespaced(self.cluster.client().clone(), &namespace);
+        if retrying(&format!("get Deployment `{name}`"), || deploys.get_opt(&name)).await?.is_none() {
+            return Err(KubeError::NotFound { kind: "Deployment", namespace, name }.into());
+        }
+        let mut target = crate::KubeTarget::new(self.cluster.clone(), name.clone())
+            .namespace(namespace.clone())
+            .max_restarts(self.max_restarts);
+        if let Some(container) = &self.container {
+            target = target.container(container.clone());
+        }
+        let version = gantry_core::ImageRef::parse(&image).map_or_else(|_| image.clone(), |r| r.version());
+        let release = gantry_core::strategy::Release::new(name.clone(), version).image(image.clone());
+        ctx.log(format!("deploying {image} to {namespace}/{name}"));
+        let rolling = gantry_core::strategy::Rolling::new();
+        let result = gantry_core::strategy::run_strategy(std::sync::Arc::new(target), &rolling, &release, ctx).await;
+        if result.is_ok() {
+            ctx.log(format!("{namespace}/{name} rolled out {image}"));
+        }
+        result
     }
 
     fn describe(&self, ctx: &StepContext) -> String {
@@ -422,92 +371,5 @@ impl Step for RollingDeploy {
 
     fn interrupt_grace(&self) -> std::time::Duration {
         self.interrupt_grace
-    }
-}
-
-/// Puts a Deployment back on its previous pod template if dropped while armed: the step's future was dropped in
-/// the middle of a rollout (its grace after a timeout, or the run's grace period after a cancellation, ran out, or
-/// the run itself was dropped). The rollback runs in a task of its own, without waiting for its health, and records a
-/// Kubernetes Event on the Deployment saying why.
-struct RestoreOnDrop {
-    armed: Option<Restore>,
-}
-
-/// What a dropped rollout needs to put back.
-struct Restore {
-    deploys: Api<Deployment>,
-    name: String,
-    previous: serde_json::Value,
-    client: kube::Client,
-    uid: Option<String>,
-    run_id: String,
-}
-
-impl RestoreOnDrop {
-    fn new(
-        deploys: &Api<Deployment>,
-        name: &str,
-        previous: &serde_json::Value,
-        client: &kube::Client,
-        on: &Involved<'_>,
-        run_id: &str,
-    ) -> Self {
-        let restore = Restore {
-            deploys: deploys.clone(),
-            name: name.to_owned(),
-            previous: previous.clone(),
-            client: client.clone(),
-            uid: on.uid.map(str::to_owned),
-            run_id: run_id.to_owned(),
-        };
-        Self { armed: Some(restore) }
-    }
-
-    fn disarm(&mut self) {
-        self.armed = None;
-    }
-}
-
-impl Drop for RestoreOnDrop {
-    fn drop(&mut self) {
-        let Some(restore) = self.armed.take() else { return };
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            tracing::error!(deployment = %restore.name, "dropped mid-rollout outside a runtime: not rolled back");
-            return;
-        };
-        runtime.spawn(restore.run());
-    }
-}
-
-impl Restore {
-    async fn run(self) {
-        let Self { deploys, name, previous, client, uid, run_id } = self;
-        let namespace = deploys.namespace().unwrap_or("default").to_owned();
-        let on = Involved {
-            kind: "Deployment",
-            api_version: "apps/v1",
-            namespace: &namespace,
-            name: &name,
-            uid: uid.as_deref(),
-        };
-        let outcome =
-            match serde_json::from_value(json!([{"op": "replace", "path": "/spec/template", "value": previous}])) {
-                Ok(patch) => {
-                    let back = Patch::Json::<()>(patch);
-                    let params = PatchParams::default();
-                    match retrying(&format!("roll back Deployment `{name}`"), || deploys.patch(&name, &params, &back))
-                        .await
-                    {
-                        Ok(_) => "rolled back to the previous pod template".to_owned(),
-                        Err(e) => format!("rolling back failed: {e}"),
-                    }
-                }
-                Err(e) => format!("rolling back failed: {e}"),
-            };
-        tracing::warn!(deployment = %name, %outcome, "a rollout's step was dropped mid-rollout");
-        let message = format!(
-            "run {run_id}: the step was dropped in the middle of the rollout (its time to stop ran out); {outcome}"
-        );
-        record(&client, &on, true, "GantryRolledBack", &message).await;
     }
 }

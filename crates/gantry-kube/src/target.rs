@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use gantry_core::strategy::{Match, Release, Slot, Target, TargetError, Traffic};
+use gantry_core::strategy::{Capabilities, Match, Release, Slot, Target, TargetError, Traffic};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::Api;
@@ -22,6 +22,14 @@ pub const VERSION_LABEL: &str = "app.kubernetes.io/version";
 const REPLICAS_ANNOTATION: &str = "gantry.dev/replicas";
 /// Where a Service's own selector is kept while Gantry pins it to one ReplicaSet.
 const SELECTOR_ANNOTATION: &str = "gantry.dev/selector";
+/// Where the stable Deployment's last good pod template is kept while a new one replaces it (a rolling update, a
+/// promotion), until it is live: [`Target::restore`] puts it back whole, even from another process after a crash.
+const STABLE_TEMPLATE_ANNOTATION: &str = "gantry.dev/stable-template";
+
+/// A JSON pointer to an annotation (`/` escaped as `~1`).
+fn annotation_path(key: &str) -> String {
+    format!("/metadata/annotations/{}", key.replace('/', "~1"))
+}
 
 /// A Gateway API HTTPRoute that splits traffic between two Services, as Argo Rollouts' `trafficRouting`: the
 /// route's rules that send traffic to `stable_service` get weighted backends for `stable_service` and
@@ -166,6 +174,44 @@ impl KubeTarget {
 
     fn base_labels(stable: &Deployment) -> BTreeMap<String, String> {
         stable.spec.as_ref().and_then(|s| s.selector.match_labels.clone()).unwrap_or_default()
+    }
+
+    /// Records an Event on the stable Deployment (best effort).
+    async fn event(&self, stable: &Deployment, warning: bool, reason: &str, message: &str) {
+        let on = crate::events::Involved {
+            kind: "Deployment",
+            api_version: "apps/v1",
+            namespace: &self.namespace,
+            name: &self.deployment,
+            uid: stable.metadata.uid.as_deref(),
+        };
+        crate::events::record(self.cluster.client(), &on, warning, reason, message).await;
+    }
+
+    /// JSON patch operations that keep the stable Deployment's current pod template aside as the last good one,
+    /// unless one is kept already (an earlier attempt was interrupted: the one kept then is the good one).
+    fn keep_stable_template(stable: &Deployment) -> Result<Vec<Value>, TargetError> {
+        let annotations = stable.metadata.annotations.as_ref();
+        if annotations.is_some_and(|a| a.contains_key(STABLE_TEMPLATE_ANNOTATION)) {
+            return Ok(Vec::new());
+        }
+        let template = stable.spec.as_ref().map(|s| s.template.clone()).unwrap_or_default();
+        let kept = serde_json::to_string(&template).map_err(platform)?;
+        let mut ops = Vec::new();
+        if annotations.is_none() {
+            ops.push(json!({"op": "add", "path": "/metadata/annotations", "value": {}}));
+        }
+        ops.push(json!({"op": "add", "path": annotation_path(STABLE_TEMPLATE_ANNOTATION), "value": kept}));
+        Ok(ops)
+    }
+
+    /// Forgets the kept template once the new one is live.
+    async fn forget_stable_template(&self) -> Result<(), TargetError> {
+        let forget = Patch::Merge(json!({"metadata": {"annotations": {STABLE_TEMPLATE_ANNOTATION: null}}}));
+        let deploys = self.deployments();
+        patched(&deploys, &self.deployment, &PatchParams::default(), &forget, "forget the last good pod template")
+            .await?;
+        Ok(())
     }
 
     /// Applies `patch` to Deployment `name` and follows the rollout it starts until it completes or fails.
@@ -407,22 +453,32 @@ impl Target for KubeTarget {
         let container = self.container_of(&stable)?;
         let not_ready = |why: String| TargetError::NotReady { release: release.to_string(), slot, why };
         if slot == Slot::Stable {
-            let previous = stable.spec.as_ref().map(|s| s.template.clone()).unwrap_or_default();
+            // The last good template is kept aside in the same patch, so an interruption at any point can be undone.
+            let mut ops = Self::keep_stable_template(&stable)?;
+            let labelled = stable
+                .spec
+                .as_ref()
+                .and_then(|s| s.template.metadata.as_ref())
+                .and_then(|m| m.labels.as_ref())
+                .is_some();
+            if !labelled {
+                ops.push(json!({"op": "add", "path": "/spec/template/metadata/labels", "value": {}}));
+            }
+            ops.push(json!({"op": "add", "path": format!("/spec/template/metadata/labels/{}", VERSION_LABEL.replace('/', "~1")), "value": release.version}));
+            let index = stable
+                .spec
+                .as_ref()
+                .and_then(|s| s.template.spec.as_ref())
+                .and_then(|s| s.containers.iter().position(|c| c.name == container))
+                .ok_or_else(|| not_ready(format!("Deployment `{}` has no container `{container}`", self.deployment)))?;
+            ops.push(json!({"op": "replace", "path": format!("/spec/template/spec/containers/{index}/image"), "value": image}));
+            let patch = Patch::Json::<Value>(serde_json::from_value(Value::Array(ops)).map_err(platform)?);
             let previous_image = self.image_in(&stable)?;
-            let patch = Patch::Strategic(json!({"spec": {"template": {
-                "metadata": {"labels": {VERSION_LABEL: release.version}},
-                "spec": {"containers": [{"name": container, "image": image}]}
-            }}}));
-            let Err(why) = self.roll(&self.deployment, &patch, &image).await else { return Ok(()) };
-            let back = Patch::Json::<Value>(
-                serde_json::from_value(json!([{"op": "replace", "path": "/spec/template", "value": previous}]))
-                    .map_err(|e| not_ready(e.to_string()))?,
-            );
-            let outcome = match self.roll(&self.deployment, &back, &previous_image).await {
-                Ok(()) => format!("{}: rolled back to {previous_image}", why),
-                Err(again) => format!("{why}; rolling back to {previous_image} failed too: {again}"),
-            };
-            return Err(not_ready(outcome));
+            self.event(&stable, false, "GantryRolloutStarted", &format!("{previous_image} -> {image}")).await;
+            self.roll(&self.deployment, &patch, &image).await.map_err(not_ready)?;
+            self.forget_stable_template().await?;
+            self.event(&stable, false, "GantryRolloutComplete", &format!("{image} is available")).await;
+            return Ok(());
         }
 
         // A Deployment beside the stable one: its spec with the new image, the slot's label, and the version.
@@ -552,12 +608,11 @@ impl Target for KubeTarget {
             labels.remove(SLOT_LABEL);
             labels.remove("pod-template-hash");
         }
-        let mut ops = vec![
-            json!({"op": "replace", "path": "/spec/template", "value": template}),
-            json!({"op": "replace", "path": "/spec/replicas", "value": total}),
-        ];
+        let mut ops = Self::keep_stable_template(&stable)?;
+        ops.push(json!({"op": "replace", "path": "/spec/template", "value": template}));
+        ops.push(json!({"op": "replace", "path": "/spec/replicas", "value": total}));
         if stable.metadata.annotations.as_ref().is_some_and(|a| a.contains_key(REPLICAS_ANNOTATION)) {
-            ops.push(json!({"op": "remove", "path": format!("/metadata/annotations/{}", REPLICAS_ANNOTATION.replace('/', "~1"))}));
+            ops.push(json!({"op": "remove", "path": annotation_path(REPLICAS_ANNOTATION)}));
         }
         let patch = Patch::Json::<Value>(serde_json::from_value(Value::Array(ops)).map_err(platform)?);
         self.roll(&self.deployment, &patch, &image)
@@ -575,7 +630,8 @@ impl Target for KubeTarget {
             self.route(router, 0, None).await?;
             self.unselect(&router.stable_service).await?;
         }
-        self.unselect(&self.active_service).await
+        self.unselect(&self.active_service).await?;
+        self.forget_stable_template().await
     }
 
     async fn scale_down(&self, slot: Slot) -> Result<(), TargetError> {
@@ -599,4 +655,145 @@ impl Target for KubeTarget {
         }
         self.unselect(&self.active_service).await
     }
+
+    /// Restores in an order that never leaves users without pods: the stable Deployment back on its last good
+    /// template (kept aside by the deploy or promotion that replaced it; else `stable`'s image) at its full replica
+    /// count, and ready; then the stable Service (and a router's) pinned to the stable pods and the route's weights
+    /// back to 100/0 with no A/B rule; then the canary and preview Deployments deleted; then the Services' own
+    /// selectors back. Events `GantryRollback` (before) and `GantryRolledBack` (after, with what was done or what is
+    /// left behind) on the stable Deployment say why.
+    async fn restore(&self, stable: &Release, why: &str) -> Result<(), TargetError> {
+        let current = self.stable().await?;
+        let good = shown(stable);
+        self.event(&current, true, "GantryRollback", &format!("{why}; restoring {good}")).await;
+        let result = self.restore_to(&current, stable).await;
+        let outcome = match &result {
+            Ok(()) => format!("{good} is back, with all traffic"),
+            Err(e) => format!("restoring {good} failed: {e}"),
+        };
+        self.event(&current, true, "GantryRolledBack", &format!("{why}; {outcome}")).await;
+        result
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        // Weights by replica shares without a router; request routes need one.
+        let weights = Capabilities::NONE.with_weights();
+        if self.router.is_some() { weights.with_header_routes().with_cookie_routes() } else { weights }
+    }
+}
+
+impl KubeTarget {
+    async fn restore_to(&self, current: &Deployment, stable: &Release) -> Result<(), TargetError> {
+        let total = Self::replicas_of(current);
+        let annotations = current.metadata.annotations.clone().unwrap_or_default();
+        let mut ops = Vec::new();
+        let (template, image) = match annotations.get(STABLE_TEMPLATE_ANNOTATION) {
+            Some(kept) => {
+                let template: Value = serde_json::from_str(kept).map_err(|e| TargetError::Platform {
+                    action: format!("read the last good pod template of `{}`", self.deployment),
+                    why: e.to_string(),
+                })?;
+                ops.push(json!({"op": "remove", "path": annotation_path(STABLE_TEMPLATE_ANNOTATION)}));
+                let image = image_in_template(&template, &self.container_of(current)?)
+                    .unwrap_or_else(|| self.image_in(current).unwrap_or_default());
+                (template, image)
+            }
+            None => {
+                let mut template =
+                    serde_json::to_value(current.spec.as_ref().map(|s| s.template.clone()).unwrap_or_default())
+                        .map_err(platform)?;
+                let container = self.container_of(current)?;
+                let image = stable.image.clone().unwrap_or_else(|| self.image_in(current).unwrap_or_default());
+                if let Some(c) = template
+                    .pointer_mut("/spec/containers")
+                    .and_then(Value::as_array_mut)
+                    .into_iter()
+                    .flatten()
+                    .find(|c| c.get("name").and_then(Value::as_str) == Some(&container))
+                {
+                    c["image"] = json!(image);
+                }
+                if let Some(labels) = template.pointer_mut("/metadata/labels").and_then(Value::as_object_mut)
+                    && labels.contains_key(VERSION_LABEL)
+                {
+                    labels.insert(VERSION_LABEL.into(), json!(stable.version));
+                }
+                (template, image)
+            }
+        };
+        ops.push(json!({"op": "replace", "path": "/spec/template", "value": template}));
+        ops.push(json!({"op": "replace", "path": "/spec/replicas", "value": total}));
+        if annotations.contains_key(REPLICAS_ANNOTATION) {
+            ops.push(json!({"op": "remove", "path": annotation_path(REPLICAS_ANNOTATION)}));
+        }
+        let patch = Patch::Json::<Value>(serde_json::from_value(Value::Array(ops)).map_err(platform)?);
+        self.roll(&self.deployment, &patch, &image).await.map_err(|why| TargetError::NotReady {
+            release: stable.to_string(),
+            slot: Slot::Stable,
+            why: format!("{why} (Deployment `{}` is left on what the rollback made of it)", self.deployment),
+        })?;
+
+        // Traffic: pinned to the stable pods, then the new version's objects go, then the Services' own selectors.
+        let mut left = Vec::new();
+        let restored = self.stable().await?;
+        let mut pinned = Self::base_labels(&restored);
+        match self.stable_hash(&restored).await {
+            Ok(hash) => {
+                pinned.insert("pod-template-hash".into(), hash);
+            }
+            Err(e) => left.push(format!("the Services are not pinned to the stable pods ({e})")),
+        }
+        let mut services = vec![self.active_service.clone()];
+        if let Some(router) = &self.router {
+            services.push(router.stable_service.clone());
+            if let Err(e) = self.route(router, 0, None).await {
+                left.push(format!("HTTPRoute `{}` keeps its weights and A/B rules ({e})", router.name));
+            }
+        }
+        services.dedup();
+        if pinned.contains_key("pod-template-hash") {
+            for service in &services {
+                if self.services().get_opt(service).await.ok().flatten().is_some()
+                    && let Err(e) = self.select(service, &pinned).await
+                {
+                    left.push(format!("Service `{service}` still selects the new pods ({e})"));
+                }
+            }
+        }
+        for slot in [Slot::Canary, Slot::Preview] {
+            let name = self.name_of(slot);
+            if let Err(e) = self.delete(&name).await {
+                left.push(format!("Deployment `{name}` is left ({e})"));
+            }
+        }
+        for service in &services {
+            if let Err(e) = self.unselect(service).await {
+                left.push(format!("Service `{service}` is left pinned to the stable pods ({e})"));
+            }
+        }
+        if left.is_empty() {
+            return Ok(());
+        }
+        Err(TargetError::Platform {
+            action: format!("restore {stable}"),
+            why: format!("left behind: {}", left.join("; ")),
+        })
+    }
+}
+
+/// The image of `container` in a pod template given as JSON.
+fn image_in_template(template: &Value, container: &str) -> Option<String> {
+    template
+        .pointer("/spec/containers")?
+        .as_array()?
+        .iter()
+        .find(|c| c.get("name").and_then(Value::as_str) == Some(container))?
+        .get("image")?
+        .as_str()
+        .map(str::to_owned)
+}
+
+/// How a release is named in events: its image, else `service version`.
+fn shown(release: &Release) -> String {
+    release.image.clone().unwrap_or_else(|| release.to_string())
 }

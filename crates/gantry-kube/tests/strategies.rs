@@ -408,3 +408,102 @@ async fn a_timed_out_blue_green_keeps_the_old_version_active_and_removes_the_pre
     healthy_on(&deploys, &services, "web:1").await;
     c.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_a_b_route_without_a_router_is_refused_when_the_pipeline_is_built() {
+    let c = TestCluster::new("kcapable").await.unwrap();
+    let strategy = BlueGreen::new().preview_route(Match::Header { name: "x-variant".into(), value: "b".into() });
+    let built = Pipeline::builder("release")
+        .step(
+            "deploy",
+            Deploy::new(Arc::new(target(&c)), strategy.clone(), "web", "{{version}}").image("web:{{version}}"),
+        )
+        .build();
+    let error = built.unwrap_err().to_string();
+    assert!(
+        error.contains("step `deploy` of pipeline `release` cannot run: its strategy needs header routes"),
+        "{error}"
+    );
+    let routed = target(&c).router(HttpRoute::new("web", "web", "web-canary"));
+    assert!(
+        Pipeline::builder("release")
+            .step("deploy", Deploy::new(Arc::new(routed), strategy, "web", "2"))
+            .build()
+            .is_ok()
+    );
+    // Replica shares give weights without a router.
+    let canary = Canary::new().set_weight(25);
+    assert!(
+        Pipeline::builder("release")
+            .step("deploy", Deploy::new(Arc::new(target(&c)), canary, "web", "2"))
+            .build()
+            .is_ok()
+    );
+    c.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_whose_run_is_dropped_is_restored_with_an_event() {
+    let c = TestCluster::new("kcanary-drop").await.unwrap();
+    let (deploys, services) = web(&c).await;
+    let strategy = Canary::new().set_weight(50).pause_until_promoted().promotion(Promotion::new());
+    let pipeline = pipeline(target(&c), strategy);
+    let run = Box::pin(pipeline.run(Context::new().var("version", "2")));
+    let dropped = tokio::time::timeout(Duration::from_secs(20), async {
+        let mut run = run;
+        tokio::select! {
+            _ = &mut run => panic!("the run ended on its own"),
+            () = eventually("the canary holds half", || async {
+                deploys.get("web").await.unwrap().spec.unwrap().replicas == Some(2)
+            }) => {}
+        }
+        drop(run);
+    })
+    .await;
+    assert!(dropped.is_ok());
+    // Nothing awaits the restore: it runs in a task of its own.
+    eventually("the stable Deployment is back to 4 and the canary gone", || async {
+        deploys.get_opt("web-canary").await.unwrap().is_none()
+            && deploys.get("web").await.unwrap().spec.unwrap().replicas == Some(4)
+    })
+    .await;
+    healthy_on(&deploys, &services, "web:1").await;
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(c.client.clone(), &c.namespace);
+    let said = events.list(&Default::default()).await.unwrap().items;
+    let rolled_back = said.iter().find(|e| e.reason.as_deref() == Some("GantryRolledBack")).expect("an event");
+    let message = rolled_back.message.clone().unwrap();
+    assert!(message.contains("the step was dropped in the middle of the rollout of web 2"), "{message}");
+    assert!(message.contains("web:1 is back, with all traffic"), "{message}");
+    c.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_process_restores_the_whole_last_good_template_after_a_crash_mid_rollout() {
+    use gantry_core::strategy::{Release, Slot, Target};
+    let c = TestCluster::new("kcrash-restore").await.unwrap();
+    let Some(sim) = c.sim() else { return c.cleanup().await };
+    sim.script("web:9", PodScript::NeverReady);
+    let (deploys, services) = web(&c).await;
+    // Someone's own change to the template (an env var) is part of the last good version.
+    let env = json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "env": [{"name": "MODE", "value": "blue"}]}]}}}});
+    deploys.patch("web", &kube::api::PatchParams::default(), &kube::api::Patch::Strategic(env)).await.unwrap();
+    settled(&deploys, "web", 4).await;
+    let host = target(&c);
+    let stable = host.current().await.unwrap().unwrap();
+    // The host dies mid-rollout of a release that never becomes ready.
+    let release = Release::new("web", "9").image("web:9");
+    let _ = tokio::time::timeout(Duration::from_secs(1), host.deploy(Slot::Stable, &release)).await;
+    drop(host);
+    assert_eq!(image(&deploys.get("web").await.unwrap()), "web:9", "left mid-rollout");
+    // A new process, with nothing but the cluster, restores what was good.
+    target(&c).restore(&stable, "the host restarted mid-rollout").await.unwrap();
+    healthy_on(&deploys, &services, "web:1").await;
+    let d = deploys.get("web").await.unwrap();
+    let container = &d.spec.unwrap().template.spec.unwrap().containers[0];
+    assert_eq!(container.env.as_ref().unwrap()[0].value.as_deref(), Some("blue"), "the whole template is back");
+    // Restoring a restored target changes nothing.
+    let generation = deploys.get("web").await.unwrap().metadata.generation;
+    target(&c).restore(&stable, "again").await.unwrap();
+    assert_eq!(deploys.get("web").await.unwrap().metadata.generation, generation);
+    c.cleanup().await;
+}

@@ -6,8 +6,8 @@ use async_trait::async_trait;
 
 use super::rolling::failed;
 use super::{
-    Match, Promotion, Release, Slot, Stop, Strategy, Target, Traffic, back_to_stable, or_cancelled, sleep_or_cancelled,
-    stopped, wait_for_promotion, weigh_verdict,
+    Capabilities, Match, Promotion, Release, Slot, Stop, Strategy, Target, Traffic, or_cancelled, restore,
+    sleep_or_cancelled, stopped, wait_for_promotion, weigh_verdict,
 };
 use crate::analysis::Analysis;
 use crate::{Phase, StepContext, StepError};
@@ -136,38 +136,39 @@ impl Strategy for BlueGreen {
             ctx.phase(Phase::Deployed, format!("{release} is live (first release)"));
             return Ok(());
         };
-        let why = match self.preview(target, &stable, release, ctx).await {
-            Ok(()) => None,
-            Err(stop) => Some(stop.reason()),
-        };
-        if let Some(why) = why {
-            let undo = back_to_stable(target, Slot::Preview).await;
-            let message =
-                format!("blue/green of {release} aborted: {why}; {stable} stays active, preview scaled down{undo}");
-            return stopped(ctx, Phase::Aborted, message);
+        if let Err(stop) = self.preview(target, &stable, release, ctx).await {
+            let why = stop.reason();
+            let outcome = match restore(ctx, target, &stable, &format!("blue/green of {release} aborted: {why}")).await
+            {
+                Ok(()) => format!("{stable} stays active, preview removed"),
+                Err(left) => left,
+            };
+            return stopped(ctx, Phase::Aborted, format!("blue/green of {release} aborted: {why}; {outcome}"));
         }
 
-        // Switch: all traffic to the new version, the old one kept running.
-        target.set_traffic(&Traffic::weighted(100)).await.map_err(failed)?;
-        ctx.phase(
-            Phase::WeightChanged,
-            format!("active traffic switched to {release}; {stable} kept for {:?}", self.scale_down_delay),
-        );
-        let post = match &self.post_promotion {
-            Some(analysis) => self.analyse(analysis, ctx, &stable, release).await,
-            None => Ok(()),
+        // Switch: all traffic to the new version, the old one kept running; then the analysis, the scale-down delay
+        // and the promotion. Whatever stops it switches back.
+        let after = async {
+            or_cancelled(ctx, target.set_traffic(&Traffic::weighted(100))).await?;
+            ctx.phase(
+                Phase::WeightChanged,
+                format!("active traffic switched to {release}; {stable} kept for {:?}", self.scale_down_delay),
+            );
+            if let Some(analysis) = &self.post_promotion {
+                self.analyse(analysis, ctx, &stable, release).await?;
+            }
+            sleep_or_cancelled(ctx, self.scale_down_delay).await?;
+            or_cancelled(ctx, target.promote(Slot::Preview)).await?;
+            Ok::<(), Stop>(())
         };
-        let post = match post {
-            Ok(()) => sleep_or_cancelled(ctx, self.scale_down_delay).await.map_err(Stop::from),
-            stop => stop,
-        };
-        if let Err(stop) = post {
+        if let Err(stop) = after.await {
             let why = stop.reason();
-            let undo = back_to_stable(target, Slot::Preview).await;
-            let message = format!("{release} after promotion: {why}; switched back to {stable}{undo}");
-            return stopped(ctx, Phase::SwitchedBack, message);
+            let outcome = match restore(ctx, target, &stable, &format!("{release} after promotion: {why}")).await {
+                Ok(()) => format!("switched back to {stable}"),
+                Err(left) => left,
+            };
+            return stopped(ctx, Phase::SwitchedBack, format!("{release} after promotion: {why}; {outcome}"));
         }
-        target.promote(Slot::Preview).await.map_err(failed)?;
         ctx.phase(Phase::Promoted, format!("{release} is stable; {stable} scaled down"));
         Ok(())
     }
@@ -190,5 +191,13 @@ impl Strategy for BlueGreen {
         }
         parts.push(format!("keep the old version {:?}", self.scale_down_delay));
         parts.join(" → ")
+    }
+
+    fn requires(&self) -> Capabilities {
+        match &self.preview_route {
+            Some(Match::Header { .. }) => Capabilities::NONE.with_header_routes(),
+            Some(Match::Cookie { .. }) => Capabilities::NONE.with_cookie_routes(),
+            None => Capabilities::NONE,
+        }
     }
 }

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 
 use super::rolling::failed;
 use super::{
-    Promotion, Release, Slot, Stop, Strategy, Target, Traffic, back_to_stable, or_cancelled, sleep_or_cancelled,
+    Capabilities, Promotion, Release, Slot, Stop, Strategy, Target, Traffic, or_cancelled, restore, sleep_or_cancelled,
     stopped, wait_for_promotion, weigh_verdict,
 };
 use crate::analysis::Analysis;
@@ -158,11 +158,12 @@ impl Strategy for Canary {
             }
             Err(stop) => stop.reason(),
         };
-        // Abort: every step back to stable is attempted, whatever fails.
-        let undo = back_to_stable(target, Slot::Canary).await;
-        let message =
-            format!("canary {release} aborted: {why}; all traffic back on {stable}, canary scaled down{undo}");
-        stopped(ctx, Phase::Aborted, message)
+        // Abort: the stable release restored, with all traffic; the canary removed.
+        let outcome = match restore(ctx, target, &stable, &format!("canary {release} aborted: {why}")).await {
+            Ok(()) => format!("all traffic back on {stable}, canary removed"),
+            Err(left) => left,
+        };
+        stopped(ctx, Phase::Aborted, format!("canary {release} aborted: {why}; {outcome}"))
     }
 
     fn describe(&self, _ctx: &StepContext) -> String {
@@ -178,5 +179,10 @@ impl Strategy for Canary {
             .collect();
         let background = if self.background.is_some() { ", with background analysis" } else { "" };
         format!("canary: {} → promote{background}; abort on failed analysis", steps.join(" → "))
+    }
+
+    fn requires(&self) -> Capabilities {
+        let partial = self.steps.iter().any(|s| matches!(s, CanaryStep::SetWeight(w) if *w > 0 && *w < 100));
+        if partial { Capabilities::NONE.with_weights() } else { Capabilities::NONE }
     }
 }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::{Release, Strategy, Target};
+use super::{Capabilities, Release, Strategy, Target};
 use crate::{Condition, StepContext, StepError};
 
 /// Picks the first strategy whose condition holds for the run (production → canary, a `hotfix` label → rolling),
@@ -57,5 +57,10 @@ impl Strategy for Conditional {
 
     fn describe(&self, ctx: &StepContext) -> String {
         self.choose(ctx).1
+    }
+
+    /// What any of its strategies needs: the choice is made at run time, so each must be able to run.
+    fn requires(&self) -> Capabilities {
+        self.branches.iter().map(|(_, s)| s.requires()).fold(self.otherwise.requires(), Capabilities::union)
     }
 }

@@ -71,7 +71,15 @@ impl Step for Deploy {
         if let Some(image) = &self.image {
             release = release.image(render(image)?);
         }
-        self.strategy.deploy(self.target.as_ref(), &release, ctx).await
+        super::run_strategy(std::sync::Arc::clone(&self.target), self.strategy.as_ref(), &release, ctx).await
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let missing = self.strategy.requires().missing_from(self.target.capabilities());
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(format!("its strategy needs {} that {:?} cannot do", missing.join(" and "), self.target))
     }
 
     fn describe(&self, ctx: &StepContext) -> String {

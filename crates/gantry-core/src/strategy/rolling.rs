@@ -2,11 +2,11 @@
 
 use async_trait::async_trait;
 
-use super::{Release, Slot, Strategy, Target, TargetError, or_cancelled};
+use super::{Release, Slot, Strategy, Target, TargetError, or_cancelled, restore, shown};
 use crate::{Phase, StepContext, StepError};
 
 /// Updates the stable slot in place (the target follows the rollout and fails fast); on failure or cancellation
-/// deploys the previous release again and fails, saying so.
+/// [restores](Target::restore) the previous release and fails, saying so.
 #[derive(Clone, Debug, Default)]
 pub struct Rolling {
     _private: (),
@@ -30,18 +30,24 @@ impl Strategy for Rolling {
             }
             Err(e) => e,
         };
+        let interrupted = matches!(error, TargetError::Cancelled) || ctx.is_cancelled();
+        let failure = if interrupted { super::Stop::Cancelled.reason() } else { error.to_string() };
+        let new = shown(release);
         let Some(previous) = previous else {
-            return Err(StepError::new(format!("deploying {release} failed: {error}; there was no earlier release")));
+            return Err(StepError::new(format!(
+                "deploying {new} failed: {failure}; there was no earlier release to go back to"
+            )));
         };
-        let outcome = match target.deploy(Slot::Stable, &previous).await {
-            Ok(()) => format!("rolled back to {previous}"),
-            Err(e) => format!("rolling back to {previous} failed too: {e}"),
+        ctx.log(format!("rolling back to {}: {failure}", shown(&previous)));
+        let outcome = match restore(ctx, target, &previous, &format!("deploying {new} failed: {failure}")).await {
+            Ok(()) => format!("rolled back to {}, which is healthy again", shown(&previous)),
+            Err(left) => left,
         };
-        ctx.phase(Phase::RolledBack, format!("{release} failed ({error}); {outcome}"));
-        if matches!(error, TargetError::Cancelled) {
-            return Err(StepError::interrupted(format!("deploying {release} was interrupted; {outcome}")));
+        ctx.phase(Phase::RolledBack, format!("{release} failed ({failure}); {outcome}"));
+        if interrupted {
+            return Err(StepError::interrupted(format!("deploying {new} was interrupted; {outcome}")));
         }
-        Err(StepError::new(format!("deploying {release} failed: {error}; {outcome}")))
+        Err(StepError::new(format!("deploying {new} failed: {failure}; {outcome}")))
     }
 
     fn describe(&self, _ctx: &StepContext) -> String {

@@ -133,15 +133,108 @@ pub enum TargetError {
     Cancelled,
 }
 
-/// The platform side of a deployment: Kubernetes Deployments and Services in `gantry-kube`, [`MemoryTarget`](super::MemoryTarget)
-/// (super::MemoryTarget) in tests. Strategies drive it through these operations only.
+/// What a target can do with traffic. A [`Strategy`](super::Strategy) declares what it needs
+/// ([`Strategy::requires`](super::Strategy::requires)), a target what it has ([`Target::capabilities`]); a
+/// [`Deploy`](super::Deploy) step whose strategy needs more than its target has is refused when the pipeline is
+/// built, not in the middle of a deploy.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize)]
+#[non_exhaustive]
+pub struct Capabilities {
+    /// Sends a percentage of traffic to the new version (a router's weights, or shares of the replicas).
+    pub weights: bool,
+    /// Sends requests with a given header to the new version.
+    pub header_routes: bool,
+    /// Sends requests with a given cookie to the new version.
+    pub cookie_routes: bool,
+}
+
+impl Capabilities {
+    /// Nothing beyond running releases and switching all traffic between them.
+    pub const NONE: Self = Self { weights: false, header_routes: false, cookie_routes: false };
+    /// Everything.
+    pub const ALL: Self = Self { weights: true, header_routes: true, cookie_routes: true };
+
+    /// With traffic weights.
+    #[must_use]
+    pub const fn with_weights(mut self) -> Self {
+        self.weights = true;
+        self
+    }
+
+    /// With header routes.
+    #[must_use]
+    pub const fn with_header_routes(mut self) -> Self {
+        self.header_routes = true;
+        self
+    }
+
+    /// With cookie routes.
+    #[must_use]
+    pub const fn with_cookie_routes(mut self) -> Self {
+        self.cookie_routes = true;
+        self
+    }
+
+    /// What either has.
+    #[must_use]
+    pub const fn union(self, other: Self) -> Self {
+        Self {
+            weights: self.weights || other.weights,
+            header_routes: self.header_routes || other.header_routes,
+            cookie_routes: self.cookie_routes || other.cookie_routes,
+        }
+    }
+
+    /// What a traffic split needs.
+    pub fn needed_by(traffic: &Traffic) -> Self {
+        let mut needs = Self::NONE;
+        needs.weights = traffic.weight > 0 && traffic.weight < 100;
+        match &traffic.matching {
+            Some(Match::Header { .. }) => needs.header_routes = true,
+            Some(Match::Cookie { .. }) => needs.cookie_routes = true,
+            None => {}
+        }
+        needs
+    }
+
+    /// The names of what `self` needs and `have` lacks (`traffic weights`, `header routes`, `cookie routes`).
+    pub fn missing_from(self, have: Self) -> Vec<&'static str> {
+        [
+            (self.weights && !have.weights, "traffic weights"),
+            (self.header_routes && !have.header_routes, "header routes"),
+            (self.cookie_routes && !have.cookie_routes, "cookie routes"),
+        ]
+        .into_iter()
+        .filter_map(|(missing, name)| missing.then_some(name))
+        .collect()
+    }
+}
+
+/// The platform side of a deployment: Kubernetes Deployments and Services in `gantry-kube`,
+/// [`MemoryTarget`](super::MemoryTarget) in tests. Strategies drive it through these operations only.
+///
+/// # The contract
+///
+/// - **Every operation is convergent.** It sets a desired state (a release in a slot, a traffic split, a slot
+///   promoted, a slot emptied) and returns once the platform shows it. Applying it again, after any interruption,
+///   gives the same result; an operation dropped half-way leaves a state that the same operation, or
+///   [`restore`](Target::restore), completes.
+/// - **A failed operation does not undo itself.** A [`deploy`](Target::deploy) whose release never becomes ready
+///   leaves it where it is and says why; it does not roll back.
+/// - **Rollback has one owner: the strategy**, through [`restore`](Target::restore). Every strategy of this crate
+///   calls it on every exit path that does not end with the new release stable (failure, failed analysis,
+///   timeout, cancellation), and [`Deploy`](super::Deploy) calls it from a task of its own when its future is dropped
+///   mid-deploy. A target never decides on its own to go back.
+/// - **Capabilities are declared** ([`capabilities`](Target::capabilities)), so a strategy that needs traffic
+///   weights or request routes the target lacks is refused when the pipeline is built.
 #[async_trait]
 pub trait Target: Send + Sync + fmt::Debug {
     /// The release in the stable slot, if any.
     async fn current(&self) -> Result<Option<Release>, TargetError>;
 
     /// Runs `release` in `slot` (in place for [`Slot::Stable`], beside it for the others) and waits until it is
-    /// ready, failing fast when it cannot become so. Sizes new slots like the stable one.
+    /// ready, failing fast when it cannot become so (and leaving it there: see the contract). Sizes new slots like
+    /// the stable one.
     async fn deploy(&self, slot: Slot, release: &Release) -> Result<(), TargetError>;
 
     /// Splits traffic between the stable slot and the new version (canary or preview).
@@ -153,4 +246,44 @@ pub trait Target: Send + Sync + fmt::Debug {
 
     /// Empties `slot` (scales it to zero).
     async fn scale_down(&self, slot: Slot) -> Result<(), TargetError>;
+
+    /// Brings the platform back to `stable`, from whatever state it shows: the stable slot runs `stable` and is
+    /// ready, all traffic goes to it, and nothing of a new version is left (canary and preview emptied, routes and
+    /// selectors back as they were). `why` is recorded where the platform keeps events. Convergent: restoring a
+    /// restored target changes nothing.
+    ///
+    /// The default does it with the other operations: all traffic to stable, canary and preview emptied, and
+    /// `stable` deployed again if the stable slot runs something else. Every step is attempted whatever fails; the
+    /// error names each that failed.
+    async fn restore(&self, stable: &Release, why: &str) -> Result<(), TargetError> {
+        let _ = why;
+        let mut failed = Vec::new();
+        if let Err(e) = self.set_traffic(&Traffic::stable()).await {
+            failed.push(format!("moving all traffic to stable: {e}"));
+        }
+        for slot in [Slot::Canary, Slot::Preview] {
+            if let Err(e) = self.scale_down(slot).await {
+                failed.push(format!("emptying the {slot} slot: {e}"));
+            }
+        }
+        match self.current().await {
+            Ok(Some(current)) if current.version == stable.version && current.image == stable.image => {}
+            Ok(_) => {
+                if let Err(e) = self.deploy(Slot::Stable, stable).await {
+                    failed.push(format!("deploying {stable} again: {e}"));
+                }
+            }
+            Err(e) => failed.push(format!("reading the stable slot: {e}")),
+        }
+        if failed.is_empty() {
+            return Ok(());
+        }
+        Err(TargetError::Platform { action: format!("restore {stable}"), why: failed.join("; ") })
+    }
+
+    /// What this target can do with traffic (default: everything, for targets written before capabilities were
+    /// declared; override it to declare less).
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::ALL
+    }
 }
