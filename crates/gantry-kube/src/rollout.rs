@@ -341,10 +341,13 @@ impl Step for RollingDeploy {
             target = target.container(container.clone());
         }
         let version = gantry_core::ImageRef::parse(&image).map_or_else(|_| image.clone(), |r| r.version());
-        let release = gantry_core::strategy::Release::new(name.clone(), version).image(image.clone());
+        // Named `namespace/name` in what the step reports (phases, Slack threads), as before.
+        let release = gantry_core::strategy::Release::new(format!("{namespace}/{name}"), version).image(image.clone());
         ctx.log(format!("deploying {image} to {namespace}/{name}"));
         let rolling = gantry_core::strategy::Rolling::new();
-        let result = gantry_core::strategy::run_strategy(std::sync::Arc::new(target), &rolling, &release, ctx).await;
+        let budget = gantry_core::strategy::DEFAULT_RESTORE_BUDGET;
+        let result =
+            gantry_core::strategy::run_strategy(std::sync::Arc::new(target), &rolling, &release, ctx, budget).await;
         if result.is_ok() {
             ctx.log(format!("{namespace}/{name} rolled out {image}"));
         }

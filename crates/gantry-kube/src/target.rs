@@ -305,8 +305,22 @@ impl KubeTarget {
     /// Creates Service `name` from the active one, selecting `selector`, unless it exists.
     async fn ensure_service(&self, name: &str, selector: &BTreeMap<String, String>) -> Result<(), TargetError> {
         let services = self.services();
-        if retrying(&format!("get Service `{name}`"), || services.get_opt(name)).await.map_err(platform)?.is_some() {
-            return self.select(name, selector).await;
+        if let Some(existing) =
+            retrying(&format!("get Service `{name}`"), || services.get_opt(name)).await.map_err(platform)?
+        {
+            let ours = existing.metadata.labels.as_ref().and_then(|l| l.get("app.kubernetes.io/managed-by"))
+                == Some(&"gantry".to_owned());
+            if !ours {
+                // A Service of the user's: its own selector is kept aside, to be given back.
+                return self.select(name, selector).await;
+            }
+            let patch = Patch::Json::<()>(
+                serde_json::from_value(json!([{"op": "add", "path": "/spec/selector", "value": selector}]))
+                    .map_err(|e| TargetError::Platform { action: "build a patch".into(), why: e.to_string() })?,
+            );
+            patched(&services, name, &PatchParams::default(), &patch, &format!("select pods for Service `{name}`"))
+                .await?;
+            return Ok(());
         }
         let active = &self.active_service;
         let template = retrying(&format!("get Service `{active}`"), || services.get(active)).await.map_err(platform)?;
@@ -765,6 +779,11 @@ impl KubeTarget {
             if let Err(e) = self.delete(&name).await {
                 left.push(format!("Deployment `{name}` is left ({e})"));
             }
+        }
+        // The new version's Services too, where they are the user's and were pinned to its pods.
+        services.push(self.preview_service.clone());
+        if let Some(router) = &self.router {
+            services.push(router.canary_service.clone());
         }
         for service in &services {
             if let Err(e) = self.unselect(service).await {

@@ -6,6 +6,7 @@
 //!   simulated cluster: an image scripted as unhealthy makes its version slower and more error-prone.
 //! - [`prometheus::PrometheusServer`]: a real Prometheus on loopback, loaded with given samples.
 //! - [`metrics::conformance`]: the checks every metric provider must pass.
+//! - [`targets::conformance`]: the checks every deploy `Target` must pass (the deploy contract).
 //! - [`moto::MotoServer`]: the moto AWS emulator on loopback, for STS.
 //! - [`receiver::Receiver`]: a recording HTTP receiver standing in for GitHub's API.
 //! - [`slack::SlackSim`]: a simulated Slack (Web API messages, threads and updates; incoming webhooks).
@@ -34,6 +35,7 @@ pub mod prometheus;
 pub mod receiver;
 mod serve;
 pub mod slack;
+pub mod targets;
 pub mod test_cluster;
 
 /// A time as RFC 3339 in whole seconds, UTC (`2026-11-26T12:00:00Z`), as Kubernetes and GitHub write timestamps.

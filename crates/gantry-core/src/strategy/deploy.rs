@@ -20,6 +20,7 @@ pub struct Deploy {
     version: String,
     image: Option<String>,
     interrupt_grace: std::time::Duration,
+    restore_budget: std::time::Duration,
 }
 
 /// How long a [`Deploy`] step may take to put the stable release back after its timeout, unless told otherwise.
@@ -40,6 +41,7 @@ impl Deploy {
             version: version.into(),
             image: None,
             interrupt_grace: DEPLOY_INTERRUPT_GRACE,
+            restore_budget: super::DEFAULT_RESTORE_BUDGET,
         }
     }
 
@@ -48,6 +50,15 @@ impl Deploy {
     #[must_use]
     pub fn interrupt_grace(mut self, grace: std::time::Duration) -> Self {
         self.interrupt_grace = grace;
+        self
+    }
+
+    /// How long a restore of the stable release is retried before the step gives up and says what is left behind
+    /// (default 1 minute; see [`run_strategy`](super::run_strategy)). Keep it within the step's `interrupt_grace`
+    /// and the run's grace period, or an interrupted restore goes on in a task of its own.
+    #[must_use]
+    pub fn restore_budget(mut self, budget: std::time::Duration) -> Self {
+        self.restore_budget = budget;
         self
     }
 
@@ -71,7 +82,7 @@ impl Step for Deploy {
         if let Some(image) = &self.image {
             release = release.image(render(image)?);
         }
-        super::run_strategy(std::sync::Arc::clone(&self.target), self.strategy.as_ref(), &release, ctx).await
+        super::run_strategy(Arc::clone(&self.target), self.strategy.as_ref(), &release, ctx, self.restore_budget).await
     }
 
     fn validate(&self) -> Result<(), String> {

@@ -32,6 +32,7 @@ mod conditional;
 mod deploy;
 mod memory;
 mod promotion;
+mod restore;
 mod rolling;
 mod target;
 
@@ -43,6 +44,8 @@ pub use conditional::Conditional;
 pub use deploy::{Deploy, VERDICT};
 pub use memory::MemoryTarget;
 pub use promotion::Promotion;
+pub use restore::{DEFAULT_RESTORE_BUDGET, run_strategy};
+pub(crate) use restore::{restore, shown};
 pub use rolling::Rolling;
 pub use target::{Capabilities, Match, Release, Slot, Target, TargetError, Traffic};
 
@@ -63,84 +66,6 @@ pub trait Strategy: Send + Sync + std::fmt::Debug {
     /// [`Deploy`] step checks it against [`Target::capabilities`] when the pipeline is built.
     fn requires(&self) -> Capabilities {
         Capabilities::NONE
-    }
-}
-
-/// Runs `strategy` for `release` on `target`, as a [`Deploy`] step does, and for steps of other crates that drive a
-/// strategy themselves. If this future is dropped before the strategy ends (the step's grace after its timeout ran
-/// out, the run's grace after a cancellation ran out, or the run itself was dropped), a task of its own
-/// [restores](Target::restore) the release that was stable when it started, and the target records why.
-pub async fn run_strategy(
-    target: std::sync::Arc<dyn Target>,
-    strategy: &dyn Strategy,
-    release: &Release,
-    ctx: &StepContext,
-) -> Result<(), StepError> {
-    let stable = target.current().await.ok().flatten();
-    let why = format!(
-        "run {}: the step was dropped in the middle of the rollout of {release} (its time to stop ran out)",
-        ctx.run_id()
-    );
-    let mut guard = RestoreOnDrop { target: std::sync::Arc::clone(&target), stable, why };
-    let result = strategy.deploy(target.as_ref(), release, ctx).await;
-    guard.stable = None;
-    result
-}
-
-/// Restores the stable release when dropped while it holds one.
-struct RestoreOnDrop {
-    target: std::sync::Arc<dyn Target>,
-    stable: Option<Release>,
-    why: String,
-}
-
-impl Drop for RestoreOnDrop {
-    fn drop(&mut self) {
-        let Some(stable) = self.stable.take() else { return };
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            tracing::error!(target: "gantry::strategy", release = %stable, "dropped mid-deploy outside a runtime: not restored");
-            return;
-        };
-        let (target, why) = (std::sync::Arc::clone(&self.target), std::mem::take(&mut self.why));
-        runtime.spawn(async move {
-            match target.restore(&stable, &why).await {
-                Ok(()) => tracing::warn!(target: "gantry::strategy", release = %stable, "{why}; restored"),
-                Err(e) => {
-                    tracing::error!(target: "gantry::strategy", release = %stable, "{why}; restoring failed: {e}")
-                }
-            }
-        });
-    }
-}
-
-/// How a release is shown in messages: its image where it has one (`web:1`), else `service version`.
-pub(crate) fn shown(release: &Release) -> String {
-    release.image.clone().unwrap_or_else(|| release.to_string())
-}
-
-/// How many times strategies attempt a restore before they give up and say what is left behind.
-const RESTORE_ATTEMPTS: u32 = 3;
-
-/// Puts `stable` back on `target`: the one place where strategies roll back. Attempted up to three times (after
-/// 0.5 s, then 1.5 s), whether or not the run was cancelled; the error names the last failure, which says what is
-/// left behind.
-pub(crate) async fn restore(ctx: &StepContext, target: &dyn Target, stable: &Release, why: &str) -> Result<(), String> {
-    let why = format!("run {}: {why}", ctx.run_id());
-    let mut wait = std::time::Duration::from_millis(500);
-    let mut attempt = 1;
-    loop {
-        match target.restore(stable, &why).await {
-            Ok(()) => return Ok(()),
-            Err(e) if attempt >= RESTORE_ATTEMPTS => {
-                return Err(format!("restoring {} failed {attempt} times, the last: {e}", shown(stable)));
-            }
-            Err(e) => {
-                ctx.log(format!("restoring {} failed (attempt {attempt} of {RESTORE_ATTEMPTS}): {e}", shown(stable)));
-                tokio::time::sleep(wait).await;
-                wait *= 3;
-                attempt += 1;
-            }
-        }
     }
 }
 

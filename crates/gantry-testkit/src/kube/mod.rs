@@ -269,6 +269,11 @@ impl ClusterSim {
         lock(&self.sim.faults).push(fault);
     }
 
+    /// Removes every injected fault not used up yet.
+    pub fn clear_faults(&self) {
+        lock(&self.sim.faults).clear();
+    }
+
     /// Ends every open watch now, as a restarting API server or a broken connection would.
     pub fn drop_watches(&self) {
         self.sim.watch_stop.notify_waiters();
