@@ -261,7 +261,7 @@ impl Session {
                     .map_err(|e| AwsError::Unavailable { action: action.clone(), why: e.to_string() })?,
             );
         }
-        let answer = request.send().await.map_err(|e| sts_error(&action, &e))?;
+        let answer = request.send().await.map_err(|e| sdk_error(&action, &e))?;
         let creds = answer.credentials().ok_or_else(|| AwsError::Unavailable {
             action: action.clone(),
             why: "no credentials in the answer".into(),
@@ -311,7 +311,7 @@ impl Session {
     pub async fn caller_arn(&self) -> Result<String, AwsError> {
         let action = "get the caller identity".to_owned();
         let client = aws_sdk_sts::Client::new(&self.config().await?);
-        let answer = client.get_caller_identity().send().await.map_err(|e| sts_error(&action, &e))?;
+        let answer = client.get_caller_identity().send().await.map_err(|e| sdk_error(&action, &e))?;
         Ok(answer.arn().unwrap_or_default().to_owned())
     }
 
@@ -320,9 +320,10 @@ impl Session {
     }
 }
 
-fn sts_error<E: ProvideErrorMetadata + std::fmt::Display>(
+/// An AWS SDK error (any service's) as an [`AwsError`]: the service's refusal with its code, or unavailable.
+pub(crate) fn sdk_error<E: ProvideErrorMetadata + std::fmt::Display, R: std::fmt::Debug>(
     action: &str,
-    e: &aws_sdk_sts::error::SdkError<E>,
+    e: &aws_sdk_sts::error::SdkError<E, R>,
 ) -> AwsError {
     match e {
         aws_sdk_sts::error::SdkError::ServiceError(service) => AwsError::Refused {

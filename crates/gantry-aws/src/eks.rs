@@ -109,6 +109,41 @@ impl EksCluster {
         }
     }
 
+    /// The cluster `name` as EKS describes it (`DescribeCluster`, with the session's credentials in its region):
+    /// its API endpoint and certificate authority, so that only the name need be written down. Fails naming the
+    /// cluster and the region if EKS does not know it, and saying so if it has no endpoint yet (still `CREATING`).
+    pub async fn discover(session: Session, name: impl Into<String>) -> Result<Self, AwsError> {
+        let name = name.into();
+        let region = session.region();
+        let action = format!("describe EKS cluster `{name}` in {region}");
+        let client = aws_sdk_eks::Client::new(&session.config().await?);
+        let described =
+            client.describe_cluster().name(&name).send().await.map_err(|e| crate::account::sdk_error(&action, &e))?;
+        let cluster = described
+            .cluster
+            .ok_or_else(|| AwsError::Unavailable { action: action.clone(), why: "the answer has no cluster".into() })?;
+        let endpoint = cluster.endpoint.clone().filter(|e| !e.is_empty()).ok_or_else(|| AwsError::Unavailable {
+            action: action.clone(),
+            why: format!(
+                "the cluster has no endpoint yet (status {})",
+                cluster.status.as_ref().map_or("unknown", |s| s.as_str())
+            ),
+        })?;
+        let certificate_authority = cluster.certificate_authority.and_then(|c| c.data);
+        tracing::debug!(target: "gantry_aws", cluster = %name, %endpoint, "discovered EKS cluster");
+        Ok(Self::new(session, name, endpoint, certificate_authority))
+    }
+
+    /// The API endpoint (`https://….eks.amazonaws.com`).
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// The certificate authority (base64 of its PEM), if one was given or discovered.
+    pub fn certificate_authority(&self) -> Option<&str> {
+        self.certificate_authority.as_deref()
+    }
+
     /// How often the connection's token is renewed (default 14 minutes; EKS accepts a token for 15).
     #[must_use]
     pub fn renew_every(mut self, every: Duration) -> Self {

@@ -7,8 +7,9 @@ pub enum AwsError {
     /// A role ARN is not of the form `arn:<partition>:iam::<12-digit account>:role/<name>`.
     #[error("`{0}` is not an IAM role ARN (arn:aws:iam::123456789012:role/name)")]
     MalformedArn(String),
-    /// STS refused: AccessDenied, an expired token, a bad external id, ...
-    #[error("STS refused to {action}: {code}: {message}")]
+    /// AWS refused (STS or EKS): AccessDenied, an expired token, a bad external id, a cluster that does not
+    /// exist, ...
+    #[error("AWS refused to {action}: {code}: {message}")]
     Refused {
         /// What was being done (`assume arn:…`).
         action: String,
@@ -17,8 +18,8 @@ pub enum AwsError {
         /// AWS's message.
         message: String,
     },
-    /// STS could not be reached, or answered something unexpected.
-    #[error("STS failed to {action}: {why}")]
+    /// AWS (STS or EKS) could not be reached, or answered something unexpected.
+    #[error("AWS failed to {action}: {why}")]
     Unavailable {
         /// What was being done.
         action: String,

@@ -291,3 +291,32 @@ async fn a_long_lived_eks_connection_sends_a_current_token_on_every_request() {
     assert_eq!(eks.cluster().await.unwrap().client().default_namespace(), cluster.client().default_namespace());
     assert!(!format!("{cluster:?} {eks:?}").contains(TOKEN_PREFIX), "no token in Debug");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs moto: run bash .ci/test-all"]
+async fn an_eks_cluster_is_discovered_by_name() {
+    let moto = MotoServer::start().await.unwrap();
+    let session = hub(&moto).await.assume(&Account::new("arn:aws:iam::111111111111:role/eks-admin")).await.unwrap();
+    // The cluster exists in EKS (moto's), made as `aws eks create-cluster` would.
+    let eks = aws_sdk_eks::Client::new(&session.config().await.unwrap());
+    let vpc = aws_sdk_eks::types::VpcConfigRequest::builder().subnet_ids("subnet-0a1b2c3d").build();
+    eks.create_cluster()
+        .name("prod")
+        .role_arn("arn:aws:iam::111111111111:role/eks-service")
+        .resources_vpc_config(vpc)
+        .send()
+        .await
+        .unwrap();
+    let described = eks.describe_cluster().name("prod").send().await.unwrap().cluster.unwrap();
+
+    let found = gantry_aws::EksCluster::discover(session.clone(), "prod").await.unwrap();
+    assert_eq!(Some(found.endpoint()), described.endpoint.as_deref());
+    assert!(found.endpoint().starts_with("https://") && found.endpoint().contains(".eks.amazonaws.com"));
+    let ca = described.certificate_authority.and_then(|c| c.data);
+    assert!(ca.as_deref().is_some_and(|c| !c.is_empty()));
+    assert_eq!(found.certificate_authority(), ca.as_deref());
+
+    let missing = gantry_aws::EksCluster::discover(session, "staging").await.unwrap_err().to_string();
+    assert!(missing.contains("describe EKS cluster `staging` in us-east-1"), "{missing}");
+    assert!(missing.contains("ResourceNotFoundException"), "{missing}");
+}
