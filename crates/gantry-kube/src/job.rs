@@ -1,14 +1,15 @@
 //! Jobs as steps: preflight checks before a deploy, smoke tests after.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use gantry_core::{LogStream, Step, StepContext, StepError, Template};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
-use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::api::{DeleteParams, ListParams, LogParams, PostParams};
 use kube::runtime::watcher;
 use serde_json::json;
 
@@ -26,7 +27,7 @@ enum JobSource {
 }
 
 /// Runs a Kubernetes Job to completion: named `<prefix>-<run id>-<step hash>` (the prefix is a template), its pods'
-/// output logged as the step's lines, succeeding when the Job is Complete and failing with the last lines when it
+/// output logged as the step's lines while they run (followed as `kubectl logs -f` does), succeeding when the Job is Complete and failing with the last lines when it
 /// Failed; deleted afterwards (with its pods) unless kept for debugging. A timeout of the step deletes the Job too.
 ///
 /// A pod that cannot start (its image cannot be pulled, its configuration is wrong) fails the step at once: the Job
@@ -153,29 +154,89 @@ fn cannot_start(pod: &Pod) -> Option<String> {
     })
 }
 
-/// The output of a Job's pods, read once per pod when it has terminated: logged as the step's lines (standard
-/// error for a failed pod) and kept for the failure message.
+/// The output of a Job's pods: followed while they run, as `kubectl logs -f` does (each line logged as the step's
+/// as it is printed), or read once when a pod has terminated if it was not followed to its end (then standard error
+/// for a failed pod); kept for the failure message.
 struct PodOutput<'a> {
     pods: &'a Api<Pod>,
     ctx: &'a StepContext,
-    logged: HashSet<String>,
+    /// Pods being followed now.
+    following: HashSet<String>,
+    /// Pods whose output has been logged to its end.
+    done: HashSet<String>,
+    /// How many lines of each pod have been logged.
+    logged: HashMap<String, usize>,
     lines: Vec<String>,
 }
 
-impl PodOutput<'_> {
+/// A pod's output followed until its container exits: the pod, its lines, and whether the stream reached the end.
+type Followed = (String, Vec<String>, bool);
+
+impl<'a> PodOutput<'a> {
+    /// Starts following a running pod's output, once.
+    fn follow(&mut self, pod: &Pod) -> Option<futures::future::BoxFuture<'a, Followed>> {
+        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or_default();
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        if phase != "Running" || self.done.contains(&name) || !self.following.insert(name.clone()) {
+            return None;
+        }
+        let (pods, ctx) = (self.pods, self.ctx);
+        Some(Box::pin(async move {
+            use futures::{AsyncBufReadExt, TryStreamExt};
+            let mut got = Vec::new();
+            let params = LogParams { follow: true, ..LogParams::default() };
+            let Ok(reader) = pods.log_stream(&name, &params).await else { return (name, got, false) };
+            let mut lines = reader.lines();
+            loop {
+                match lines.try_next().await {
+                    Ok(Some(line)) => {
+                        ctx.log_to(LogStream::Stdout, &line);
+                        got.push(line);
+                    }
+                    Ok(None) => return (name, got, true),
+                    Err(_) => return (name, got, false),
+                }
+            }
+        }))
+    }
+
+    /// Takes what a follower logged.
+    fn followed(&mut self, (name, got, complete): Followed) {
+        self.following.remove(&name);
+        *self.logged.entry(name.clone()).or_default() += got.len();
+        self.lines.extend(got);
+        if complete {
+            self.done.insert(name);
+        }
+    }
+
+    /// Reads a terminated pod's output, once, from the first line not logged yet; not while it is followed.
     async fn read(&mut self, pod: &Pod) {
         let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or_default();
         let name = pod.metadata.name.clone().unwrap_or_default();
-        if !matches!(phase, "Succeeded" | "Failed") || !self.logged.insert(name.clone()) {
+        if !matches!(phase, "Succeeded" | "Failed") || self.following.contains(&name) || !self.done.insert(name.clone())
+        {
             return;
         }
         let stream = if phase == "Failed" { LogStream::Stderr } else { LogStream::Stdout };
-        let log = self.pods.logs(&name, &Default::default()).await.unwrap_or_default();
-        for line in log.lines() {
+        let log = self.pods.logs(&name, &LogParams::default()).await.unwrap_or_default();
+        let skip = self.logged.get(&name).copied().unwrap_or(0);
+        for line in log.lines().skip(skip) {
             self.ctx.log_to(stream, line);
             self.lines.push(line.to_owned());
         }
     }
+}
+
+/// Waits (up to 5 s) for the pods still followed to reach the end of their output, so that the last lines are not
+/// lost when the Job ends a moment before its pods' streams do.
+async fn drain(followers: &mut FuturesUnordered<futures::future::BoxFuture<'_, Followed>>, output: &mut PodOutput<'_>) {
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        while let Some(followed) = followers.next().await {
+            output.followed(followed);
+        }
+    })
+    .await;
 }
 
 /// Deletes the Job when the step's future is dropped (a timeout), unless disarmed.
@@ -224,15 +285,25 @@ impl Step for JobStep {
             format!("the pods of Job `{name}` in namespace `{namespace}`"),
         );
         tokio::pin!(job_changes, pod_changes);
-        let mut output = PodOutput { pods: &pods, ctx, logged: HashSet::new(), lines: Vec::new() };
+        let mut output = PodOutput {
+            pods: &pods,
+            ctx,
+            following: HashSet::new(),
+            done: HashSet::new(),
+            logged: HashMap::new(),
+            lines: Vec::new(),
+        };
+        let mut followers = FuturesUnordered::new();
         let result = loop {
             tokio::select! {
                 () = ctx.cancellation().cancelled() => break Err(StepError::cancelled()),
+                Some(followed) = followers.next() => output.followed(followed),
                 Some(change) = pod_changes.next() => match change {
                     Change::Applied(pod) => {
                         if let Some(why) = cannot_start(&pod) {
                             break Err(StepError::new(format!("Job {namespace}/{name} cannot run: {why}")));
                         }
+                        followers.extend(output.follow(&pod));
                         output.read(&pod).await;
                     }
                     Change::Deleted(_) => {}
@@ -247,9 +318,12 @@ impl Step for JobStep {
                     let conditions = job.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
                     let is = |kind: &str| conditions.iter().find(|c| c.type_ == kind && c.status == "True");
                     if is("Complete").is_some() {
+                        drain(&mut followers, &mut output).await;
                         break Ok(());
                     }
                     if let Some(failed) = is("Failed") {
+                        drain(&mut followers, &mut output).await;
+                        output.following.clear();
                         // The Job may fail before its last pod's change reached us: read what is left, once.
                         let selector = ListParams::default().labels(&format!("job-name={name}"));
                         for pod in pods.list(&selector).await.map(|l| l.items).unwrap_or_default() {

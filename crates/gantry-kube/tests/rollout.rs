@@ -479,3 +479,40 @@ async fn a_rolling_deploy_dropped_mid_rollout_still_rolls_back_and_says_so() {
     assert!(said.contains("the step was dropped in the middle of the rollout"), "{said}");
     c.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jobs_output_is_logged_while_it_runs_not_only_at_the_end() {
+    use futures::StreamExt;
+    let c = TestCluster::new("job-follow").await.unwrap();
+    let Some(sim) = c.sim() else { return c.cleanup().await };
+    // Three lines printed at 0 s, 1 s and 2 s of a 3-second run.
+    let lines: Vec<String> = ["migrating 1/3", "migrating 2/3", "migrating 3/3"].map(String::from).into();
+    sim.script("checks:slow-log", PodScript::Exit { after: Duration::from_secs(3), code: 0, logs: lines.clone() });
+    let pipeline = Pipeline::builder("p")
+        .step("migrate", JobStep::image(cluster(&c), "migrate", "checks:slow-log", ["migrate"]))
+        .build()
+        .unwrap();
+    let run = Run::new(&pipeline, Context::new());
+    let mut events = run.subscribe();
+    let handle = tokio::spawn(run.execute());
+    let mut seen: Vec<(String, Instant)> = Vec::new();
+    let mut finished = None;
+    while let Some(event) = events.next().await {
+        match &event {
+            gantry_core::Event::Log { line, .. } if line.starts_with("migrating") => {
+                seen.push((line.to_string(), Instant::now()));
+            }
+            gantry_core::Event::StepFinished { .. } => finished = Some(Instant::now()),
+            _ => {}
+        }
+    }
+    let report = handle.await.unwrap().unwrap();
+    assert_eq!(report.status, RunStatus::Succeeded, "{report}");
+    let logged: Vec<&str> = seen.iter().map(|(l, _)| l.as_str()).collect();
+    assert_eq!(logged, ["migrating 1/3", "migrating 2/3", "migrating 3/3"], "each line once, in order");
+    let finished = finished.expect("the step finished");
+    // Followed: the first line arrives about two seconds before the step ends, not with the last.
+    assert!(finished - seen[0].1 >= Duration::from_millis(1500), "{:?} before the end", finished - seen[0].1);
+    assert!(seen[1].1 - seen[0].1 >= Duration::from_millis(600), "{:?} apart", seen[1].1 - seen[0].1);
+    c.cleanup().await;
+}

@@ -271,3 +271,37 @@ async fn kubectl_get_in_chunks_sees_everything() {
     assert_eq!(chunks, (0..5).map(|i| format!("configmap/chunk-{i}")).collect::<Vec<_>>());
     c.cleanup().await;
 }
+
+/// `kubectl logs -f` follows a running container's output line by line and returns when the container exits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_logs_follow_streams_lines_as_they_are_printed() {
+    use std::io::{BufRead, BufReader};
+    let c = TestCluster::new("kubectl-logs-f").await.unwrap();
+    let Some(sim) = c.sim() else { return c.cleanup().await };
+    let lines = vec!["one".to_owned(), "two".to_owned(), "three".to_owned()];
+    sim.script(
+        "busybox:slow",
+        gantry_testkit::kube::PodScript::Exit { after: Duration::from_secs(3), code: 0, logs: lines },
+    );
+    let k = Kubectl::new(&c);
+    k.apply("apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: slow\nspec:\n  backoffLimit: 0\n  template:\n    spec:\n      restartPolicy: Never\n      containers:\n      - name: check\n        image: busybox:slow\n");
+    // Running first (a log of a pod not started yet is refused by kubectl's own wait, not followed).
+    let waited = k.ok(&["wait", "--for=jsonpath={.status.active}=1", "job/slow", "--timeout=30s"]);
+    assert!(waited.contains("condition met"), "{waited}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = std::time::Instant::now();
+    let mut child = k.command(&["logs", "-f", "job/slow"]).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let mut read = Vec::new();
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        read.push((line.unwrap(), started.elapsed()));
+    }
+    let status = child.wait().unwrap();
+    assert!(status.success());
+    let texts: Vec<&str> = read.iter().map(|(l, _)| l.as_str()).collect();
+    assert_eq!(texts, ["one", "two", "three"]);
+    // "one" was printed before kubectl started; "three" about two seconds in; kubectl returned at the exit.
+    assert!(read[0].1 < Duration::from_millis(700), "{read:?}");
+    assert!(read[2].1 >= Duration::from_millis(1200), "followed, not read at the end: {read:?}");
+    assert!(started.elapsed() >= Duration::from_millis(2000), "returned when the container exited");
+    c.cleanup().await;
+}

@@ -291,7 +291,7 @@ async fn api(
     match (method.clone(), &target.name) {
         (Method::GET, None) if is_true(params.get("watch")) => watch(sim, &t, &target, params),
         (Method::GET, None) => list(sim, &t, &target, params),
-        (Method::GET, Some(name)) => get(sim, &t, &target, name),
+        (Method::GET, Some(name)) => get(sim, &t, &target, name, params),
         (Method::POST, None) => match parse_body(headers, body) {
             Ok(object) => create(sim, &t, &target, object, dry_run, &manager),
             Err(e) => bad_request(e),
@@ -360,18 +360,54 @@ fn selectors(params: &HashMap<String, String>) -> Result<(Selector, Selector), B
     Ok((labels, fields))
 }
 
-fn get(sim: &Sim, t: &ResourceType, target: &Target, name: &str) -> Response {
+fn get(sim: &Arc<Sim>, t: &ResourceType, target: &Target, name: &str, params: &HashMap<String, String>) -> Response {
     let store = lock(&sim.store);
     match (store.get(&key(target, t, name)), target.sub.as_deref()) {
         (Some(o), None | Some("status")) => json_response(StatusCode::OK, &typed(o.clone(), t)),
         (Some(_), Some("log")) if t.kind == "Pod" => {
             let pod = format!("{}/{name}", target.namespace.as_deref().unwrap_or_default());
-            let log = lock(&sim.control.logs).get(&pod).cloned().unwrap_or_default();
-            (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], log).into_response()
+            let log = lock(&sim.control.logs).get(&pod).cloned();
+            pod_log(Arc::clone(sim), key(target, t, name), log, is_true(params.get("follow")))
         }
         (Some(_), Some(sub)) => not_found_path(sub),
         (None, _) => store_error(StoreError::NotFound, t, name),
     }
+}
+
+/// A pod's log (`GET …/pods/<name>/log`): what its container printed so far; with `follow=true`, then each line as
+/// it is printed, until the container exits or the pod is deleted, as `kubectl logs -f` reads it.
+fn pod_log(sim: Arc<Sim>, pod: Key, log: Option<super::controllers::PodLog>, follow: bool) -> Response {
+    let text = |lines: &[String]| lines.iter().map(|l| format!("{l}\n")).collect::<String>();
+    let Some(log) = log else { return (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], "").into_response() };
+    let now = tokio::time::Instant::now().into_std();
+    let printed = log.printed_by(now);
+    if !follow {
+        return (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], text(&log.lines[..printed])).into_response();
+    }
+    let first = Bytes::from(text(&log.lines[..printed]));
+    let rest = futures::stream::unfold((sim, pod, log, printed), |(sim, pod, log, mut next)| async move {
+        loop {
+            // Looked at every 100 ms at most: a deleted pod's stream ends, as the kubelet closes it.
+            let due = if next < log.lines.len() { log.printed_at(next) } else { log.exits_at() };
+            let step = (tokio::time::Instant::now() + Duration::from_millis(100)).min(due.into());
+            tokio::time::sleep_until(step).await;
+            let exists = lock(&sim.store).get(&pod).is_some();
+            if !exists {
+                return None;
+            }
+            if tokio::time::Instant::now() < due.into() {
+                continue;
+            }
+            if next >= log.lines.len() {
+                return None;
+            }
+            let line = Bytes::from(format!("{}\n", log.lines[next]));
+            next += 1;
+            return Some((Ok::<_, Infallible>(line), (sim, pod, log, next)));
+        }
+    });
+    let body = futures::stream::once(async move { Ok::<_, Infallible>(first) }).chain(rest);
+    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], Body::from_stream(body)).into_response()
 }
 
 /// A list result kept for the pages after the first: every page of one list reads the same snapshot.

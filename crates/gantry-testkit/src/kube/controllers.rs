@@ -69,7 +69,34 @@ pub(crate) struct ControlPlane {
     jobs_started: Mutex<HashMap<String, Instant>>,
     progress: Mutex<HashMap<String, (Value, Instant)>>,
     /// Container output by pod (`namespace/name`).
-    pub(crate) logs: Mutex<HashMap<String, String>>,
+    pub(crate) logs: Mutex<HashMap<String, PodLog>>,
+}
+
+/// What a scripted container prints: its lines, spread evenly over its run (line `i` of `n` at `runs_for · i / n`
+/// after it started), all of them printed before it exits.
+#[derive(Clone, Debug)]
+pub(crate) struct PodLog {
+    pub(crate) lines: Vec<String>,
+    pub(crate) started: Instant,
+    pub(crate) runs_for: Duration,
+}
+
+impl PodLog {
+    /// When line `i` is printed.
+    pub(crate) fn printed_at(&self, i: usize) -> Instant {
+        let n = u32::try_from(self.lines.len().max(1)).unwrap_or(u32::MAX);
+        self.started + self.runs_for * u32::try_from(i).unwrap_or(u32::MAX) / n
+    }
+
+    /// The lines printed by `now`.
+    pub(crate) fn printed_by(&self, now: Instant) -> usize {
+        (0..self.lines.len()).take_while(|i| self.printed_at(*i) <= now).count()
+    }
+
+    /// When the container exits (the end of a followed log).
+    pub(crate) fn exits_at(&self) -> Instant {
+        self.started + self.runs_for
+    }
 }
 
 fn kind_of(sim: &Sim, kind: &str) -> usize {
@@ -597,8 +624,11 @@ fn kubelet(sim: &Sim, store: &mut Store, key: &Key) -> Option<Instant> {
                 (false, i64::from(cycle), state)
             }
             PodScript::Exit { after, code, logs } => {
-                lock(&sim.control.logs)
-                    .insert(format!("{}/{}", key.namespace, key.name), logs.iter().map(|l| format!("{l}\n")).collect());
+                lock(&sim.control.logs).entry(format!("{}/{}", key.namespace, key.name)).or_insert_with(|| PodLog {
+                    lines: logs.clone(),
+                    started,
+                    runs_for: after,
+                });
                 if elapsed >= after {
                     (false, 0, json!(code.to_string()))
                 } else {

@@ -19,9 +19,11 @@
 //! other directives are ignored); finalizers and graceful deletion (objects
 //! and their dependents go at once); table output (kubectl prints on its own side).
 //! Controllers: Deployment, ReplicaSet and Job, and a kubelet whose pods behave as scripted per image ([`PodScript`]),
-//! with their output served as pod logs; see the `controllers` module. Not modelled: scheduling and nodes, Events
-//! written by controllers, `minReadySeconds` (a ready pod is available at once), log streaming (`follow`), and the
-//! Deployment strategy `Recreate` (every Deployment rolls).
+//! with their output served as pod logs, printed line by line over the container's run and followed with
+//! `follow=true` until it exits or the pod is deleted (other log parameters, such as `tailLines`, `sinceSeconds` and
+//! `timestamps`, are ignored); see the `controllers` module. Not modelled: scheduling and nodes, Events written by
+//! controllers, `minReadySeconds` (a ready pod is available at once), and the Deployment strategy `Recreate` (every
+//! Deployment rolls).
 
 mod api;
 mod controllers;
