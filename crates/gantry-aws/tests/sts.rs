@@ -232,20 +232,9 @@ fn signed_at(authorization: &str) -> String {
     at.to_owned()
 }
 
-/// `time` as `YYYYMMDDTHHMMSSZ` (civil-from-days, proleptic Gregorian, UTC).
+/// `time` as `YYYYMMDDTHHMMSSZ`, as SigV4 writes it.
 fn amz_date(time: std::time::SystemTime) -> String {
-    let secs = time.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
-    let (days, rest) = ((secs / 86_400) as i64, secs % 86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z", rest / 3600, rest % 3600 / 60, rest % 60)
+    gantry_core::time::rfc3339(time).replace(['-', ':'], "")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

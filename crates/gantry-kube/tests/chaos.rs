@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use gantry_core::strategy::{BlueGreen, Canary, Deploy, Match, Rolling, Strategy, Target};
+use gantry_core::strategy::{BlueGreen, Canary, Deploy, Match, Rolling, Strategy};
 use gantry_core::{Context, Pipeline, Run, RunStatus};
 use gantry_testkit::kube::{Fault, Method, StatusCode};
 use gantry_testkit::targets::{BAD, GOOD, Platform, STABLE, release, whole_on};
@@ -154,7 +154,7 @@ async fn run_seed(seed: u64) -> Result<Tally, String> {
     let namespace = platform.namespace_of(target.as_ref());
 
     let pipeline = {
-        let step = Deploy::new(Arc::clone(&target), Shared(strategy(plan.strategy)), "web", plan.version)
+        let step = Deploy::new(Arc::clone(&target), strategy(plan.strategy), "web", plan.version)
             .image(format!("web:{}", plan.version));
         let mut builder = Pipeline::builder("chaos").step("deploy", step);
         if let Interruption::Timeout(after) = plan.interruption {
@@ -270,28 +270,6 @@ async fn touched(platform: &KubePlatform, namespace: &str) -> bool {
         kube::Api::namespaced(platform.cluster.client.clone(), namespace);
     let stable = deploys.get("web").await.ok();
     stable.and_then(|d| d.metadata.generation).is_some_and(|g| g > 1)
-}
-
-/// A strategy shared with the run.
-#[derive(Debug)]
-struct Shared(Arc<dyn Strategy>);
-
-#[gantry_core::async_trait]
-impl Strategy for Shared {
-    async fn deploy(
-        &self,
-        target: &dyn Target,
-        release: &gantry_core::strategy::Release,
-        ctx: &gantry_core::StepContext,
-    ) -> Result<(), gantry_core::StepError> {
-        self.0.deploy(target, release, ctx).await
-    }
-    fn describe(&self, ctx: &gantry_core::StepContext) -> String {
-        self.0.describe(ctx)
-    }
-    fn requires(&self) -> gantry_core::strategy::Capabilities {
-        self.0.requires()
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -361,7 +361,7 @@ async fn run_interrupted(
     version: &str,
     interruption: Interruption,
 ) -> Result<(bool, String), String> {
-    let step = Deploy::new(target, SharedStrategy(strategy), SERVICE, version).image(format!("{SERVICE}:{version}"));
+    let step = Deploy::new(target, strategy, SERVICE, version).image(format!("{SERVICE}:{version}"));
     let mut builder = Pipeline::builder("conformance").step("deploy", step);
     if let Interruption::Timeout(after) = interruption {
         builder = builder.timeout(after);
@@ -395,30 +395,6 @@ async fn run_interrupted(
     let said =
         report.step("deploy").and_then(|s| s.reason.as_deref().map(str::to_owned)).unwrap_or_else(|| "nothing".into());
     Ok((report.status == RunStatus::Succeeded, said))
-}
-
-/// A strategy shared between runs.
-#[derive(Debug)]
-struct SharedStrategy(Arc<dyn Strategy>);
-
-#[async_trait]
-impl Strategy for SharedStrategy {
-    async fn deploy(
-        &self,
-        target: &dyn Target,
-        release: &Release,
-        ctx: &gantry_core::StepContext,
-    ) -> Result<(), gantry_core::StepError> {
-        self.0.deploy(target, release, ctx).await
-    }
-
-    fn describe(&self, ctx: &gantry_core::StepContext) -> String {
-        self.0.describe(ctx)
-    }
-
-    fn requires(&self) -> Capabilities {
-        self.0.requires()
-    }
 }
 
 /// [`MemoryTarget`] as a [`Platform`]: operations take 20 ms (so interruptions land half-way), and what it serves is

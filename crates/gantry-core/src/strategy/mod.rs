@@ -69,6 +69,22 @@ pub trait Strategy: Send + Sync + std::fmt::Debug {
     }
 }
 
+/// A shared strategy is a strategy: one `Arc<dyn Strategy>` can drive several [`Deploy`] steps.
+#[async_trait]
+impl<S: Strategy + ?Sized> Strategy for std::sync::Arc<S> {
+    async fn deploy(&self, target: &dyn Target, release: &Release, ctx: &StepContext) -> Result<(), StepError> {
+        (**self).deploy(target, release, ctx).await
+    }
+
+    fn describe(&self, ctx: &StepContext) -> String {
+        (**self).describe(ctx)
+    }
+
+    fn requires(&self) -> Capabilities {
+        (**self).requires()
+    }
+}
+
 /// How a strategy ended before its end: aborted for a reason, or cancelled with the run.
 pub(crate) enum Stop {
     Abort(String),
