@@ -19,7 +19,7 @@ use futures::StreamExt;
 use gantry_core::strategy::{BlueGreen, Canary, Deploy, Match, Rolling, Strategy};
 use gantry_core::{Context, Pipeline, Run, RunStatus};
 use gantry_testkit::kube::{Fault, Method, StatusCode};
-use gantry_testkit::targets::{BAD, GOOD, Platform, STABLE, release, whole_on};
+use gantry_testkit::targets::{BAD, GOOD, Interruption, Platform, STABLE, release, whole_on};
 use support::KubePlatform;
 
 /// SplitMix64: a small, seedable, portable generator (the same seed gives the same plan on every machine).
@@ -59,15 +59,6 @@ enum Chaos {
     DropWatches {
         at: Duration,
     },
-}
-
-/// How the run is interrupted.
-#[derive(Clone, Copy, Debug)]
-enum Interruption {
-    None,
-    Timeout(Duration),
-    Cancel(Duration),
-    Drop(Duration),
 }
 
 /// What one seed does.

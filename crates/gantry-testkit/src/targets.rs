@@ -291,12 +291,16 @@ pub async fn interrupted_operations(platform: &dyn Platform) -> Result<(), Strin
     Ok(())
 }
 
-/// How a run of a strategy is interrupted.
+/// How a run of a strategy is interrupted (here and in the chaos suite of `gantry-kube`).
 #[derive(Clone, Copy, Debug)]
-enum Interruption {
+pub enum Interruption {
+    /// Not at all: the run ends by itself.
     None,
+    /// The deploy step's own timeout, this long.
     Timeout(Duration),
+    /// The run is cancelled after this long.
     Cancel(Duration),
+    /// The run's future is dropped after this long.
     Drop(Duration),
 }
 

@@ -288,7 +288,6 @@ async fn kubectl_logs_follow_streams_lines_as_they_are_printed() {
     // Running first (a log of a pod not started yet is refused by kubectl's own wait, not followed).
     let waited = k.ok(&["wait", "--for=jsonpath={.status.active}=1", "job/slow", "--timeout=30s"]);
     assert!(waited.contains("condition met"), "{waited}");
-    tokio::time::sleep(Duration::from_millis(300)).await;
     let started = std::time::Instant::now();
     let mut child = k.command(&["logs", "-f", "job/slow"]).stdout(std::process::Stdio::piped()).spawn().unwrap();
     let mut read = Vec::new();
