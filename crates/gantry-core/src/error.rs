@@ -5,6 +5,11 @@ use std::error::Error as StdError;
 use std::fmt;
 use std::time::Duration;
 
+/// A boxed error that can cross threads: the source of the errors at Gantry's trait boundaries
+/// ([`TargetError`](crate::strategy::TargetError), [`MetricError`](crate::analysis::MetricError),
+/// [`NotifyError`](crate::NotifyError)).
+pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
+
 /// Why a step failed. Steps build it; the executor reads [`StepError::is_retryable`] to decide on retries.
 ///
 /// The message is shown in events and reports after secrets are masked; the source, if any, is available through

@@ -89,7 +89,7 @@ fn missing_data_and_failed_queries_are_never_a_pass() {
         Metric::new("errors", "q", Direction::Increase).on_inconclusive(OnInconclusive::Pause),
         ("b".into(), "c".into()),
         Ok(normal(&mut rng, 1.0)),
-        Err(MetricError::Unavailable("429 Too Many Requests".into())),
+        Err(MetricError::unavailable("429 Too Many Requests")),
     );
     let verdict = judge.judge(&[ok.clone(), failed]);
     assert_eq!(verdict.outcome, Outcome::Inconclusive);
@@ -265,7 +265,7 @@ fn no_data_from_the_provider_is_no_data_not_a_failed_query() {
         let refused = MetricData::new(
             latency(Direction::Increase),
             ("b".into(), "c".into()),
-            Err(MetricError::Refused("bad query syntax".into())),
+            Err(MetricError::refused("bad query syntax")),
             Ok(normal(&mut rng, 100.0)),
         );
         let verdict = judge.judge(&[empty, refused]);

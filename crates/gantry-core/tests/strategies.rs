@@ -442,3 +442,39 @@ async fn a_deploy_dropped_mid_canary_is_restored_by_a_task_of_its_own() {
     let events = target.events();
     assert!(events[0].contains("the step was dropped in the middle of the rollout of web 2.0"), "{events:?}");
 }
+
+#[tokio::test]
+async fn a_deploy_that_met_a_passing_platform_fault_is_retried_and_one_that_did_not_become_ready_is_not() {
+    use gantry_core::RetryPolicy;
+    use gantry_core::strategy::TargetError;
+    let retried = |target: &Arc<MemoryTarget>| {
+        Pipeline::builder("release")
+            .step("deploy", Deploy::new(target.clone(), Rolling::new(), "web", "{{version}}"))
+            .retry(RetryPolicy::fixed(2, Duration::from_millis(5)))
+            .build()
+            .unwrap()
+    };
+
+    // The platform refuses to deploy for a passing reason: the step is tried three times, rolled back each time.
+    let flaky = target();
+    flaky.fail_operation("deploy");
+    let report = retried(&flaky).run(version("2.0")).await.unwrap();
+    assert_eq!(report.status, RunStatus::Failed);
+    assert_eq!(report.step("deploy").unwrap().attempts, 3, "{report}");
+    assert_eq!(flaky.stable().unwrap().version, "1.0");
+
+    // The release crash-loops: the same release would fail the same way, so it is not tried again.
+    let crashing = target();
+    crashing.fail_version("2.0", "CrashLoopBackOff");
+    let report = retried(&crashing).run(version("2.0")).await.unwrap();
+    assert_eq!(report.status, RunStatus::Failed);
+    assert_eq!(report.step("deploy").unwrap().attempts, 1, "{report}");
+    assert_eq!(crashing.stable().unwrap().version, "1.0");
+
+    // The errors say so themselves, and carry their source.
+    let transient = TargetError::transient("patch Deployment `web`", "503 Service Unavailable");
+    let refused = TargetError::platform("patch Deployment `web`", "403 Forbidden");
+    assert!(transient.is_retryable() && !refused.is_retryable());
+    assert_eq!(refused.to_string(), "the target failed to patch Deployment `web`: 403 Forbidden");
+    assert_eq!(std::error::Error::source(&refused).unwrap().to_string(), "403 Forbidden");
+}

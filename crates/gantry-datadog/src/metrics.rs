@@ -139,8 +139,8 @@ impl MetricProvider for DatadogMetrics {
         match self.points(&query.query, query.start, query.end, query.step).await {
             Ok(series) if series.points.is_empty() => Err(MetricError::NoData),
             Ok(series) => Ok(series),
-            Err(e) if e.is_transient() => Err(MetricError::Unavailable(e.to_string())),
-            Err(e) => Err(MetricError::Refused(e.to_string())),
+            Err(e) if e.is_transient() => Err(MetricError::unavailable(e)),
+            Err(e) => Err(MetricError::refused(e)),
         }
     }
 }

@@ -112,7 +112,13 @@ async fn wrong_keys_are_refused_and_never_shown() {
     let (from, to) = window();
     let query = MetricQuery::new("latency", "avg:latency{version:2}", Group::Canary, from, to, Duration::from_secs(60));
     let err = DatadogMetrics::new(wrong.clone()).query(&query).await.unwrap_err();
-    assert!(matches!(&err, MetricError::Refused(m) if m.contains("403") && m.contains("Forbidden")), "{err}");
+    assert!(
+        matches!(&err, MetricError::Refused { .. })
+            && !err.is_retryable()
+            && err.to_string().contains("403")
+            && err.to_string().contains("Forbidden"),
+        "{err}"
+    );
     let shown = format!("{err} {err:?} {wrong:?}");
     for key in [API_KEY, "not-the-app-key-0000"] {
         assert!(!shown.contains(key), "a key leaked: {shown}");
@@ -160,7 +166,10 @@ async fn outages_are_retried_then_reported_as_unavailable() {
     sim.fail_next(DatadogFault::Outage(500), 10);
     let query = MetricQuery::new("latency", "avg:latency{version:2}", Group::Canary, from, to, Duration::from_secs(60));
     let err = DatadogMetrics::new(client(&sim).attempts(3)).query(&query).await.unwrap_err();
-    assert!(matches!(&err, MetricError::Unavailable(m) if m.contains("500")), "{err}");
+    assert!(
+        matches!(&err, MetricError::Unavailable { .. }) && err.is_retryable() && err.to_string().contains("500"),
+        "{err}"
+    );
 }
 
 #[tokio::test]

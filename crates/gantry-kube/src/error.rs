@@ -4,8 +4,9 @@
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum KubeError {
-    /// The API server refused or failed a request, or could not be reached.
-    #[error("the Kubernetes API failed to {action}")]
+    /// The API server refused or failed a request, or could not be reached. The text says what the server
+    /// answered (`forbidden: ... (403 Forbidden)`).
+    #[error("the Kubernetes API failed to {action}: {}", answer(source))]
     Api {
         /// What was being done.
         action: String,
@@ -45,6 +46,27 @@ pub enum KubeError {
 impl KubeError {
     pub(crate) fn api(action: impl Into<String>, source: kube::Error) -> Self {
         Self::Api { action: action.into(), source: Box::new(source) }
+    }
+
+    /// Whether the same request may succeed if made again: a server error (5xx), `429`, a conflict that is not a
+    /// server-side apply's field conflict, a `401` (credentials are renewed before the next request), or a lost
+    /// connection. A refusal (403, 404, 422), a missing or misshapen object, and a watch given up are not.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Api { source, .. } => {
+                crate::retry::passing(source)
+                    || matches!(&**source, kube::Error::Api(s) if matches!(s.code, 401 | 429) || s.code >= 500)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// What the server answered, plainly: its message and status for an API error, else kube's text.
+fn answer(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(status) => format!("{} ({} {})", status.message, status.code, status.reason),
+        other => other.to_string(),
     }
 }
 

@@ -41,7 +41,7 @@ where
 
 /// Whether the same call may succeed if made again. A server-side apply's field conflict (a `409` whose causes are
 /// `FieldManagerConflict`) would meet the same conflict again: it is not retried.
-fn passing(e: &kube::Error) -> bool {
+pub(crate) fn passing(e: &kube::Error) -> bool {
     match e {
         kube::Error::Api(status) if status.code == 409 => {
             !status.details.as_ref().is_some_and(|d| d.causes.iter().any(|c| c.reason == "FieldManagerConflict"))

@@ -11,6 +11,7 @@ use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, List
 use serde_json::{Value, json};
 
 use crate::cluster::Cluster;
+use crate::error::KubeError;
 use crate::retry::retrying;
 use crate::rollout::{Followed, Watched, follow, selector_of};
 
@@ -151,18 +152,19 @@ impl KubeTarget {
     }
 
     async fn stable(&self) -> Result<Deployment, TargetError> {
-        self.get(&self.deployment).await?.ok_or_else(|| TargetError::Platform {
-            action: "find the stable Deployment".into(),
-            why: format!("Deployment `{}` not found in `{}`", self.deployment, self.namespace),
+        self.get(&self.deployment).await?.ok_or_else(|| {
+            TargetError::platform(
+                "find the stable Deployment",
+                format!("Deployment `{}` not found in `{}`", self.deployment, self.namespace),
+            )
         })
     }
 
     fn container_of(&self, d: &Deployment) -> Result<String, TargetError> {
         let spec = d.spec.as_ref().and_then(|s| s.template.spec.as_ref());
         let first = spec.and_then(|s| s.containers.first()).map(|c| c.name.clone());
-        self.container.clone().or(first).ok_or_else(|| TargetError::Platform {
-            action: "find the container".into(),
-            why: format!("Deployment `{}` has no containers", self.deployment),
+        self.container.clone().or(first).ok_or_else(|| {
+            TargetError::platform("find the container", format!("Deployment `{}` has no containers", self.deployment))
         })
     }
 
@@ -196,7 +198,7 @@ impl KubeTarget {
             return Ok(Vec::new());
         }
         let template = stable.spec.as_ref().map(|s| s.template.clone()).unwrap_or_default();
-        let kept = serde_json::to_string(&template).map_err(platform)?;
+        let kept = serde_json::to_string(&template).map_err(|e| TargetError::platform("build a patch", e))?;
         let mut ops = Vec::new();
         if annotations.is_none() {
             ops.push(json!({"op": "add", "path": "/metadata/annotations", "value": {}}));
@@ -215,13 +217,15 @@ impl KubeTarget {
     }
 
     /// Applies `patch` to Deployment `name` and follows the rollout it starts until it completes or fails.
-    async fn roll(&self, name: &str, patch: &Patch<Value>, image: &str) -> Result<(), String> {
+    /// Patches Deployment `name` and follows its rollout. A refused or failed patch is the platform's error (the
+    /// outer one); a rollout that does not complete is said in the inner one, for the caller to name.
+    async fn roll(&self, name: &str, patch: &Patch<Value>, image: &str) -> Result<Result<(), String>, TargetError> {
         let deploys = self.deployments();
         let params = PatchParams::default();
         let patched = retrying(&format!("patch Deployment `{name}`"), || deploys.patch(name, &params, patch))
             .await
-            .map_err(|e| e.to_string())?;
-        self.follow(&patched, image).await
+            .map_err(platform)?;
+        Ok(self.follow(&patched, image).await)
     }
 
     async fn follow(&self, d: &Deployment, image: &str) -> Result<(), String> {
@@ -253,9 +257,11 @@ impl KubeTarget {
                 rs.metadata.annotations.as_ref().and_then(|a| a.get("deployment.kubernetes.io/revision")) == revision
             })
             .and_then(|rs| rs.metadata.labels.and_then(|l| l.get("pod-template-hash").cloned()))
-            .ok_or_else(|| TargetError::Platform {
-                action: "find the stable ReplicaSet".into(),
-                why: format!("no ReplicaSet of `{}` at its current revision", self.deployment),
+            .ok_or_else(|| {
+                TargetError::platform(
+                    "find the stable ReplicaSet",
+                    format!("no ReplicaSet of `{}` at its current revision", self.deployment),
+                )
             })
     }
 
@@ -273,7 +279,7 @@ impl KubeTarget {
                 {"op": "add", "path": "/metadata/annotations", "value": annotations},
                 {"op": "add", "path": "/spec/selector", "value": selector},
             ]))
-            .map_err(|e| TargetError::Platform { action: "build a patch".into(), why: e.to_string() })?,
+            .map_err(|e| TargetError::platform("build a patch", e))?,
         );
         patched(&services, name, &PatchParams::default(), &patch, &format!("select pods for Service `{name}`")).await?;
         Ok(())
@@ -296,7 +302,7 @@ impl KubeTarget {
                 {"op": "remove", "path": format!("/metadata/annotations/{}", SELECTOR_ANNOTATION.replace('/', "~1"))},
                 {"op": "add", "path": "/spec/selector", "value": own},
             ]))
-            .map_err(|e| TargetError::Platform { action: "build a patch".into(), why: e.to_string() })?,
+            .map_err(|e| TargetError::platform("build a patch", e))?,
         );
         patched(&services, name, &PatchParams::default(), &patch, &format!("restore Service `{name}`")).await?;
         Ok(())
@@ -316,7 +322,7 @@ impl KubeTarget {
             }
             let patch = Patch::Json::<()>(
                 serde_json::from_value(json!([{"op": "add", "path": "/spec/selector", "value": selector}]))
-                    .map_err(|e| TargetError::Platform { action: "build a patch".into(), why: e.to_string() })?,
+                    .map_err(|e| TargetError::platform("build a patch", e))?,
             );
             patched(&services, name, &PatchParams::default(), &patch, &format!("select pods for Service `{name}`"))
                 .await?;
@@ -330,7 +336,7 @@ impl KubeTarget {
             "metadata": {"name": name, "namespace": self.namespace, "labels": {"app.kubernetes.io/managed-by": "gantry"}},
             "spec": {"selector": selector, "ports": ports}
         }))
-        .map_err(|e| TargetError::Platform { action: "build a Service".into(), why: e.to_string() })?;
+        .map_err(|e| TargetError::platform("build a Service", e))?;
         let params = PatchParams::apply(crate::FIELD_MANAGER).force();
         patched(&services, name, &params, &Patch::Apply(&service), &format!("create Service `{name}`")).await?;
         Ok(())
@@ -342,15 +348,16 @@ impl KubeTarget {
         let image = self.image_in(&d)?;
         let patch = Patch::Merge(json!({"spec": {"replicas": replicas}}));
         self.roll(name, &patch, &image)
-            .await
-            .map_err(|why| TargetError::Platform { action: format!("scale `{name}` to {replicas}"), why })
+            .await?
+            .map_err(|why| TargetError::platform(format!("scale `{name}` to {replicas}"), why))
     }
 
     fn image_in(&self, d: &Deployment) -> Result<String, TargetError> {
         let container = self.container_of(d)?;
-        d.spec.as_ref().and_then(|s| crate::rollout::image_of(&s.template, &container)).ok_or_else(|| {
-            TargetError::Platform { action: "read the image".into(), why: format!("no container `{container}`") }
-        })
+        d.spec
+            .as_ref()
+            .and_then(|s| crate::rollout::image_of(&s.template, &container))
+            .ok_or_else(|| TargetError::platform("read the image", format!("no container `{container}`")))
     }
 
     async fn delete(&self, name: &str) -> Result<(), TargetError> {
@@ -408,10 +415,7 @@ impl KubeTarget {
                     ("Cookie".to_owned(), format!("(^|;\\s*){name}={value}(;|$)"), "RegularExpression")
                 }
                 other => {
-                    return Err(TargetError::Platform {
-                        action: "route".into(),
-                        why: format!("unsupported match {other:?}"),
-                    });
+                    return Err(TargetError::platform("route", format!("unsupported match {other:?}")));
                 }
             };
             let ab = json!({
@@ -442,8 +446,13 @@ where
     retrying(action, || api.patch(name, params, patch)).await.map_err(platform)
 }
 
-fn platform(e: impl std::fmt::Display) -> TargetError {
-    TargetError::Platform { action: "talk to the cluster".into(), why: e.to_string() }
+/// An API call's failure as the target's: retryable when the call's was.
+fn platform(e: KubeError) -> TargetError {
+    if e.is_retryable() {
+        TargetError::transient("talk to the cluster", e)
+    } else {
+        TargetError::platform("talk to the cluster", e)
+    }
 }
 
 #[async_trait]
@@ -459,10 +468,10 @@ impl Target for KubeTarget {
     }
 
     async fn deploy(&self, slot: Slot, release: &Release) -> Result<(), TargetError> {
-        let image = release.image.clone().ok_or_else(|| TargetError::Platform {
-            action: format!("deploy {release}"),
-            why: "the release has no image".into(),
-        })?;
+        let image = release
+            .image
+            .clone()
+            .ok_or_else(|| TargetError::platform(format!("deploy {release}"), "the release has no image"))?;
         let stable = self.stable().await?;
         let container = self.container_of(&stable)?;
         let not_ready = |why: String| TargetError::NotReady { release: release.to_string(), slot, why };
@@ -486,10 +495,12 @@ impl Target for KubeTarget {
                 .and_then(|s| s.containers.iter().position(|c| c.name == container))
                 .ok_or_else(|| not_ready(format!("Deployment `{}` has no container `{container}`", self.deployment)))?;
             ops.push(json!({"op": "replace", "path": format!("/spec/template/spec/containers/{index}/image"), "value": image}));
-            let patch = Patch::Json::<Value>(serde_json::from_value(Value::Array(ops)).map_err(platform)?);
+            let patch = Patch::Json::<Value>(
+                serde_json::from_value(Value::Array(ops)).map_err(|e| TargetError::platform("build a patch", e))?,
+            );
             let previous_image = self.image_in(&stable)?;
             self.event(&stable, false, "GantryRolloutStarted", &format!("{previous_image} -> {image}")).await;
-            self.roll(&self.deployment, &patch, &image).await.map_err(not_ready)?;
+            self.roll(&self.deployment, &patch, &image).await?.map_err(not_ready)?;
             self.forget_stable_template().await?;
             self.event(&stable, false, "GantryRolloutComplete", &format!("{image} is available")).await;
             return Ok(());
@@ -508,7 +519,7 @@ impl Target for KubeTarget {
             self.select(service, &pinned).await?;
         }
         base.insert(SLOT_LABEL.into(), slot.to_string());
-        let mut spec = serde_json::to_value(stable.spec.clone().unwrap_or_default()).map_err(platform)?;
+        let mut spec = serde_json::to_value(stable.spec.clone().unwrap_or_default()).map_err(json)?;
         spec["replicas"] = json!(replicas);
         spec["selector"] = json!({"matchLabels": base});
         let mut labels = base.clone();
@@ -527,7 +538,7 @@ impl Target for KubeTarget {
             "metadata": {"name": name, "namespace": self.namespace, "labels": {SLOT_LABEL: slot.to_string(), "app.kubernetes.io/managed-by": "gantry"}},
             "spec": spec
         }))
-        .map_err(platform)?;
+        .map_err(json)?;
         let deploys = self.deployments();
         let params = PatchParams::apply(crate::FIELD_MANAGER).force();
         let applied =
@@ -559,10 +570,10 @@ impl Target for KubeTarget {
             return self.route(router, traffic.weight, traffic.matching.as_ref()).await;
         }
         if traffic.matching.is_some() {
-            return Err(TargetError::Platform {
-                action: "route requests by header or cookie".into(),
-                why: "that needs an HTTPRoute router (KubeTarget::router)".into(),
-            });
+            return Err(TargetError::platform(
+                "route requests by header or cookie",
+                "that needs an HTTPRoute router (KubeTarget::router)",
+            ));
         }
         match new_slot {
             Some(Slot::Preview) => {
@@ -612,12 +623,11 @@ impl Target for KubeTarget {
         let stable = self.stable().await?;
         let total = Self::replicas_of(&stable);
         let name = self.name_of(slot);
-        let new = self.get(&name).await?.ok_or_else(|| TargetError::Platform {
-            action: format!("promote the {slot} slot"),
-            why: format!("Deployment `{name}` not found"),
+        let new = self.get(&name).await?.ok_or_else(|| {
+            TargetError::platform(format!("promote the {slot} slot"), format!("Deployment `{name}` not found"))
         })?;
         let image = self.image_in(&new)?;
-        let mut template = serde_json::to_value(new.spec.map(|s| s.template).unwrap_or_default()).map_err(platform)?;
+        let mut template = serde_json::to_value(new.spec.map(|s| s.template).unwrap_or_default()).map_err(json)?;
         if let Some(labels) = template.pointer_mut("/metadata/labels").and_then(Value::as_object_mut) {
             labels.remove(SLOT_LABEL);
             labels.remove("pod-template-hash");
@@ -628,10 +638,12 @@ impl Target for KubeTarget {
         if stable.metadata.annotations.as_ref().is_some_and(|a| a.contains_key(REPLICAS_ANNOTATION)) {
             ops.push(json!({"op": "remove", "path": annotation_path(REPLICAS_ANNOTATION)}));
         }
-        let patch = Patch::Json::<Value>(serde_json::from_value(Value::Array(ops)).map_err(platform)?);
+        let patch = Patch::Json::<Value>(
+            serde_json::from_value(Value::Array(ops)).map_err(|e| TargetError::platform("build a patch", e))?,
+        );
         self.roll(&self.deployment, &patch, &image)
-            .await
-            .map_err(|why| TargetError::Platform { action: format!("promote the {slot} slot"), why })?;
+            .await?
+            .map_err(|why| TargetError::platform(format!("promote the {slot} slot"), why))?;
         if slot == Slot::Preview {
             // Traffic stays on the new version: from the preview's pods to the stable ones, then the preview goes.
             let stable = self.stable().await?;
@@ -703,9 +715,8 @@ impl KubeTarget {
         let mut ops = Vec::new();
         let (template, image) = match annotations.get(STABLE_TEMPLATE_ANNOTATION) {
             Some(kept) => {
-                let template: Value = serde_json::from_str(kept).map_err(|e| TargetError::Platform {
-                    action: format!("read the last good pod template of `{}`", self.deployment),
-                    why: e.to_string(),
+                let template: Value = serde_json::from_str(kept).map_err(|e| {
+                    TargetError::platform(format!("read the last good pod template of `{}`", self.deployment), e)
                 })?;
                 ops.push(json!({"op": "remove", "path": annotation_path(STABLE_TEMPLATE_ANNOTATION)}));
                 let image = image_in_template(&template, &self.container_of(current)?)
@@ -715,7 +726,7 @@ impl KubeTarget {
             None => {
                 let mut template =
                     serde_json::to_value(current.spec.as_ref().map(|s| s.template.clone()).unwrap_or_default())
-                        .map_err(platform)?;
+                        .map_err(json)?;
                 let container = self.container_of(current)?;
                 let image = stable.image.clone().unwrap_or_else(|| self.image_in(current).unwrap_or_default());
                 if let Some(c) = template
@@ -740,8 +751,10 @@ impl KubeTarget {
         if annotations.contains_key(REPLICAS_ANNOTATION) {
             ops.push(json!({"op": "remove", "path": annotation_path(REPLICAS_ANNOTATION)}));
         }
-        let patch = Patch::Json::<Value>(serde_json::from_value(Value::Array(ops)).map_err(platform)?);
-        self.roll(&self.deployment, &patch, &image).await.map_err(|why| TargetError::NotReady {
+        let patch = Patch::Json::<Value>(
+            serde_json::from_value(Value::Array(ops)).map_err(|e| TargetError::platform("build a patch", e))?,
+        );
+        self.roll(&self.deployment, &patch, &image).await?.map_err(|why| TargetError::NotReady {
             release: stable.to_string(),
             slot: Slot::Stable,
             why: format!("{why} (Deployment `{}` is left on what the rollback made of it)", self.deployment),
@@ -793,10 +806,7 @@ impl KubeTarget {
         if left.is_empty() {
             return Ok(());
         }
-        Err(TargetError::Platform {
-            action: format!("restore {stable}"),
-            why: format!("left behind: {}", left.join("; ")),
-        })
+        Err(TargetError::platform(format!("restore {stable}"), format!("left behind: {}", left.join("; "))))
     }
 }
 
@@ -815,4 +825,9 @@ fn image_in_template(template: &Value, container: &str) -> Option<String> {
 /// How a release is named in events: its image, else `service version`.
 fn shown(release: &Release) -> String {
     release.image.clone().unwrap_or_else(|| release.to_string())
+}
+
+/// A JSON value Gantry builds that could not be built or read: a bug or a misshapen object, not worth a retry.
+fn json(e: serde_json::Error) -> TargetError {
+    TargetError::platform("build or read JSON", e)
 }

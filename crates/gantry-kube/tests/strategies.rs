@@ -507,3 +507,32 @@ async fn another_process_restores_the_whole_last_good_template_after_a_crash_mid
     assert_eq!(deploys.get("web").await.unwrap().metadata.generation, generation);
     c.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_targets_errors_say_what_the_server_answered_and_whether_a_retry_may_help() {
+    use gantry_core::strategy::{Release, Slot, Target};
+    use gantry_testkit::kube::Fault;
+    use gantry_testkit::kube::{Method, StatusCode};
+    let c = TestCluster::new("target-errors").await.unwrap();
+    let Some(sim) = c.sim() else { return c.cleanup().await };
+    web(&c).await;
+    let target = KubeTarget::new(Cluster::new(c.client.clone(), c.namespace.clone()), "web");
+    let release = Release::new("web", "2").image("web:2");
+
+    // A token without `patch deployments`: refused, and refused again on a retry.
+    sim.inject(Fault::status(StatusCode::FORBIDDEN).method(Method::PATCH).path("/deployments/web").times(1));
+    let refused = target.deploy(Slot::Stable, &release).await.unwrap_err();
+    assert!(!refused.is_retryable(), "{refused}");
+    let text = refused.to_string();
+    assert!(text.contains("patch Deployment `web`") && text.contains("(403 Forbidden)"), "{text}");
+    let source = std::error::Error::source(&refused).expect("the cluster's error is kept");
+    assert!(source.downcast_ref::<gantry_kube::KubeError>().is_some(), "{source:?}");
+
+    // A server that keeps failing past the client's own retries: the deploy may succeed later.
+    sim.inject(Fault::status(StatusCode::INTERNAL_SERVER_ERROR).method(Method::GET).path("/deployments/web").times(5));
+    let failed = target.deploy(Slot::Stable, &release).await.unwrap_err();
+    assert!(failed.is_retryable(), "{failed}");
+    assert!(failed.to_string().contains("(500 InternalError)"), "{failed}");
+    sim.clear_faults();
+    c.cleanup().await;
+}

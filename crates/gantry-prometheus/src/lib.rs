@@ -205,13 +205,13 @@ impl MetricProvider for Prometheus {
                 0 => Err(MetricError::NoData),
                 1 if series[0].points.is_empty() => Err(MetricError::NoData),
                 1 => Ok(series.swap_remove(0)),
-                n => Err(MetricError::Refused(format!(
+                n => Err(MetricError::refused(format!(
                     "the query returns {n} series; aggregate it to one (e.g. `avg(...)`): {}",
                     query.query
                 ))),
             },
-            Err(e) if e.is_transient() => Err(MetricError::Unavailable(e.to_string())),
-            Err(e) => Err(MetricError::Refused(e.to_string())),
+            Err(e) if e.is_transient() => Err(MetricError::unavailable(e)),
+            Err(e) => Err(MetricError::refused(e)),
         }
     }
 }

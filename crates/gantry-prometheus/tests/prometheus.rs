@@ -120,5 +120,5 @@ async fn an_unreachable_prometheus_is_unavailable_not_a_pass() {
         Duration::from_secs(60),
     );
     let err = provider.query(&query).await.unwrap_err();
-    assert!(matches!(err, gantry_core::analysis::MetricError::Unavailable(_)), "{err}");
+    assert!(matches!(err, gantry_core::analysis::MetricError::Unavailable { .. }), "{err}");
 }

@@ -59,7 +59,7 @@ pub async fn conformance(provider: &dyn MetricProvider, fixture: &Fixture) -> Re
         other => return Err(format!("a window before the data gave {other:?}, not NoData")),
     }
     match provider.query(&query(&fixture.bad_query, fixture.start, fixture.end)).await {
-        Err(MetricError::Refused(_)) => {}
+        Err(MetricError::Refused { .. }) => {}
         other => return Err(format!("a bad query gave {other:?}, not Refused")),
     }
     Ok(())

@@ -1,9 +1,12 @@
 //! Metrics and where they come from: the `MetricProvider` trait, queries, series, and what to judge them by.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
+
+use crate::BoxError;
 
 /// Which group a query is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
@@ -67,18 +70,48 @@ impl Series {
 }
 
 /// Why a provider has no series: explicit, and never taken for a pass.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum MetricError {
-    /// The provider could not be reached or failed (5xx, timeouts, rate limits after retries).
-    #[error("the metrics provider failed: {0}")]
-    Unavailable(String),
-    /// The provider refused the query (bad syntax, bad key).
-    #[error("the metrics provider refused the query: {0}")]
-    Refused(String),
-    /// The query matched no data in the window.
+    /// The provider could not be reached or failed (5xx, timeouts, rate limits after retries): asking again later
+    /// may help.
+    #[error("the metrics provider failed: {source}")]
+    Unavailable {
+        /// Why.
+        #[source]
+        source: SharedError,
+    },
+    /// The provider refused the query (bad syntax, bad key): asking again will be refused again.
+    #[error("the metrics provider refused the query: {source}")]
+    Refused {
+        /// Why.
+        #[source]
+        source: SharedError,
+    },
+    /// The query matched no data in the window. Asking again later may help: metric pipelines lag.
     #[error("no data for the query in the window")]
     NoData,
+}
+
+/// A source error shared by the copies of a [`MetricError`] (the judge's data is cloned).
+pub type SharedError = Arc<dyn std::error::Error + Send + Sync + 'static>;
+
+impl MetricError {
+    /// The provider failed for a passing reason.
+    pub fn unavailable(source: impl Into<BoxError>) -> Self {
+        Self::Unavailable { source: Arc::from(source.into()) }
+    }
+
+    /// The provider refused the query.
+    pub fn refused(source: impl Into<BoxError>) -> Self {
+        Self::Refused { source: Arc::from(source.into()) }
+    }
+
+    /// Whether asking again may help: yes for an unavailable provider and for no data (it may not have arrived
+    /// yet), no for a refused query.
+    pub fn is_retryable(&self) -> bool {
+        !matches!(self, Self::Refused { .. })
+    }
 }
 
 /// A source of metrics: Datadog, Prometheus, the test kit. Implementations return what the provider returned, and

@@ -17,7 +17,7 @@ mod verdict;
 pub use classic::ClassicJudge;
 pub use judge::{Judge, MetricData};
 pub use metric::{
-    Direction, Group, Metric, MetricError, MetricKind, MetricProvider, MetricQuery, OnInconclusive, Series,
+    Direction, Group, Metric, MetricError, MetricKind, MetricProvider, MetricQuery, OnInconclusive, Series, SharedError,
 };
 pub use run::Analysis;
 pub use sequential::SequentialJudge;

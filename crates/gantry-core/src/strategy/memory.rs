@@ -125,7 +125,7 @@ impl MemoryTarget {
 
     fn check(state: &State, operation: &'static str) -> Result<(), TargetError> {
         if state.unavailable.contains(operation) {
-            return Err(TargetError::Platform { action: operation.into(), why: "the platform is unavailable".into() });
+            return Err(TargetError::transient(operation, "the platform is unavailable"));
         }
         Ok(())
     }
@@ -173,10 +173,10 @@ impl Target for MemoryTarget {
             let mut state = self.lock();
             Self::check(&state, "promote")?;
             state.log.push(format!("promote {slot}"));
-            let release = state.slots.remove(&slot).ok_or_else(|| TargetError::Platform {
-                action: format!("promote the {slot} slot"),
-                why: "it is empty".into(),
-            })?;
+            let release = state
+                .slots
+                .remove(&slot)
+                .ok_or_else(|| TargetError::platform(format!("promote the {slot} slot"), "it is empty"))?;
             state.slots.insert(Slot::Stable, release);
             state.traffic = Traffic::stable();
         }

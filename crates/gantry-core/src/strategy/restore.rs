@@ -91,9 +91,11 @@ impl Target for Retrying {
                 Err(e) => e,
             };
             if started.elapsed() + pause > self.budget {
+                let elapsed = started.elapsed();
                 return Err(TargetError::Platform {
                     action: format!("restore {stable}"),
-                    why: format!("gave up after {attempts} attempts in {:.1?}; the last: {error}", started.elapsed()),
+                    retryable: error.is_retryable(),
+                    source: format!("gave up after {attempts} attempts in {elapsed:.1?}; the last: {error}").into(),
                 });
             }
             tracing::warn!(target: "gantry::strategy", release = %stable, attempts, %error, "restoring failed; trying again");

@@ -31,6 +31,7 @@ impl Strategy for Rolling {
             Err(e) => e,
         };
         let interrupted = matches!(error, TargetError::Cancelled) || ctx.is_cancelled();
+        let error_retryable = error.is_retryable();
         let failure = if interrupted { super::Stop::Cancelled.reason() } else { error.to_string() };
         let new = shown(release);
         let Some(previous) = previous else {
@@ -39,15 +40,18 @@ impl Strategy for Rolling {
             )));
         };
         ctx.log(format!("rolling back to {}: {failure}", shown(&previous)));
-        let outcome = match restore(ctx, target, &previous, &format!("deploying {new} failed: {failure}")).await {
-            Ok(()) => format!("rolled back to {}, which is healthy again", shown(&previous)),
-            Err(left) => left,
-        };
+        let (restored, outcome) =
+            match restore(ctx, target, &previous, &format!("deploying {new} failed: {failure}")).await {
+                Ok(()) => (true, format!("rolled back to {}, which is healthy again", shown(&previous))),
+                Err(left) => (false, left),
+            };
         ctx.phase(Phase::RolledBack, format!("{release} failed ({failure}); {outcome}"));
         if interrupted {
             return Err(StepError::interrupted(format!("deploying {new} was interrupted; {outcome}")));
         }
-        Err(StepError::new(format!("deploying {new} failed: {failure}; {outcome}")))
+        let error = StepError::new(format!("deploying {new} failed: {failure}; {outcome}"));
+        // A passing platform fault, and the previous release is back: trying the whole deploy again is safe.
+        Err(if restored && error_retryable { error.retryable() } else { error })
     }
 
     fn describe(&self, _ctx: &StepContext) -> String {
@@ -55,6 +59,9 @@ impl Strategy for Rolling {
     }
 }
 
+/// A target's failure as the step's: retryable when the target's was (a step's `.retry()` then tries again).
 pub(crate) fn failed(e: TargetError) -> StepError {
-    StepError::new(e.to_string())
+    let retryable = e.is_retryable();
+    let error = StepError::new(e.to_string());
+    if retryable { error.retryable() } else { error }
 }

@@ -4,6 +4,8 @@ use std::fmt;
 
 use async_trait::async_trait;
 
+use crate::BoxError;
+
 /// A version of a service to deploy.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
@@ -121,16 +123,39 @@ pub enum TargetError {
         why: String,
     },
     /// The platform failed an operation.
-    #[error("the target failed to {action}: {why}")]
+    /// The text includes the source's, which is also there for code that looks for a particular error.
+    #[error("the target failed to {action}: {source}")]
     Platform {
-        /// What was being done.
+        /// What was being done (`patch Deployment \`web\``).
         action: String,
+        /// Whether the same operation may succeed if tried again (a server error, a conflict, a lost connection),
+        /// as opposed to a refusal that would be met again (forbidden, invalid, not found).
+        retryable: bool,
         /// Why it failed.
-        why: String,
+        #[source]
+        source: BoxError,
     },
     /// The operation was cancelled.
     #[error("cancelled")]
     Cancelled,
+}
+
+impl TargetError {
+    /// The platform failed `action` for a reason that would be met again: a refusal, a missing or misshapen object.
+    pub fn platform(action: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        Self::Platform { action: action.into(), retryable: false, source: source.into() }
+    }
+
+    /// The platform failed `action` for a passing reason: a server error, a conflict, a lost connection.
+    pub fn transient(action: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        Self::Platform { action: action.into(), retryable: true, source: source.into() }
+    }
+
+    /// Whether trying the operation again may help. A release that did not become ready, and a cancellation,
+    /// are never retryable: the same release would fail the same way, and a cancelled run stops.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Platform { retryable: true, .. })
+    }
 }
 
 /// What a target can do with traffic. A [`Strategy`](super::Strategy) declares what it needs
@@ -278,7 +303,7 @@ pub trait Target: Send + Sync + fmt::Debug {
         if failed.is_empty() {
             return Ok(());
         }
-        Err(TargetError::Platform { action: format!("restore {stable}"), why: failed.join("; ") })
+        Err(TargetError::platform(format!("restore {stable}"), failed.join("; ")))
     }
 
     /// What this target can do with traffic (default: everything, for targets written before capabilities were

@@ -109,7 +109,7 @@ impl MetricProvider for SyntheticProvider {
     async fn query(&self, query: &MetricQuery) -> Result<Series, MetricError> {
         self.queries.lock().unwrap().push((query.group, query.query.clone()));
         if self.down.load(Ordering::Relaxed) {
-            return Err(MetricError::Unavailable("503 Service Unavailable".into()));
+            return Err(MetricError::unavailable("503 Service Unavailable"));
         }
         let version = query.query.split("version:").nth(1).map(|v| v.trim_end_matches('}')).unwrap_or_default();
         let shape = self.shapes.get(&(query.metric.clone(), version.to_owned())).ok_or(MetricError::NoData)?;
