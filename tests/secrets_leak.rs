@@ -268,7 +268,7 @@ impl Notifier for Printer {
         "printer"
     }
 
-    async fn follow(&self, run: RunInfo, mut events: gantry_core::EventStream) -> Vec<String> {
+    async fn follow(&self, run: RunInfo, mut events: gantry_core::EventStream) -> Vec<gantry_core::NotifyError> {
         println!("== notifier\n{run:?}");
         while let Some(event) = events.next().await {
             println!("{event:?}");

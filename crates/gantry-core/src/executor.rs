@@ -264,7 +264,7 @@ fn start_notifiers(
 }
 
 /// The notifiers' tasks: aborted if the run is dropped before it awaits them.
-struct Following(Vec<(String, tokio::task::JoinHandle<Vec<String>>)>);
+struct Following(Vec<(String, tokio::task::JoinHandle<Vec<crate::NotifyError>>)>);
 
 impl Drop for Following {
     fn drop(&mut self) {

@@ -47,6 +47,7 @@ mod error;
 mod event;
 mod executor;
 mod export;
+pub mod http;
 mod image;
 mod notify;
 mod panic;
@@ -72,7 +73,7 @@ pub use error::{BoxError, BuildError, ContextError, Problem, RunError, StepError
 pub use event::{Event, EventStream, LogStream, Phase};
 pub use executor::Run;
 pub use image::{ImageRef, ImageRefError};
-pub use notify::{Notifier, RunInfo};
+pub use notify::{Notifier, NotifyError, RunInfo};
 pub use pipeline::{Pipeline, PipelineBuilder, StepBuilder};
 pub use plan::{Plan, PlannedStatus, PlannedStep};
 pub use report::{RunReport, RunStatus, StepReport, StepStatus};

@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::BoxError;
 use crate::event::EventStream;
 
 /// The run a notifier follows: its id, its pipeline, and its variables (never its secrets).
@@ -73,10 +74,54 @@ fn percent_encode(text: &str) -> String {
     out
 }
 
+/// A message a notifier could not deliver. Its text is what the run's report lists, after the notifier's name
+/// (`slack: the final message: Slack refused \`chat.postMessage\`: channel_not_found`); secrets are never in it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NotifyError {
+    /// The service refused the message, and would refuse it again (a revoked token, an unknown channel, a message
+    /// it cannot take).
+    #[error("the {what} message: {source}")]
+    Refused {
+        /// Which message (`start`, `final`, `deploy step`).
+        what: String,
+        /// Why, as the service said it.
+        #[source]
+        source: BoxError,
+    },
+    /// The service could not be reached, or kept failing, for every attempt the notifier made.
+    #[error("the {what} message: {source}")]
+    Unavailable {
+        /// Which message.
+        what: String,
+        /// What the last attempt met.
+        #[source]
+        source: BoxError,
+    },
+}
+
+impl NotifyError {
+    /// The service refused message `what`.
+    pub fn refused(what: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        Self::Refused { what: what.into(), source: source.into() }
+    }
+
+    /// Message `what` could not be delivered for a passing reason.
+    pub fn unavailable(what: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        Self::Unavailable { what: what.into(), source: source.into() }
+    }
+
+    /// Whether sending the message again later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Unavailable { .. })
+    }
+}
+
 /// Follows a run's events and tells someone about them.
 ///
-/// `follow` returns what could not be delivered (each with why, secrets never included); the run reports it and
-/// goes on. It should bound its own retries and timeouts: the run waits for it only
+/// `follow` returns what could not be delivered (each with why, secrets never included); the run lists it in its
+/// report ([`RunReport::undelivered`](crate::RunReport::undelivered), as text after the notifier's name) and goes
+/// on. It should bound its own retries and timeouts: the run waits for it only
 /// [`notify_grace`](crate::Run::notify_grace) after the run ends, then drops it.
 #[async_trait::async_trait]
 pub trait Notifier: Send + Sync + 'static {
@@ -84,5 +129,5 @@ pub trait Notifier: Send + Sync + 'static {
     fn name(&self) -> &str;
 
     /// Reads `events` to the end ([`Event::RunFinished`](crate::Event::RunFinished)) and notifies.
-    async fn follow(&self, run: RunInfo, events: EventStream) -> Vec<String>;
+    async fn follow(&self, run: RunInfo, events: EventStream) -> Vec<NotifyError>;
 }

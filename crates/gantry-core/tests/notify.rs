@@ -12,7 +12,7 @@ struct Recording {
     seen: Arc<Mutex<Vec<String>>>,
     info: Arc<Mutex<Option<RunInfo>>>,
     per_event: Duration,
-    fail_with: Vec<String>,
+    fail_with: Vec<&'static str>,
 }
 
 #[async_trait::async_trait]
@@ -21,7 +21,7 @@ impl Notifier for Recording {
         "recording"
     }
 
-    async fn follow(&self, run: RunInfo, mut events: EventStream) -> Vec<String> {
+    async fn follow(&self, run: RunInfo, mut events: EventStream) -> Vec<gantry_core::NotifyError> {
         *self.info.lock().unwrap() = Some(run);
         while let Some(event) = events.next().await {
             tokio::time::sleep(self.per_event).await;
@@ -33,7 +33,7 @@ impl Notifier for Recording {
             };
             self.seen.lock().unwrap().push(kind);
         }
-        self.fail_with.clone()
+        self.fail_with.iter().map(|why| gantry_core::NotifyError::unavailable("final", *why)).collect()
     }
 }
 
@@ -54,7 +54,7 @@ async fn a_notifier_sees_the_whole_run_and_its_failures_are_reported_not_fatal()
         seen: Arc::clone(&seen),
         info: Arc::clone(&info),
         per_event: Duration::ZERO,
-        fail_with: vec!["the final message: Slack answered 500".into()],
+        fail_with: vec!["Slack answered 500"],
     };
     let report = Run::new(&pipeline(), Context::new().var("repo", "acme/shop").var("sha", "abc123"))
         .with_id("run-7")

@@ -10,7 +10,7 @@ use gantry_core::analysis::{Analysis, ClassicJudge, Direction, Metric, OnInconcl
 use gantry_core::strategy::{
     BlueGreen, Canary, Conditional, Deploy, Match, MemoryTarget, Promotion, Release, Rolling, Slot, Strategy, VERDICT,
 };
-use gantry_core::{Condition, Context, Event, Phase, Pipeline, Run, RunReport, RunStatus, StepStatus, step_fn};
+use gantry_core::{Condition, Context, Event, Phase, Pipeline, Run, RunReport, RunStatus, step_fn};
 use support::metrics::{Shape, SyntheticProvider};
 
 const LATENCY: Shape = Shape::Normal { mean: 100.0, sd: 10.0 };
@@ -189,17 +189,6 @@ async fn a_background_analysis_aborts_a_canary_between_its_steps() {
 }
 
 #[tokio::test]
-async fn a_canary_that_never_becomes_ready_is_removed() {
-    let target = target();
-    target.fail_version("2.0", "CrashLoopBackOff");
-    let (report, _, _) = deploy(&target, canary(provider("2.0", 1.0, 1.0)), version("2.0")).await;
-    let reason = report.step("deploy").unwrap().reason.clone().unwrap();
-    assert!(reason.contains("did not become ready in the canary slot: CrashLoopBackOff"), "{reason}");
-    assert!(target.slot(Slot::Canary).is_none());
-    assert_eq!(target.stable().unwrap().version, "1.0");
-}
-
-#[tokio::test]
 async fn a_canary_waits_for_its_promotion() {
     let target = target();
     let promotion = Promotion::new();
@@ -218,23 +207,6 @@ async fn a_canary_waits_for_its_promotion() {
     let report = tokio::time::timeout(Duration::from_secs(10), handle).await.unwrap().unwrap().unwrap();
     assert_eq!(report.status, RunStatus::Succeeded);
     assert_eq!(target.stable().unwrap().version, "1.1");
-}
-
-#[tokio::test]
-async fn cancelling_a_canary_aborts_it() {
-    let target = target();
-    let strategy = Canary::new().set_weight(25).pause(Duration::from_secs(60)).set_weight(75);
-    let pipeline = Pipeline::builder("release")
-        .step("deploy", Deploy::new(target.clone(), strategy, "web", "{{version}}"))
-        .build()
-        .unwrap();
-    let run = Run::new(&pipeline, version("1.1"));
-    let (report, _) = support::cancel_after(run, Duration::from_millis(100)).await;
-    assert_eq!(report.status, RunStatus::Cancelled);
-    assert_eq!(report.status_of("deploy"), Some(StepStatus::Cancelled));
-    assert_eq!(target.stable().unwrap().version, "1.0");
-    assert!(target.slot(Slot::Canary).is_none());
-    assert_eq!(target.traffic().weight, 0);
 }
 
 fn blue_green() -> BlueGreen {
@@ -416,31 +388,6 @@ async fn a_restore_that_fails_once_is_retried_and_the_release_is_restored() {
     assert!(reason.contains("rolled back to web 1.0, which is healthy again"), "{reason}");
     assert_eq!(target.stable().unwrap().version, "1.0");
     assert!(target.events()[0].contains("deploying web 2.0 failed"), "the target was told why: {:?}", target.events());
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_deploy_dropped_mid_canary_is_restored_by_a_task_of_its_own() {
-    let target = target();
-    let strategy = Canary::new().set_weight(30).pause_until_promoted().promotion(Promotion::new());
-    let pipeline = Pipeline::builder("release")
-        .step("deploy", Deploy::new(target.clone(), strategy, "web", "{{version}}"))
-        .build()
-        .unwrap();
-    let run = Box::pin(pipeline.run(version("2.0")));
-    // Dropped while the canary holds 30 %: no step timeout, no cancellation, just gone.
-    let _ = tokio::time::timeout(Duration::from_millis(300), run).await;
-    for _ in 0..100 {
-        if target.traffic().weight == 0 && target.slot(Slot::Canary).is_none() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert_eq!(target.stable().unwrap().version, "1.0");
-    assert!(target.slot(Slot::Canary).is_none(), "{:?}", target.operations());
-    assert_eq!(target.traffic().weight, 0);
-    assert_eq!(target.operations(), ["deploy canary web 2.0", "traffic 30%", "restore web 1.0"]);
-    let events = target.events();
-    assert!(events[0].contains("the step was dropped in the middle of the rollout of web 2.0"), "{events:?}");
 }
 
 #[tokio::test]

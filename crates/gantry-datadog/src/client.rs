@@ -1,9 +1,10 @@
 //! The HTTP client: sites, keys, timeouts, retries on outages and rate limits.
 
 use std::sync::Once;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use gantry_core::Secret;
+use gantry_core::http::{Attempt, Policy, retry_after};
 use reqwest::{Method, StatusCode, Url};
 use serde_json::Value;
 
@@ -69,9 +70,7 @@ pub struct Datadog {
     base: Url,
     api_key: Secret,
     app_key: Secret,
-    timeout: Duration,
-    attempts: u32,
-    max_wait: Duration,
+    policy: Policy,
 }
 
 static RUSTLS: Once = Once::new();
@@ -98,30 +97,40 @@ impl Datadog {
             base,
             api_key,
             app_key,
-            timeout: Duration::from_secs(30),
-            attempts: 4,
-            max_wait: Duration::from_secs(60),
+            policy: Policy::new()
+                .attempts(4)
+                .timeout(Duration::from_secs(30))
+                .backoff(Duration::from_millis(250), Duration::from_secs(8))
+                .max_retry_after(Duration::from_secs(60)),
         })
     }
 
     /// The timeout of each request (default 30 s).
     #[must_use]
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
+        self.policy = self.policy.timeout(timeout);
         self
     }
 
     /// How many times a request is made at most, across outages and rate limits (default 4).
     #[must_use]
     pub fn attempts(mut self, attempts: u32) -> Self {
-        self.attempts = attempts.max(1);
+        self.policy = self.policy.attempts(attempts);
         self
     }
 
     /// The longest wait for a rate-limit window to reset before giving up (default 60 s).
     #[must_use]
     pub fn max_wait(mut self, wait: Duration) -> Self {
-        self.max_wait = wait;
+        self.policy = self.policy.max_retry_after(wait);
+        self
+    }
+
+    /// The whole HTTP policy at once: attempts, timeout, backoff, longest rate-limit wait (defaults: 4 attempts of
+    /// at most 30 s, pauses from 250 ms doubling to 8 s with jitter, rate-limit resets waited for up to 60 s).
+    #[must_use]
+    pub fn policy(mut self, policy: Policy) -> Self {
+        self.policy = policy;
         self
     }
 
@@ -130,8 +139,9 @@ impl Datadog {
         self.base.as_str()
     }
 
-    /// Sends a request and returns the JSON body of a 2xx answer. 5xx and timeouts are tried again with a doubling
-    /// pause (250 ms first); 429 waits until `X-RateLimit-Reset` says the window resets (at most `max_wait`).
+    /// Sends a request and returns the JSON body of a 2xx answer, under the client's [`Policy`]: 5xx, timeouts and
+    /// lost connections are tried again after a jittered, doubling pause; a 429 waits until `X-RateLimit-Reset` (or
+    /// `Retry-After`) says the window resets, if that is within the policy's longest wait.
     pub(crate) async fn send(
         &self,
         action: &'static str,
@@ -139,58 +149,54 @@ impl Datadog {
         path: &str,
         query: &[(&str, String)],
         body: Option<&Value>,
-        app_key: bool,
+        app_key_needed: bool,
     ) -> Result<Value, DatadogError> {
         let url = self.base.join(path).map_err(|e| DatadogError::Site(e.to_string()))?;
-        let mut pause = Duration::from_millis(250);
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let mut request = self
-                .http
-                .request(method.clone(), url.clone())
-                .timeout(self.timeout)
-                .query(query)
-                .header("DD-API-KEY", sensitive(&self.api_key)?)
-                .header("Accept", "application/json");
-            if app_key {
-                request = request.header("DD-APPLICATION-KEY", sensitive(&self.app_key)?);
-            }
-            if let Some(body) = body {
-                request = request.json(body);
-            }
-            let outcome = match request.send().await {
-                Err(e) => Err(DatadogError::Unreachable { action, why: without_url(&e) }),
-                Ok(response) => {
+        let (api_key, app_key) = (sensitive(&self.api_key)?, sensitive(&self.app_key)?);
+        self.policy
+            .run(action, |attempt| {
+                let mut request = self
+                    .http
+                    .request(method.clone(), url.clone())
+                    .timeout(self.policy.attempt_timeout())
+                    .query(query)
+                    .header("DD-API-KEY", api_key.clone())
+                    .header("Accept", "application/json");
+                if app_key_needed {
+                    request = request.header("DD-APPLICATION-KEY", app_key.clone());
+                }
+                if let Some(body) = body {
+                    request = request.json(body);
+                }
+                async move {
+                    let response = match request.send().await {
+                        Ok(response) => response,
+                        Err(e) => return Attempt::Retry(DatadogError::Unreachable { action, why: without_url(&e) }),
+                    };
                     let status = response.status();
-                    let reset = header_secs(&response, "x-ratelimit-reset");
+                    // Datadog says when its rate-limit window resets; a standard Retry-After is read too.
+                    let reset = header_secs(&response, "x-ratelimit-reset").map(Duration::from_secs).or_else(|| {
+                        let value = response.headers().get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+                        retry_after(value, SystemTime::now())
+                    });
                     let text = response.text().await.unwrap_or_default();
                     if status.is_success() {
-                        return serde_json::from_str(&text)
-                            .map_err(|e| DatadogError::Shape { action, why: e.to_string() });
+                        return match serde_json::from_str(&text) {
+                            Ok(value) => Attempt::Done(value),
+                            Err(e) => Attempt::Failed(DatadogError::Shape { action, why: e.to_string() }),
+                        };
                     }
                     if status == StatusCode::TOO_MANY_REQUESTS {
-                        let reset_after_secs = reset.unwrap_or(1);
-                        let wait = Duration::from_secs(reset_after_secs);
-                        if attempt < self.attempts && wait <= self.max_wait {
-                            tracing::debug!(target: "gantry_datadog", %action, reset_after_secs, "rate-limited; waiting");
-                            tokio::time::sleep(wait).await;
-                            continue;
-                        }
-                        return Err(DatadogError::RateLimited { action, attempts: attempt, reset_after_secs });
+                        let wait = reset.unwrap_or(Duration::from_secs(1));
+                        let limited =
+                            DatadogError::RateLimited { action, attempts: attempt, reset_after_secs: wait.as_secs() };
+                        return Attempt::RetryAfter(limited, wait);
                     }
-                    Err(DatadogError::Status { action, status: status.as_u16(), message: messages(&text) })
+                    let error = DatadogError::Status { action, status: status.as_u16(), message: messages(&text) };
+                    if error.is_transient() { Attempt::Retry(error) } else { Attempt::Failed(error) }
                 }
-            };
-            match outcome {
-                Err(e) if e.is_transient() && attempt < self.attempts => {
-                    tracing::debug!(target: "gantry_datadog", %action, attempt, error = %e, "retrying");
-                    tokio::time::sleep(pause).await;
-                    pause *= 2;
-                }
-                other => return other,
-            }
-        }
+            })
+            .await
     }
 }
 
@@ -244,7 +250,7 @@ impl std::fmt::Debug for Datadog {
             .field("url", &self.base.as_str())
             .field("api_key", &self.api_key)
             .field("app_key", &self.app_key)
-            .field("timeout", &self.timeout)
+            .field("policy", &self.policy)
             .finish_non_exhaustive()
     }
 }

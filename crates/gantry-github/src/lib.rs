@@ -45,7 +45,7 @@ mod event;
 mod statuses;
 mod webhook;
 
-pub use error::GitHubError;
+pub use error::{DeploymentState, GitHubError, StatusError};
 pub use event::{BodyError, DeploymentEvent};
 pub use statuses::GitHub;
 pub use webhook::{Factory, Finished, Route, Runs, Started, Webhooks, sign_payload, verify_signature};

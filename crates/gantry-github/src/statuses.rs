@@ -1,12 +1,13 @@
 //! Deployment statuses through GitHub's REST API: `in_progress` when a run starts, its outcome when it ends.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
+use gantry_core::http::{Attempt, Policy, retry_after};
 use gantry_core::{RunInfo, RunReport, RunStatus, Secret};
 use serde_json::json;
 
 use crate::app::App;
-use crate::error::GitHubError;
+use crate::error::{DeploymentState, GitHubError, StatusError};
 
 /// How requests are authenticated.
 #[derive(Clone)]
@@ -23,8 +24,7 @@ pub struct GitHub {
     http: reqwest::Client,
     api: String,
     auth: Auth,
-    attempts: u32,
-    timeout: Duration,
+    policy: Policy,
     log_url: Option<String>,
     environment_url: Option<String>,
 }
@@ -75,8 +75,7 @@ impl GitHub {
             http,
             api: api.into().trim_end_matches('/').to_owned(),
             auth: Auth::Token(token),
-            attempts: 3,
-            timeout: Duration::from_secs(10),
+            policy: Policy::new().attempts(3).timeout(Duration::from_secs(10)),
             log_url: None,
             environment_url: None,
         }
@@ -85,7 +84,15 @@ impl GitHub {
     /// How long each request may take (default 10 s).
     #[must_use]
     pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
-        self.timeout = timeout;
+        self.policy = self.policy.timeout(timeout);
+        self
+    }
+
+    /// The whole HTTP policy at once (defaults: 3 attempts of at most 10 s, pauses from 200 ms doubling to 5 s with
+    /// jitter, a `Retry-After` honoured up to 30 s).
+    #[must_use]
+    pub fn policy(mut self, policy: Policy) -> Self {
+        self.policy = policy;
         self
     }
 
@@ -106,23 +113,28 @@ impl GitHub {
         self
     }
 
-    /// Posts a status; retries 5xx and transport errors (3 attempts, 200 ms doubling). An error is returned for the
-    /// caller to report, never to fail a deployment. (A GitHub App needs [`installation`](Self::installation) here.)
+    /// Posts a status under the client's [`Policy`]: 5xx, timeouts, lost connections and an App token GitHub no
+    /// longer takes are retried; a `429` or `403` with `Retry-After` (a rate limit) is waited out within the policy.
+    /// An error is returned for the caller to report, never to fail a deployment. (A GitHub App needs
+    /// [`installation`](Self::installation) here.)
     pub async fn status(
         &self,
         repo: &str,
         deployment_id: u64,
-        state: &str,
+        state: DeploymentState,
         description: &str,
         urls: (Option<String>, Option<String>),
-    ) -> Result<(), String> {
+    ) -> Result<(), StatusError> {
         self.status_as(None, repo, deployment_id, state, description, urls).await
     }
 
     async fn token(&self, installation: Option<u64>) -> Result<Secret, crate::app::TokenError> {
         match &self.auth {
             Auth::Token(token) => Ok(token.clone()),
-            Auth::App(app) => app.token(&self.http, &self.api, app.installation_for(installation), self.timeout).await,
+            Auth::App(app) => {
+                app.token(&self.http, &self.api, app.installation_for(installation), self.policy.attempt_timeout())
+                    .await
+            }
         }
     }
 
@@ -131,10 +143,10 @@ impl GitHub {
         installation: Option<u64>,
         repo: &str,
         deployment_id: u64,
-        state: &str,
+        state: DeploymentState,
         description: &str,
         urls: (Option<String>, Option<String>),
-    ) -> Result<(), String> {
+    ) -> Result<(), StatusError> {
         let url = format!("{}/repos/{repo}/deployments/{deployment_id}/statuses", self.api);
         let mut body = json!({"state": state, "description": description.chars().take(140).collect::<String>()});
         if let Some(log) = urls.0 {
@@ -143,56 +155,78 @@ impl GitHub {
         if let Some(env) = urls.1 {
             body["environment_url"] = env.into();
         }
-        let mut pause = Duration::from_millis(200);
-        let mut last = String::new();
-        for attempt in 1..=self.attempts {
-            let token = match self.token(installation).await {
-                Ok(token) => token,
-                Err(e) if !e.retryable => return Err(format!("the `{state}` status was not delivered: {}", e.message)),
-                Err(e) => {
-                    last = e.message;
-                    if attempt < self.attempts {
-                        tokio::time::sleep(pause).await;
-                        pause *= 2;
+        let timeout = self.policy.attempt_timeout();
+        let (url, body) = (&url, &body);
+        self.policy
+            .run("post a deployment status", |attempt| async move {
+                let unavailable = |last: String| StatusError::Unavailable { state, attempts: attempt, last };
+                let token = match self.token(installation).await {
+                    Ok(token) => token,
+                    Err(e) => {
+                        let error = StatusError::Credentials { state, why: e.message, retryable: e.retryable };
+                        return if e.retryable { Attempt::Retry(error) } else { Attempt::Failed(error) };
                     }
-                    continue;
+                };
+                let Ok(mut authorization) =
+                    reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.expose()))
+                else {
+                    let why = "the token cannot be sent in a header".to_owned();
+                    return Attempt::Failed(StatusError::Credentials { state, why, retryable: false });
+                };
+                authorization.set_sensitive(true);
+                let sent = self
+                    .http
+                    .post(url)
+                    .header(reqwest::header::AUTHORIZATION, authorization)
+                    .header(reqwest::header::ACCEPT, "application/vnd.github+json")
+                    .header("X-GitHub-Api-Version", "2022-11-28")
+                    .timeout(timeout)
+                    .json(body)
+                    .send()
+                    .await;
+                let r = match sent {
+                    Ok(r) => r,
+                    Err(e) if e.is_timeout() => {
+                        return Attempt::Retry(unavailable(format!("GitHub did not answer within {timeout:?}")));
+                    }
+                    Err(e) => {
+                        return Attempt::Retry(unavailable(format!(
+                            "GitHub could not be reached: {}",
+                            e.without_url()
+                        )));
+                    }
+                };
+                let status = r.status();
+                if status.is_success() {
+                    return Attempt::Done(());
                 }
-            };
-            let mut authorization = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.expose()))
-                .map_err(|_| "the token cannot be sent in a header".to_owned())?;
-            authorization.set_sensitive(true);
-            let sent = self
-                .http
-                .post(&url)
-                .header(reqwest::header::AUTHORIZATION, authorization)
-                .header(reqwest::header::ACCEPT, "application/vnd.github+json")
-                .header("X-GitHub-Api-Version", "2022-11-28")
-                .timeout(self.timeout)
-                .json(&body)
-                .send()
-                .await;
-            match sent {
-                Ok(r) if r.status().is_success() => return Ok(()),
-                Ok(r) if r.status() == reqwest::StatusCode::UNAUTHORIZED && matches!(self.auth, Auth::App(_)) => {
+                if status == reqwest::StatusCode::UNAUTHORIZED
+                    && let Auth::App(app) = &self.auth
+                {
                     // An installation token revoked or expired early: forget it, and the next attempt gets another.
-                    if let Auth::App(app) = &self.auth
-                        && let Some(installation) = app.installation_for(installation)
-                    {
+                    if let Some(installation) = app.installation_for(installation) {
                         app.forget(installation);
                     }
-                    last = "GitHub no longer took the installation token (401)".into();
+                    return Attempt::Retry(unavailable("GitHub no longer took the installation token (401)".into()));
                 }
-                Ok(r) if r.status().is_server_error() => last = format!("GitHub answered {}", r.status()),
-                Ok(r) => return Err(format!("GitHub refused the `{state}` status: {}", r.status())),
-                Err(e) if e.is_timeout() => last = format!("GitHub did not answer within {:?}", self.timeout),
-                Err(e) => last = format!("GitHub could not be reached: {}", e.without_url()),
-            }
-            if attempt < self.attempts {
-                tokio::time::sleep(pause).await;
-                pause *= 2;
-            }
-        }
-        Err(format!("the `{state}` status was not delivered: {last}"))
+                if status.is_server_error() {
+                    return Attempt::Retry(unavailable(format!("GitHub answered {status}")));
+                }
+                let wait = r
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| retry_after(v, SystemTime::now()));
+                let answer: serde_json::Value = r.json().await.unwrap_or_default();
+                let message = answer.get("message").and_then(|m| m.as_str()).unwrap_or_default().to_owned();
+                let refused = StatusError::Refused { state, status: status.as_u16(), message };
+                match wait {
+                    // GitHub's secondary rate limits answer 403 or 429 with Retry-After.
+                    Some(wait) if matches!(status.as_u16(), 403 | 429) => Attempt::RetryAfter(refused, wait),
+                    _ => Attempt::Failed(refused),
+                }
+            })
+            .await
     }
 
     /// Reports a run from start to end: `in_progress` as the run starts (sent beside it, so a slow GitHub never
@@ -203,28 +237,34 @@ impl GitHub {
         event: &crate::DeploymentEvent,
         pipeline: &str,
         run: impl std::future::Future<Output = Option<RunReport>>,
-    ) -> (Option<RunReport>, Vec<String>) {
+    ) -> (Option<RunReport>, Vec<StatusError>) {
         let (installation, repo, id) = (event.installation, event.repository.as_str(), event.deployment_id);
         let vars = event.context().vars().clone();
         let fill = |template: &Option<String>, run_id: &str| {
             template.as_deref().and_then(|t| RunInfo::new(run_id, pipeline, vars.clone()).fill_url(t))
         };
         let env_url = fill(&self.environment_url, "");
-        let started =
-            self.status_as(installation, repo, id, "in_progress", "Gantry is deploying", (None, env_url.clone()));
+        let started = self.status_as(
+            installation,
+            repo,
+            id,
+            DeploymentState::InProgress,
+            "Gantry is deploying",
+            (None, env_url.clone()),
+        );
         let (started, report) = tokio::join!(started, run);
-        let mut failed: Vec<String> = started.err().into_iter().collect();
+        let mut failed: Vec<StatusError> = started.err().into_iter().collect();
         let (state, description, run_id) = match &report {
             Some(r) => (
                 match r.status {
-                    RunStatus::Succeeded => "success",
-                    RunStatus::Failed => "failure",
-                    RunStatus::Cancelled => "error",
+                    RunStatus::Succeeded => DeploymentState::Success,
+                    RunStatus::Failed => DeploymentState::Failure,
+                    RunStatus::Cancelled => DeploymentState::Error,
                 },
                 r.summary(),
                 r.run_id.clone(),
             ),
-            None => ("error", "the run could not start".to_owned(), String::new()),
+            None => (DeploymentState::Error, "the run could not start".to_owned(), String::new()),
         };
         let log_url = fill(&self.log_url, &run_id);
         if let Err(e) = self.status_as(installation, repo, id, state, &description, (log_url, env_url)).await {

@@ -63,7 +63,7 @@ pub struct Finished {
     /// The run's report (`None` if the run could not start).
     pub report: Option<RunReport>,
     /// Statuses GitHub did not take, with why.
-    pub undelivered: Vec<String>,
+    pub undelivered: Vec<crate::StatusError>,
 }
 
 /// A run the receiver started: for which delivery, which pipeline, and how it ends.

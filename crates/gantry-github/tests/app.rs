@@ -136,7 +136,7 @@ async fn a_token_near_its_expiry_is_renewed_and_a_refused_token_is_reported() {
     let finished = runs.take().pop().unwrap().run.await.unwrap();
     assert!(finished.report.is_some(), "the deployment ran regardless");
     assert!(
-        finished.undelivered[0].contains("GitHub refused an installation token for installation 1: 401"),
+        finished.undelivered[0].to_string().contains("GitHub refused an installation token for installation 1: 401"),
         "{:?}",
         finished.undelivered
     );
@@ -198,7 +198,9 @@ async fn the_deliverys_installation_comes_first_and_a_hanging_token_request_is_b
     assert!(started.elapsed() < Duration::from_secs(10), "bounded: {:?}", started.elapsed());
     assert!(finished.report.is_some_and(|r| r.status == gantry_core::RunStatus::Succeeded));
     assert!(
-        finished.undelivered[0].contains("GitHub did not answer an installation token request within 100ms"),
+        finished.undelivered[0]
+            .to_string()
+            .contains("GitHub did not answer an installation token request within 100ms"),
         "{:?}",
         finished.undelivered
     );

@@ -226,9 +226,17 @@ async fn a_github_outage_does_not_fail_the_deployment_and_is_reported() {
     assert_eq!(finished.report.unwrap().status, RunStatus::Succeeded, "the deployment completes");
     assert_eq!(finished.undelivered.len(), 2, "{:?}", finished.undelivered);
     assert!(
-        finished.undelivered[1].contains("`success` status was not delivered: GitHub answered 502"),
+        finished.undelivered[1].to_string().contains("`success` status was not delivered: GitHub answered 502"),
         "{:?}",
         finished.undelivered
+    );
+    assert!(
+        matches!(
+            finished.undelivered[1],
+            gantry_github::StatusError::Unavailable { state: gantry_github::DeploymentState::Success, attempts: 3, .. }
+        ) && finished.undelivered[1].is_retryable(),
+        "typed: {:?}",
+        finished.undelivered[1]
     );
     assert_eq!(github.requests().len(), 6, "three attempts for each of the two statuses");
 }
@@ -295,7 +303,11 @@ async fn github_timing_out_does_not_fail_the_deployment_and_is_reported() {
     let finished = runs.take().pop().unwrap().run.await.unwrap();
     assert_eq!(finished.report.unwrap().status, RunStatus::Succeeded);
     assert_eq!(finished.undelivered.len(), 2);
-    assert!(finished.undelivered[0].contains("GitHub did not answer within 100ms"), "{:?}", finished.undelivered);
+    assert!(
+        finished.undelivered[0].to_string().contains("GitHub did not answer within 100ms"),
+        "{:?}",
+        finished.undelivered
+    );
 }
 
 #[tokio::test]
@@ -390,4 +402,31 @@ fn the_fast_body_reader_agrees_with_the_json_tree_on_githubs_examples() {
         DeploymentEvent::from_body("d", no_sha.as_bytes()),
         Err(BodyError::NotADeployment("no `/deployment/sha`".into()))
     );
+}
+
+#[tokio::test]
+async fn a_status_waits_out_a_rate_limit_and_a_refusal_is_typed_and_not_retried() {
+    use gantry_github::{DeploymentState, GitHub, StatusError};
+    let github = gantry_testkit::receiver::Receiver::start().await.unwrap();
+    let client = GitHub::with_url(github.url(), Secret::new("t"));
+
+    // GitHub's secondary rate limit: 403 with Retry-After (1 s here), then the status goes through.
+    github.fail_next(403, 1);
+    let started = std::time::Instant::now();
+    client.status("acme/shop", 7, DeploymentState::InProgress, "deploying", (None, None)).await.unwrap();
+    assert!(started.elapsed() >= std::time::Duration::from_secs(1), "the wait asked for: {:?}", started.elapsed());
+    let requests = github.requests();
+    assert_eq!(requests.len(), 2);
+    assert_eq!(requests[1].body["state"], "in_progress", "the state as GitHub names it");
+
+    // A refusal without Retry-After: one request, and the error says what GitHub said.
+    github.respond_with(|_| Some((422, serde_json::json!({"message": "Validation Failed"}))));
+    let err = client.status("acme/shop", 7, DeploymentState::Success, "done", (None, None)).await.unwrap_err();
+    assert!(
+        matches!(&err, StatusError::Refused { state: DeploymentState::Success, status: 422, message } if message == "Validation Failed"),
+        "{err:?}"
+    );
+    assert!(!err.is_retryable());
+    assert_eq!(err.to_string(), "GitHub refused the `success` status: 422 (Validation Failed)");
+    assert_eq!(github.requests().len(), 3, "not retried");
 }

@@ -176,24 +176,6 @@ async fn a_canary_failing_analysis_is_aborted_and_the_cluster_ends_fully_on_stab
     c.cleanup().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_crash_looping_canary_is_removed_at_once() {
-    let c = TestCluster::new("kcrash").await.unwrap();
-    let Some(sim) = c.sim() else { return c.cleanup().await };
-    sim.script("web:3", PodScript::CrashLoop { runs_for: Duration::from_millis(100), exit_code: 1 });
-    let (deploys, services) = web(&c).await;
-    let started = std::time::Instant::now();
-    let report = run(target(&c), Canary::new().set_weight(50), "3").await;
-    let reason = report.step("deploy").unwrap().reason.clone().unwrap();
-    assert!(
-        reason.contains("did not become ready in the canary slot") && reason.contains("CrashLoopBackOff"),
-        "{reason}"
-    );
-    assert!(started.elapsed() < Duration::from_secs(20), "fails fast");
-    healthy_on(&deploys, &services, "web:1").await;
-    c.cleanup().await;
-}
-
 fn http_routes(c: &TestCluster) -> Option<Api<DynamicObject>> {
     let sim = c.sim()?;
     sim.register(ResourceType::custom("gateway.networking.k8s.io", "v1", "HTTPRoute", "httproutes"));
@@ -369,46 +351,6 @@ async fn the_current_version_is_the_images_tag_not_what_follows_a_registrys_port
     c.cleanup().await;
 }
 
-/// The release pipeline with a timeout on its deploy step.
-fn timed(target: KubeTarget, strategy: impl Strategy + 'static, timeout: Duration) -> Pipeline {
-    Pipeline::builder("release")
-        .step("deploy", Deploy::new(Arc::new(target), strategy, "web", "{{version}}").image("web:{{version}}"))
-        .timeout(timeout)
-        .build()
-        .unwrap()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_timed_out_canary_is_aborted_and_leaves_the_cluster_fully_on_stable() {
-    let c = TestCluster::new("kcanary-timeout").await.unwrap();
-    let (deploys, services) = web(&c).await;
-    // Never promoted: the step's timeout ends it while the canary holds its share.
-    let strategy = Canary::new().set_weight(25).pause_until_promoted().promotion(Promotion::new());
-    let report =
-        timed(target(&c), strategy, Duration::from_secs(3)).run(Context::new().var("version", "2")).await.unwrap();
-    assert_eq!(report.status, RunStatus::Failed);
-    let deploy = report.step("deploy").unwrap();
-    assert_eq!(deploy.status, gantry_core::StepStatus::Failed, "a timeout is a failure, not a cancellation");
-    let reason = deploy.reason.clone().unwrap();
-    assert!(reason.starts_with("timed out after 3s: "), "{reason}");
-    assert!(reason.contains("interrupted"), "{reason}");
-    healthy_on(&deploys, &services, "web:1").await;
-    c.cleanup().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_timed_out_blue_green_keeps_the_old_version_active_and_removes_the_preview() {
-    let c = TestCluster::new("kbg-timeout").await.unwrap();
-    let (deploys, services) = web(&c).await;
-    let strategy = BlueGreen::new().wait_for(Promotion::new()).scale_down_delay(Duration::ZERO);
-    let report =
-        timed(target(&c), strategy, Duration::from_secs(3)).run(Context::new().var("version", "2")).await.unwrap();
-    let reason = report.step("deploy").unwrap().reason.clone().unwrap();
-    assert!(reason.starts_with("timed out after 3s: "), "{reason}");
-    healthy_on(&deploys, &services, "web:1").await;
-    c.cleanup().await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_a_b_route_without_a_router_is_refused_when_the_pipeline_is_built() {
     let c = TestCluster::new("kcapable").await.unwrap();
@@ -439,41 +381,6 @@ async fn an_a_b_route_without_a_router_is_refused_when_the_pipeline_is_built() {
             .build()
             .is_ok()
     );
-    c.cleanup().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_canary_whose_run_is_dropped_is_restored_with_an_event() {
-    let c = TestCluster::new("kcanary-drop").await.unwrap();
-    let (deploys, services) = web(&c).await;
-    let strategy = Canary::new().set_weight(50).pause_until_promoted().promotion(Promotion::new());
-    let pipeline = pipeline(target(&c), strategy);
-    let run = Box::pin(pipeline.run(Context::new().var("version", "2")));
-    let dropped = tokio::time::timeout(Duration::from_secs(20), async {
-        let mut run = run;
-        tokio::select! {
-            _ = &mut run => panic!("the run ended on its own"),
-            () = eventually("the canary holds half", || async {
-                deploys.get("web").await.unwrap().spec.unwrap().replicas == Some(2)
-            }) => {}
-        }
-        drop(run);
-    })
-    .await;
-    assert!(dropped.is_ok());
-    // Nothing awaits the restore: it runs in a task of its own.
-    eventually("the stable Deployment is back to 4 and the canary gone", || async {
-        deploys.get_opt("web-canary").await.unwrap().is_none()
-            && deploys.get("web").await.unwrap().spec.unwrap().replicas == Some(4)
-    })
-    .await;
-    healthy_on(&deploys, &services, "web:1").await;
-    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(c.client.clone(), &c.namespace);
-    let said = events.list(&Default::default()).await.unwrap().items;
-    let rolled_back = said.iter().find(|e| e.reason.as_deref() == Some("GantryRolledBack")).expect("an event");
-    let message = rolled_back.message.clone().unwrap();
-    assert!(message.contains("the step was dropped in the middle of the rollout of web 2"), "{message}");
-    assert!(message.contains("web:1 is back, with all traffic"), "{message}");
     c.cleanup().await;
 }
 

@@ -20,6 +20,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use gantry_core::Secret;
 use gantry_core::analysis::{MetricError, MetricProvider, MetricQuery, Series};
+use gantry_core::http::{Attempt, Policy, retry_after};
 use reqwest::Url;
 use serde_json::Value;
 
@@ -65,8 +66,7 @@ pub struct Prometheus {
     http: reqwest::Client,
     base: Url,
     token: Option<Secret>,
-    timeout: Duration,
-    attempts: u32,
+    policy: Policy,
 }
 
 static RUSTLS: std::sync::Once = std::sync::Once::new();
@@ -82,7 +82,8 @@ impl Prometheus {
             .user_agent(concat!("gantry-prometheus/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| PrometheusError::Unreachable(e.to_string()))?;
-        Ok(Self { http, base, token: None, timeout: Duration::from_secs(30), attempts: 3 })
+        let policy = Policy::new().attempts(3).timeout(Duration::from_secs(30));
+        Ok(Self { http, base, token: None, policy })
     }
 
     /// Sends `Authorization: Bearer <token>` (a managed Prometheus, a proxy).
@@ -95,14 +96,22 @@ impl Prometheus {
     /// The timeout of each request (default 30 s).
     #[must_use]
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
+        self.policy = self.policy.timeout(timeout);
         self
     }
 
     /// How many times a request is made at most (default 3).
     #[must_use]
     pub fn attempts(mut self, attempts: u32) -> Self {
-        self.attempts = attempts.max(1);
+        self.policy = self.policy.attempts(attempts);
+        self
+    }
+
+    /// The whole HTTP policy at once (defaults: 3 attempts of at most 30 s, pauses from 200 ms doubling to 5 s
+    /// with jitter, a `Retry-After` honoured up to 30 s).
+    #[must_use]
+    pub fn policy(mut self, policy: Policy) -> Self {
+        self.policy = policy;
         self
     }
 
@@ -122,42 +131,52 @@ impl Prometheus {
             ("end", format!("{:.3}", secs(end))),
             ("step", format!("{}s", step.as_secs().max(1))),
         ];
-        let mut pause = Duration::from_millis(200);
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let mut request = self.http.post(url.clone()).timeout(self.timeout).form(&form);
-            if let Some(token) = &self.token {
+        let authorization = match &self.token {
+            Some(token) => {
                 let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.expose()))
                     .map_err(|_| PrometheusError::Url("a token a header cannot carry".into()))?;
                 value.set_sensitive(true);
-                request = request.header(reqwest::header::AUTHORIZATION, value);
+                Some(value)
             }
-            let outcome = match request.send().await {
-                Err(e) => Err(PrometheusError::Unreachable(if e.is_timeout() {
-                    "timed out".into()
-                } else {
-                    e.without_url().to_string()
-                })),
-                Ok(response) => {
+            None => None,
+        };
+        self.policy
+            .run("query Prometheus", |_| {
+                let mut request = self.http.post(url.clone()).timeout(self.policy.attempt_timeout()).form(&form);
+                if let Some(value) = &authorization {
+                    request = request.header(reqwest::header::AUTHORIZATION, value.clone());
+                }
+                async move {
+                    let response = match request.send().await {
+                        Ok(response) => response,
+                        Err(e) => {
+                            let why = if e.is_timeout() { "timed out".into() } else { e.without_url().to_string() };
+                            return Attempt::Retry(PrometheusError::Unreachable(why));
+                        }
+                    };
                     let status = response.status().as_u16();
+                    let wait = response
+                        .headers()
+                        .get(reqwest::header::RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| retry_after(v, SystemTime::now()));
                     let body: Value = response.json().await.unwrap_or(Value::Null);
                     if body.get("status").and_then(Value::as_str) == Some("success") {
-                        return parse_matrix(&body);
+                        return match parse_matrix(&body) {
+                            Ok(series) => Attempt::Done(series),
+                            Err(e) => Attempt::Failed(e),
+                        };
                     }
                     let text = |k: &str| body.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
-                    Err(PrometheusError::Refused { status, kind: text("errorType"), message: text("error") })
+                    let error = PrometheusError::Refused { status, kind: text("errorType"), message: text("error") };
+                    match wait {
+                        Some(wait) if status == 429 || status == 503 => Attempt::RetryAfter(error, wait),
+                        _ if error.is_transient() || status == 429 => Attempt::Retry(error),
+                        _ => Attempt::Failed(error),
+                    }
                 }
-            };
-            match outcome {
-                Err(e) if e.is_transient() && attempt < self.attempts => {
-                    tracing::debug!(target: "gantry_prometheus", attempt, error = %e, "retrying");
-                    tokio::time::sleep(pause).await;
-                    pause *= 2;
-                }
-                other => return other,
-            }
-        }
+            })
+            .await
     }
 }
 
@@ -221,6 +240,7 @@ impl std::fmt::Debug for Prometheus {
         f.debug_struct("Prometheus")
             .field("url", &self.base.as_str())
             .field("token", &self.token)
+            .field("policy", &self.policy)
             .finish_non_exhaustive()
     }
 }

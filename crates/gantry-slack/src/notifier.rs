@@ -4,11 +4,13 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use futures::StreamExt;
-use gantry_core::{Event, EventStream, Notifier, RunInfo, RunStatus, Secret, StepStatus};
+use gantry_core::http::Policy;
+use gantry_core::{Event, EventStream, Notifier, NotifyError, RunInfo, RunStatus, Secret, StepStatus};
 use serde_json::{Value, json};
 
+use crate::error::DeliveryError;
 use crate::message::{self, Links, Message, Notify, State};
-use crate::transport::{self, Patience, Transport};
+use crate::transport::{self, Transport};
 
 /// Slack notifications for runs: a [`Notifier`] to give to [`Run::notify`](gantry_core::Run::notify).
 ///
@@ -26,7 +28,7 @@ pub struct Slack {
     transport: Transport,
     notify: HashSet<Notify>,
     links: Links,
-    patience: Patience,
+    policy: Policy,
     http: reqwest::Client,
 }
 
@@ -36,12 +38,11 @@ impl Slack {
             transport,
             notify: Notify::ALL.into_iter().collect(),
             links: Links::default(),
-            patience: Patience {
-                attempts: 3,
-                timeout: Duration::from_secs(5),
-                backoff: Duration::from_millis(250),
-                max_retry_after: Duration::from_secs(10),
-            },
+            policy: Policy::new()
+                .attempts(3)
+                .timeout(Duration::from_secs(5))
+                .backoff(Duration::from_millis(250), Duration::from_secs(4))
+                .max_retry_after(Duration::from_secs(10)),
             http: transport::client(),
         }
     }
@@ -105,28 +106,36 @@ impl Slack {
     /// How long each call may take (default 5 s).
     #[must_use]
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.patience.timeout = timeout;
+        self.policy = self.policy.timeout(timeout);
         self
     }
 
     /// How many attempts a message gets while Slack answers (default 3, at least 1).
     #[must_use]
     pub fn attempts(mut self, attempts: u32) -> Self {
-        self.patience.attempts = attempts.max(1);
+        self.policy = self.policy.attempts(attempts);
         self
     }
 
     /// The longest `Retry-After` waited out (default 10 s); a rate limit asking for longer drops the message.
     #[must_use]
     pub fn max_retry_after(mut self, wait: Duration) -> Self {
-        self.patience.max_retry_after = wait;
+        self.policy = self.policy.max_retry_after(wait);
         self
     }
 
-    /// The first pause between attempts (default 250 ms, doubling).
+    /// The first pause between attempts (default 250 ms, doubling to at most 4 s, with jitter).
     #[must_use]
     pub fn backoff(mut self, pause: Duration) -> Self {
-        self.patience.backoff = pause;
+        self.policy = self.policy.backoff(pause, pause.max(Duration::from_secs(4)));
+        self
+    }
+
+    /// The whole HTTP policy at once (defaults: 3 attempts of at most 5 s, pauses from 250 ms doubling to 4 s with
+    /// jitter, a `Retry-After` waited out up to 10 s).
+    #[must_use]
+    pub fn policy(mut self, policy: Policy) -> Self {
+        self.policy = policy;
         self
     }
 }
@@ -154,15 +163,14 @@ struct Conversation<'s> {
     header_failed: bool,
     /// Slack failed the last message: try the next ones once.
     down: bool,
-    undelivered: Vec<String>,
+    undelivered: Vec<NotifyError>,
 }
 
 impl Conversation<'_> {
     async fn call(&mut self, what: &str, method: &'static str, body: Value) -> Option<Value> {
-        let attempts = if self.down { 1 } else { self.slack.patience.attempts };
-        match transport::send(&self.slack.http, &self.slack.transport, method, &body, self.slack.patience, attempts)
-            .await
-        {
+        // Once Slack is known to be down, each later message gets one attempt: the run's story is not held up.
+        let policy = if self.down { self.slack.policy.attempts(1) } else { self.slack.policy };
+        match transport::send(&self.slack.http, &self.slack.transport, method, &body, policy).await {
             Ok(answer) => {
                 self.down = false;
                 Some(answer)
@@ -170,7 +178,10 @@ impl Conversation<'_> {
             Err(e) => {
                 tracing::warn!(target: "gantry_slack", run_id = %self.run.run_id, error = %e, "a Slack message was not delivered: {what}");
                 self.down = true;
-                self.undelivered.push(format!("the {what} message: {e}"));
+                self.undelivered.push(match e {
+                    DeliveryError::Refused { .. } => NotifyError::refused(what, e),
+                    _ => NotifyError::unavailable(what, e),
+                });
                 None
             }
         }
@@ -193,7 +204,7 @@ impl Conversation<'_> {
             Some((a.get("channel").and_then(Value::as_str).unwrap_or(channel).to_owned(), ts.to_owned()))
         });
         if answer.is_some() && posted.is_none() {
-            self.undelivered.push("the run started message: Slack's answer had no `ts` to thread under".into());
+            self.undelivered.push(NotifyError::refused("run started", "Slack's answer had no `ts` to thread under"));
         }
         self.header_failed = posted.is_none();
         self.header = posted;
@@ -237,7 +248,7 @@ impl Notifier for Slack {
         "slack"
     }
 
-    async fn follow(&self, run: RunInfo, mut events: EventStream) -> Vec<String> {
+    async fn follow(&self, run: RunInfo, mut events: EventStream) -> Vec<NotifyError> {
         let mut talk =
             Conversation { slack: self, run, header: None, header_failed: false, down: false, undelivered: Vec::new() };
         let wants = |kind: Notify| self.notify.contains(&kind);

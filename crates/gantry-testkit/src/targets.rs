@@ -7,7 +7,8 @@
 //! once), a failed deploy stays until restored, [`Target::restore`] brings the platform back from every
 //! intermediate state, and strategies driven through a pipeline end **whole** — every replica and all traffic on
 //! exactly one version, the new one if and only if the step succeeded, nothing left behind — whether they finish,
-//! fail, time out, are cancelled or are dropped, at any phase.
+//! fail, time out, are cancelled or are dropped, at any phase — and one that did not succeed says why (the step's
+//! reason, a cancelled status, or a note on the platform after a drop: [`Platform::restore_notes`]).
 //!
 //! ```
 //! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -85,6 +86,10 @@ pub trait Platform: Send + Sync {
     fn settle_time(&self) -> Duration {
         Duration::from_secs(10)
     }
+
+    /// What the platform recorded of `target`'s restores and why each happened, as a person looking at the platform
+    /// would read it (a Kubernetes Event's message, say), oldest first.
+    async fn restore_notes(&self, target: &dyn Target) -> Vec<String>;
 }
 
 /// Runs every check. Returns the first failure, naming the check, the phase and what the platform showed.
@@ -341,30 +346,83 @@ pub async fn strategies_end_whole(platform: &dyn Platform) -> Result<(), String>
                     continue;
                 }
                 let target = platform.target(&release(STABLE)).await;
-                let (succeeded, said) =
-                    run_interrupted(Arc::clone(&target), Arc::clone(strategy), version, *interruption)
-                        .await
-                        .map_err(|e| format!("{what}: {e}"))?;
+                let status = run_interrupted(Arc::clone(&target), Arc::clone(strategy), version, *interruption)
+                    .await
+                    .map_err(|e| format!("{what}: {e}"))?;
+                let (succeeded, said) = match &status {
+                    Some((status, said)) => (*status == RunStatus::Succeeded, said.clone()),
+                    None => (false, "nothing: the run was dropped".to_owned()),
+                };
                 let what = format!("{what} (the step said: {said})");
                 let expected = if succeeded { version } else { STABLE };
                 if succeeded && version == BAD {
                     return Err(format!("{what}: the step succeeded with a release that never becomes ready"));
                 }
                 whole_on(platform, target.as_ref(), expected, &what).await?;
+                says_why(platform, target.as_ref(), version, *interruption, status, unit)
+                    .await
+                    .map_err(|e| format!("{what}: {e}"))?;
             }
         }
     }
     Ok(())
 }
 
-/// Runs `strategy` as a step, interrupted as told; whether the step succeeded (`false` when the run was dropped), and
-/// what it said.
+/// A deploy that did not succeed says why: the step's reason names the cause (a release that never became ready, the
+/// timeout), a cancelled run reports the step cancelled, and a run dropped mid-deploy leaves a note on the platform
+/// that it was dropped.
+async fn says_why(
+    platform: &dyn Platform,
+    target: &dyn Target,
+    version: &str,
+    interruption: Interruption,
+    ended: Option<(RunStatus, String)>,
+    unit: Duration,
+) -> Result<(), String> {
+    let never_ready = |said: &str| said.contains("did not become ready");
+    match (interruption, ended) {
+        (_, Some((RunStatus::Succeeded, _))) => Ok(()),
+        (Interruption::None, Some((_, said))) if version == BAD && !never_ready(&said) => {
+            Err("the step's reason does not say the release did not become ready".into())
+        }
+        (Interruption::Timeout(_), Some((status, said))) if !never_ready(&said) => {
+            if !said.starts_with("timed out after") {
+                return Err(
+                    "the step's reason names neither the timeout nor the release that did not become ready".into()
+                );
+            }
+            // A timeout is the step's failure, not the run's cancellation.
+            if status == RunStatus::Failed { Ok(()) } else { Err(format!("a timed-out run ended {status:?}")) }
+        }
+        (Interruption::Cancel(_), Some((status, said))) if status != RunStatus::Cancelled && !never_ready(&said) => {
+            Err(format!("the run ended {status:?}, not cancelled, and not because the release failed"))
+        }
+        // Dropped well into the deploy (past its first operation): the restore's task says why on the platform.
+        (Interruption::Drop(after), None) if after >= unit * 3 => {
+            let deadline = tokio::time::Instant::now() + platform.settle_time();
+            loop {
+                let notes = platform.restore_notes(target).await;
+                if notes.iter().any(|n| n.contains("dropped")) {
+                    return Ok(());
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(format!("no note on the platform says the deploy was dropped: {notes:?}"));
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Runs `strategy` as a step, interrupted as told; how the run ended and what the step said (`None` when the run
+/// was dropped before it ended).
 async fn run_interrupted(
     target: Arc<dyn Target>,
     strategy: Arc<dyn Strategy>,
     version: &str,
     interruption: Interruption,
-) -> Result<(bool, String), String> {
+) -> Result<Option<(RunStatus, String)>, String> {
     let step = Deploy::new(target, strategy, SERVICE, version).image(format!("{SERVICE}:{version}"));
     let mut builder = Pipeline::builder("conformance").step("deploy", step);
     if let Interruption::Timeout(after) = interruption {
@@ -378,7 +436,7 @@ async fn run_interrupted(
             // Dropped at `after` unless it ended first; a restore then runs in a task of its own.
             match tokio::time::timeout(after, run.execute()).await {
                 Ok(report) => report.map_err(|e| e.to_string())?,
-                Err(_) => return Ok((false, "nothing: the run was dropped".into())),
+                Err(_) => return Ok(None),
             }
         }
         Interruption::Cancel(after) => {
@@ -398,7 +456,7 @@ async fn run_interrupted(
     };
     let said =
         report.step("deploy").and_then(|s| s.reason.as_deref().map(str::to_owned)).unwrap_or_else(|| "nothing".into());
-    Ok((report.status == RunStatus::Succeeded, said))
+    Ok(Some((report.status, said)))
 }
 
 /// [`MemoryTarget`] as a [`Platform`]: operations take 20 ms (so interruptions land half-way), and what it serves is
@@ -423,6 +481,15 @@ impl MemoryPlatform {
         self
     }
 
+    /// The memory target behind `target`, if it is one of this platform's.
+    fn find(&self, target: &dyn Target) -> Option<Arc<MemoryTarget>> {
+        let address = std::ptr::from_ref(target).cast::<()>();
+        Self::lock(&self.targets)
+            .iter()
+            .find(|t| std::ptr::from_ref::<MemoryTarget>(t.as_ref()).cast::<()>() == address)
+            .cloned()
+    }
+
     fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -443,13 +510,12 @@ impl Platform for MemoryPlatform {
         target
     }
 
+    async fn restore_notes(&self, target: &dyn Target) -> Vec<String> {
+        self.find(target).map(|t| t.events()).unwrap_or_default()
+    }
+
     async fn observe(&self, target: &dyn Target) -> Observed {
-        let address = std::ptr::from_ref(target).cast::<()>();
-        let found = Self::lock(&self.targets)
-            .iter()
-            .find(|t| std::ptr::from_ref::<MemoryTarget>(t.as_ref()).cast::<()>() == address)
-            .cloned();
-        let Some(target) = found else {
+        let Some(target) = self.find(target) else {
             return Observed { leftovers: vec!["not a target of this platform".into()], ..Observed::default() };
         };
         let broken = Self::lock(&self.broken).clone();

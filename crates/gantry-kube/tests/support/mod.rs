@@ -137,6 +137,22 @@ impl Platform for KubePlatform {
         panic!("the fresh target in `{namespace}` never became ready");
     }
 
+    async fn restore_notes(&self, target: &dyn Target) -> Vec<String> {
+        let events: Api<k8s_openapi::api::core::v1::Event> =
+            Api::namespaced(self.cluster.client.clone(), &self.namespace_of(target));
+        let mut said: Vec<_> = events
+            .list(&ListParams::default())
+            .await
+            .map(|l| l.items)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|e| e.reason.as_deref() == Some("GantryRolledBack"))
+            .map(|e| (e.metadata.creation_timestamp.clone(), e.message.unwrap_or_default()))
+            .collect();
+        said.sort_by(|a, b| a.0.cmp(&b.0));
+        said.into_iter().map(|(_, message)| message).collect()
+    }
+
     async fn observe(&self, target: &dyn Target) -> Observed {
         let namespace = self.namespace_of(target);
         let client = self.cluster.client.clone();
