@@ -122,3 +122,33 @@ async fn an_unreachable_prometheus_is_unavailable_not_a_pass() {
     let err = provider.query(&query).await.unwrap_err();
     assert!(matches!(err, gantry_core::analysis::MetricError::Unavailable { .. }), "{err}");
 }
+
+/// The shared HTTP policy on a server that rate-limits: a `429` with `Retry-After` is waited out, then the answer is
+/// read; a refused query is not sent again. (A recording receiver stands in for Prometheus: no binary needed.)
+#[tokio::test]
+async fn a_rate_limited_query_waits_out_retry_after_and_a_bad_query_is_not_retried() {
+    let server = gantry_testkit::receiver::Receiver::start().await.unwrap();
+    server.respond_with(|r| {
+        let bad = r.path.starts_with("/bad/");
+        Some(if bad {
+            (400, serde_json::json!({"status": "error", "errorType": "bad_data", "error": "parse error"}))
+        } else {
+            let matrix =
+                serde_json::json!({"resultType": "matrix", "result": [{"metric": {}, "values": [[60, "1.5"]]}]});
+            (200, serde_json::json!({"status": "success", "data": matrix}))
+        })
+    });
+    server.fail_next(429, 1); // answered with `Retry-After: 1`
+    let prometheus = Prometheus::new(&server.url()).unwrap();
+    let (start, end) = (UNIX_EPOCH + Duration::from_secs(60), UNIX_EPOCH + Duration::from_secs(120));
+    let started = std::time::Instant::now();
+    let series = prometheus.query_range("up", start, end, Duration::from_secs(60)).await.unwrap();
+    assert!(started.elapsed() >= Duration::from_secs(1), "waited out: {:?}", started.elapsed());
+    assert_eq!(series[0].values(), [1.5]);
+    assert_eq!(server.requests().len(), 2);
+
+    let bad = Prometheus::new(&format!("{}/bad/", server.url())).unwrap();
+    let err = bad.query_range("up{", start, end, Duration::from_secs(60)).await.unwrap_err();
+    assert!(!err.is_transient() && err.to_string().contains("parse error"), "{err}");
+    assert_eq!(server.requests().len(), 3, "a refused query is sent once");
+}

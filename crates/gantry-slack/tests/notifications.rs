@@ -305,3 +305,30 @@ async fn variables_cannot_break_out_of_a_link() {
     );
     assert!(!header.contains("<!channel>"), "no mention got through: {header}");
 }
+
+#[tokio::test]
+async fn what_slack_did_not_take_is_typed_refused_or_unavailable() {
+    use gantry_core::{Notifier, NotifyError, RunInfo};
+    /// Follows one run of `pipeline` with `slack` directly, as the executor does, and returns what it reports.
+    async fn follow(slack: Slack) -> Vec<NotifyError> {
+        let ok = Pipeline::builder("release").step("deploy", step_fn(|_| async { Ok(()) })).build().unwrap();
+        let run = Run::new(&ok, context());
+        let events = run.subscribe();
+        let info = RunInfo::new("run-7", "release", Default::default());
+        let following = tokio::spawn(async move { slack.follow(info, events).await });
+        run.execute().await.unwrap();
+        tokio::time::timeout(Duration::from_secs(30), following).await.unwrap().unwrap()
+    }
+    let sim = SlackSim::start().await.unwrap();
+
+    let refused = follow(Slack::bot(Secret::new(BOT_TOKEN), "#no-such-channel").api_url(sim.api_url())).await;
+    assert!(matches!(&refused[0], NotifyError::Refused { what, .. } if what == "run started"), "{refused:?}");
+    assert!(!refused[0].is_retryable());
+    let source = std::error::Error::source(&refused[0]).unwrap().to_string();
+    assert_eq!(source, "Slack refused `chat.postMessage`: channel_not_found");
+
+    sim.fail_next(500, 1000);
+    let down = follow(bot(&sim).backoff(Duration::from_millis(10))).await;
+    assert!(matches!(&down[0], NotifyError::Unavailable { .. }) && down[0].is_retryable(), "{down:?}");
+    assert!(down[0].to_string().contains("after 3 attempt(s): Slack answered 500"), "{}", down[0]);
+}
