@@ -99,7 +99,10 @@ fn missing_data_and_failed_queries_are_never_a_pass() {
     let nan = Series::new(vec![(std::time::UNIX_EPOCH, f64::NAN); 5]);
     let empty = judge.judge(&[ok, data(latency(Direction::Increase), normal(&mut rng, 100.0), nan.clone())]);
     assert_eq!(empty.outcome, Outcome::Inconclusive, "NaNs are removed, leaving no canary data");
-    assert_eq!(empty.metrics[1].outcome, MetricOutcome::NoData("no canary data in the window".into()));
+    assert_eq!(
+        empty.metrics[1].outcome,
+        MetricOutcome::NoData("no canary data in the window: its 5 point(s) are not numbers or infinite".into())
+    );
     let zeros =
         ClassicJudge::new().nans_as_zero().judge(&[data(latency(Direction::Decrease), normal(&mut rng, 100.0), nan)]);
     assert_eq!(zeros.metrics[0].outcome, MetricOutcome::Low, "replaced by zeros, they are judged");
@@ -309,4 +312,61 @@ async fn a_lookback_longer_than_the_clocks_past_starts_at_the_epoch() {
         .unwrap();
     let report = p.run(Context::new()).await.unwrap();
     assert_eq!(report.status_of("analyse"), Some(gantry_core::StepStatus::Succeeded), "{report}");
+}
+
+/// Judges `data` with `judge` on a thread of its own, failing the test (rather than hanging it) past 10 s.
+fn judged_within_bound(judge: impl Judge + 'static, data: Vec<MetricData>) -> gantry_core::analysis::Verdict {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(judge.judge(&data));
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(10)).expect("the judge returned (it spun forever before)")
+}
+
+#[test]
+fn infinite_values_never_hang_a_judge_and_are_dropped_and_counted() {
+    use gantry_core::analysis::SequentialJudge;
+    let mut rng = Rng::new(9);
+    let with = |mut s: Series, at: usize, v: f64| {
+        s.points[at].1 = v;
+        s
+    };
+    // Prometheus answers +Inf for x/0 and NaN for 0/0.
+    let baseline = with(with(normal(&mut rng, 100.0), 3, f64::NEG_INFINITY), 7, f64::NAN);
+    let canary = with(normal(&mut rng, 100.0), 5, f64::INFINITY);
+    for metric in [latency(Direction::Increase), Metric::new("errors", "sum:errors", Direction::Increase).counts()] {
+        let data = vec![data(metric.clone(), baseline.clone(), canary.clone())];
+        let classic = judged_within_bound(ClassicJudge::new(), data.clone());
+        let e = &classic.metrics[0].evidence;
+        assert_eq!(e.dropped, (2, 1), "{e:?}");
+        assert_eq!((e.baseline.len(), e.canary.len()), (58, 59));
+        assert!(classic.metrics[0].outcome.is_judged(), "judged on the finite points: {classic}");
+        let sequential = judged_within_bound(SequentialJudge::new(), data);
+        assert_eq!(sequential.metrics[0].evidence.dropped, (2, 1), "{sequential}");
+    }
+    // Only infinities in the canary: no data, never a pass.
+    let all_infinite = Series::new(canary.points.iter().map(|(t, _)| (*t, f64::INFINITY)).collect());
+    let verdict =
+        judged_within_bound(ClassicJudge::new(), vec![data(latency(Direction::Increase), baseline, all_infinite)]);
+    assert!(
+        matches!(&verdict.metrics[0].outcome, MetricOutcome::NoData(why) if why.contains("60 point(s) are not numbers or infinite")),
+        "{verdict}"
+    );
+    assert_ne!(verdict.outcome, Outcome::Pass);
+}
+
+#[test]
+fn a_canary_without_a_single_number_never_passes_the_count_test() {
+    use gantry_core::analysis::SequentialJudge;
+    let mut rng = Rng::new(10);
+    let errors = Metric::new("errors", "sum:errors", Direction::Increase).counts();
+    let baseline = series(&mut rng, Shape::Counts { mean: 10.0 }, 60);
+    let nans = Series::new(baseline.points.iter().map(|(t, _)| (*t, f64::NAN)).collect());
+    for canary in [nans, Series::new(Vec::new())] {
+        for judge in [&SequentialJudge::new() as &dyn Judge, &ClassicJudge::new()] {
+            let verdict = judge.judge(&[data(errors.clone(), baseline.clone(), canary.clone())]);
+            assert!(matches!(verdict.metrics[0].outcome, MetricOutcome::NoData(_)), "{verdict}");
+            assert_eq!(verdict.outcome, Outcome::Inconclusive, "{verdict}");
+        }
+    }
 }

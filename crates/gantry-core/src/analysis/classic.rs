@@ -98,16 +98,20 @@ impl ClassicJudge {
         self
     }
 
-    fn clean(&self, values: Vec<f64>) -> Vec<f64> {
-        let values: Vec<f64> = if self.remove_nans {
-            values.into_iter().filter(|v| !v.is_nan()).collect()
-        } else {
-            values.into_iter().map(|v| if v.is_nan() { 0.0 } else { v }).collect()
-        };
-        match self.outlier_factor {
+    /// The values to judge, and how many were dropped as not finite: NaNs are dropped (or read as zero with
+    /// [`nans_as_zero`](Self::nans_as_zero)), infinities always dropped; then outliers, if asked.
+    fn clean(&self, values: Vec<f64>) -> (Vec<f64>, usize) {
+        let total = values.len();
+        let values: Vec<f64> = values
+            .into_iter()
+            .filter_map(|v| if v.is_nan() && !self.remove_nans { Some(0.0) } else { v.is_finite().then_some(v) })
+            .collect();
+        let dropped = total - values.len();
+        let values = match self.outlier_factor {
             Some(factor) => stats::without_outliers(&values, factor),
             None => values,
-        }
+        };
+        (values, dropped)
     }
 
     fn classify(&self, data: &MetricData) -> MetricVerdict {
@@ -123,15 +127,21 @@ impl ClassicJudge {
             ),
             ..Evidence::default()
         };
-        let (baseline, canary) = match data.series() {
+        let ((baseline, dropped_b), (canary, dropped_c)) = match data.series() {
             Ok((b, c)) => (self.clean(b.values()), self.clean(c.values())),
             Err(missing) => return verdict(metric, missing, evidence),
         };
         evidence.baseline = baseline.clone();
         evidence.canary = canary.clone();
+        evidence.dropped = (dropped_b, dropped_c);
         if baseline.is_empty() || canary.is_empty() {
-            let which = if baseline.is_empty() { "baseline" } else { "canary" };
-            return verdict(metric, MetricOutcome::NoData(format!("no {which} data in the window")), evidence);
+            let (which, dropped) = if baseline.is_empty() { ("baseline", dropped_b) } else { ("canary", dropped_c) };
+            let why = if dropped > 0 {
+                format!("no {which} data in the window: its {dropped} point(s) are not numbers or infinite")
+            } else {
+                format!("no {which} data in the window")
+            };
+            return verdict(metric, MetricOutcome::NoData(why), evidence);
         }
         let (mb, mc) = (stats::mean(&baseline), stats::mean(&canary));
         evidence.ratio = if mb == 0.0 { 1.0 } else { mc / mb };

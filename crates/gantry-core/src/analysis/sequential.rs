@@ -93,6 +93,7 @@ impl SequentialJudge {
             .collect();
         evidence.baseline = pairs.iter().map(|p| p.0).collect();
         evidence.canary = pairs.iter().map(|p| p.1).collect();
+        evidence.dropped = (not_finite(baseline), not_finite(canary));
         if pairs.is_empty() {
             return MetricVerdict::new(
                 metric,
@@ -138,10 +139,26 @@ impl SequentialJudge {
     }
 
     fn counts(&self, metric: Metric, baseline: &Series, canary: &Series, mut evidence: Evidence) -> MetricVerdict {
-        let sum = |s: &Series| s.points.iter().map(|p| p.1).filter(|v| v.is_finite()).sum::<f64>();
-        let (b, c) = (sum(baseline), sum(canary));
-        evidence.baseline = baseline.values();
-        evidence.canary = canary.values();
+        let finite = |s: &Series| s.points.iter().map(|p| p.1).filter(|v| v.is_finite()).collect::<Vec<f64>>();
+        evidence.baseline = finite(baseline);
+        evidence.canary = finite(canary);
+        evidence.dropped = (not_finite(baseline), not_finite(canary));
+        // A group without a single number is missing data, never a share of zero: it must not pass.
+        let empty = [
+            ("baseline", evidence.baseline.is_empty(), evidence.dropped.0),
+            ("canary", evidence.canary.is_empty(), evidence.dropped.1),
+        ];
+        for (group, empty, dropped) in empty {
+            if empty {
+                let why = if dropped > 0 {
+                    format!("no {group} data in the window: its {dropped} point(s) are not numbers or infinite")
+                } else {
+                    format!("no {group} data in the window")
+                };
+                return MetricVerdict::new(metric, MetricOutcome::NoData(why), evidence);
+            }
+        }
+        let (b, c): (f64, f64) = (evidence.baseline.iter().sum(), evidence.canary.iter().sum());
         evidence.ratio = if b == 0.0 { if c == 0.0 { 1.0 } else { f64::INFINITY } } else { c / b };
         if b + c < 1.0 {
             evidence.decision = "no events in either group yet".into();
@@ -180,6 +197,11 @@ impl SequentialJudge {
         evidence.decision = decision.text;
         MetricVerdict::new(metric, decision.outcome, evidence)
     }
+}
+
+/// How many of a series' points are NaN or infinite.
+fn not_finite(series: &Series) -> usize {
+    series.points.iter().filter(|p| !p.1.is_finite()).count()
 }
 
 /// A metric's outcome from an always-valid interval `[lo, hi]` on the scale `to_scale` maps ratios to.

@@ -22,6 +22,8 @@ pub(crate) enum TestError {
     Empty,
     /// Every observation is tied: the variance is zero.
     AllTied,
+    /// A value is NaN or infinite (the judges drop such points first; this guards the rank loops).
+    NotFinite,
 }
 
 /// The rank sum of `x - mu` in the combined sample with `y` (ties get their average rank), and the tie term
@@ -48,6 +50,9 @@ fn rank_sum(mu: f64, x: &[f64], y: &[f64]) -> (f64, f64) {
             cy += 1.0;
         }
         let t = cx + cy;
+        if t == 0.0 {
+            break; // Only a NaN compares unequal to itself; `mann_whitney` refuses them, this bounds the loop anyway.
+        }
         sum += cx * (position + (t + 1.0) / 2.0);
         ties += t * t * t - t;
         position += t;
@@ -115,6 +120,9 @@ fn root(zq: f64, x: &[f64], y: &[f64], lo: f64, hi: f64) -> Result<f64, TestErro
 pub(crate) fn mann_whitney(x: &[f64], y: &[f64], confidence: f64) -> Result<MannWhitney, TestError> {
     if x.is_empty() || y.is_empty() {
         return Err(TestError::Empty);
+    }
+    if !x.iter().chain(y).all(|v| v.is_finite()) || !(confidence > 0.0 && confidence < 1.0) {
+        return Err(TestError::NotFinite);
     }
     let (mut x, mut y) = (x.to_vec(), y.to_vec());
     x.sort_by(f64::total_cmp);

@@ -52,6 +52,9 @@ pub struct Evidence {
     pub baseline: Vec<f64>,
     /// The canary's values (after cleaning).
     pub canary: Vec<f64>,
+    /// Points dropped before judging because their value was not a number or infinite (Prometheus answers `NaN`
+    /// for 0/0 and `+Inf` for x/0), baseline then canary.
+    pub dropped: (usize, usize),
     /// The statistic's name and value (`Mann-Whitney U = 123`).
     pub statistic: String,
     /// The estimated effect, on the scale of `interval`: the Hodges-Lehmann shift in the metric's unit (classic
