@@ -121,7 +121,7 @@ pub(crate) fn mann_whitney(x: &[f64], y: &[f64], confidence: f64) -> Result<Mann
     if x.is_empty() || y.is_empty() {
         return Err(TestError::Empty);
     }
-    if !x.iter().chain(y).all(|v| v.is_finite()) || !(confidence > 0.0 && confidence < 1.0) {
+    if !(x.iter().chain(y).all(|v| v.is_finite()) && confidence > 0.0 && confidence < 1.0) {
         return Err(TestError::NotFinite);
     }
     let (mut x, mut y) = (x.to_vec(), y.to_vec());
