@@ -96,12 +96,12 @@ fn missing_data_and_failed_queries_are_never_a_pass() {
     assert!(matches!(&verdict.metrics[1].outcome, MetricOutcome::QueryFailed(why) if why.contains("429")));
     assert_eq!(verdict.on_inconclusive(), OnInconclusive::Pause);
 
-    let nan = Series::new(vec![(std::time::UNIX_EPOCH, f64::NAN); 5]);
+    let nan = Series::new(vec![(std::time::UNIX_EPOCH, f64::NAN); 10]);
     let empty = judge.judge(&[ok, data(latency(Direction::Increase), normal(&mut rng, 100.0), nan.clone())]);
     assert_eq!(empty.outcome, Outcome::Inconclusive, "NaNs are removed, leaving no canary data");
     assert_eq!(
         empty.metrics[1].outcome,
-        MetricOutcome::NoData("no canary data in the window: its 5 point(s) are not numbers or infinite".into())
+        MetricOutcome::NoData("no canary data in the window: its 10 point(s) are not numbers or infinite".into())
     );
     let zeros =
         ClassicJudge::new().nans_as_zero().judge(&[data(latency(Direction::Decrease), normal(&mut rng, 100.0), nan)]);
@@ -369,4 +369,28 @@ fn a_canary_without_a_single_number_never_passes_the_count_test() {
             assert_eq!(verdict.outcome, Outcome::Inconclusive, "{verdict}");
         }
     }
+}
+
+#[test]
+fn the_classic_judge_waits_for_a_minimum_sample_instead_of_judging_one_point() {
+    // The first look of `Analysis::every(1 min)` sees one point per group: before, about half of healthy canaries
+    // failed there (a single higher point read as a certain shift).
+    let mut rng = Rng::new(11);
+    let judge = ClassicJudge::new();
+    let mut failed = 0;
+    for _ in 0..200 {
+        let (b, c) = (
+            series(&mut rng, Shape::Normal { mean: 100.0, sd: 10.0 }, 1),
+            series(&mut rng, Shape::Normal { mean: 100.0, sd: 10.0 }, 1),
+        );
+        let verdict = judge.judge(&[data(latency(Direction::Increase).critical(), b, c)]);
+        assert_eq!(verdict.metrics[0].outcome, MetricOutcome::Undecided, "{verdict}");
+        assert!(verdict.metrics[0].evidence.decision.contains("judged from 10 each"), "{verdict}");
+        failed += usize::from(verdict.outcome == Outcome::Fail);
+    }
+    assert_eq!(failed, 0);
+    // From the minimum on, the metric is judged.
+    let (b, c) = (normal(&mut rng, 100.0), normal(&mut rng, 130.0));
+    let verdict = judge.judge(&[data(latency(Direction::Increase), b, c)]);
+    assert_eq!(verdict.metrics[0].outcome, MetricOutcome::High);
 }

@@ -39,10 +39,12 @@ pub struct ClassicJudge {
     remove_nans: bool,
     outlier_factor: Option<f64>,
     weights: BTreeMap<String, f64>,
+    min_points: usize,
 }
 
 impl ClassicJudge {
-    /// Kayenta's settings: 98% confidence, tolerance 0.25, pass at 95, marginal at 75, NaNs removed, outliers kept.
+    /// Kayenta's settings: 98% confidence, tolerance 0.25, pass at 95, marginal at 75, NaNs removed, outliers kept;
+    /// and at least 10 points per group before a metric is judged.
     pub fn new() -> Self {
         Self {
             confidence: 0.98,
@@ -52,6 +54,7 @@ impl ClassicJudge {
             remove_nans: true,
             outlier_factor: None,
             weights: BTreeMap::new(),
+            min_points: 10,
         }
     }
 
@@ -88,6 +91,15 @@ impl ClassicJudge {
     #[must_use]
     pub fn remove_outliers(mut self, factor: f64) -> Self {
         self.outlier_factor = Some(factor);
+        self
+    }
+
+    /// The points each group needs before a metric is judged (default 10, at least 2). With fewer, the metric is
+    /// undecided (the analysis inconclusive), never high or low: one point per group, as the first look of an
+    /// [`every`](super::Analysis::every) analysis sees, would fail half of all healthy canaries.
+    #[must_use]
+    pub fn min_points(mut self, points: usize) -> Self {
+        self.min_points = points.max(2);
         self
     }
 
@@ -144,6 +156,16 @@ impl ClassicJudge {
             return verdict(metric, MetricOutcome::NoData(why), evidence);
         }
         let (mb, mc) = (stats::mean(&baseline), stats::mean(&canary));
+        if baseline.len() < self.min_points || canary.len() < self.min_points {
+            evidence.ratio = if mb == 0.0 { 1.0 } else { mc / mb };
+            evidence.decision = format!(
+                "{} baseline and {} canary points so far; judged from {} each",
+                baseline.len(),
+                canary.len(),
+                self.min_points
+            );
+            return verdict(metric, MetricOutcome::Undecided, evidence);
+        }
         evidence.ratio = if mb == 0.0 { 1.0 } else { mc / mb };
         let mut sorted = (baseline.clone(), canary.clone());
         sorted.0.sort_by(f64::total_cmp);
