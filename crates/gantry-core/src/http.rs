@@ -129,7 +129,7 @@ impl Policy {
         let nominal = self.nominal_pause(failed_attempt);
         let half = nominal / 2;
         let spread = u64::try_from((nominal - half).as_nanos()).unwrap_or(u64::MAX);
-        half + Duration::from_nanos(if spread == 0 { 0 } else { random() % (spread + 1) })
+        half + Duration::from_nanos(if spread == 0 { 0 } else { random() % spread.saturating_add(1) })
     }
 
     /// Makes `call` (given the attempt's number, from 1) until it is done, fails for good, or has been made
@@ -147,7 +147,10 @@ impl Policy {
                 Attempt::Done(value) => return Ok(value),
                 Attempt::Failed(error) => return Err(error),
                 Attempt::Retry(error) => (error, self.pause(attempt)),
-                Attempt::RetryAfter(error, after) if after <= self.max_retry_after => (error, after),
+                // A wait of zero (or a date already past) still gets the first half-pause: no tight loop.
+                Attempt::RetryAfter(error, after) if after <= self.max_retry_after => {
+                    (error, after.max(self.first / 2))
+                }
                 Attempt::RetryAfter(error, _) => return Err(error),
             };
             if attempt >= self.attempts {

@@ -152,7 +152,8 @@ impl Datadog {
         app_key_needed: bool,
     ) -> Result<Value, DatadogError> {
         let url = self.base.join(path).map_err(|e| DatadogError::Site(e.to_string()))?;
-        let (api_key, app_key) = (sensitive(&self.api_key)?, sensitive(&self.app_key)?);
+        let api_key = sensitive(&self.api_key)?;
+        let app_key = if app_key_needed { Some(sensitive(&self.app_key)?) } else { None };
         self.policy
             .run(action, |attempt| {
                 let mut request = self
@@ -162,7 +163,7 @@ impl Datadog {
                     .query(query)
                     .header("DD-API-KEY", api_key.clone())
                     .header("Accept", "application/json");
-                if app_key_needed {
+                if let Some(app_key) = &app_key {
                     request = request.header("DD-APPLICATION-KEY", app_key.clone());
                 }
                 if let Some(body) = body {

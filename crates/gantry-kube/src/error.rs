@@ -49,8 +49,9 @@ impl KubeError {
     }
 
     /// Whether the same request may succeed if made again: a server error (5xx), `429`, a conflict that is not a
-    /// server-side apply's field conflict, a `401` (credentials are renewed before the next request), or a lost
-    /// connection. A refusal (403, 404, 422), a missing or misshapen object, and a watch given up are not.
+    /// server-side apply's field conflict, a `401` (an expiring token, such as EKS's or an exec plugin's, is renewed
+    /// before the next request; a revoked static token stays refused), or a lost connection. A refusal (403, 404,
+    /// 422), a missing or misshapen object, and a watch given up are not.
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Api { source, .. } => {
@@ -72,20 +73,18 @@ fn answer(e: &kube::Error) -> String {
 
 impl From<KubeError> for gantry_core::StepError {
     fn from(e: KubeError) -> Self {
-        let message = e.to_string();
-        match e {
+        let retryable = e.is_retryable();
+        let step = match e {
+            // What the server said, plainly, as the message; kube's error is the source, not repeated.
             KubeError::Api { action, source } => match *source {
-                // What the server said, plainly; a server error may pass, a refusal will not.
-                kube::Error::Api(status) => {
-                    let step = gantry_core::StepError::new(format!(
-                        "the Kubernetes API refused to {action}: {} ({} {})",
-                        status.message, status.code, status.reason
-                    ));
-                    if status.code >= 500 { step.retryable() } else { step }
-                }
-                other => gantry_core::StepError::with_source(message, other).retryable(),
+                kube::Error::Api(status) => gantry_core::StepError::new(format!(
+                    "the Kubernetes API refused to {action}: {} ({} {})",
+                    status.message, status.code, status.reason
+                )),
+                other => gantry_core::StepError::with_source(format!("the Kubernetes API failed to {action}"), other),
             },
-            _ => gantry_core::StepError::new(message),
-        }
+            other => gantry_core::StepError::new(other.to_string()),
+        };
+        if retryable { step.retryable() } else { step }
     }
 }

@@ -70,6 +70,8 @@ pub(crate) struct Watched<'a> {
 pub(crate) enum Followed {
     Complete,
     Failed(String),
+    /// A watch was given up (the server kept refusing or failing it): the rollout's fate is unknown.
+    Unwatchable(KubeError),
     Cancelled,
 }
 
@@ -155,7 +157,7 @@ pub(crate) async fn follow(
                 let d = match change {
                     Change::Applied(d) => d,
                     Change::Deleted(_) => return Followed::Failed(format!("Deployment `{name}` was deleted")),
-                    Change::Failed(e) => return Followed::Failed(format!("the rollout cannot be followed: {e}")),
+                    Change::Failed(e) => return Followed::Unwatchable(e),
                 };
                 tracing::debug!(target: "gantry_kube::rollout", status = ?d.status.as_ref().map(|s| (s.observed_generation, s.replicas, s.updated_replicas, s.available_replicas)), generation, "deployment changed");
                 if rollout_complete(&d, generation) {
@@ -175,7 +177,7 @@ pub(crate) async fn follow(
                     }
                     Change::Deleted(_) => {}
                     // Without the pods, crash loops and pull errors would go unseen until the progress deadline.
-                    Change::Failed(e) => return Followed::Failed(format!("the rollout cannot be followed: {e}")),
+                    Change::Failed(e) => return Followed::Unwatchable(e),
                 }
             }
             else => return Followed::Failed(format!("the watches of `{name}` ended")),
@@ -229,6 +231,11 @@ pub(crate) async fn track(
                 failure = Some(format!("the rollout of Deployment `{name}` failed: {why}"));
                 break;
             }
+            Followed::Unwatchable(e) => {
+                failure =
+                    Some(format!("the rollout of Deployment `{name}` failed: the rollout cannot be followed: {e}"));
+                break;
+            }
             Followed::Cancelled => {
                 failure = Some(INTERRUPTED.to_owned());
                 break;
@@ -246,6 +253,7 @@ pub(crate) async fn track(
         let outcome = match Box::pin(restore_template(&deploys, &pods, name, previous, image, 2)).await? {
             Followed::Complete => format!("{name} is back on {image}"),
             Followed::Failed(why) => format!("rolling {name} back failed too: {why}"),
+            Followed::Unwatchable(e) => format!("rolling {name} back failed too: the rollout cannot be followed: {e}"),
             Followed::Cancelled => format!("rolling {name} back did not complete"),
         };
         ctx.log(&outcome);

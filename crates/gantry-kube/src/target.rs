@@ -225,20 +225,23 @@ impl KubeTarget {
         let patched = retrying(&format!("patch Deployment `{name}`"), || deploys.patch(name, &params, patch))
             .await
             .map_err(platform)?;
-        Ok(self.follow(&patched, image).await)
+        self.follow(&patched, image).await
     }
 
-    async fn follow(&self, d: &Deployment, image: &str) -> Result<(), String> {
+    /// Follows the rollout of `d` to `image`. A watch the server kept refusing or failing is the platform's error
+    /// (the outer one: the rollout's fate is unknown, not failed); a rollout that does not complete is the inner one.
+    async fn follow(&self, d: &Deployment, image: &str) -> Result<Result<(), String>, TargetError> {
         let deploys = self.deployments();
         let pods: Api<Pod> = Api::namespaced(self.cluster.client().clone(), &self.namespace);
         let name = d.metadata.name.clone().unwrap_or_default();
-        let selector = selector_of(d).map_err(|e| e.to_string())?;
+        let selector = selector_of(d).map_err(|e| TargetError::platform(format!("follow Deployment `{name}`"), e))?;
         let watched = Watched { deploys: &deploys, pods: &pods, name: &name, selector: &selector };
         // Boxed: two watchers make a large future, and every operation here awaits one.
         match Box::pin(follow(&watched, d.metadata.generation.unwrap_or(0), image, self.max_restarts, None)).await {
-            Followed::Complete => Ok(()),
-            Followed::Failed(why) => Err(why),
-            Followed::Cancelled => Err("cancelled".into()),
+            Followed::Complete => Ok(Ok(())),
+            Followed::Failed(why) => Ok(Err(why)),
+            Followed::Unwatchable(e) => Err(platform(e)),
+            Followed::Cancelled => Ok(Err("cancelled".into())),
         }
     }
 
@@ -550,7 +553,7 @@ impl Target for KubeTarget {
             (Slot::Canary, Some(router)) => self.ensure_service(&router.canary_service, &selector).await?,
             _ => {}
         }
-        self.follow(&applied, &image).await.map_err(not_ready)
+        self.follow(&applied, &image).await?.map_err(not_ready)
     }
 
     async fn set_traffic(&self, traffic: &Traffic) -> Result<(), TargetError> {

@@ -176,6 +176,24 @@ async fn a_canary_failing_analysis_is_aborted_and_the_cluster_ends_fully_on_stab
     c.cleanup().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_looping_canary_is_removed_at_once() {
+    let c = TestCluster::new("kcrash").await.unwrap();
+    let Some(sim) = c.sim() else { return c.cleanup().await };
+    sim.script("web:3", PodScript::CrashLoop { runs_for: Duration::from_millis(100), exit_code: 1 });
+    let (deploys, services) = web(&c).await;
+    let started = std::time::Instant::now();
+    let report = run(target(&c), Canary::new().set_weight(50), "3").await;
+    let reason = report.step("deploy").unwrap().reason.clone().unwrap();
+    assert!(
+        reason.contains("did not become ready in the canary slot") && reason.contains("CrashLoopBackOff"),
+        "{reason}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(20), "fails fast");
+    healthy_on(&deploys, &services, "web:1").await;
+    c.cleanup().await;
+}
+
 fn http_routes(c: &TestCluster) -> Option<Api<DynamicObject>> {
     let sim = c.sim()?;
     sim.register(ResourceType::custom("gateway.networking.k8s.io", "v1", "HTTPRoute", "httproutes"));

@@ -54,7 +54,9 @@ impl PrometheusError {
     pub fn is_transient(&self) -> bool {
         match self {
             Self::Unreachable(_) => true,
-            Self::Refused { status, kind, .. } => *status >= 500 || kind == "timeout" || kind == "unavailable",
+            Self::Refused { status, kind, .. } => {
+                *status >= 500 || *status == 429 || kind == "timeout" || kind == "unavailable"
+            }
             Self::Url(_) | Self::Shape(_) => false,
         }
     }
@@ -171,7 +173,7 @@ impl Prometheus {
                     let error = PrometheusError::Refused { status, kind: text("errorType"), message: text("error") };
                     match wait {
                         Some(wait) if status == 429 || status == 503 => Attempt::RetryAfter(error, wait),
-                        _ if error.is_transient() || status == 429 => Attempt::Retry(error),
+                        _ if error.is_transient() => Attempt::Retry(error),
                         _ => Attempt::Failed(error),
                     }
                 }

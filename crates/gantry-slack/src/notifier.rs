@@ -124,7 +124,8 @@ impl Slack {
         self
     }
 
-    /// The first pause between attempts (default 250 ms, doubling to at most 4 s, with jitter).
+    /// The first pause between attempts (default 250 ms), doubling with jitter up to 4 s, or up to `pause` itself
+    /// when it is longer.
     #[must_use]
     pub fn backoff(mut self, pause: Duration) -> Self {
         self.policy = self.policy.backoff(pause, pause.max(Duration::from_secs(4)));

@@ -28,7 +28,7 @@ use gantry_core::strategy::{
     BlueGreen, Canary, Capabilities, Deploy, Match, MemoryTarget, Promotion, Release, Rolling, Slot, Strategy, Target,
     Traffic,
 };
-use gantry_core::{Context, Pipeline, Run, RunStatus};
+use gantry_core::{Context, Pipeline, Run, RunStatus, StepStatus};
 
 /// The service every check deploys.
 pub const SERVICE: &str = "web";
@@ -346,20 +346,32 @@ pub async fn strategies_end_whole(platform: &dyn Platform) -> Result<(), String>
                     continue;
                 }
                 let target = platform.target(&release(STABLE)).await;
-                let status = run_interrupted(Arc::clone(&target), Arc::clone(strategy), version, *interruption)
+                let ended = run_interrupted(Arc::clone(&target), Arc::clone(strategy), version, *interruption)
                     .await
                     .map_err(|e| format!("{what}: {e}"))?;
-                let (succeeded, said) = match &status {
-                    Some((status, said)) => (*status == RunStatus::Succeeded, said.clone()),
-                    None => (false, "nothing: the run was dropped".to_owned()),
-                };
+                let said = ended.as_ref().map_or("nothing: the run was dropped", |e| e.said.as_str());
                 let what = format!("{what} (the step said: {said})");
-                let expected = if succeeded { version } else { STABLE };
+                let succeeded = ended.as_ref().is_some_and(|e| e.run == RunStatus::Succeeded);
                 if succeeded && version == BAD {
                     return Err(format!("{what}: the step succeeded with a release that never becomes ready"));
                 }
-                whole_on(platform, target.as_ref(), expected, &what).await?;
-                says_why(platform, target.as_ref(), version, *interruption, status, unit)
+                if matches!(interruption, Interruption::None) && version == GOOD && !succeeded {
+                    return Err(format!("{what}: a release that becomes ready, left alone, did not succeed"));
+                }
+                match &ended {
+                    Some(_) => {
+                        whole_on(platform, target.as_ref(), if succeeded { version } else { STABLE }, &what).await?
+                    }
+                    // Dropped: on the stable version, restored by the drop guard; or on the new one, if the strategy
+                    // had finished when the run was dropped (the guard is disarmed then). Never in between.
+                    None => {
+                        let on = whole_on_either(platform, target.as_ref(), [STABLE, version], &what).await?;
+                        if on != STABLE {
+                            continue;
+                        }
+                    }
+                }
+                says_why(platform, target.as_ref(), version, *interruption, ended, unit)
                     .await
                     .map_err(|e| format!("{what}: {e}"))?;
             }
@@ -368,45 +380,80 @@ pub async fn strategies_end_whole(platform: &dyn Platform) -> Result<(), String>
     Ok(())
 }
 
+/// Like [`whole_on`], for a platform that may end on either version; returns which.
+async fn whole_on_either<'v>(
+    platform: &dyn Platform,
+    target: &dyn Target,
+    versions: [&'v str; 2],
+    what: &str,
+) -> Result<&'v str, String> {
+    let deadline = tokio::time::Instant::now() + platform.settle_time();
+    loop {
+        let seen = platform.observe(target).await;
+        if let Some(version) = versions.into_iter().find(|v| seen.is_whole_on(v)) {
+            return Ok(version);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(format!("{what}: expected everything on version {versions:?}, the platform shows {seen:?}"));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// How an interrupted run ended.
+struct Ended {
+    run: RunStatus,
+    step: Option<StepStatus>,
+    said: String,
+}
+
 /// A deploy that did not succeed says why: the step's reason names the cause (a release that never became ready, the
 /// timeout), a cancelled run reports the step cancelled, and a run dropped mid-deploy leaves a note on the platform
-/// that it was dropped.
+/// that it was dropped, naming the release.
 async fn says_why(
     platform: &dyn Platform,
     target: &dyn Target,
     version: &str,
     interruption: Interruption,
-    ended: Option<(RunStatus, String)>,
+    ended: Option<Ended>,
     unit: Duration,
 ) -> Result<(), String> {
-    let never_ready = |said: &str| said.contains("did not become ready");
+    // A release that never becomes ready may fail before an interruption lands: then that is the reason.
+    let failed_first = |said: &str| version == BAD && said.contains("did not become ready");
     match (interruption, ended) {
-        (_, Some((RunStatus::Succeeded, _))) => Ok(()),
-        (Interruption::None, Some((_, said))) if version == BAD && !never_ready(&said) => {
+        (_, Some(Ended { run: RunStatus::Succeeded, .. })) => Ok(()),
+        (Interruption::None, Some(e)) if !failed_first(&e.said) => {
             Err("the step's reason does not say the release did not become ready".into())
         }
-        (Interruption::Timeout(_), Some((status, said))) if !never_ready(&said) => {
-            if !said.starts_with("timed out after") {
-                return Err(
-                    "the step's reason names neither the timeout nor the release that did not become ready".into()
-                );
+        (Interruption::Timeout(_), Some(e)) if !failed_first(&e.said) => {
+            if !e.said.starts_with("timed out after") || !e.said.contains("interrupted") {
+                return Err("the step's reason does not say it timed out and was interrupted".into());
             }
             // A timeout is the step's failure, not the run's cancellation.
-            if status == RunStatus::Failed { Ok(()) } else { Err(format!("a timed-out run ended {status:?}")) }
+            if e.step == Some(StepStatus::Failed) {
+                Ok(())
+            } else {
+                Err(format!("a timed-out step ended {:?}", e.step))
+            }
         }
-        (Interruption::Cancel(_), Some((status, said))) if status != RunStatus::Cancelled && !never_ready(&said) => {
-            Err(format!("the run ended {status:?}, not cancelled, and not because the release failed"))
+        (Interruption::Cancel(_), Some(e)) if !failed_first(&e.said) => {
+            if e.run == RunStatus::Cancelled && e.step == Some(StepStatus::Cancelled) {
+                Ok(())
+            } else {
+                Err(format!("the run ended {:?} and the step {:?}, not cancelled", e.run, e.step))
+            }
         }
         // Dropped well into the deploy (past its first operation): the restore's task says why on the platform.
         (Interruption::Drop(after), None) if after >= unit * 3 => {
             let deadline = tokio::time::Instant::now() + platform.settle_time();
+            let release = format!("{SERVICE} {version}");
             loop {
                 let notes = platform.restore_notes(target).await;
-                if notes.iter().any(|n| n.contains("dropped")) {
+                if notes.iter().any(|n| n.contains("dropped") && n.contains(&release)) {
                     return Ok(());
                 }
                 if tokio::time::Instant::now() >= deadline {
-                    return Err(format!("no note on the platform says the deploy was dropped: {notes:?}"));
+                    return Err(format!("no note on the platform says the deploy of {release} was dropped: {notes:?}"));
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
@@ -422,7 +469,7 @@ async fn run_interrupted(
     strategy: Arc<dyn Strategy>,
     version: &str,
     interruption: Interruption,
-) -> Result<Option<(RunStatus, String)>, String> {
+) -> Result<Option<Ended>, String> {
     let step = Deploy::new(target, strategy, SERVICE, version).image(format!("{SERVICE}:{version}"));
     let mut builder = Pipeline::builder("conformance").step("deploy", step);
     if let Interruption::Timeout(after) = interruption {
@@ -456,7 +503,7 @@ async fn run_interrupted(
     };
     let said =
         report.step("deploy").and_then(|s| s.reason.as_deref().map(str::to_owned)).unwrap_or_else(|| "nothing".into());
-    Ok(Some((report.status, said)))
+    Ok(Some(Ended { run: report.status, step: report.status_of("deploy"), said }))
 }
 
 /// [`MemoryTarget`] as a [`Platform`]: operations take 20 ms (so interruptions land half-way), and what it serves is
