@@ -394,3 +394,66 @@ fn the_classic_judge_waits_for_a_minimum_sample_instead_of_judging_one_point() {
     let verdict = judge.judge(&[data(latency(Direction::Increase), b, c)]);
     assert_eq!(verdict.metrics[0].outcome, MetricOutcome::High);
 }
+
+#[test]
+fn settings_that_make_no_sense_are_refused_when_the_pipeline_is_built() {
+    use gantry_core::Pipeline;
+    use gantry_core::analysis::{Analysis, SequentialJudge};
+    use gantry_core::strategy::{Canary, Deploy, MemoryTarget, Release};
+    use std::sync::Arc;
+    let provider = Arc::new(support::metrics::SyntheticProvider::new(10));
+    let build = |judge: Arc<dyn Judge>, metric: Option<Metric>| {
+        let mut analysis = Analysis::new(provider.clone(), judge);
+        if let Some(metric) = metric {
+            analysis = analysis.metric(metric);
+        }
+        let target = Arc::new(MemoryTarget::with_stable(Release::new("web", "1")));
+        let canary = Canary::new().set_weight(20).analyze(analysis);
+        Pipeline::builder("release").step("deploy", Deploy::new(target, canary, "web", "2")).build().map(|_| ())
+    };
+    let m = || Some(latency(Direction::Increase));
+    let refused = [
+        (build(Arc::new(SequentialJudge::new().alpha(1.5)), m()), "`alpha` is 1.5"),
+        (build(Arc::new(SequentialJudge::new().alpha(0.0)), m()), "`alpha` is 0"),
+        (build(Arc::new(SequentialJudge::new().tau(0.0)), m()), "`tau` is 0"),
+        (build(Arc::new(SequentialJudge::new().pass_margin(0.9)), m()), "`pass_margin` is 0.9"),
+        (build(Arc::new(ClassicJudge::new().confidence(1.2)), m()), "`confidence` is 1.2"),
+        (build(Arc::new(ClassicJudge::new().thresholds(70.0, 80.0)), m()), "`thresholds` are pass 70"),
+        (build(Arc::new(ClassicJudge::new()), None), "it has no metrics"),
+        (
+            build(Arc::new(ClassicJudge::new()), Some(latency(Direction::Increase).allowed_increase(0.5))),
+            "`allowed_increase` is 0.5",
+        ),
+    ];
+    for (result, expected) in refused {
+        let error = result.expect_err(expected).to_string();
+        assert!(
+            error.contains("step `deploy` of pipeline `release` cannot run: the analysis of canary step 2"),
+            "{error}"
+        );
+        assert!(error.contains(expected), "{expected}: {error}");
+    }
+    assert!(build(Arc::new(SequentialJudge::new()), m()).is_ok());
+    assert!(build(Arc::new(ClassicJudge::new()), m()).is_ok());
+}
+
+#[test]
+fn a_constant_series_is_not_certainty_and_one_zero_does_not_change_the_scale() {
+    use gantry_core::analysis::SequentialJudge;
+    let at = |i: u64| std::time::UNIX_EPOCH + std::time::Duration::from_secs(60 * i);
+    let constant = |v: f64| Series::new((0..10).map(|i| (at(i), v)).collect());
+    // Ten points of 100 against ten of 100.5: a rounding difference, not a failure.
+    let verdict = SequentialJudge::new().judge(&[data(latency(Direction::Increase), constant(100.0), constant(100.5))]);
+    assert!(!verdict.metrics[0].failed(), "{verdict}");
+
+    // An A/A series with one zero in it is still judged on log-ratios.
+    let mut rng = Rng::new(12);
+    let (b, c) = (normal(&mut rng, 100.0), normal(&mut rng, 100.0));
+    let mut with_zero = b.clone();
+    with_zero.points[30].1 = 0.0;
+    for baseline in [b, with_zero] {
+        let verdict = SequentialJudge::new().judge(&[data(latency(Direction::Increase), baseline, c.clone())]);
+        let statistic = &verdict.metrics[0].evidence.statistic;
+        assert!(statistic.contains("log-ratios"), "{statistic}");
+    }
+}

@@ -38,6 +38,17 @@ pub enum DatadogError {
         /// Datadog's `errors`, joined.
         message: String,
     },
+    /// A metric query returned several series where one is judged (a `by {...}` grouping, or a wildcard):
+    /// picking one would judge an arbitrary host or pod.
+    #[error(
+        "the query returns {count} series where one is needed; aggregate them to one (drop its `by {{...}}`): {query}"
+    )]
+    ManySeries {
+        /// How many series came back.
+        count: usize,
+        /// The query as sent.
+        query: String,
+    },
     /// The answer was not shaped as documented.
     #[error("unexpected answer from Datadog to {action}: {why}")]
     Shape {
@@ -54,7 +65,7 @@ impl DatadogError {
         match self {
             Self::Unreachable { .. } | Self::RateLimited { .. } => true,
             Self::Status { status, .. } => *status >= 500,
-            Self::Site(_) | Self::InvalidKey | Self::Shape { .. } => false,
+            Self::Site(_) | Self::InvalidKey | Self::Shape { .. } | Self::ManySeries { .. } => false,
         }
     }
 }

@@ -46,7 +46,8 @@ impl DatadogMetrics {
         self
     }
 
-    /// The points of `query` from `from` to `to`, in time order (the first series if it returns several).
+    /// The points of `query` from `from` to `to`, in time order. A query that returns several series is refused
+    /// ([`DatadogError::ManySeries`]): aggregate it to one.
     pub async fn points(
         &self,
         query: &str,
@@ -60,7 +61,7 @@ impl DatadogMetrics {
                 let params =
                     [("from", secs(from).to_string()), ("to", secs(to).to_string()), ("query", query.to_owned())];
                 let body = self.client.send("query metrics", Method::GET, "/api/v1/query", &params, None, true).await?;
-                return first(parse_v1(&body)?);
+                return one(parse_v1(&body)?, query);
             }
             MetricsApi::V2 => json!({"data": {"type": "timeseries_request", "attributes": {
                 "from": secs(from) * 1000, "to": secs(to) * 1000,
@@ -71,12 +72,17 @@ impl DatadogMetrics {
         };
         let answer =
             self.client.send("query metrics", Method::POST, "/api/v2/query/timeseries", &[], Some(&body), true).await?;
-        first(parse_v2(&answer)?)
+        one(parse_v2(&answer)?, query)
     }
 }
 
-fn first(mut series: Vec<Series>) -> Result<Series, DatadogError> {
-    Ok(if series.is_empty() { Series::default() } else { series.swap_remove(0) })
+/// The one series of an answer (none: an empty series).
+fn one(mut series: Vec<Series>, query: &str) -> Result<Series, DatadogError> {
+    match series.len() {
+        0 => Ok(Series::default()),
+        1 => Ok(series.swap_remove(0)),
+        count => Err(DatadogError::ManySeries { count, query: query.to_owned() }),
+    }
 }
 
 fn shape(why: impl Into<String>) -> DatadogError {

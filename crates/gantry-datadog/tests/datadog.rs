@@ -378,3 +378,32 @@ async fn a_watching_monitor_gate_holds_for_its_bake_time_and_fails_at_the_first_
         "{reason}"
     );
 }
+
+#[tokio::test]
+async fn a_query_returning_several_series_is_refused_not_cut_to_its_first() {
+    // A `by {host}` query answers one series per host: judging the first would judge an arbitrary host.
+    let mut body = recorded("v1_query_timeseries_points.response.json");
+    let series = body["series"][0].clone();
+    body["series"] = Value::Array(vec![series.clone(), series]);
+    let server = gantry_testkit::receiver::Receiver::start().await.unwrap();
+    server.respond_with(move |_| Some((200, body.clone())));
+    let metrics =
+        DatadogMetrics::new(Datadog::with_url(&server.url(), Secret::new(API_KEY), Secret::new(APP_KEY)).unwrap());
+    let (from, to) = window();
+    let query = "avg:trace.http.request.duration{service:web} by {host}";
+    let err = metrics.points(query, from, to, Duration::from_secs(60)).await.unwrap_err();
+    assert!(matches!(&err, DatadogError::ManySeries { count: 2, .. }), "{err}");
+    assert!(err.to_string().contains("aggregate them to one"), "{err}");
+    let provided = metrics
+        .query(&gantry_core::analysis::MetricQuery::new(
+            "latency",
+            query,
+            Group::Canary,
+            from,
+            to,
+            Duration::from_secs(60),
+        ))
+        .await
+        .unwrap_err();
+    assert!(matches!(provided, MetricError::Refused { .. }) && !provided.is_retryable(), "{provided}");
+}

@@ -258,6 +258,29 @@ impl Default for ClassicJudge {
 }
 
 impl Judge for ClassicJudge {
+    fn check(&self) -> Result<(), String> {
+        if !(self.confidence > 0.0 && self.confidence < 1.0) {
+            return Err(format!("`confidence` is {}; it must be above 0 and below 1 (0.98)", self.confidence));
+        }
+        if !(self.tolerance.is_finite() && self.tolerance >= 0.0) {
+            return Err(format!("`tolerance` is {}; it must be 0 or more (0.25)", self.tolerance));
+        }
+        if !(0.0..=100.0).contains(&self.marginal) || !(self.marginal..=100.0).contains(&self.pass) {
+            return Err(format!(
+                "`thresholds` are pass {} and marginal {}; they must satisfy 0 ≤ marginal ≤ pass ≤ 100",
+                self.pass, self.marginal
+            ));
+        }
+        if let Some(factor) = self.outlier_factor.filter(|f| !(f.is_finite() && *f > 0.0)) {
+            return Err(format!("`remove_outliers` factor is {factor}; it must be positive (3.0)"));
+        }
+        let total: f64 = self.weights.values().sum();
+        if self.weights.values().any(|w| !(0.0..=100.0).contains(w)) || total > 100.0 {
+            return Err(format!("group weights {:?} must each be 0–100 and sum to at most 100", self.weights));
+        }
+        Ok(())
+    }
+
     fn judge(&self, data: &[MetricData]) -> Verdict {
         let metrics: Vec<MetricVerdict> = data.iter().map(|d| self.classify(d)).collect();
         let score = (self.score(&metrics) * 100.0).round() / 100.0;

@@ -51,4 +51,10 @@ impl MetricData {
 pub trait Judge: Send + Sync + fmt::Debug {
     /// The verdict on the data.
     fn judge(&self, data: &[MetricData]) -> Verdict;
+
+    /// Whether its settings make sense; the reason names the setting, its value and what it must be. Checked when
+    /// a pipeline that uses it is built. Default: fine.
+    fn check(&self) -> Result<(), String> {
+        Ok(())
+    }
 }

@@ -81,6 +81,35 @@ impl Analysis {
         &self.metrics
     }
 
+    /// Whether it can be run as set up: at least one metric, sensible allowed effects, a positive resolution and
+    /// interval, and its judge's settings ([`Judge::check`]). The reason names what is wrong.
+    pub fn check(&self) -> Result<(), String> {
+        if self.metrics.is_empty() {
+            return Err("it has no metrics: add one with `Analysis::metric`".into());
+        }
+        if self.step.is_zero() {
+            return Err("its resolution (`step`) is zero".into());
+        }
+        if self.every.is_some_and(|every| every.is_zero()) {
+            return Err("it judges `every` zero seconds".into());
+        }
+        for m in &self.metrics {
+            if !(m.allowed_increase.is_finite() && m.allowed_increase >= 1.0) {
+                return Err(format!(
+                    "metric `{}`: `allowed_increase` is {}; it must be a ratio of at least 1 (1.1 = +10%)",
+                    m.name, m.allowed_increase
+                ));
+            }
+            if !(m.allowed_decrease > 0.0 && m.allowed_decrease <= 1.0) {
+                return Err(format!(
+                    "metric `{}`: `allowed_decrease` is {}; it must be a ratio above 0 and at most 1 (0.9 = -10%)",
+                    m.name, m.allowed_decrease
+                ));
+            }
+        }
+        self.judge.check().map_err(|e| format!("its judge: {e}"))
+    }
+
     /// Collects and judges `canary` against `baseline`. A cancelled run ends it with an inconclusive verdict.
     pub async fn run(&self, ctx: &StepContext, baseline: &Release, canary: &Release) -> Verdict {
         let start = SystemTime::now();

@@ -16,7 +16,8 @@ use super::verdict::{Evidence, MetricOutcome, MetricVerdict, Outcome, Verdict};
 ///   (differences relative to the baseline's mean when a value is not positive), so load that moves both groups
 ///   cancels out. A mixture sequential probability ratio test (mSPRT; Johari, Pekelis & Walsh, *Always valid
 ///   inference*, 2017) with a normal mixture of scale `tau` (default 0.1, a 10% effect) gives an always-valid
-///   confidence sequence for the mean log-ratio; the variance is estimated from the data, after `min_pairs` pairs.
+///   confidence sequence for the mean log-ratio; the variance is estimated from the data, after `min_pairs` pairs,
+///   and never taken below a standard deviation of 1%.
 /// - **Counts** (errors, [`Metric::counts`]): from groups with equal traffic, the canary's share of all events is
 ///   binomial given their total. A beta-binomial mixture SPRT tests it against the share the allowed increase gives.
 ///
@@ -108,14 +109,21 @@ impl SequentialJudge {
             evidence.decision = format!("{n} pairs so far; judged from {}", self.min_pairs);
             return MetricVerdict::new(metric, MetricOutcome::Undecided, evidence);
         }
-        // Log-ratios where every value is positive, else differences relative to the baseline's mean.
-        let logs = pairs.iter().all(|(b, c)| *b > 0.0 && *c > 0.0);
+        // Log-ratios for a metric that is never negative (a zero here and there is offset by 1% of the baseline's
+        // mean, so one zero does not switch the whole metric to another scale); differences relative to the
+        // baseline's mean for a metric that can be negative.
+        let logs = mb > 0.0 && pairs.iter().all(|(b, c)| *b >= 0.0 && *c >= 0.0);
+        let offset = if logs && pairs.iter().any(|(b, c)| *b == 0.0 || *c == 0.0) { 0.01 * mb } else { 0.0 };
         let scale = if mb == 0.0 { 1.0 } else { mb.abs() };
-        let d: Vec<f64> = pairs.iter().map(|(b, c)| if logs { c.ln() - b.ln() } else { (c - b) / scale }).collect();
+        let d: Vec<f64> = pairs
+            .iter()
+            .map(|(b, c)| if logs { (c + offset).ln() - (b + offset).ln() } else { (c - b) / scale })
+            .collect();
         let to_effect = |ratio: f64| if logs { ratio.ln() } else { ratio - 1.0 };
         let dm = mean(&d);
-        let variance = d.iter().map(|x| (x - dm).powi(2)).sum::<f64>() / (n as f64 - 1.0);
-        let radius = if variance > 0.0 { self.radius(n, variance) } else { 0.0 };
+        // A series constant to the last digit is not certainty: the noise is never taken below MIN_SD (1%).
+        let variance = (d.iter().map(|x| (x - dm).powi(2)).sum::<f64>() / (n as f64 - 1.0)).max(MIN_SD * MIN_SD);
+        let radius = self.radius(n, variance);
         let (lo, hi) = (dm - radius, dm + radius);
         evidence.shift = dm;
         evidence.interval = (lo, hi);
@@ -237,6 +245,10 @@ impl Decision {
     }
 }
 
+/// The smallest standard deviation a level metric's paired differences are taken to have (1% on the log or relative
+/// scale): below it, monitoring's own rounding and sampling would read as certainty.
+const MIN_SD: f64 = 0.01;
+
 impl Default for SequentialJudge {
     fn default() -> Self {
         Self::new()
@@ -244,6 +256,22 @@ impl Default for SequentialJudge {
 }
 
 impl Judge for SequentialJudge {
+    fn check(&self) -> Result<(), String> {
+        if !(self.alpha > 0.0 && self.alpha < 1.0) {
+            return Err(format!("`alpha` is {}; it must be above 0 and below 1 (0.01 = 1%)", self.alpha));
+        }
+        if !(self.tau.is_finite() && self.tau > 0.0) {
+            return Err(format!("`tau` is {}; it must be a positive effect size (0.1 = 10%)", self.tau));
+        }
+        if !(self.pass_margin.is_finite() && self.pass_margin >= 1.0) {
+            return Err(format!(
+                "`pass_margin` is {}; it must be a ratio of at least 1 (1.05 = no worse than 5%)",
+                self.pass_margin
+            ));
+        }
+        Ok(())
+    }
+
     fn judge(&self, data: &[MetricData]) -> Verdict {
         let metrics: Vec<MetricVerdict> = data.iter().map(|d| self.classify(d)).collect();
         let names = |pick: &dyn Fn(&MetricVerdict) -> bool| {

@@ -193,6 +193,16 @@ impl Strategy for BlueGreen {
         parts.join(" → ")
     }
 
+    fn check(&self) -> Result<(), String> {
+        if let Some(analysis) = &self.pre_promotion {
+            analysis.check().map_err(|e| format!("the pre-promotion analysis: {e}"))?;
+        }
+        match &self.post_promotion {
+            Some(analysis) => analysis.check().map_err(|e| format!("the post-promotion analysis: {e}")),
+            None => Ok(()),
+        }
+    }
+
     fn requires(&self) -> Capabilities {
         match &self.preview_route {
             Some(Match::Header { .. }) => Capabilities::NONE.with_header_routes(),

@@ -181,6 +181,18 @@ impl Strategy for Canary {
         format!("canary: {} → promote{background}; abort on failed analysis", steps.join(" → "))
     }
 
+    fn check(&self) -> Result<(), String> {
+        for (i, step) in self.steps.iter().enumerate() {
+            if let CanaryStep::Analyze(analysis) = step {
+                analysis.check().map_err(|e| format!("the analysis of canary step {}: {e}", i + 1))?;
+            }
+        }
+        match &self.background {
+            Some(analysis) => analysis.check().map_err(|e| format!("the background analysis: {e}")),
+            None => Ok(()),
+        }
+    }
+
     fn requires(&self) -> Capabilities {
         let partial = self.steps.iter().any(|s| matches!(s, CanaryStep::SetWeight(w) if *w > 0 && *w < 100));
         if partial { Capabilities::NONE.with_weights() } else { Capabilities::NONE }

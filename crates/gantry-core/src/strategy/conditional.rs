@@ -60,6 +60,10 @@ impl Strategy for Conditional {
     }
 
     /// What any of its strategies needs: the choice is made at run time, so each must be able to run.
+    fn check(&self) -> Result<(), String> {
+        self.branches.iter().map(|(_, s)| s.check()).chain([self.otherwise.check()]).collect()
+    }
+
     fn requires(&self) -> Capabilities {
         self.branches.iter().map(|(_, s)| s.requires()).fold(self.otherwise.requires(), Capabilities::union)
     }

@@ -86,6 +86,7 @@ impl Step for Deploy {
     }
 
     fn validate(&self) -> Result<(), String> {
+        self.strategy.check()?;
         let missing = self.strategy.requires().missing_from(self.target.capabilities());
         if missing.is_empty() {
             return Ok(());

@@ -67,6 +67,12 @@ pub trait Strategy: Send + Sync + std::fmt::Debug {
     fn requires(&self) -> Capabilities {
         Capabilities::NONE
     }
+
+    /// Whether its settings make sense (its analyses' judges, thresholds and windows): the reason names what is
+    /// wrong. A [`Deploy`] step checks it when the pipeline is built. Default: fine.
+    fn check(&self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// A shared strategy is a strategy: one `Arc<dyn Strategy>` can drive several [`Deploy`] steps.
@@ -82,6 +88,10 @@ impl<S: Strategy + ?Sized> Strategy for std::sync::Arc<S> {
 
     fn requires(&self) -> Capabilities {
         (**self).requires()
+    }
+
+    fn check(&self) -> Result<(), String> {
+        (**self).check()
     }
 }
 
