@@ -96,7 +96,8 @@ fn missing_data_and_failed_queries_are_never_a_pass() {
     assert!(matches!(&verdict.metrics[1].outcome, MetricOutcome::QueryFailed(why) if why.contains("429")));
     assert_eq!(verdict.on_inconclusive(), OnInconclusive::Pause);
 
-    let nan = Series::new(vec![(std::time::UNIX_EPOCH, f64::NAN); 10]);
+    let minute = |i: u64| std::time::UNIX_EPOCH + std::time::Duration::from_secs(60 * i);
+    let nan = Series::new((0..10).map(|i| (minute(i), f64::NAN)).collect());
     let empty = judge.judge(&[ok, data(latency(Direction::Increase), normal(&mut rng, 100.0), nan.clone())]);
     assert_eq!(empty.outcome, Outcome::Inconclusive, "NaNs are removed, leaving no canary data");
     assert_eq!(
@@ -339,7 +340,8 @@ fn infinite_values_never_hang_a_judge_and_are_dropped_and_counted() {
         let classic = judged_within_bound(ClassicJudge::new(), data.clone());
         let e = &classic.metrics[0].evidence;
         assert_eq!(e.dropped, (2, 1), "{e:?}");
-        assert_eq!((e.baseline.len(), e.canary.len()), (58, 59));
+        // Counts are compared minute by minute: a minute one group lost is left out of the other's too.
+        assert_eq!((e.baseline.len() + e.unmatched.0, e.canary.len() + e.unmatched.1), (58, 59), "{e:?}");
         assert!(classic.metrics[0].outcome.is_judged(), "judged on the finite points: {classic}");
         let sequential = judged_within_bound(SequentialJudge::new(), data);
         assert_eq!(sequential.metrics[0].evidence.dropped, (2, 1), "{sequential}");
@@ -455,5 +457,131 @@ fn a_constant_series_is_not_certainty_and_one_zero_does_not_change_the_scale() {
         let verdict = SequentialJudge::new().judge(&[data(latency(Direction::Increase), baseline, c.clone())]);
         let statistic = &verdict.metrics[0].evidence.statistic;
         assert!(statistic.contains("log-ratios"), "{statistic}");
+    }
+}
+
+mod rates {
+    use gantry_core::analysis::{
+        ClassicJudge, Direction, Judge, Metric, MetricData, MetricOutcome, SequentialJudge, Series,
+    };
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use super::support::metrics::Rng;
+
+    fn at(minute: usize) -> std::time::SystemTime {
+        UNIX_EPOCH + Duration::from_secs(60 * minute as u64)
+    }
+
+    /// Poisson counts at `rate` per minute for minutes `0..minutes`, skipping those `keep` refuses.
+    fn counts(rng: &mut Rng, minutes: usize, rate: f64, keep: impl Fn(usize) -> bool) -> Series {
+        Series::new((0..minutes).filter(|m| keep(*m)).map(|m| (at(m), rng.poisson(rate))).collect())
+    }
+
+    fn requests(minutes: usize, per_minute: f64) -> Series {
+        Series::new((0..minutes).map(|m| (at(m), per_minute)).collect())
+    }
+
+    fn errors() -> Metric {
+        Metric::new("errors", "sum:errors", Direction::Increase).counts()
+    }
+
+    fn judged(judge: &dyn Judge, data: MetricData) -> MetricOutcome {
+        judge.judge(&[data]).metrics.remove(0).outcome
+    }
+
+    #[test]
+    fn a_lagging_last_minute_and_gaps_do_not_read_as_a_change_in_error_rate() {
+        // 100 errors a minute in both groups. The baseline's last minute has not arrived yet, and it misses 10% of
+        // its minutes. Before alignment, totals over unequal minutes failed nearly every such healthy canary.
+        let mut rng = Rng::new(21);
+        let (mut sequential_failed, mut classic_failed) = (0, 0);
+        let runs = 300;
+        for _ in 0..runs {
+            let baseline = counts(&mut rng, 29, 100.0, |m| m % 10 != 3);
+            let canary = counts(&mut rng, 30, 100.0, |_| true);
+            let data = MetricData::new(errors(), ("b".into(), "c".into()), Ok(baseline), Ok(canary));
+            let verdict = SequentialJudge::new().judge(std::slice::from_ref(&data));
+            let e = &verdict.metrics[0].evidence;
+            assert_eq!(e.unmatched, (0, 4), "the canary's minutes the baseline lacks: three gaps and the last");
+            sequential_failed += usize::from(verdict.metrics[0].failed());
+            classic_failed += usize::from(judged(&ClassicJudge::new(), data).is_judged_failure());
+        }
+        assert!(
+            sequential_failed * 100 <= runs * 2,
+            "sequential: {sequential_failed} of {runs} healthy canaries failed"
+        );
+        assert!(classic_failed * 100 <= runs * 2, "classic: {classic_failed} of {runs} healthy canaries failed");
+    }
+
+    #[test]
+    fn errors_are_judged_against_the_traffic_each_group_served() {
+        let mut rng = Rng::new(22);
+        let minutes = 60;
+        // The canary takes 10% of the traffic: 900 and 100 requests a minute, 1% errors in the baseline.
+        let per_requests = || errors().per_requests("sum:requests{version:{{version}}}");
+        let with_requests = |metric: Metric, b: Series, c: Series| {
+            MetricData::new(metric, ("b".into(), "c".into()), Ok(b), Ok(c))
+                .with_requests(Ok(requests(minutes, 900.0)), Ok(requests(minutes, 100.0)))
+        };
+        let (mut twice_caught, mut healthy_failed, mut shared_caught) = (0, 0, 0);
+        let runs = 100;
+        for _ in 0..runs {
+            let baseline = counts(&mut rng, minutes, 9.0, |_| true);
+            let twice = counts(&mut rng, minutes, 2.0, |_| true);
+            let healthy = counts(&mut rng, minutes, 1.0, |_| true);
+            let judge = SequentialJudge::new();
+            twice_caught += usize::from(
+                judged(&judge, with_requests(per_requests(), baseline.clone(), twice.clone())) == MetricOutcome::High,
+            );
+            healthy_failed += usize::from(
+                judged(&judge, with_requests(per_requests(), baseline.clone(), healthy)).is_judged_failure(),
+            );
+            // The same, with the share stated instead of queried.
+            let stated =
+                MetricData::new(errors().traffic_share(0.1), ("b".into(), "c".into()), Ok(baseline), Ok(twice));
+            shared_caught += usize::from(judged(&judge, stated) == MetricOutcome::High);
+        }
+        // Judged as if traffic were equal, a canary with twice the error rate on a tenth of the traffic passes.
+        assert!(twice_caught >= 90, "twice the error rate on 10% of the traffic caught in {twice_caught} of {runs}");
+        assert!(shared_caught >= 90, "with the share stated: {shared_caught} of {runs}");
+        assert!(healthy_failed <= 2, "healthy 10% canaries failed: {healthy_failed} of {runs}");
+
+        // A healthy canary with more traffic than the baseline (60/40) is not failed for having more errors.
+        let mut failed = 0;
+        for _ in 0..runs {
+            let (b, c) = (counts(&mut rng, minutes, 4.0, |_| true), counts(&mut rng, minutes, 6.0, |_| true));
+            let data = MetricData::new(errors().traffic_share(0.6), ("b".into(), "c".into()), Ok(b), Ok(c));
+            let verdict = SequentialJudge::new().judge(&[data]);
+            assert!(
+                verdict.metrics[0].evidence.traffic.contains("60% of the traffic"),
+                "{:?}",
+                verdict.metrics[0].evidence
+            );
+            failed += usize::from(verdict.metrics[0].failed());
+        }
+        assert!(failed <= 2, "healthy 60% canaries failed: {failed} of {runs}");
+    }
+
+    #[test]
+    fn a_metric_judged_per_request_without_its_requests_is_no_data() {
+        let data = MetricData::new(
+            errors().per_requests("sum:requests"),
+            ("b".into(), "c".into()),
+            Ok(Series::new(vec![(at(0), 1.0)])),
+            Ok(Series::new(vec![(at(0), 1.0)])),
+        );
+        for judge in [&SequentialJudge::new() as &dyn Judge, &ClassicJudge::new()] {
+            assert!(matches!(judge.judge(std::slice::from_ref(&data)).metrics[0].outcome, MetricOutcome::NoData(_)));
+        }
+    }
+
+    trait Failure {
+        fn is_judged_failure(&self) -> bool;
+    }
+
+    impl Failure for MetricOutcome {
+        fn is_judged_failure(&self) -> bool {
+            matches!(self, MetricOutcome::High | MetricOutcome::Low)
+        }
     }
 }

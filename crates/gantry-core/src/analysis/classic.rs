@@ -2,8 +2,9 @@
 
 use std::collections::BTreeMap;
 
+use super::align;
 use super::judge::{Judge, MetricData};
-use super::metric::Direction;
+use super::metric::{Direction, MetricKind, Series};
 use super::stats::{self, mann_whitney};
 use super::verdict::{Evidence, MetricOutcome, MetricVerdict, Outcome, Verdict};
 
@@ -110,20 +111,46 @@ impl ClassicJudge {
         self
     }
 
-    /// The values to judge, and how many were dropped as not finite: NaNs are dropped (or read as zero with
-    /// [`nans_as_zero`](Self::nans_as_zero)), infinities always dropped; then outliers, if asked.
-    fn clean(&self, values: Vec<f64>) -> (Vec<f64>, usize) {
-        let total = values.len();
-        let values: Vec<f64> = values
-            .into_iter()
-            .filter_map(|v| if v.is_nan() && !self.remove_nans { Some(0.0) } else { v.is_finite().then_some(v) })
-            .collect();
-        let dropped = total - values.len();
-        let values = match self.outlier_factor {
-            Some(factor) => stats::without_outliers(&values, factor),
-            None => values,
+    /// A series with its NaNs read as zero when [`nans_as_zero`](Self::nans_as_zero) says so (else as it is: the
+    /// alignment drops NaNs and infinities).
+    fn prepared(&self, series: &Series) -> Series {
+        if self.remove_nans {
+            return series.clone();
+        }
+        Series::new(series.points.iter().map(|(t, v)| (*t, if v.is_nan() { 0.0 } else { *v })).collect())
+    }
+
+    /// The values to judge, lined up in time ([`align`]): levels within the time range both groups cover; counts at
+    /// the intervals both have, the canary's scaled to the baseline's exposure (its requests, or its traffic share).
+    fn values(&self, data: &MetricData, evidence: &mut Evidence) -> Result<(Vec<f64>, Vec<f64>), MetricOutcome> {
+        let (baseline, canary) = data.series()?;
+        let (baseline, canary) = (self.prepared(baseline), self.prepared(canary));
+        evidence.dropped = (not_finite(&baseline), not_finite(&canary));
+        let (b, c) = match data.metric.kind {
+            MetricKind::Level => {
+                let (b, c, unmatched) = align::levels(&baseline, &canary);
+                evidence.unmatched = unmatched;
+                (b, c)
+            }
+            MetricKind::Count => {
+                let aligned = align::counts(&baseline, &canary, &data.metric.exposure, data.request_series()?);
+                evidence.unmatched = aligned.unmatched;
+                evidence.traffic = format!(
+                    "{}; canary/baseline exposure {:.3}",
+                    data.metric.exposure.describe(),
+                    aligned.exposure_ratio()
+                );
+                aligned
+                    .intervals
+                    .iter()
+                    .map(|i| (i.baseline, i.canary * i.baseline_exposure / i.canary_exposure))
+                    .unzip()
+            }
         };
-        (values, dropped)
+        Ok(match self.outlier_factor {
+            Some(factor) => (stats::without_outliers(&b, factor), stats::without_outliers(&c, factor)),
+            None => (b, c),
+        })
     }
 
     fn classify(&self, data: &MetricData) -> MetricVerdict {
@@ -139,15 +166,15 @@ impl ClassicJudge {
             ),
             ..Evidence::default()
         };
-        let ((baseline, dropped_b), (canary, dropped_c)) = match data.series() {
-            Ok((b, c)) => (self.clean(b.values()), self.clean(c.values())),
+        let (baseline, canary) = match self.values(data, &mut evidence) {
+            Ok(values) => values,
             Err(missing) => return verdict(metric, missing, evidence),
         };
         evidence.baseline = baseline.clone();
         evidence.canary = canary.clone();
-        evidence.dropped = (dropped_b, dropped_c);
         if baseline.is_empty() || canary.is_empty() {
-            let (which, dropped) = if baseline.is_empty() { ("baseline", dropped_b) } else { ("canary", dropped_c) };
+            let (which, dropped) =
+                if baseline.is_empty() { ("baseline", evidence.dropped.0) } else { ("canary", evidence.dropped.1) };
             let why = if dropped > 0 {
                 format!("no {which} data in the window: its {dropped} point(s) are not numbers or infinite")
             } else {
@@ -245,6 +272,11 @@ impl ClassicJudge {
             })
             .sum()
     }
+}
+
+/// How many of a series' points are NaN or infinite.
+fn not_finite(series: &Series) -> usize {
+    series.points.iter().filter(|p| !p.1.is_finite()).count()
 }
 
 fn verdict(metric: super::Metric, outcome: MetricOutcome, evidence: Evidence) -> MetricVerdict {

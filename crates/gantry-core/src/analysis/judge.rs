@@ -18,6 +18,8 @@ pub struct MetricData {
     pub baseline: Result<Series, MetricError>,
     /// The canary's series, or why there is none.
     pub canary: Result<Series, MetricError>,
+    /// For a metric judged per request ([`Metric::per_requests`]): each group's requests, baseline then canary.
+    pub requests: Option<(Result<Series, MetricError>, Result<Series, MetricError>)>,
 }
 
 impl MetricData {
@@ -28,7 +30,35 @@ impl MetricData {
         baseline: Result<Series, MetricError>,
         canary: Result<Series, MetricError>,
     ) -> Self {
-        Self { metric, queries, baseline, canary }
+        Self { metric, queries, baseline, canary, requests: None }
+    }
+
+    /// With each group's requests, for a metric judged per request.
+    #[must_use]
+    pub fn with_requests(mut self, baseline: Result<Series, MetricError>, canary: Result<Series, MetricError>) -> Self {
+        self.requests = Some((baseline, canary));
+        self
+    }
+
+    /// Each group's requests, or the outcome when a metric judged per request lacks them.
+    pub(crate) fn request_series(&self) -> Result<Option<(&Series, &Series)>, MetricOutcome> {
+        let Some((baseline, canary)) = &self.requests else {
+            return match self.metric.exposure {
+                super::Exposure::Requests(_) => {
+                    Err(MetricOutcome::NoData("the requests each group served were not queried".into()))
+                }
+                _ => Ok(None),
+            };
+        };
+        let missing = |group: &str, error: &MetricError| match error {
+            MetricError::NoData => MetricOutcome::NoData(format!("no {group} requests in the window")),
+            other => MetricOutcome::QueryFailed(format!("{group} requests: {other}")),
+        };
+        match (baseline, canary) {
+            (Err(e), _) => Err(missing("baseline", e)),
+            (_, Err(e)) => Err(missing("canary", e)),
+            (Ok(b), Ok(c)) => Ok(Some((b, c))),
+        }
     }
 
     /// Both series, or the outcome for the metric when a group has none: `NoData` when the provider found no data

@@ -168,6 +168,34 @@ pub struct Metric {
     pub on_inconclusive: OnInconclusive,
     /// What its values are: levels (latency) or counts per interval (errors).
     pub kind: MetricKind,
+    /// What a count metric's events are measured against: equal traffic, a stated share, or each group's requests.
+    pub exposure: Exposure,
+}
+
+/// What a count metric's events are measured against. Errors must be judged as rates: a canary serving 10 % of the
+/// traffic has a tenth of the errors of a healthy baseline, and one serving 60 % has more.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Exposure {
+    /// Both groups receive the same traffic (a baseline and a canary of the same size behind equal weights).
+    Equal,
+    /// The canary receives this fraction of the two groups' traffic (0.1 = 10 %); the baseline the rest.
+    CanaryShare(f64),
+    /// Each group's requests per interval, from this query (a template like the metric's: `{{version}}` is the
+    /// group's version). Events are judged per request, minute by minute.
+    Requests(String),
+}
+
+impl Exposure {
+    /// The assumption in words, for verdicts.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Equal => "equal traffic assumed".into(),
+            Self::CanaryShare(share) => format!("the canary takes {:.0}% of the traffic (stated)", share * 100.0),
+            Self::Requests(_) => "per request served by each group".into(),
+        }
+    }
 }
 
 /// What a metric's values are, for judges that treat them differently.
@@ -194,6 +222,7 @@ impl Metric {
             group: "default".into(),
             on_inconclusive: OnInconclusive::Abort,
             kind: MetricKind::Level,
+            exposure: Exposure::Equal,
         }
     }
 
@@ -202,6 +231,25 @@ impl Metric {
     #[must_use]
     pub fn counts(mut self) -> Self {
         self.kind = MetricKind::Count;
+        self
+    }
+
+    /// Its values are counts of events per interval, judged per request: `requests` is a query (a template, like
+    /// the metric's) for each group's requests per interval. Use it when the groups' traffic differs, or is not
+    /// known.
+    #[must_use]
+    pub fn per_requests(mut self, requests: impl Into<String>) -> Self {
+        self.kind = MetricKind::Count;
+        self.exposure = Exposure::Requests(requests.into());
+        self
+    }
+
+    /// Its values are counts of events per interval, and the canary receives `share` of the two groups' traffic
+    /// (0.1 = 10 %), as the weights of the deployment set it.
+    #[must_use]
+    pub fn traffic_share(mut self, share: f64) -> Self {
+        self.kind = MetricKind::Count;
+        self.exposure = Exposure::CanaryShare(share);
         self
     }
 

@@ -6,6 +6,7 @@
 //! analysis judged at every interval that stops as soon as the evidence is clear. Missing data and failed queries
 //! are never a pass.
 
+mod align;
 mod classic;
 mod judge;
 mod metric;
@@ -17,7 +18,8 @@ mod verdict;
 pub use classic::ClassicJudge;
 pub use judge::{Judge, MetricData};
 pub use metric::{
-    Direction, Group, Metric, MetricError, MetricKind, MetricProvider, MetricQuery, OnInconclusive, Series, SharedError,
+    Direction, Exposure, Group, Metric, MetricError, MetricKind, MetricProvider, MetricQuery, OnInconclusive, Series,
+    SharedError,
 };
 pub use run::Analysis;
 pub use sequential::SequentialJudge;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use super::judge::{Judge, MetricData};
-use super::metric::{Group, Metric, MetricProvider, MetricQuery};
+use super::metric::{Exposure, Group, Metric, MetricProvider, MetricQuery};
 use super::verdict::{Outcome, Verdict};
 use crate::StepContext;
 use crate::strategy::Release;
@@ -100,6 +100,18 @@ impl Analysis {
                     m.name, m.allowed_increase
                 ));
             }
+            match &m.exposure {
+                Exposure::CanaryShare(share) if !(*share > 0.0 && *share < 1.0) => {
+                    return Err(format!(
+                        "metric `{}`: the canary's traffic share is {share}; it must be above 0 and below 1 (0.1 = 10%)",
+                        m.name
+                    ));
+                }
+                Exposure::Requests(query) if query.trim().is_empty() => {
+                    return Err(format!("metric `{}`: its requests query is empty", m.name));
+                }
+                _ => {}
+            }
             if !(m.allowed_decrease > 0.0 && m.allowed_decrease <= 1.0) {
                 return Err(format!(
                     "metric `{}`: `allowed_decrease` is {}; it must be a ratio above 0 and at most 1 (0.9 = -10%)",
@@ -137,19 +149,20 @@ impl Analysis {
         let start = self.lookback.map_or(start, |window| end.checked_sub(window).unwrap_or(SystemTime::UNIX_EPOCH));
         let mut data = Vec::with_capacity(self.metrics.len());
         for metric in &self.metrics {
-            let query = |release: &Release, group: Group| {
-                let text = metric.query.replace("{{version}}", &release.version);
+            let query = |template: &str, release: &Release, group: Group| {
+                let text = template.replace("{{version}}", &release.version);
                 let text = crate::Template::parse(&text).and_then(|t| ctx.render(&t)).unwrap_or(text);
                 MetricQuery::new(&metric.name, text, group, start, end, self.step)
             };
-            let (b, c) = (query(baseline, Group::Baseline), query(canary, Group::Canary));
+            let (b, c) = (query(&metric.query, baseline, Group::Baseline), query(&metric.query, canary, Group::Canary));
             let (baseline_series, canary_series) = futures::join!(self.provider.query(&b), self.provider.query(&c));
-            data.push(MetricData {
-                metric: metric.clone(),
-                queries: (b.query, c.query),
-                baseline: baseline_series,
-                canary: canary_series,
-            });
+            let mut metric_data = MetricData::new(metric.clone(), (b.query, c.query), baseline_series, canary_series);
+            if let Exposure::Requests(requests) = &metric.exposure {
+                let (rb, rc) = (query(requests, baseline, Group::Baseline), query(requests, canary, Group::Canary));
+                let (rb, rc) = futures::join!(self.provider.query(&rb), self.provider.query(&rc));
+                metric_data = metric_data.with_requests(rb, rc);
+            }
+            data.push(metric_data);
         }
         self.judge.judge(&data)
     }

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::UNIX_EPOCH;
 
+use super::align;
 use super::judge::{Judge, MetricData};
 use super::metric::{Direction, Metric, MetricKind, Series};
 use super::stats::{ln_beta, mean};
@@ -18,8 +19,10 @@ use super::verdict::{Evidence, MetricOutcome, MetricVerdict, Outcome, Verdict};
 ///   inference*, 2017) with a normal mixture of scale `tau` (default 0.1, a 10% effect) gives an always-valid
 ///   confidence sequence for the mean log-ratio; the variance is estimated from the data, after `min_pairs` pairs,
 ///   and never taken below a standard deviation of 1%.
-/// - **Counts** (errors, [`Metric::counts`]): from groups with equal traffic, the canary's share of all events is
-///   binomial given their total. A beta-binomial mixture SPRT tests it against the share the allowed increase gives.
+/// - **Counts** (errors, [`Metric::counts`]): over the intervals both groups have, the canary's share of all events
+///   is binomial given their total, with a share under equal rates set by the groups' exposure: equal traffic, a
+///   stated share ([`Metric::traffic_share`]) or the requests each served ([`Metric::per_requests`]). A
+///   beta-binomial mixture SPRT tests it against the share the allowed increase gives.
 ///
 /// A metric **fails** when its confidence sequence lies wholly beyond the allowed effect in its bad direction;
 /// **passes** when it lies wholly on the good side of the larger of the allowed effect and `pass_margin` (default
@@ -78,7 +81,10 @@ impl SequentialJudge {
         };
         match metric.kind {
             MetricKind::Level => self.levels(metric, baseline, canary, evidence),
-            MetricKind::Count => self.counts(metric, baseline, canary, evidence),
+            MetricKind::Count => match data.request_series() {
+                Ok(requests) => self.counts(metric, (baseline, canary), requests, evidence),
+                Err(missing) => MetricVerdict::new(metric, missing, evidence),
+            },
         }
     }
 
@@ -95,6 +101,7 @@ impl SequentialJudge {
         evidence.baseline = pairs.iter().map(|p| p.0).collect();
         evidence.canary = pairs.iter().map(|p| p.1).collect();
         evidence.dropped = (not_finite(baseline), not_finite(canary));
+        evidence.unmatched = (base.len() - pairs.len(), canary.points.len() - evidence.dropped.1 - pairs.len());
         if pairs.is_empty() {
             return MetricVerdict::new(
                 metric,
@@ -146,15 +153,18 @@ impl SequentialJudge {
         (2.0 * variance * spread / (n * n * t2) * ((1.0 / self.alpha).ln() + 0.5 * (spread / variance).ln())).sqrt()
     }
 
-    fn counts(&self, metric: Metric, baseline: &Series, canary: &Series, mut evidence: Evidence) -> MetricVerdict {
-        let finite = |s: &Series| s.points.iter().map(|p| p.1).filter(|v| v.is_finite()).collect::<Vec<f64>>();
-        evidence.baseline = finite(baseline);
-        evidence.canary = finite(canary);
+    fn counts(
+        &self,
+        metric: Metric,
+        (baseline, canary): (&Series, &Series),
+        requests: Option<(&Series, &Series)>,
+        mut evidence: Evidence,
+    ) -> MetricVerdict {
         evidence.dropped = (not_finite(baseline), not_finite(canary));
         // A group without a single number is missing data, never a share of zero: it must not pass.
         let empty = [
-            ("baseline", evidence.baseline.is_empty(), evidence.dropped.0),
-            ("canary", evidence.canary.is_empty(), evidence.dropped.1),
+            ("baseline", baseline.points.iter().all(|p| !p.1.is_finite()), evidence.dropped.0),
+            ("canary", canary.points.iter().all(|p| !p.1.is_finite()), evidence.dropped.1),
         ];
         for (group, empty, dropped) in empty {
             if empty {
@@ -166,15 +176,31 @@ impl SequentialJudge {
                 return MetricVerdict::new(metric, MetricOutcome::NoData(why), evidence);
             }
         }
+        // Only the intervals both groups have: gaps and a lagging last interval do not count as a change.
+        let aligned = align::counts(baseline, canary, &metric.exposure, requests);
+        evidence.unmatched = aligned.unmatched;
+        evidence.baseline = aligned.intervals.iter().map(|i| i.baseline).collect();
+        evidence.canary = aligned.intervals.iter().map(|i| i.canary).collect();
+        // q: the canary's exposure over the baseline's (1 for equal traffic, 1/9 for a 10% canary).
+        let q = aligned.exposure_ratio();
+        evidence.traffic = format!("{}; canary/baseline exposure {q:.3}", metric.exposure.describe());
+        if aligned.intervals.is_empty() || !q.is_finite() || q <= 0.0 {
+            let why = "no interval with data (and requests) from both groups".to_owned();
+            return MetricVerdict::new(metric, MetricOutcome::NoData(why), evidence);
+        }
         let (b, c): (f64, f64) = (evidence.baseline.iter().sum(), evidence.canary.iter().sum());
-        evidence.ratio = if b == 0.0 { if c == 0.0 { 1.0 } else { f64::INFINITY } } else { c / b };
+        // The ratio of the canary's rate to the baseline's.
+        evidence.ratio = if b == 0.0 { if c == 0.0 { 1.0 } else { f64::INFINITY } } else { c / (b * q) };
         if b + c < 1.0 {
             evidence.decision = "no events in either group yet".into();
             return MetricVerdict::new(metric, MetricOutcome::Undecided, evidence);
         }
-        // Beta(a, a) mixture over the canary's share, with the spread `tau` gives the share around 1/2.
+        // Under equal rates the canary's share of the events is p0 = q / (1 + q). The mixture over that share is a
+        // beta with mean p0 whose concentration the spread `tau` gives (Beta(a, a) around 1/2 for equal traffic).
         let a = ((0.25 / (self.tau * self.tau) - 1.0) / 2.0).max(1.0);
-        let log_lr = |p: f64| ln_beta(a + c, a + b) - ln_beta(a, a) - c * p.ln() - b * (1.0 - p).ln();
+        let p0 = q / (1.0 + q);
+        let (alpha, beta) = (2.0 * a * p0, 2.0 * a * (1.0 - p0));
+        let log_lr = |p: f64| ln_beta(alpha + c, beta + b) - ln_beta(alpha, beta) - c * p.ln() - b * (1.0 - p).ln();
         let threshold = (1.0 / self.alpha).ln();
         let share = c / (b + c);
         // The confidence sequence: shares whose likelihood ratio stays below 1/alpha; it is an interval around `share`.
@@ -198,8 +224,8 @@ impl SequentialJudge {
             b + c,
             (1.0 - self.alpha) * 100.0
         );
-        // A ratio r of the canary's events to the baseline's is a share r / (1 + r).
-        let to_share = |ratio: f64| ratio / (1.0 + ratio);
+        // A ratio r of the canary's rate to the baseline's is a share r·q / (1 + r·q) of the events.
+        let to_share = |ratio: f64| ratio * q / (1.0 + ratio * q);
         let decision = Decision::from_interval(&metric, self.pass_margin, lo, hi, to_share);
         evidence.thresholds = decision.thresholds.clone();
         evidence.decision = decision.text;

@@ -55,6 +55,12 @@ pub struct Evidence {
     /// Points dropped before judging because their value was not a number or infinite (Prometheus answers `NaN`
     /// for 0/0 and `+Inf` for x/0), baseline then canary.
     pub dropped: (usize, usize),
+    /// Points left out because the other group has none at that time (a gap, or a last interval that has not
+    /// arrived yet in one group: metric pipelines lag), baseline then canary.
+    pub unmatched: (usize, usize),
+    /// What a count was measured against (`equal traffic assumed`, `per request served by each group`), with the
+    /// exposure ratio used; empty for levels.
+    pub traffic: String,
     /// The statistic's name and value (`Mann-Whitney U = 123`).
     pub statistic: String,
     /// The estimated effect, on the scale of `interval`: the Hodges-Lehmann shift in the metric's unit (classic
@@ -131,17 +137,29 @@ impl fmt::Display for Verdict {
                     write!(f, "; {}: {why}", m.metric.name)?;
                 }
                 MetricOutcome::Undecided => write!(f, "; {}: undecided ({})", m.metric.name, e.decision)?,
-                outcome => write!(
-                    f,
-                    "; {}: {outcome:?}, canary/baseline mean {:.3}, effect {:.4} in [{:.4}, {:.4}] ({} vs {} points)",
-                    m.metric.name,
-                    e.ratio,
-                    e.shift,
-                    e.interval.0,
-                    e.interval.1,
-                    e.canary.len(),
-                    e.baseline.len()
-                )?,
+                outcome => {
+                    write!(
+                        f,
+                        "; {}: {outcome:?}, canary/baseline mean {:.3}, effect {:.4} in [{:.4}, {:.4}] ({} vs {} points",
+                        m.metric.name,
+                        e.ratio,
+                        e.shift,
+                        e.interval.0,
+                        e.interval.1,
+                        e.canary.len(),
+                        e.baseline.len()
+                    )?;
+                    if e.dropped != (0, 0) {
+                        write!(f, "; {} vs {} not numbers, dropped", e.dropped.1, e.dropped.0)?;
+                    }
+                    if e.unmatched != (0, 0) {
+                        write!(f, "; {} vs {} without the other group's, left out", e.unmatched.1, e.unmatched.0)?;
+                    }
+                    if !e.traffic.is_empty() {
+                        write!(f, "; {}", e.traffic)?;
+                    }
+                    write!(f, ")")?;
+                }
             }
         }
         Ok(())

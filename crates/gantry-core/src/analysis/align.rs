@@ -1,0 +1,141 @@
+//! Lining the two groups' series up in time before any test: only intervals both groups have are compared, so a gap
+//! in one group, or a last interval that has arrived for one group and not yet for the other, cannot read as a
+//! change.
+
+use std::collections::BTreeMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::metric::{Exposure, Series};
+
+/// One interval both groups have: their counts, and their exposure (requests, or the traffic share).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Interval {
+    pub(crate) baseline: f64,
+    pub(crate) canary: f64,
+    pub(crate) baseline_exposure: f64,
+    pub(crate) canary_exposure: f64,
+}
+
+/// The intervals both groups have, and the finite points of each left without a partner.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct Aligned {
+    pub(crate) intervals: Vec<Interval>,
+    pub(crate) unmatched: (usize, usize),
+}
+
+impl Aligned {
+    /// The canary's exposure over the baseline's, summed over the intervals: 1 for equal traffic.
+    pub(crate) fn exposure_ratio(&self) -> f64 {
+        let (b, c) =
+            self.intervals.iter().fold((0.0, 0.0), |(b, c), i| (b + i.baseline_exposure, c + i.canary_exposure));
+        if b > 0.0 { c / b } else { f64::NAN }
+    }
+}
+
+fn key(t: SystemTime) -> u128 {
+    t.duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0)
+}
+
+fn finite(series: &Series) -> BTreeMap<u128, f64> {
+    series.points.iter().filter(|(_, v)| v.is_finite()).map(|(t, v)| (key(*t), *v)).collect()
+}
+
+/// The counts of both groups at the times both have (and, judged per request, both groups' requests too, and more
+/// than none), with each interval's exposure as `exposure` says.
+pub(crate) fn counts(
+    baseline: &Series,
+    canary: &Series,
+    exposure: &Exposure,
+    requests: Option<(&Series, &Series)>,
+) -> Aligned {
+    let (b, c) = (finite(baseline), finite(canary));
+    let (rb, rc) = match requests {
+        Some((rb, rc)) => (Some(finite(rb)), Some(finite(rc))),
+        None => (None, None),
+    };
+    let share = match exposure {
+        Exposure::CanaryShare(share) => *share,
+        _ => 0.5,
+    };
+    let mut aligned = Aligned::default();
+    for (t, bv) in &b {
+        let Some(cv) = c.get(t) else { continue };
+        let exposure = match (&rb, &rc) {
+            (Some(rb), Some(rc)) => match (rb.get(t), rc.get(t)) {
+                (Some(nb), Some(nc)) if *nb > 0.0 && *nc > 0.0 => (*nb, *nc),
+                _ => continue,
+            },
+            _ => (1.0 - share, share),
+        };
+        aligned.intervals.push(Interval {
+            baseline: *bv,
+            canary: *cv,
+            baseline_exposure: exposure.0,
+            canary_exposure: exposure.1,
+        });
+    }
+    let n = aligned.intervals.len();
+    aligned.unmatched = (b.len() - n, c.len() - n);
+    aligned
+}
+
+/// The finite level points of both groups within the time range both cover (from the later first point to the
+/// earlier last one; points sharing a time all kept), and how many each lost.
+pub(crate) fn levels(baseline: &Series, canary: &Series) -> (Vec<f64>, Vec<f64>, (usize, usize)) {
+    let finite = |s: &Series| -> Vec<(u128, f64)> {
+        s.points.iter().filter(|(_, v)| v.is_finite()).map(|(t, v)| (key(*t), *v)).collect()
+    };
+    let (b, c) = (finite(baseline), finite(canary));
+    let span = |points: &[(u128, f64)]| {
+        let times = points.iter().map(|p| p.0);
+        (times.clone().min(), times.max())
+    };
+    let ((Some(b0), Some(b1)), (Some(c0), Some(c1))) = (span(&b), span(&c)) else {
+        return (b.iter().map(|p| p.1).collect(), c.iter().map(|p| p.1).collect(), (0, 0));
+    };
+    let (first, last) = (b0.max(c0), b1.min(c1));
+    let within = |points: &[(u128, f64)]| {
+        points.iter().filter(|(t, _)| (first..=last).contains(t)).map(|p| p.1).collect::<Vec<f64>>()
+    };
+    let (bw, cw) = (within(&b), within(&c));
+    let unmatched = (b.len() - bw.len(), c.len() - cw.len());
+    (bw, cw, unmatched)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn series(points: &[(u64, f64)]) -> Series {
+        Series::new(points.iter().map(|(m, v)| (UNIX_EPOCH + Duration::from_secs(60 * m), *v)).collect())
+    }
+
+    #[test]
+    fn only_the_intervals_both_groups_have_are_compared() {
+        // The canary lacks minute 2 (a gap); the baseline's minute 4 has not arrived yet (lag).
+        let b = series(&[(0, 10.0), (1, 11.0), (2, 9.0), (3, 10.0)]);
+        let c = series(&[(0, 10.0), (1, 12.0), (3, 8.0), (4, 30.0)]);
+        let a = counts(&b, &c, &Exposure::Equal, None);
+        assert_eq!(
+            a.intervals.iter().map(|i| (i.baseline, i.canary)).collect::<Vec<_>>(),
+            [(10.0, 10.0), (11.0, 12.0), (10.0, 8.0)]
+        );
+        assert_eq!(a.unmatched, (1, 1));
+        assert_eq!(a.exposure_ratio(), 1.0);
+        let share = counts(&b, &c, &Exposure::CanaryShare(0.1), None);
+        assert!((share.exposure_ratio() - 0.1 / 0.9).abs() < 1e-12);
+        // Per request: minutes without requests in either group are left out.
+        let (rb, rc) = (series(&[(0, 900.0), (1, 0.0), (3, 900.0)]), series(&[(0, 100.0), (1, 100.0), (3, 100.0)]));
+        let per = counts(&b, &c, &Exposure::Requests("q".into()), Some((&rb, &rc)));
+        assert_eq!(per.intervals.len(), 2);
+        assert!((per.exposure_ratio() - 200.0 / 1800.0).abs() < 1e-12);
+        let (bl, cl, unmatched) = levels(&b, &c);
+        assert_eq!(
+            (bl.len(), cl.len(), unmatched),
+            (4, 3, (0, 1)),
+            "the canary's minute 4 is past the baseline's last"
+        );
+    }
+}
