@@ -585,3 +585,68 @@ mod rates {
         }
     }
 }
+
+mod any_input {
+    use gantry_core::analysis::{ClassicJudge, Direction, Judge, Metric, MetricData, SequentialJudge, Series};
+    use proptest::prelude::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    /// Values as providers send them: ordinary numbers, zeros, negatives, huge ones, NaN and both infinities.
+    fn value() -> impl Strategy<Value = f64> {
+        prop_oneof![
+            4 => -1e3..1e6f64,
+            1 => Just(0.0),
+            1 => Just(f64::NAN),
+            1 => Just(f64::INFINITY),
+            1 => Just(f64::NEG_INFINITY),
+            1 => Just(f64::MAX),
+            1 => Just(f64::MIN_POSITIVE),
+        ]
+    }
+
+    /// Series of any length up to 80, with times that may repeat, go backwards or leave gaps.
+    fn series() -> impl Strategy<Value = Series> {
+        prop::collection::vec((0u64..40, value()), 0..80).prop_map(|points| {
+            Series::new(points.into_iter().map(|(m, v)| (UNIX_EPOCH + Duration::from_secs(60 * m), v)).collect())
+        })
+    }
+
+    fn metric() -> impl Strategy<Value = Metric> {
+        let direction = prop_oneof![Just(Direction::Increase), Just(Direction::Decrease), Just(Direction::Either)];
+        (direction, 0u8..4).prop_map(|(direction, kind)| {
+            let m = Metric::new("m", "q", direction);
+            match kind {
+                0 => m,
+                1 => m.counts(),
+                2 => m.traffic_share(0.1),
+                _ => m.per_requests("r"),
+            }
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// No input makes a judge hang or panic, and a verdict never passes on data with no finite point.
+        #[test]
+        fn no_input_makes_a_judge_hang_or_panic(
+            metric in metric(), b in series(), c in series(), rb in series(), rc in series(),
+        ) {
+            let data = MetricData::new(metric, ("b".into(), "c".into()), Ok(b.clone()), Ok(c.clone()))
+                .with_requests(Ok(rb), Ok(rc));
+            let (tx, rx) = std::sync::mpsc::channel();
+            let judged = data.clone();
+            std::thread::spawn(move || {
+                let verdicts = [ClassicJudge::new().judge(std::slice::from_ref(&judged)), SequentialJudge::new().judge(&[judged])];
+                let _ = tx.send(verdicts);
+            });
+            let verdicts = rx.recv_timeout(Duration::from_secs(10)).expect("judged within 10 s, without a panic");
+            let none = |s: &Series| s.points.iter().all(|p| !p.1.is_finite());
+            if none(&b) || none(&c) {
+                for v in &verdicts {
+                    prop_assert!(!v.metrics[0].outcome.is_judged(), "{}", v);
+                }
+            }
+        }
+    }
+}

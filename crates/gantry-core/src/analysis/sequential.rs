@@ -90,18 +90,16 @@ impl SequentialJudge {
 
     fn levels(&self, metric: Metric, baseline: &Series, canary: &Series, mut evidence: Evidence) -> MetricVerdict {
         let key = |t: std::time::SystemTime| t.duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
-        let base: BTreeMap<u128, f64> =
-            baseline.points.iter().filter(|(_, v)| v.is_finite()).map(|(t, v)| (key(*t), *v)).collect();
-        let pairs: Vec<(f64, f64)> = canary
-            .points
-            .iter()
-            .filter(|(_, v)| v.is_finite())
-            .filter_map(|(t, c)| base.get(&key(*t)).map(|b| (*b, *c)))
-            .collect();
+        // One point per time in each group (a repeated time keeps its last point), paired where both have one.
+        let by_time = |s: &Series| -> BTreeMap<u128, f64> {
+            s.points.iter().filter(|(_, v)| v.is_finite()).map(|(t, v)| (key(*t), *v)).collect()
+        };
+        let (base, cand) = (by_time(baseline), by_time(canary));
+        let pairs: Vec<(f64, f64)> = cand.iter().filter_map(|(t, c)| base.get(t).map(|b| (*b, *c))).collect();
         evidence.baseline = pairs.iter().map(|p| p.0).collect();
         evidence.canary = pairs.iter().map(|p| p.1).collect();
         evidence.dropped = (not_finite(baseline), not_finite(canary));
-        evidence.unmatched = (base.len() - pairs.len(), canary.points.len() - evidence.dropped.1 - pairs.len());
+        evidence.unmatched = (base.len() - pairs.len(), cand.len() - pairs.len());
         if pairs.is_empty() {
             return MetricVerdict::new(
                 metric,
