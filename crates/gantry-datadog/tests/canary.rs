@@ -119,3 +119,87 @@ async fn a_healthy_canary_promotes_and_a_degraded_one_is_aborted_by_analysis() {
     assert!(queries.contains(&"avg:trace.http.request.duration{service:web,version:2.0}".to_owned()), "{queries:?}");
     assert!(queries.contains(&"avg:trace.http.request.duration{service:web,version:1.1}".to_owned()), "{queries:?}");
 }
+
+/// The sequential judge in a canary, end to end: both groups' latency, and errors per request served (the simulated
+/// Datadog's `hits`), judged at every look until the evidence is clear either way.
+fn sequential_analysis(datadog: &DatadogSim) -> Analysis {
+    let client = Datadog::with_url(&datadog.url(), Secret::new("api"), Secret::new("app")).unwrap();
+    Analysis::new(Arc::new(DatadogMetrics::new(client)), Arc::new(gantry_core::analysis::SequentialJudge::new()))
+        .metric(
+            Metric::new(
+                "latency",
+                "avg:trace.http.request.duration{service:web,version:{{version}}}",
+                Direction::Increase,
+            )
+            .critical(),
+        )
+        .metric(
+            Metric::new(
+                "errors",
+                "avg:trace.http.request.errors{service:web,version:{{version}}}",
+                Direction::Increase,
+            )
+            .per_requests("avg:trace.http.request.hits{service:web,version:{{version}}}")
+            .allowed_increase(1.5),
+        )
+        // One-minute points over the last hour (the simulated Datadog serves a version's metrics for any window while
+        // its pods are ready), looked at every 200 ms, for at most 20 s.
+        .lookback(Duration::from_secs(3600))
+        .every(Duration::from_millis(200))
+        .duration(Duration::from_secs(20))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sequential_judge_promotes_a_healthy_canary_and_aborts_a_degraded_one_judging_errors_per_request() {
+    let (sim, deploys) = cluster().await;
+    let datadog = DatadogSim::start("api", "app").await.unwrap();
+    datadog.follow(&sim);
+    sim.script_health("web:2.0", Health::new(130.0, 0.03)); // +30% latency, errors x3
+    let run = |version: &'static str| {
+        let (sim, datadog) = (&sim, &datadog);
+        async move {
+            let target = KubeTarget::new(Cluster::new(sim.client().await.unwrap(), "default"), "web");
+            let strategy = Canary::new()
+                .set_weight(34)
+                .analyze(sequential_analysis(datadog))
+                .set_weight(67)
+                .analyze(sequential_analysis(datadog));
+            let pipeline = Pipeline::builder("release")
+                .step("deploy", Deploy::new(Arc::new(target), strategy, "web", "{{version}}").image("web:{{version}}"))
+                .build()
+                .unwrap();
+            let run = gantry_core::Run::new(&pipeline, Context::new().var("version", version));
+            let events = run.subscribe();
+            let report = run.execute().await.unwrap();
+            use futures::StreamExt;
+            let verdicts: Vec<String> = events
+                .filter_map(|e| async move {
+                    match e {
+                        Event::Phase { phase: Phase::Verdict, message, .. } => Some(message.to_string()),
+                        _ => None,
+                    }
+                })
+                .collect()
+                .await;
+            (report, verdicts)
+        }
+    };
+
+    let (report, verdicts) = run("1.1").await;
+    assert_eq!(report.status, RunStatus::Succeeded, "{report} {verdicts:?}");
+    assert_eq!(verdicts.len(), 2, "{verdicts:?}");
+    assert!(verdicts.iter().all(|v| v.starts_with("Pass")), "{verdicts:?}");
+    assert!(verdicts[0].contains("per request served by each group"), "the assumption is stated: {verdicts:?}");
+    assert_eq!(image(&deploys.get("web").await.unwrap()), "web:1.1");
+
+    let (report, verdicts) = run("2.0").await;
+    assert_eq!(report.status, RunStatus::Failed, "{report}");
+    assert!(verdicts[0].starts_with("Fail") && verdicts[0].contains("latency: High"), "{verdicts:?}");
+    assert!(verdicts[0].contains("errors: High"), "errors x3 per request: {verdicts:?}");
+    let d = deploys.get("web").await.unwrap();
+    assert_eq!(image(&d), "web:1.1", "the cluster ends fully on stable");
+    assert!(deploys.get_opt("web-canary").await.unwrap().is_none());
+    let queries: Vec<String> =
+        datadog.received().iter().filter_map(|r| r.params["query"].as_str().map(str::to_owned)).collect();
+    assert!(queries.contains(&"avg:trace.http.request.hits{service:web,version:2.0}".to_owned()), "{queries:?}");
+}
