@@ -208,11 +208,28 @@ impl ClassicJudge {
             evidence.interval = (evidence.shift, evidence.shift);
             evidence.statistic = "none (each group has a single value)".into();
         } else {
-            match mann_whitney(&canary, &baseline, self.confidence) {
+            // Noise that lingers from one point to the next (a slow pod, a warming cache) makes a group's points
+            // count for fewer: the interval is widened by the variance inflation (1 + ρ) / (1 - ρ) of the larger
+            // lag-1 autocorrelation ρ of the two groups (at most 10×).
+            let rho =
+                stats::lag1_autocorrelation(&baseline).max(stats::lag1_autocorrelation(&canary)).clamp(0.0, 0.818);
+            let inflation = (1.0 + rho) / (1.0 - rho);
+            let z = stats::normal_quantile(1.0 - (1.0 - self.confidence) / 2.0) * inflation.sqrt();
+            let confidence = (2.0 * stats::normal_cdf(z) - 1.0).min(1.0 - 1e-12);
+            match mann_whitney(&canary, &baseline, confidence) {
                 Ok(t) => {
                     evidence.shift = t.shift;
                     evidence.interval = t.interval;
-                    evidence.statistic = format!("Mann-Whitney U = {} (p = {:.3e})", t.u, t.p);
+                    evidence.statistic = if rho > 0.0 {
+                        format!(
+                            "Mann-Whitney U = {} (p = {:.3e}); lag-1 autocorrelation {rho:.2}, interval widened {:.2}×",
+                            t.u,
+                            t.p,
+                            inflation.sqrt()
+                        )
+                    } else {
+                        format!("Mann-Whitney U = {} (p = {:.3e})", t.u, t.p)
+                    };
                 }
                 Err(e) => {
                     return verdict(

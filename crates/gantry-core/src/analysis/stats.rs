@@ -139,6 +139,44 @@ pub(crate) fn mann_whitney(x: &[f64], y: &[f64], confidence: f64) -> Result<Mann
     Ok(MannWhitney { u, p, shift, interval })
 }
 
+/// The long-run variance of a series whose points may be autocorrelated: the larger of Newey-West's estimate
+/// (Bartlett weights, bandwidth ⌊√n⌋) and an AR(1) plug-in, never below the plain sample variance. For independent points it is about the sample variance;
+/// for noise that lingers (a slow pod, a warming cache) it grows as the variance of their mean does.
+pub(crate) fn long_run_variance(values: &[f64]) -> f64 {
+    let n = values.len();
+    if n < 2 {
+        return 0.0;
+    }
+    let m = mean(values);
+    let gamma = |lag: usize| (lag..n).map(|i| (values[i] - m) * (values[i - lag] - m)).sum::<f64>() / n as f64;
+    let lags = ((n as f64).sqrt() as usize).min(n - 1);
+    let mut variance = gamma(0);
+    for lag in 1..=lags {
+        variance += 2.0 * (1.0 - lag as f64 / (lags as f64 + 1.0)) * gamma(lag);
+    }
+    let plain = gamma(0) * n as f64 / (n as f64 - 1.0);
+    // With few points Newey-West underestimates lingering noise; an AR(1) plug-in, its coefficient corrected for
+    // its small-sample bias (Kendall: -(1 + 3ρ) / n) and at most 0.9, covers that case.
+    let rho = lag1_autocorrelation(values);
+    let rho = (rho + (1.0 + 3.0 * rho) / n as f64).clamp(0.0, 0.9);
+    let ar1 = plain * (1.0 + rho) / (1.0 - rho);
+    variance.max(plain).max(ar1)
+}
+
+/// The lag-1 autocorrelation of a series in time order (0 for fewer than three points or no variance).
+pub(crate) fn lag1_autocorrelation(values: &[f64]) -> f64 {
+    let n = values.len();
+    if n < 3 {
+        return 0.0;
+    }
+    let m = mean(values);
+    let variance: f64 = values.iter().map(|v| (v - m).powi(2)).sum();
+    if variance <= 0.0 {
+        return 0.0;
+    }
+    values.windows(2).map(|w| (w[0] - m) * (w[1] - m)).sum::<f64>() / variance
+}
+
 /// Φ(z), the standard normal distribution function (W. J. Cody's erfc rational approximations via `erfc`).
 pub(crate) fn normal_cdf(z: f64) -> f64 {
     0.5 * erfc(-z / std::f64::consts::SQRT_2)
