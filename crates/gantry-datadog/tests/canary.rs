@@ -58,6 +58,16 @@ fn analysis(datadog: &DatadogSim) -> Analysis {
 }
 
 async fn canary(sim: &ClusterSim, datadog: &DatadogSim, version: &str) -> (gantry_core::RunReport, Vec<String>) {
+    canary_judged_by(sim, datadog, version, analysis).await
+}
+
+/// A canary of `version` in two steps (34 %, 67 %), each with the analysis `analysis` makes; the report and verdicts.
+async fn canary_judged_by(
+    sim: &ClusterSim,
+    datadog: &DatadogSim,
+    version: &str,
+    analysis: fn(&DatadogSim) -> Analysis,
+) -> (gantry_core::RunReport, Vec<String>) {
     let target = KubeTarget::new(Cluster::new(sim.client().await.unwrap(), "default"), "web");
     let strategy = Canary::new().set_weight(34).analyze(analysis(datadog)).set_weight(67).analyze(analysis(datadog));
     let pipeline = Pipeline::builder("release")
@@ -142,9 +152,9 @@ fn sequential_analysis(datadog: &DatadogSim) -> Analysis {
             .per_requests("avg:trace.http.request.hits{service:web,version:{{version}}}")
             .allowed_increase(1.5),
         )
-        // One-minute points over the last hour (the simulated Datadog serves a version's metrics for any window while
+        // One-minute points over the last two hours (the simulated Datadog serves a version's metrics for any window while
         // its pods are ready), looked at every 200 ms, for at most 20 s.
-        .lookback(Duration::from_secs(3600))
+        .lookback(Duration::from_secs(7200))
         .every(Duration::from_millis(200))
         .duration(Duration::from_secs(20))
 }
@@ -155,44 +165,14 @@ async fn the_sequential_judge_promotes_a_healthy_canary_and_aborts_a_degraded_on
     let datadog = DatadogSim::start("api", "app").await.unwrap();
     datadog.follow(&sim);
     sim.script_health("web:2.0", Health::new(130.0, 0.03)); // +30% latency, errors x3
-    let run = |version: &'static str| {
-        let (sim, datadog) = (&sim, &datadog);
-        async move {
-            let target = KubeTarget::new(Cluster::new(sim.client().await.unwrap(), "default"), "web");
-            let strategy = Canary::new()
-                .set_weight(34)
-                .analyze(sequential_analysis(datadog))
-                .set_weight(67)
-                .analyze(sequential_analysis(datadog));
-            let pipeline = Pipeline::builder("release")
-                .step("deploy", Deploy::new(Arc::new(target), strategy, "web", "{{version}}").image("web:{{version}}"))
-                .build()
-                .unwrap();
-            let run = gantry_core::Run::new(&pipeline, Context::new().var("version", version));
-            let events = run.subscribe();
-            let report = run.execute().await.unwrap();
-            use futures::StreamExt;
-            let verdicts: Vec<String> = events
-                .filter_map(|e| async move {
-                    match e {
-                        Event::Phase { phase: Phase::Verdict, message, .. } => Some(message.to_string()),
-                        _ => None,
-                    }
-                })
-                .collect()
-                .await;
-            (report, verdicts)
-        }
-    };
-
-    let (report, verdicts) = run("1.1").await;
+    let (report, verdicts) = canary_judged_by(&sim, &datadog, "1.1", sequential_analysis).await;
     assert_eq!(report.status, RunStatus::Succeeded, "{report} {verdicts:?}");
     assert_eq!(verdicts.len(), 2, "{verdicts:?}");
     assert!(verdicts.iter().all(|v| v.starts_with("Pass")), "{verdicts:?}");
     assert!(verdicts[0].contains("per request served by each group"), "the assumption is stated: {verdicts:?}");
     assert_eq!(image(&deploys.get("web").await.unwrap()), "web:1.1");
 
-    let (report, verdicts) = run("2.0").await;
+    let (report, verdicts) = canary_judged_by(&sim, &datadog, "2.0", sequential_analysis).await;
     assert_eq!(report.status, RunStatus::Failed, "{report}");
     assert!(verdicts[0].starts_with("Fail") && verdicts[0].contains("latency: High"), "{verdicts:?}");
     assert!(verdicts[0].contains("errors: High"), "errors x3 per request: {verdicts:?}");

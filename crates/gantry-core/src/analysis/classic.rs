@@ -208,11 +208,11 @@ impl ClassicJudge {
             evidence.interval = (evidence.shift, evidence.shift);
             evidence.statistic = "none (each group has a single value)".into();
         } else {
-            // Noise that lingers from one point to the next (a slow pod, a warming cache) makes a group's points
-            // count for fewer: the interval is widened by the variance inflation (1 + ρ) / (1 - ρ) of the larger
-            // lag-1 autocorrelation ρ of the two groups (at most 10×).
-            let rho =
-                stats::lag1_autocorrelation(&baseline).max(stats::lag1_autocorrelation(&canary)).clamp(0.0, 0.818);
+            // Noise that lingers in one group (a slow pod, a warming cache) makes its points count for fewer: the
+            // interval is widened by the variance inflation (1 + ρ) / (1 - ρ) (at most 10×), with ρ the lag-1
+            // autocorrelation of the groups' differences at the times both have. Load shared by both groups cancels
+            // in those differences, so it costs no power.
+            let rho = lingering(data);
             let inflation = (1.0 + rho) / (1.0 - rho);
             let z = stats::normal_quantile(1.0 - (1.0 - self.confidence) / 2.0) * inflation.sqrt();
             let confidence = (2.0 * stats::normal_cdf(z) - 1.0).min(1.0 - 1e-12);
@@ -289,6 +289,22 @@ impl ClassicJudge {
             })
             .sum()
     }
+}
+
+/// The lag-1 autocorrelation (0 to 0.818) of the canary's minus the baseline's value at the times both groups have,
+/// or 0 with fewer than ten such times.
+fn lingering(data: &MetricData) -> f64 {
+    let Ok((baseline, canary)) = data.series() else { return 0.0 };
+    let key = |t: std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+    let by_time = |s: &Series| -> BTreeMap<u128, f64> {
+        s.points.iter().filter(|(_, v)| v.is_finite()).map(|(t, v)| (key(*t), *v)).collect()
+    };
+    let (b, c) = (by_time(baseline), by_time(canary));
+    let differences: Vec<f64> = c.iter().filter_map(|(t, cv)| b.get(t).map(|bv| cv - bv)).collect();
+    if differences.len() < 10 {
+        return 0.0;
+    }
+    stats::lag1_autocorrelation(&differences).clamp(0.0, 0.818)
 }
 
 /// How many of a series' points are NaN or infinite.

@@ -155,10 +155,10 @@ pub(crate) fn long_run_variance(values: &[f64]) -> f64 {
         variance += 2.0 * (1.0 - lag as f64 / (lags as f64 + 1.0)) * gamma(lag);
     }
     let plain = gamma(0) * n as f64 / (n as f64 - 1.0);
-    // With few points Newey-West underestimates lingering noise; an AR(1) plug-in, its coefficient corrected for
-    // its small-sample bias (Kendall: -(1 + 3ρ) / n) and at most 0.9, covers that case.
-    let rho = lag1_autocorrelation(values);
-    let rho = (rho + (1.0 + 3.0 * rho) / n as f64).clamp(0.0, 0.9);
+    // With few points Newey-West's short bandwidth misses noise that lingers long; an AR(1) plug-in (its
+    // coefficient between 0 and 0.9) covers that case. (Correcting the coefficient for its small-sample bias
+    // inflated independent noise too, and cost a minute of detection for little gain.)
+    let rho = lag1_autocorrelation(values).clamp(0.0, 0.9);
     let ar1 = plain * (1.0 + rho) / (1.0 - rho);
     variance.max(plain).max(ar1)
 }
