@@ -204,10 +204,8 @@ mod sequential {
         let (outcome, shown) = one(&judge, errors.clone(), counts(&mut rng, 10, 10.0), counts(&mut rng, 10, 30.0));
         assert_eq!(outcome, MetricOutcome::High, "{shown}");
         assert!(shown.contains("beta-binomial mSPRT"), "{shown}");
-        assert_eq!(
-            one(&judge, errors, counts(&mut rng, 120, 200.0), counts(&mut rng, 120, 200.0)).0,
-            MetricOutcome::Pass
-        );
+        let (outcome, shown) = one(&judge, errors, counts(&mut rng, 120, 200.0), counts(&mut rng, 120, 200.0));
+        assert_eq!(outcome, MetricOutcome::Pass, "{shown}");
     }
 
     /// Load that moves both groups (a traffic peak) cancels out in paired log-ratios: the sequential judge still
@@ -340,8 +338,11 @@ fn infinite_values_never_hang_a_judge_and_are_dropped_and_counted() {
         let classic = judged_within_bound(ClassicJudge::new(), data.clone());
         let e = &classic.metrics[0].evidence;
         assert_eq!(e.dropped, (2, 1), "{e:?}");
-        // Counts are compared minute by minute: a minute one group lost is left out of the other's too.
-        assert_eq!((e.baseline.len() + e.unmatched.0, e.canary.len() + e.unmatched.1), (58, 59), "{e:?}");
+        // Levels: every finite point. Counts are compared minute by minute: the 3 minutes one group lost (two in
+        // the baseline, one in the canary) are left out of the other group's too.
+        let expected =
+            if metric.kind == gantry_core::analysis::MetricKind::Count { (57, 57, (1, 2)) } else { (58, 59, (0, 0)) };
+        assert_eq!((e.baseline.len(), e.canary.len(), e.unmatched), expected, "{e:?}");
         assert!(classic.metrics[0].outcome.is_judged(), "judged on the finite points: {classic}");
         let sequential = judged_within_bound(SequentialJudge::new(), data);
         assert_eq!(sequential.metrics[0].evidence.dropped, (2, 1), "{sequential}");
@@ -455,8 +456,10 @@ fn a_constant_series_is_not_certainty_and_one_zero_does_not_change_the_scale() {
     with_zero.points[30].1 = 0.0;
     for baseline in [b, with_zero] {
         let verdict = SequentialJudge::new().judge(&[data(latency(Direction::Increase), baseline, c.clone())]);
-        let statistic = &verdict.metrics[0].evidence.statistic;
-        assert!(statistic.contains("log-ratios"), "{statistic}");
+        let evidence = &verdict.metrics[0].evidence;
+        assert!(evidence.statistic.contains("log-ratios"), "{}", evidence.statistic);
+        assert!(!verdict.metrics[0].failed(), "{verdict}");
+        assert!(evidence.shift.abs() < 0.1, "one zero moves the mean log-ratio by at most 10%: {}", evidence.shift);
     }
 }
 
@@ -642,7 +645,9 @@ mod any_input {
             });
             let verdicts = rx.recv_timeout(Duration::from_secs(10)).expect("judged within 10 s, without a panic");
             let none = |s: &Series| s.points.iter().all(|p| !p.1.is_finite());
-            if none(&b) || none(&c) {
+            let no_counts = |s: &Series| s.points.iter().all(|p| !(p.1.is_finite() && p.1 >= 0.0));
+            let counting = data.metric.kind == gantry_core::analysis::MetricKind::Count;
+            if none(&b) || none(&c) || (counting && (no_counts(&b) || no_counts(&c))) {
                 for v in &verdicts {
                     prop_assert!(!v.metrics[0].outcome.is_judged(), "{}", v);
                 }
@@ -697,4 +702,25 @@ mod lingering_noise {
             "of {runs} healthy canaries, {sequential} failed with the sequential judge and {classic} with the classic"
         );
     }
+}
+
+#[test]
+fn counts_below_zero_are_left_out_and_never_make_a_canary_pass() {
+    use gantry_core::analysis::SequentialJudge;
+    // A baseline of 100 errors against a canary whose counts sum below zero: the log-likelihood was not a number,
+    // and the judge decided on a single point (a pass for an increase).
+    let at = |i: u64| std::time::UNIX_EPOCH + std::time::Duration::from_secs(60 * i);
+    let baseline = Series::new((0..10).map(|i| (at(i), 10.0)).collect());
+    let negative = Series::new((0..10).map(|i| (at(i), -2.05)).collect());
+    let errors = Metric::new("errors", "sum:errors", Direction::Increase).counts();
+    for judge in [&SequentialJudge::new() as &dyn Judge, &ClassicJudge::new()] {
+        let verdict = judge.judge(&[data(errors.clone(), baseline.clone(), negative.clone())]);
+        assert!(matches!(verdict.metrics[0].outcome, MetricOutcome::NoData(_)), "{verdict}");
+        assert_ne!(verdict.outcome, Outcome::Pass);
+    }
+    // Mixed: the negative points are left out, the rest judged.
+    let mut mixed = baseline.clone();
+    mixed.points[4].1 = -3.0;
+    let verdict = SequentialJudge::new().judge(&[data(errors, baseline, mixed)]);
+    assert_eq!(verdict.metrics[0].evidence.canary.len(), 9, "{verdict}");
 }

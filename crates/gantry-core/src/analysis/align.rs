@@ -16,7 +16,8 @@ pub(crate) struct Interval {
     pub(crate) canary_exposure: f64,
 }
 
-/// The intervals both groups have, and the finite points of each left without a partner.
+/// The intervals both groups have, and the usable points of each left without a partner (no point of the other group
+/// at that time, or, judged per request, no requests there).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub(crate) struct Aligned {
     pub(crate) intervals: Vec<Interval>,
@@ -48,7 +49,9 @@ pub(crate) fn counts(
     exposure: &Exposure,
     requests: Option<(&Series, &Series)>,
 ) -> Aligned {
-    let (b, c) = (finite(baseline), finite(canary));
+    // A count below zero is not a count: such points are left out like non-finite ones.
+    let counted = |s: &Series| -> BTreeMap<u128, f64> { finite(s).into_iter().filter(|(_, v)| *v >= 0.0).collect() };
+    let (b, c) = (counted(baseline), counted(canary));
     let (rb, rc) = match requests {
         Some((rb, rc)) => (Some(finite(rb)), Some(finite(rc))),
         None => (None, None),

@@ -14,7 +14,7 @@ use super::verdict::{Evidence, MetricOutcome, MetricVerdict, Outcome, Verdict};
 /// test of canary against baseline with a 98% confidence interval on the Hodges-Lehmann shift. The metric is *high*
 /// when the whole interval lies above `tolerance` × |shift| (the shift is clearly more than noise) **and** the
 /// canary's mean is at least `allowed_increase` × the baseline's; *low* likewise downwards; only the metric's
-/// direction counts. Identical data passes.
+/// direction counts. Identical data passes (once each group has [`min_points`](Self::min_points) points).
 ///
 /// The score is the share of passing metrics among those judged, per group, weighted across groups (Kayenta's
 /// `WeightedSumScorer`). A failed critical metric fails the analysis; a score below `marginal` fails it; a metric
@@ -211,8 +211,8 @@ impl ClassicJudge {
             // Noise that lingers in one group (a slow pod, a warming cache) makes its points count for fewer: the
             // interval is widened by the variance inflation (1 + ρ) / (1 - ρ) (at most 10×), with ρ the lag-1
             // autocorrelation of the groups' differences at the times both have. Load shared by both groups cancels
-            // in those differences, so it costs no power.
-            let rho = lingering(data);
+            // in those differences, so it is not taken for lingering noise.
+            let rho = lingering(data, &baseline, &canary);
             let inflation = (1.0 + rho) / (1.0 - rho);
             let z = stats::normal_quantile(1.0 - (1.0 - self.confidence) / 2.0) * inflation.sqrt();
             let confidence = (2.0 * stats::normal_cdf(z) - 1.0).min(1.0 - 1e-12);
@@ -291,20 +291,29 @@ impl ClassicJudge {
     }
 }
 
-/// The lag-1 autocorrelation (0 to 0.818) of the canary's minus the baseline's value at the times both groups have,
-/// or 0 with fewer than ten such times.
-fn lingering(data: &MetricData) -> f64 {
-    let Ok((baseline, canary)) = data.series() else { return 0.0 };
-    let key = |t: std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
-    let by_time = |s: &Series| -> BTreeMap<u128, f64> {
-        s.points.iter().filter(|(_, v)| v.is_finite()).map(|(t, v)| (key(*t), *v)).collect()
+/// How much the groups' differences linger: the lag-1 autocorrelation of the canary's minus the baseline's value at
+/// the times both have (for counts, the judged pairs, the canary's scaled to the baseline's exposure), less one
+/// standard error (1/√n) so that independent noise is not widened for its estimate's noise; 0 to 0.818, and 0 with
+/// fewer than ten pairs or a value that is not a number.
+fn lingering(data: &MetricData, baseline: &[f64], canary: &[f64]) -> f64 {
+    let differences: Vec<f64> = match data.metric.kind {
+        MetricKind::Count => canary.iter().zip(baseline).map(|(c, b)| c - b).collect(),
+        MetricKind::Level => {
+            let Ok((baseline, canary)) = data.series() else { return 0.0 };
+            let key =
+                |t: std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+            let by_time = |s: &Series| -> BTreeMap<u128, f64> {
+                s.points.iter().filter(|(_, v)| v.is_finite()).map(|(t, v)| (key(*t), *v)).collect()
+            };
+            let (b, c) = (by_time(baseline), by_time(canary));
+            c.iter().filter_map(|(t, cv)| b.get(t).map(|bv| cv - bv)).collect()
+        }
     };
-    let (b, c) = (by_time(baseline), by_time(canary));
-    let differences: Vec<f64> = c.iter().filter_map(|(t, cv)| b.get(t).map(|bv| cv - bv)).collect();
     if differences.len() < 10 {
         return 0.0;
     }
-    stats::lag1_autocorrelation(&differences).clamp(0.0, 0.818)
+    let rho = stats::lag1_autocorrelation(&differences) - 1.0 / (differences.len() as f64).sqrt();
+    if rho.is_finite() { rho.clamp(0.0, 0.818) } else { 0.0 }
 }
 
 /// How many of a series' points are NaN or infinite.

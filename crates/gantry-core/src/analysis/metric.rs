@@ -204,7 +204,8 @@ impl Exposure {
 pub enum MetricKind {
     /// A level per interval: latency, CPU, a ratio.
     Level,
-    /// A count of events per interval (errors), from groups that receive equal traffic.
+    /// A count of events per interval (errors), judged as a rate against the metric's [`Exposure`] (equal traffic
+    /// unless told otherwise).
     Count,
 }
 
@@ -226,8 +227,8 @@ impl Metric {
         }
     }
 
-    /// Its values are counts of events per interval, from groups that receive equal traffic (the sequential judge
-    /// then tests the canary's share of the events).
+    /// Its values are counts of events per interval, from groups that receive equal traffic (see
+    /// [`per_requests`](Self::per_requests) and [`traffic_share`](Self::traffic_share) when they do not).
     #[must_use]
     pub fn counts(mut self) -> Self {
         self.kind = MetricKind::Count;

@@ -93,6 +93,9 @@ impl Analysis {
         if self.every.is_some_and(|every| every.is_zero()) {
             return Err("it judges `every` zero seconds".into());
         }
+        if self.lookback.is_some_and(|window| window < self.step) {
+            return Err(format!("its `lookback` ({:?}) is shorter than one point ({:?})", self.lookback, self.step));
+        }
         for m in &self.metrics {
             if !(m.allowed_increase.is_finite() && m.allowed_increase >= 1.0) {
                 return Err(format!(

@@ -6,7 +6,7 @@ use std::time::UNIX_EPOCH;
 use super::align;
 use super::judge::{Judge, MetricData};
 use super::metric::{Direction, Metric, MetricKind, Series};
-use super::stats::{ln_beta, long_run_variance, mean, normal_quantile};
+use super::stats::{ln_beta, long_run_variance, mean, newey_west, normal_quantile};
 use super::verdict::{Evidence, MetricOutcome, MetricVerdict, Outcome, Verdict};
 
 /// A judge for analyses that look at the data at every interval ([`Analysis::every`](super::Analysis::every)) and
@@ -17,8 +17,8 @@ use super::verdict::{Evidence, MetricOutcome, MetricVerdict, Outcome, Verdict};
 ///   (differences relative to the baseline's mean when a value is not positive), so load that moves both groups
 ///   cancels out. A mixture sequential probability ratio test (mSPRT; Johari, Pekelis & Walsh, *Always valid
 ///   inference*, 2017) with a normal mixture of scale `tau` (default 0.1, a 10% effect) gives an always-valid
-///   confidence sequence for the mean log-ratio; the variance is estimated from the data, after `min_pairs` pairs,
-///   and never taken below a standard deviation of 1%.
+///   confidence sequence for the mean log-ratio; the variance is estimated from the data, after `min_pairs` pairs
+///   (a long-run variance, scaled up at few pairs), and never taken below a standard deviation of 1%.
 /// - **Counts** (errors, [`Metric::counts`]): over the intervals both groups have, the canary's share of all events
 ///   is binomial given their total, with a share under equal rates set by the groups' exposure: equal traffic, a
 ///   stated share ([`Metric::traffic_share`]) or the requests each served ([`Metric::per_requests`]). A
@@ -50,7 +50,9 @@ impl SequentialJudge {
         self
     }
 
-    /// The scale of the mixture over effects: the size of effect the test is most sensitive to (0.1 = 10%).
+    /// The scale of the mixture over effects: the size of effect the test is most sensitive to (0.1 = 10% on the
+    /// log-ratio of levels). For counts it sets the spread of the mixture over the canary's share of events, which
+    /// is wider on the rate-ratio scale (about 0.4 at equal traffic, more at a small canary share).
     #[must_use]
     pub fn tau(mut self, tau: f64) -> Self {
         self.tau = tau;
@@ -163,16 +165,15 @@ impl SequentialJudge {
     ) -> MetricVerdict {
         evidence.dropped = (not_finite(baseline), not_finite(canary));
         // A group without a single number is missing data, never a share of zero: it must not pass.
-        let empty = [
-            ("baseline", baseline.points.iter().all(|p| !p.1.is_finite()), evidence.dropped.0),
-            ("canary", canary.points.iter().all(|p| !p.1.is_finite()), evidence.dropped.1),
-        ];
+        let unusable = |s: &Series| s.points.iter().all(|p| !(p.1.is_finite() && p.1 >= 0.0));
+        let empty =
+            [("baseline", unusable(baseline), evidence.dropped.0), ("canary", unusable(canary), evidence.dropped.1)];
         for (group, empty, dropped) in empty {
             if empty {
                 let why = if dropped > 0 {
                     format!("no {group} data in the window: its {dropped} point(s) are not numbers or infinite")
                 } else {
-                    format!("no {group} data in the window")
+                    format!("no {group} counts in the window (none that is a number of zero or more)")
                 };
                 return MetricVerdict::new(metric, MetricOutcome::NoData(why), evidence);
             }
@@ -204,10 +205,10 @@ impl SequentialJudge {
         // Over-dispersion (bursts of errors from one pod, lingering from one interval to the next) widens the
         // interval: the likelihood ratio is divided by the long-run variance of the intervals' Pearson residuals
         // (a quasi-likelihood), which is about 1 for independent Poisson counts and is never taken below 1.
-        let dispersion = dispersion(&evidence.baseline, &evidence.canary, c / (b + c));
-        let log_lr = |p: f64| {
-            (ln_beta(alpha + c, beta + b) - ln_beta(alpha, beta) - c * p.ln() - b * (1.0 - p).ln()) / dispersion
-        };
+        let dispersion = dispersion(&aligned, evidence.ratio);
+        // Quasi-likelihood: the counts weigh as if there were `dispersion` times fewer events.
+        let (cq, bq) = (c / dispersion, b / dispersion);
+        let log_lr = |p: f64| ln_beta(alpha + cq, beta + bq) - ln_beta(alpha, beta) - cq * p.ln() - bq * (1.0 - p).ln();
         let threshold = (1.0 / self.alpha).ln();
         let share = c / (b + c);
         // The confidence sequence: shares whose likelihood ratio stays below 1/alpha; it is an interval around `share`.
@@ -219,6 +220,11 @@ impl SequentialJudge {
             inside
         };
         let at = share.clamp(1e-9, 1.0 - 1e-9);
+        if !log_lr(at).is_finite() || !share.is_finite() {
+            // Sums too large to weigh: no verdict rather than one on a number that is not one.
+            evidence.decision = format!("the test cannot be computed on {b} and {c} events");
+            return MetricVerdict::new(metric, MetricOutcome::Undecided, evidence);
+        }
         let (lo, hi) = if log_lr(at) >= threshold {
             (at, at) // Even the observed share is excluded: cannot happen for a proper mixture; kept safe.
         } else {
@@ -248,23 +254,36 @@ fn small_sample_factor(n: usize, alpha: f64) -> f64 {
     (t / z).powi(2)
 }
 
-/// The over-dispersion of the canary's share across intervals: the long-run variance of the Pearson residuals of
-/// each interval's canary count given its total, at least 1 (and 1 with fewer than ten intervals with events).
-fn dispersion(baseline: &[f64], canary: &[f64], share: f64) -> f64 {
-    if !(share > 0.0 && share < 1.0) {
+/// The over-dispersion of the canary's share across intervals: the long-run (Newey-West) variance, less one standard
+/// error, of the Pearson residuals of
+/// each interval's canary count given its total, against the share that interval's exposure and the estimated rate
+/// ratio `ratio` give; at least 1 (and 1 with fewer than ten intervals with events).
+fn dispersion(aligned: &align::Aligned, ratio: f64) -> f64 {
+    if !(ratio.is_finite() && ratio > 0.0) {
         return 1.0;
     }
-    let residuals: Vec<f64> = baseline
+    let residuals: Vec<f64> = aligned
+        .intervals
         .iter()
-        .zip(canary)
-        .map(|(b, c)| (b + c, *c))
-        .filter(|(total, _)| *total > 0.0)
-        .map(|(total, c)| (c - total * share) / (total * share * (1.0 - share)).sqrt())
+        .filter(|i| i.baseline + i.canary > 0.0)
+        .map(|i| {
+            let total = i.baseline + i.canary;
+            let q = ratio * i.canary_exposure / i.baseline_exposure;
+            let share = q / (1.0 + q);
+            (i.canary - total * share) / (total * share * (1.0 - share)).sqrt()
+        })
+        .filter(|r| r.is_finite())
         .collect();
     if residuals.len() < 10 {
         return 1.0;
     }
-    long_run_variance(&residuals).max(1.0)
+    // Newey-West, less one standard error of its own: its noise alone (about ±0.37 at 120 intervals) would read
+    // independent counts as over-dispersed and cost them power.
+    let n = residuals.len() as f64;
+    let lags = n.sqrt().floor();
+    let weights: f64 = (1..=lags as usize).map(|k| (1.0 - k as f64 / (lags + 1.0)).powi(2)).sum();
+    let estimate = newey_west(&residuals);
+    (estimate * (1.0 - (2.0 * (1.0 + 2.0 * weights) / n).sqrt())).max(1.0)
 }
 
 /// How many of a series' points are NaN or infinite.

@@ -140,9 +140,28 @@ pub(crate) fn mann_whitney(x: &[f64], y: &[f64], confidence: f64) -> Result<Mann
 }
 
 /// The long-run variance of a series whose points may be autocorrelated: the larger of Newey-West's estimate
-/// (Bartlett weights, bandwidth ⌊√n⌋) and an AR(1) plug-in, never below the plain sample variance. For independent points it is about the sample variance;
-/// for noise that lingers (a slow pod, a warming cache) it grows as the variance of their mean does.
+/// (Bartlett weights, bandwidth ⌊√n⌋) and an AR(1) plug-in, never below the plain sample variance. For independent
+/// points it is a little above the sample variance (the estimates' own noise only ever widens it); for noise that
+/// lingers (a slow pod, a warming cache) it grows as the variance of their mean does.
 pub(crate) fn long_run_variance(values: &[f64]) -> f64 {
+    let n = values.len();
+    if n < 2 {
+        return 0.0;
+    }
+    let variance = newey_west(values);
+    let m = mean(values);
+    let plain = values.iter().map(|v| (v - m).powi(2)).sum::<f64>() / (n as f64 - 1.0);
+    // With few points Newey-West's short bandwidth misses noise that lingers long; an AR(1) plug-in (its
+    // coefficient between 0 and 0.9) covers that case. (Correcting the coefficient for its small-sample bias
+    // inflated independent noise too, and cost a minute of detection for little gain.)
+    let rho = lag1_autocorrelation(values).clamp(0.0, 0.9);
+    let ar1 = plain * (1.0 + rho) / (1.0 - rho);
+    variance.max(plain).max(ar1)
+}
+
+/// Newey-West's long-run variance alone (Bartlett weights, bandwidth ⌊√n⌋): about the variance for independent
+/// points, with no floor; 0 for fewer than two points.
+pub(crate) fn newey_west(values: &[f64]) -> f64 {
     let n = values.len();
     if n < 2 {
         return 0.0;
@@ -154,13 +173,7 @@ pub(crate) fn long_run_variance(values: &[f64]) -> f64 {
     for lag in 1..=lags {
         variance += 2.0 * (1.0 - lag as f64 / (lags as f64 + 1.0)) * gamma(lag);
     }
-    let plain = gamma(0) * n as f64 / (n as f64 - 1.0);
-    // With few points Newey-West's short bandwidth misses noise that lingers long; an AR(1) plug-in (its
-    // coefficient between 0 and 0.9) covers that case. (Correcting the coefficient for its small-sample bias
-    // inflated independent noise too, and cost a minute of detection for little gain.)
-    let rho = lag1_autocorrelation(values).clamp(0.0, 0.9);
-    let ar1 = plain * (1.0 + rho) / (1.0 - rho);
-    variance.max(plain).max(ar1)
+    variance
 }
 
 /// The lag-1 autocorrelation of a series in time order (0 for fewer than three points or no variance).

@@ -55,8 +55,11 @@ pub struct Evidence {
     /// Points dropped before judging because their value was not a number or infinite (Prometheus answers `NaN`
     /// for 0/0 and `+Inf` for x/0), baseline then canary.
     pub dropped: (usize, usize),
-    /// Points left out because the other group has none at that time (a gap, or a last interval that has not
-    /// arrived yet in one group: metric pipelines lag), baseline then canary.
+    /// Points left out because they cannot be compared in time, baseline then canary: for counts, intervals the
+    /// other group lacks (a gap, or a last interval that has not arrived yet: metric pipelines lag) or, judged per
+    /// request, intervals without requests; for levels, points outside the range both groups cover (classic judge)
+    /// or without a point of the other group at the same time (sequential judge). Points at a repeated time count
+    /// once.
     pub unmatched: (usize, usize),
     /// What a count was measured against (`equal traffic assumed`, `per request served by each group`), with the
     /// exposure ratio used; empty for levels.
@@ -153,7 +156,7 @@ impl fmt::Display for Verdict {
                         write!(f, "; {} vs {} not numbers, dropped", e.dropped.1, e.dropped.0)?;
                     }
                     if e.unmatched != (0, 0) {
-                        write!(f, "; {} vs {} without the other group's, left out", e.unmatched.1, e.unmatched.0)?;
+                        write!(f, "; {} vs {} left out, unmatched in time", e.unmatched.1, e.unmatched.0)?;
                     }
                     if !e.traffic.is_empty() {
                         write!(f, "; {}", e.traffic)?;

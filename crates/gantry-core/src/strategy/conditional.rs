@@ -59,11 +59,15 @@ impl Strategy for Conditional {
         self.choose(ctx).1
     }
 
-    /// What any of its strategies needs: the choice is made at run time, so each must be able to run.
+    /// Every branch's settings: the choice is made at run time, so each must be able to run.
     fn check(&self) -> Result<(), String> {
-        self.branches.iter().map(|(_, s)| s.check()).chain([self.otherwise.check()]).collect()
+        for (i, (_, strategy)) in self.branches.iter().enumerate() {
+            strategy.check().map_err(|e| format!("branch {} of the conditional strategy: {e}", i + 1))?;
+        }
+        self.otherwise.check().map_err(|e| format!("the conditional strategy's fallback: {e}"))
     }
 
+    /// What any of its strategies needs: the choice is made at run time, so each must be able to run.
     fn requires(&self) -> Capabilities {
         self.branches.iter().map(|(_, s)| s.requires()).fold(self.otherwise.requires(), Capabilities::union)
     }
