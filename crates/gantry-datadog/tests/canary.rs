@@ -37,17 +37,21 @@ async fn cluster() -> (ClusterSim, Api<Deployment>) {
     (sim, deploys)
 }
 
-fn analysis(datadog: &DatadogSim) -> Analysis {
+/// The simulated Datadog as a metric provider.
+fn provider(datadog: &DatadogSim) -> Arc<DatadogMetrics> {
     let client = Datadog::with_url(&datadog.url(), Secret::new("api"), Secret::new("app")).unwrap();
-    Analysis::new(Arc::new(DatadogMetrics::new(client)), Arc::new(ClassicJudge::new()))
-        .metric(
-            Metric::new(
-                "latency",
-                "avg:trace.http.request.duration{service:web,version:{{version}}}",
-                Direction::Increase,
-            )
-            .critical(),
-        )
+    Arc::new(DatadogMetrics::new(client))
+}
+
+/// Request latency by version, critical.
+fn latency() -> Metric {
+    Metric::new("latency", "avg:trace.http.request.duration{service:web,version:{{version}}}", Direction::Increase)
+        .critical()
+}
+
+fn analysis(datadog: &DatadogSim) -> Analysis {
+    Analysis::new(provider(datadog), Arc::new(ClassicJudge::new()))
+        .metric(latency())
         .metric(Metric::new(
             "errors",
             "sum:trace.http.request.errors{service:web,version:{{version}}}",
@@ -133,16 +137,8 @@ async fn a_healthy_canary_promotes_and_a_degraded_one_is_aborted_by_analysis() {
 /// The sequential judge in a canary, end to end: both groups' latency, and errors per request served (the simulated
 /// Datadog's `hits`), judged at every look until the evidence is clear either way.
 fn sequential_analysis(datadog: &DatadogSim) -> Analysis {
-    let client = Datadog::with_url(&datadog.url(), Secret::new("api"), Secret::new("app")).unwrap();
-    Analysis::new(Arc::new(DatadogMetrics::new(client)), Arc::new(gantry_core::analysis::SequentialJudge::new()))
-        .metric(
-            Metric::new(
-                "latency",
-                "avg:trace.http.request.duration{service:web,version:{{version}}}",
-                Direction::Increase,
-            )
-            .critical(),
-        )
+    Analysis::new(provider(datadog), Arc::new(gantry_core::analysis::SequentialJudge::new()))
+        .metric(latency())
         .metric(
             Metric::new(
                 "errors",
@@ -152,8 +148,8 @@ fn sequential_analysis(datadog: &DatadogSim) -> Analysis {
             .per_requests("avg:trace.http.request.hits{service:web,version:{{version}}}")
             .allowed_increase(1.5),
         )
-        // One-minute points over the last two hours (the simulated Datadog serves a version's metrics for any window while
-        // its pods are ready), looked at every 200 ms, for at most 20 s.
+        // One-minute points over the last two hours (the simulated Datadog serves a version's metrics for any
+        // window while its pods are ready), looked at every 200 ms, for at most 20 s.
         .lookback(Duration::from_secs(7200))
         .every(Duration::from_millis(200))
         .duration(Duration::from_secs(20))
