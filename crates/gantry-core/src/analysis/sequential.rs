@@ -203,10 +203,9 @@ impl SequentialJudge {
         let p0 = q / (1.0 + q);
         let (alpha, beta) = (2.0 * a * p0, 2.0 * a * (1.0 - p0));
         // Over-dispersion (bursts of errors from one pod, lingering from one interval to the next) widens the
-        // interval: the likelihood ratio is divided by the long-run variance of the intervals' Pearson residuals
-        // (a quasi-likelihood), which is about 1 for independent Poisson counts and is never taken below 1.
+        // interval: a quasi-likelihood, in which the counts weigh as if there were `dispersion` times fewer events
+        // (the intervals' Pearson residuals' long-run variance, about 1 for independent Poisson counts, at least 1).
         let dispersion = dispersion(&aligned, evidence.ratio);
-        // Quasi-likelihood: the counts weigh as if there were `dispersion` times fewer events.
         let (cq, bq) = (c / dispersion, b / dispersion);
         let log_lr = |p: f64| ln_beta(alpha + cq, beta + bq) - ln_beta(alpha, beta) - cq * p.ln() - bq * (1.0 - p).ln();
         let threshold = (1.0 / self.alpha).ln();
