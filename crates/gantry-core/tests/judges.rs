@@ -724,3 +724,25 @@ fn counts_below_zero_are_left_out_and_never_make_a_canary_pass() {
     let verdict = SequentialJudge::new().judge(&[data(errors, baseline, mixed)]);
     assert_eq!(verdict.metrics[0].evidence.canary.len(), 9, "{verdict}");
 }
+
+#[test]
+fn a_verdict_reads_one_line_per_metric_in_its_alternate_form() {
+    let mut rng = Rng::new(40);
+    let verdict = ClassicJudge::new().judge(&[
+        data(latency(Direction::Increase).critical(), normal(&mut rng, 100.0), normal(&mut rng, 130.0)),
+        data(
+            Metric::new("errors", "q", Direction::Increase).counts(),
+            series(&mut rng, Shape::Counts { mean: 10.0 }, 60),
+            series(&mut rng, Shape::Counts { mean: 10.0 }, 60),
+        ),
+    ]);
+    let lines: Vec<String> = format!("{verdict:#}").lines().map(str::to_owned).collect();
+    assert_eq!(lines.len(), 3, "{lines:#?}");
+    assert!(
+        lines[0].starts_with("Fail (score ") && lines[0].ends_with("critical metric failed: latency"),
+        "{lines:#?}"
+    );
+    assert!(lines[1].starts_with("  latency: High, canary/baseline mean 1."), "{lines:#?}");
+    assert!(lines[2].starts_with("  errors: ") && lines[2].contains("equal traffic assumed"), "{lines:#?}");
+    assert_eq!(verdict.to_string().lines().count(), 1, "the plain form stays one line, for reasons");
+}

@@ -130,20 +130,23 @@ impl Verdict {
     }
 }
 
+/// One line of text: the outcome, the score and the reason, then each metric after `; `. The alternate form
+/// (`{:#}`) puts each metric on a line of its own, indented, as the verdict events show it.
 impl fmt::Display for Verdict {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:?} (score {:.0}): {}", self.outcome, self.score, self.reason)?;
+        let between = if f.alternate() { "\n  " } else { "; " };
         for m in &self.metrics {
             let e = &m.evidence;
             match &m.outcome {
                 MetricOutcome::NoData(why) | MetricOutcome::QueryFailed(why) => {
-                    write!(f, "; {}: {why}", m.metric.name)?;
+                    write!(f, "{between}{}: {why}", m.metric.name)?;
                 }
-                MetricOutcome::Undecided => write!(f, "; {}: undecided ({})", m.metric.name, e.decision)?,
+                MetricOutcome::Undecided => write!(f, "{between}{}: undecided ({})", m.metric.name, e.decision)?,
                 outcome => {
                     write!(
                         f,
-                        "; {}: {outcome:?}, canary/baseline mean {:.3}, effect {:.4} in [{:.4}, {:.4}] ({} vs {} points",
+                        "{between}{}: {outcome:?}, canary/baseline mean {:.3}, effect {:.4} in [{:.4}, {:.4}] ({} vs {} points",
                         m.metric.name,
                         e.ratio,
                         e.shift,

@@ -147,7 +147,8 @@ pub(crate) async fn weigh_verdict(
     if ctx.is_cancelled() {
         return Err(Stop::Cancelled);
     }
-    ctx.phase(crate::Phase::Verdict, verdict.to_string());
+    // One line per metric: the verdict event is what a person follows in the terminal or the run view.
+    ctx.phase(crate::Phase::Verdict, format!("{verdict:#}"));
     ctx.publish(VERDICT, verdict.clone());
     match verdict.outcome {
         Outcome::Pass => Ok(()),
