@@ -37,8 +37,14 @@ fn key(t: SystemTime) -> u128 {
     t.duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0)
 }
 
-fn finite(series: &Series) -> BTreeMap<u128, f64> {
+/// A series' finite points by time (milliseconds since the epoch); a repeated time keeps its last point.
+pub(crate) fn finite(series: &Series) -> BTreeMap<u128, f64> {
     series.points.iter().filter(|(_, v)| v.is_finite()).map(|(t, v)| (key(*t), *v)).collect()
+}
+
+/// How many of a series' points are NaN or infinite.
+pub(crate) fn not_finite(series: &Series) -> usize {
+    series.points.iter().filter(|p| !p.1.is_finite()).count()
 }
 
 /// The counts of both groups at the times both have (and, judged per request, both groups' requests too, and more

@@ -125,7 +125,7 @@ impl ClassicJudge {
     fn values(&self, data: &MetricData, evidence: &mut Evidence) -> Result<(Vec<f64>, Vec<f64>), MetricOutcome> {
         let (baseline, canary) = data.series()?;
         let (baseline, canary) = (self.prepared(baseline), self.prepared(canary));
-        evidence.dropped = (not_finite(&baseline), not_finite(&canary));
+        evidence.dropped = (align::not_finite(&baseline), align::not_finite(&canary));
         let (b, c) = match data.metric.kind {
             MetricKind::Level => {
                 let (b, c, unmatched) = align::levels(&baseline, &canary);
@@ -300,12 +300,7 @@ fn lingering(data: &MetricData, baseline: &[f64], canary: &[f64]) -> f64 {
         MetricKind::Count => canary.iter().zip(baseline).map(|(c, b)| c - b).collect(),
         MetricKind::Level => {
             let Ok((baseline, canary)) = data.series() else { return 0.0 };
-            let key =
-                |t: std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
-            let by_time = |s: &Series| -> BTreeMap<u128, f64> {
-                s.points.iter().filter(|(_, v)| v.is_finite()).map(|(t, v)| (key(*t), *v)).collect()
-            };
-            let (b, c) = (by_time(baseline), by_time(canary));
+            let (b, c) = (align::finite(baseline), align::finite(canary));
             c.iter().filter_map(|(t, cv)| b.get(t).map(|bv| cv - bv)).collect()
         }
     };
@@ -314,11 +309,6 @@ fn lingering(data: &MetricData, baseline: &[f64], canary: &[f64]) -> f64 {
     }
     let rho = stats::lag1_autocorrelation(&differences) - 1.0 / (differences.len() as f64).sqrt();
     if rho.is_finite() { rho.clamp(0.0, 0.818) } else { 0.0 }
-}
-
-/// How many of a series' points are NaN or infinite.
-fn not_finite(series: &Series) -> usize {
-    series.points.iter().filter(|p| !p.1.is_finite()).count()
 }
 
 fn verdict(metric: super::Metric, outcome: MetricOutcome, evidence: Evidence) -> MetricVerdict {

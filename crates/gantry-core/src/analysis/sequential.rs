@@ -1,8 +1,5 @@
 //! The sequential judge: always-valid tests that may look at every new interval.
 
-use std::collections::BTreeMap;
-use std::time::UNIX_EPOCH;
-
 use super::align;
 use super::judge::{Judge, MetricData};
 use super::metric::{Direction, Metric, MetricKind, Series};
@@ -91,16 +88,12 @@ impl SequentialJudge {
     }
 
     fn levels(&self, metric: Metric, baseline: &Series, canary: &Series, mut evidence: Evidence) -> MetricVerdict {
-        let key = |t: std::time::SystemTime| t.duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
         // One point per time in each group (a repeated time keeps its last point), paired where both have one.
-        let by_time = |s: &Series| -> BTreeMap<u128, f64> {
-            s.points.iter().filter(|(_, v)| v.is_finite()).map(|(t, v)| (key(*t), *v)).collect()
-        };
-        let (base, cand) = (by_time(baseline), by_time(canary));
+        let (base, cand) = (align::finite(baseline), align::finite(canary));
         let pairs: Vec<(f64, f64)> = cand.iter().filter_map(|(t, c)| base.get(t).map(|b| (*b, *c))).collect();
         evidence.baseline = pairs.iter().map(|p| p.0).collect();
         evidence.canary = pairs.iter().map(|p| p.1).collect();
-        evidence.dropped = (not_finite(baseline), not_finite(canary));
+        evidence.dropped = (align::not_finite(baseline), align::not_finite(canary));
         evidence.unmatched = (base.len() - pairs.len(), cand.len() - pairs.len());
         if pairs.is_empty() {
             return MetricVerdict::new(
@@ -163,7 +156,7 @@ impl SequentialJudge {
         requests: Option<(&Series, &Series)>,
         mut evidence: Evidence,
     ) -> MetricVerdict {
-        evidence.dropped = (not_finite(baseline), not_finite(canary));
+        evidence.dropped = (align::not_finite(baseline), align::not_finite(canary));
         // A group without a single number is missing data, never a share of zero: it must not pass.
         let unusable = |s: &Series| s.points.iter().all(|p| !(p.1.is_finite() && p.1 >= 0.0));
         let empty =
@@ -283,11 +276,6 @@ fn dispersion(aligned: &align::Aligned, ratio: f64) -> f64 {
     let weights: f64 = (1..=lags as usize).map(|k| (1.0 - k as f64 / (lags + 1.0)).powi(2)).sum();
     let estimate = newey_west(&residuals);
     (estimate * (1.0 - (2.0 * (1.0 + 2.0 * weights) / n).sqrt())).max(1.0)
-}
-
-/// How many of a series' points are NaN or infinite.
-fn not_finite(series: &Series) -> usize {
-    series.points.iter().filter(|p| !p.1.is_finite()).count()
 }
 
 /// A metric's outcome from an always-valid interval `[lo, hi]` on the scale `to_scale` maps ratios to.
