@@ -492,6 +492,69 @@ mod rates {
         judge.judge(&[data]).metrics.remove(0).outcome
     }
 
+    /// Healthy canaries at the default settings are promoted within the hour (issue #13, item 4): neither 10 errors
+    /// a minute nor latency at 10% noise can be shown within 5% in an hour, so before the horizon both stayed
+    /// undecided, and the analysis aborted them when it ended. A regression is not promoted at the horizon.
+    #[test]
+    fn healthy_canaries_pass_at_the_horizon_and_regressions_do_not() {
+        let mut rng = Rng::new(41);
+        let level = |rng: &mut Rng, effect: f64| {
+            Series::new((0..60).map(|m| (at(m), 100.0 * effect * (0.1 * rng.normal()).exp())).collect())
+        };
+        let latency = Metric::new("latency", "avg:latency", Direction::Increase);
+        let (mut passed, mut undecided_without) = (0, 0);
+        for _ in 0..20 {
+            let (b, c) = (counts(&mut rng, 60, 10.0, |_| true), counts(&mut rng, 60, 10.0, |_| true));
+            let (lb, lc) = (level(&mut rng, 1.0), level(&mut rng, 1.0));
+            let data = [
+                MetricData::new(errors(), ("b".into(), "c".into()), Ok(b), Ok(c)),
+                MetricData::new(latency.clone(), ("b".into(), "c".into()), Ok(lb), Ok(lc)),
+            ];
+            let verdict = SequentialJudge::new().judge(&data);
+            if verdict.outcome == gantry_core::analysis::Outcome::Pass {
+                passed += 1;
+                assert!(verdict.reason.contains("not found worse by the horizon"), "{}", verdict.reason);
+                let decision = &verdict.metrics[0].evidence.decision;
+                assert!(decision.starts_with("not found worse in 60 intervals"), "{decision}");
+                assert!(decision.contains("the data still allow ×"), "{decision}");
+            }
+            let without = SequentialJudge::new().without_horizon().judge(&data);
+            undecided_without += usize::from(without.outcome == gantry_core::analysis::Outcome::Inconclusive);
+        }
+        assert!(passed >= 19, "only {passed} of 20 healthy canaries passed at the horizon");
+        assert!(undecided_without >= 19, "without a horizon {undecided_without} of 20 stayed undecided");
+        // Errors ×2 and latency +30% over the same hour fail: the horizon passes only what was not found worse.
+        for _ in 0..10 {
+            let (b, c) = (counts(&mut rng, 60, 10.0, |_| true), counts(&mut rng, 60, 20.0, |_| true));
+            assert!(
+                judged(&SequentialJudge::new(), MetricData::new(errors(), ("b".into(), "c".into()), Ok(b), Ok(c)))
+                    .is_judged_failure()
+            );
+            let (lb, lc) = (level(&mut rng, 1.0), level(&mut rng, 1.3));
+            let data = MetricData::new(latency.clone(), ("b".into(), "c".into()), Ok(lb), Ok(lc));
+            assert_eq!(judged(&SequentialJudge::new(), data), MetricOutcome::High);
+        }
+    }
+
+    /// A burst of 30 errors from one canary pod in the third minute is not a doubled error rate (issue #13, rare
+    /// spikes): with the dispersion taken as 1 until ten intervals were seen, such bursts failed healthy canaries.
+    #[test]
+    fn a_burst_of_errors_in_the_first_minutes_does_not_fail_a_healthy_canary() {
+        let mut rng = Rng::new(43);
+        let mut failed = 0;
+        for _ in 0..50 {
+            let b = counts(&mut rng, 12, 10.0, |_| true);
+            let mut c = counts(&mut rng, 12, 10.0, |_| true);
+            c.points[2].1 += 30.0;
+            let cut = |s: &Series, m: usize| Ok(Series::new(s.points[..m].to_vec()));
+            failed += usize::from((3..=12).any(|m| {
+                let data = MetricData::new(errors(), ("b".into(), "c".into()), cut(&b, m), cut(&c, m));
+                judged(&SequentialJudge::new(), data).is_judged_failure()
+            }));
+        }
+        assert!(failed <= 1, "{failed} of 50 healthy canaries with one burst failed");
+    }
+
     #[test]
     fn a_lagging_last_minute_and_gaps_do_not_read_as_a_change_in_error_rate() {
         // 100 errors a minute in both groups. The baseline's last minute has not arrived yet, and it misses 10% of
