@@ -536,6 +536,45 @@ mod rates {
         }
     }
 
+    /// Errors judged against the share the deployment routed (issue #13, item 3): a canary that gets 10% of the
+    /// traffic from minute 5 (none before) and errs twice as often per request fails; a healthy one does not;
+    /// judged as if traffic were equal, the doubled error rate passes as a fifth of the baseline's.
+    #[test]
+    fn errors_are_judged_against_the_share_the_deployment_routed() {
+        let mut rng = Rng::new(47);
+        let log = gantry_core::analysis::TrafficLog::new();
+        log.record_at(at(5), 0.1);
+        let routed = Metric::new("errors", "sum:errors", Direction::Increase).share_as_routed();
+        let (mut doubled_failed, mut healthy_failed, mut doubled_failed_as_equal) = (0, 0, 0);
+        for _ in 0..20 {
+            // 100 errors a minute in all: 90 from the baseline, and the canary's 10 (or 20), from minute 5 on.
+            let b = counts(&mut rng, 60, 90.0, |_| true);
+            let canary = |rng: &mut Rng, rate: f64| {
+                Series::new((0..60).map(|m| (at(m), if m < 5 { 0.0 } else { rng.poisson(rate) })).collect())
+            };
+            let (twice, healthy) = (canary(&mut rng, 20.0), canary(&mut rng, 10.0));
+            let judge = SequentialJudge::new();
+            let with = |metric: &Metric, c: &Series| {
+                MetricData::new(metric.clone(), ("b".into(), "c".into()), Ok(b.clone()), Ok(c.clone()))
+                    .with_routed(log.changes())
+            };
+            doubled_failed += usize::from(judged(&judge, with(&routed, &twice)) == MetricOutcome::High);
+            healthy_failed += usize::from(judged(&judge, with(&routed, &healthy)).is_judged_failure());
+            doubled_failed_as_equal += usize::from(judged(&judge, with(&errors(), &twice)).is_judged_failure());
+        }
+        assert_eq!((doubled_failed, healthy_failed, doubled_failed_as_equal), (20, 0, 0));
+        let verdict = SequentialJudge::new().judge(&[MetricData::new(
+            routed,
+            ("b".into(), "c".into()),
+            Ok(counts(&mut rng, 60, 90.0, |_| true)),
+            Ok(counts(&mut rng, 60, 10.0, |_| true)),
+        )
+        .with_routed(log.changes())]);
+        let evidence = &verdict.metrics[0].evidence;
+        assert!(evidence.traffic.starts_with("the share routed to the canary: 10.0%"), "{}", evidence.traffic);
+        assert_eq!(evidence.unmatched, (5, 5), "the five minutes before the canary had traffic are left out");
+    }
+
     /// A burst of 30 errors from one canary pod in the third minute is not a doubled error rate (issue #13, rare
     /// spikes): with the dispersion taken as 1 until ten intervals were seen, such bursts failed healthy canaries.
     #[test]

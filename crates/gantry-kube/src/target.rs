@@ -382,16 +382,22 @@ impl KubeTarget {
         Ok(None)
     }
 
-    async fn route(&self, router: &HttpRoute, weight: u8, matching: Option<&Match>) -> Result<(), TargetError> {
+    fn http_routes(&self) -> Api<DynamicObject> {
         let resource = ApiResource::from_gvk_with_plural(
             &GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "HTTPRoute"),
             "httproutes",
         );
-        let routes: Api<DynamicObject> =
-            Api::namespaced_with(self.cluster.client().clone(), &self.namespace, &resource);
-        let route = retrying(&format!("get HTTPRoute `{}`", router.name), || routes.get(&router.name))
-            .await
-            .map_err(platform)?;
+        Api::namespaced_with(self.cluster.client().clone(), &self.namespace, &resource)
+    }
+
+    async fn http_route(&self, router: &HttpRoute) -> Result<DynamicObject, TargetError> {
+        let routes = self.http_routes();
+        retrying(&format!("get HTTPRoute `{}`", router.name), || routes.get(&router.name)).await.map_err(platform)
+    }
+
+    async fn route(&self, router: &HttpRoute, weight: u8, matching: Option<&Match>) -> Result<(), TargetError> {
+        let routes = self.http_routes();
+        let route = self.http_route(router).await?;
         let rules = route.data.pointer("/spec/rules").and_then(Value::as_array).cloned().unwrap_or_default();
         let backend = |b: &Value, name: &str| b.get("name").and_then(Value::as_str) == Some(name);
         let mut port = Value::Null;
@@ -620,6 +626,38 @@ impl Target for KubeTarget {
             }
             _ => Ok(()),
         }
+    }
+
+    /// While a canary runs: with a router, the canary's share of the HTTPRoute's weights; without one, its ready
+    /// pods over both Deployments' ready pods (one Service spreads requests over all of them), so 10% of three pods
+    /// reads as the third it is. `None` for blue/green, or when no pod is ready.
+    async fn traffic_share(&self) -> Result<Option<f64>, TargetError> {
+        if self.new_slot().await? != Some(Slot::Canary) {
+            return Ok(None);
+        }
+        if let Some(router) = &self.router {
+            let route = self.http_route(router).await?;
+            let rules = route.data.pointer("/spec/rules").and_then(Value::as_array).cloned().unwrap_or_default();
+            let weight = |refs: &[Value], name: &str| {
+                refs.iter()
+                    .find(|b| b.get("name").and_then(Value::as_str) == Some(name))
+                    .map(|b| b.get("weight").and_then(Value::as_f64).unwrap_or(1.0))
+            };
+            for rule in rules.iter().filter(|r| r.get("matches").is_none()) {
+                let refs = rule.get("backendRefs").and_then(Value::as_array).cloned().unwrap_or_default();
+                if let Some(stable) = weight(&refs, &router.stable_service) {
+                    let canary = weight(&refs, &router.canary_service).unwrap_or(0.0);
+                    let total = stable + canary;
+                    return Ok((total > 0.0).then(|| canary / total));
+                }
+            }
+            return Ok(None);
+        }
+        let ready =
+            |d: Option<Deployment>| d.and_then(|d| d.status).and_then(|s| s.ready_replicas).map_or(0.0, f64::from);
+        let canary = ready(self.get(&self.name_of(Slot::Canary)).await?);
+        let stable = ready(self.get(&self.deployment).await?);
+        Ok((canary + stable > 0.0).then(|| canary / (canary + stable)))
     }
 
     async fn promote(&self, slot: Slot) -> Result<(), TargetError> {

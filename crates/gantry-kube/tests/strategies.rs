@@ -2,13 +2,14 @@
 //! for the tests that need no scripted image or custom resource).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use gantry_core::analysis::{
-    Analysis, ClassicJudge, Direction, Metric, MetricError, MetricProvider, MetricQuery, Series,
+    Analysis, ClassicJudge, Direction, Group, Judge, Metric, MetricData, MetricError, MetricProvider, MetricQuery,
+    OnInconclusive, SequentialJudge, Series, Verdict,
 };
-use gantry_core::strategy::{BlueGreen, Canary, Deploy, Match, Promotion, Strategy};
+use gantry_core::strategy::{BlueGreen, Canary, Deploy, Match, Promotion, Strategy, Target};
 use gantry_core::{Context, Pipeline, Run, RunReport, RunStatus, async_trait};
 use gantry_kube::{Cluster, HttpRoute, KubeTarget, SLOT_LABEL, VERSION_LABEL};
 use gantry_testkit::kube::{PodScript, ResourceType};
@@ -164,6 +165,95 @@ async fn a_canary_by_replicas_takes_its_share_then_is_promoted() {
     c.cleanup().await;
 }
 
+/// Errors per point: 30 for the baseline, 10 for the canary (the same rate per request at a 25/75 split), stamped
+/// inside the query's window.
+#[derive(Debug)]
+struct SplitErrors;
+
+#[async_trait]
+impl MetricProvider for SplitErrors {
+    async fn query(&self, query: &MetricQuery) -> Result<Series, MetricError> {
+        let count = if query.group == Group::Canary { 10.0 } else { 30.0 };
+        Ok(Series::new((0..30).map(|i| (query.start + Duration::from_millis(10 * i), count)).collect()))
+    }
+}
+
+/// What the judge was given and said of the routed shares.
+#[derive(Debug, Default)]
+struct Seen {
+    shares: Vec<f64>,
+    traffic: String,
+    ratios: Vec<f64>,
+}
+
+/// The sequential judge, noting what it was given.
+#[derive(Debug)]
+struct Recording(Arc<Mutex<Seen>>);
+
+impl Judge for Recording {
+    fn judge(&self, data: &[MetricData]) -> Verdict {
+        let verdict = SequentialJudge::new().judge(data);
+        let mut seen = self.0.lock().unwrap();
+        seen.shares = data[0].routed.iter().map(|(_, share)| *share).collect();
+        seen.traffic = verdict.metrics[0].evidence.traffic.clone();
+        seen.ratios = verdict.metrics.iter().map(|m| m.evidence.ratio).collect();
+        verdict
+    }
+}
+
+/// Issue #13: "the Kubernetes targets can supply the share they set". Ten percent of four pods is one pod of four:
+/// the Service sends the canary a quarter of the requests, and its errors are judged against that quarter, not the
+/// 10% asked for nor equal traffic (which read a healthy canary's errors as a third of the baseline's rate).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_by_replicas_has_its_errors_judged_against_the_share_its_pods_get() {
+    let c = TestCluster::new("kshare").await.unwrap();
+    let (deploys, _) = web(&c).await;
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    // Thirty points are short of the judge's horizon: undecided, and the test goes on to the promotion.
+    let errors = |name: &str| {
+        Metric::new(name, "sum:errors{version:{{version}}}", Direction::Increase)
+            .on_inconclusive(OnInconclusive::Notify)
+    };
+    let analysis = Analysis::new(Arc::new(SplitErrors), Arc::new(Recording(Arc::clone(&seen))))
+        .metric(errors("errors").share_as_routed())
+        .metric(errors("errors (as if equal)").counts())
+        .duration(Duration::ZERO);
+    let promotion = Promotion::new();
+    let strategy = Canary::new().set_weight(10).analyze(analysis).pause_until_promoted().promotion(promotion.clone());
+    let run = Run::new(&pipeline(target(&c), strategy), Context::new().var("version", "2"));
+    let events = run.subscribe();
+    let handle = tokio::spawn(run.execute());
+    eventually("the canary holds 1 of 4 pods", || async {
+        deploys.get_opt("web-canary").await.unwrap().and_then(|d| d.status?.ready_replicas) == Some(1)
+    })
+    .await;
+    eventually("the analysis has judged", || async { !seen.lock().unwrap().traffic.is_empty() }).await;
+    assert_eq!(target(&c).traffic_share().await.unwrap(), Some(0.25), "one ready pod of four");
+    {
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.shares, [0.25], "the share the pods give, recorded once the weight was set");
+        assert!(seen.traffic.starts_with("the share routed to the canary: 25.0%"), "{}", seen.traffic);
+        assert!((seen.ratios[0] - 1.0).abs() < 1e-9, "the same rate per request: {:?}", seen.ratios);
+        assert!((seen.ratios[1] - 1.0 / 3.0).abs() < 1e-9, "equal traffic assumed: {:?}", seen.ratios);
+    }
+    promotion.promote();
+    let report = tokio::time::timeout(Duration::from_secs(60), handle).await.unwrap().unwrap().unwrap();
+    assert_eq!(report.status, RunStatus::Succeeded, "{report}");
+    let events: Vec<String> = futures::StreamExt::collect::<Vec<_>>(events)
+        .await
+        .into_iter()
+        .filter_map(|e| match e {
+            gantry_core::Event::Phase { message, .. } => Some(message.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        events.iter().any(|e| e.contains("10% of traffic to web 2 (the target routes 25.0% to it)")),
+        "{events:#?}"
+    );
+    c.cleanup().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_canary_failing_analysis_is_aborted_and_the_cluster_ends_fully_on_stable() {
     let c = TestCluster::new("kabort").await.unwrap();
@@ -237,6 +327,8 @@ async fn a_canary_behind_an_http_route_moves_backend_weights() {
         weights().await == [("web".to_owned(), Some(70)), ("web-canary".to_owned(), Some(30))]
     })
     .await;
+    let routed = self::target(&c).router(HttpRoute::new("web", "web", "web-canary")).traffic_share().await.unwrap();
+    assert_eq!(routed, Some(0.3), "the route's weights, whatever the pods");
     let stable = selector(&services.get("web").await.unwrap());
     assert!(stable.contains_key("pod-template-hash"), "the stable Service is pinned to the stable pods: {stable:?}");
     let canary = selector(&services.get("web-canary").await.unwrap());

@@ -22,6 +22,9 @@ pub(crate) struct Interval {
 pub(crate) struct Aligned {
     pub(crate) intervals: Vec<Interval>,
     pub(crate) unmatched: (usize, usize),
+    /// For the routed share: the lowest and highest share of the intervals kept, or `None` when no share was
+    /// recorded and equal traffic was assumed.
+    pub(crate) routed: Option<(f64, f64)>,
 }
 
 impl Aligned {
@@ -30,6 +33,21 @@ impl Aligned {
         let (b, c) =
             self.intervals.iter().fold((0.0, 0.0), |(b, c), i| (b + i.baseline_exposure, c + i.canary_exposure));
         if b > 0.0 { c / b } else { f64::NAN }
+    }
+
+    /// The assumption about traffic, in words, for the verdict's `traffic` field.
+    pub(crate) fn describe(&self, exposure: &Exposure) -> String {
+        let assumption = match (exposure, self.routed) {
+            (Exposure::Routed, None) => "equal traffic assumed (no routed share was recorded)".to_owned(),
+            (Exposure::Routed, Some((lo, hi))) if (hi - lo).abs() < 1e-9 => {
+                format!("the share routed to the canary: {:.1}%", lo * 100.0)
+            }
+            (Exposure::Routed, Some((lo, hi))) => {
+                format!("the share routed to the canary: {:.1}% to {:.1}%", lo * 100.0, hi * 100.0)
+            }
+            (other, _) => other.describe(),
+        };
+        format!("{assumption}; canary/baseline exposure {:.3}", self.exposure_ratio())
     }
 }
 
@@ -48,12 +66,14 @@ pub(crate) fn not_finite(series: &Series) -> usize {
 }
 
 /// The counts of both groups at the times both have (and, judged per request, both groups' requests too, and more
-/// than none), with each interval's exposure as `exposure` says.
+/// than none; judged against the routed share, a share strictly between 0 and 1 in effect), with each interval's
+/// exposure as `exposure` says.
 pub(crate) fn counts(
     baseline: &Series,
     canary: &Series,
     exposure: &Exposure,
     requests: Option<(&Series, &Series)>,
+    routed: &[(SystemTime, f64)],
 ) -> Aligned {
     // A count below zero is not a count: such points are left out like non-finite ones.
     let counted = |s: &Series| -> BTreeMap<u128, f64> { finite(s).into_iter().filter(|(_, v)| *v >= 0.0).collect() };
@@ -66,6 +86,7 @@ pub(crate) fn counts(
         Exposure::CanaryShare(share) => *share,
         _ => 0.5,
     };
+    let by_route = matches!(exposure, Exposure::Routed) && !routed.is_empty();
     let mut aligned = Aligned::default();
     for (t, bv) in &b {
         let Some(cv) = c.get(t) else { continue };
@@ -74,6 +95,18 @@ pub(crate) fn counts(
                 (Some(nb), Some(nc)) if *nb > 0.0 && *nc > 0.0 => (*nb, *nc),
                 _ => continue,
             },
+            _ if by_route => {
+                // The share in effect when the interval began; none yet, or all or nothing: nothing to compare.
+                let at = UNIX_EPOCH + std::time::Duration::from_millis(*t as u64);
+                match super::routing::share_at(routed, at) {
+                    Some(share) if share > 0.0 && share < 1.0 => {
+                        let (lo, hi) = aligned.routed.unwrap_or((share, share));
+                        aligned.routed = Some((lo.min(share), hi.max(share)));
+                        (1.0 - share, share)
+                    }
+                    _ => continue,
+                }
+            }
             _ => (1.0 - share, share),
         };
         aligned.intervals.push(Interval {
@@ -126,20 +159,29 @@ mod tests {
         // The canary lacks minute 2 (a gap); the baseline's minute 4 has not arrived yet (lag).
         let b = series(&[(0, 10.0), (1, 11.0), (2, 9.0), (3, 10.0)]);
         let c = series(&[(0, 10.0), (1, 12.0), (3, 8.0), (4, 30.0)]);
-        let a = counts(&b, &c, &Exposure::Equal, None);
+        let a = counts(&b, &c, &Exposure::Equal, None, &[]);
         assert_eq!(
             a.intervals.iter().map(|i| (i.baseline, i.canary)).collect::<Vec<_>>(),
             [(10.0, 10.0), (11.0, 12.0), (10.0, 8.0)]
         );
         assert_eq!(a.unmatched, (1, 1));
         assert_eq!(a.exposure_ratio(), 1.0);
-        let share = counts(&b, &c, &Exposure::CanaryShare(0.1), None);
+        let share = counts(&b, &c, &Exposure::CanaryShare(0.1), None, &[]);
         assert!((share.exposure_ratio() - 0.1 / 0.9).abs() < 1e-12);
         // Per request: minutes without requests in either group are left out.
         let (rb, rc) = (series(&[(0, 900.0), (1, 0.0), (3, 900.0)]), series(&[(0, 100.0), (1, 100.0), (3, 100.0)]));
-        let per = counts(&b, &c, &Exposure::Requests("q".into()), Some((&rb, &rc)));
+        let per = counts(&b, &c, &Exposure::Requests("q".into()), Some((&rb, &rc)), &[]);
         assert_eq!(per.intervals.len(), 2);
         assert!((per.exposure_ratio() - 200.0 / 1800.0).abs() < 1e-12);
+        // Routed: minute 0 is before the canary had traffic; from minute 1 it has a third, from minute 3 a half.
+        let at = |m: u64| UNIX_EPOCH + Duration::from_secs(60 * m);
+        let routed = counts(&b, &c, &Exposure::Routed, None, &[(at(1), 1.0 / 3.0), (at(3), 0.5)]);
+        assert_eq!(routed.intervals.iter().map(|i| i.canary_exposure).collect::<Vec<_>>(), [1.0 / 3.0, 0.5]);
+        assert_eq!(routed.routed, Some((1.0 / 3.0, 0.5)));
+        assert!(routed.describe(&Exposure::Routed).starts_with("the share routed to the canary: 33.3% to 50.0%"));
+        let unknown = counts(&b, &c, &Exposure::Routed, None, &[]);
+        assert_eq!(unknown.intervals.len(), 3);
+        assert!(unknown.describe(&Exposure::Routed).starts_with("equal traffic assumed (no routed share"));
         let (bl, cl, unmatched) = levels(&b, &c);
         assert_eq!(
             (bl.len(), cl.len(), unmatched),

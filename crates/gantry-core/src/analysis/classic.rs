@@ -133,13 +133,10 @@ impl ClassicJudge {
                 (b, c)
             }
             MetricKind::Count => {
-                let aligned = align::counts(&baseline, &canary, &data.metric.exposure, data.request_series()?);
+                let aligned =
+                    align::counts(&baseline, &canary, &data.metric.exposure, data.request_series()?, &data.routed);
                 evidence.unmatched = aligned.unmatched;
-                evidence.traffic = format!(
-                    "{}; canary/baseline exposure {:.3}",
-                    data.metric.exposure.describe(),
-                    aligned.exposure_ratio()
-                );
+                evidence.traffic = aligned.describe(&data.metric.exposure);
                 aligned
                     .intervals
                     .iter()

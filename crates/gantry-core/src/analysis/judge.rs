@@ -20,6 +20,9 @@ pub struct MetricData {
     pub canary: Result<Series, MetricError>,
     /// For a metric judged per request ([`Metric::per_requests`]): each group's requests, baseline then canary.
     pub requests: Option<(Result<Series, MetricError>, Result<Series, MetricError>)>,
+    /// For a metric judged against the routed share ([`Metric::share_as_routed`]): the canary's share of the
+    /// traffic from the times it changed ([`TrafficLog::changes`](super::TrafficLog::changes)).
+    pub routed: Vec<(std::time::SystemTime, f64)>,
 }
 
 impl MetricData {
@@ -30,13 +33,21 @@ impl MetricData {
         baseline: Result<Series, MetricError>,
         canary: Result<Series, MetricError>,
     ) -> Self {
-        Self { metric, queries, baseline, canary, requests: None }
+        Self { metric, queries, baseline, canary, requests: None, routed: Vec::new() }
     }
 
     /// With each group's requests, for a metric judged per request.
     #[must_use]
     pub fn with_requests(mut self, baseline: Result<Series, MetricError>, canary: Result<Series, MetricError>) -> Self {
         self.requests = Some((baseline, canary));
+        self
+    }
+
+    /// With the canary's share of the traffic from the times it changed, for a metric judged against the routed
+    /// share.
+    #[must_use]
+    pub fn with_routed(mut self, changes: Vec<(std::time::SystemTime, f64)>) -> Self {
+        self.routed = changes;
         self
     }
 

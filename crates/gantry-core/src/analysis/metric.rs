@@ -185,6 +185,11 @@ pub enum Exposure {
     /// Each group's requests per interval, from this query (a template like the metric's: `{{version}}` is the
     /// group's version). Events are judged per request, minute by minute.
     Requests(String),
+    /// The share the deployment routes to the canary, interval by interval, as the strategy recorded it in its
+    /// [`TrafficLog`](super::TrafficLog) (a Kubernetes target reports the share its pods or route weights give).
+    /// Intervals before the canary had any traffic are left out; with no share recorded at all (an analysis run
+    /// outside a strategy) equal traffic is assumed, and the verdict says so.
+    Routed,
 }
 
 impl Exposure {
@@ -194,6 +199,7 @@ impl Exposure {
             Self::Equal => "equal traffic assumed".into(),
             Self::CanaryShare(share) => format!("the canary takes {:.0}% of the traffic (stated)", share * 100.0),
             Self::Requests(_) => "per request served by each group".into(),
+            Self::Routed => "the share routed to the canary".into(),
         }
     }
 }
@@ -251,6 +257,16 @@ impl Metric {
     pub fn traffic_share(mut self, share: f64) -> Self {
         self.kind = MetricKind::Count;
         self.exposure = Exposure::CanaryShare(share);
+        self
+    }
+
+    /// Its values are counts of events per interval, and the canary receives the share of the traffic the
+    /// deployment routes to it, interval by interval ([`Exposure::Routed`]): the share a canary strategy's target
+    /// reports after each change of weights.
+    #[must_use]
+    pub fn share_as_routed(mut self) -> Self {
+        self.kind = MetricKind::Count;
+        self.exposure = Exposure::Routed;
         self
     }
 

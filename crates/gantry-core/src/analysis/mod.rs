@@ -10,6 +10,7 @@ mod align;
 mod classic;
 mod judge;
 mod metric;
+mod routing;
 mod run;
 mod sequential;
 pub(crate) mod stats;
@@ -21,6 +22,7 @@ pub use metric::{
     Direction, Exposure, Group, Metric, MetricError, MetricKind, MetricProvider, MetricQuery, OnInconclusive, Series,
     SharedError,
 };
+pub use routing::TrafficLog;
 pub use run::Analysis;
 pub use sequential::SequentialJudge;
 pub use verdict::{Evidence, MetricOutcome, MetricVerdict, Outcome, Verdict};

@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use super::judge::{Judge, MetricData};
 use super::metric::{Exposure, Group, Metric, MetricProvider, MetricQuery};
+use super::routing::TrafficLog;
 use super::verdict::{Outcome, Verdict};
 use crate::StepContext;
 use crate::strategy::Release;
@@ -126,7 +127,21 @@ impl Analysis {
     }
 
     /// Collects and judges `canary` against `baseline`. A cancelled run ends it with an inconclusive verdict.
+    /// Metrics judged against the routed share ([`Metric::share_as_routed`]) assume equal traffic here: see
+    /// [`run_routed`](Self::run_routed).
     pub async fn run(&self, ctx: &StepContext, baseline: &Release, canary: &Release) -> Verdict {
+        self.run_routed(ctx, baseline, canary, &TrafficLog::new()).await
+    }
+
+    /// As [`run`](Self::run), judging metrics measured against the routed share by the changes in `routed`, read
+    /// afresh at each look (the canary strategy records them as it shifts traffic).
+    pub async fn run_routed(
+        &self,
+        ctx: &StepContext,
+        baseline: &Release,
+        canary: &Release,
+        routed: &TrafficLog,
+    ) -> Verdict {
         let start = SystemTime::now();
         let began = tokio::time::Instant::now();
         let mut wait = self.every.unwrap_or(self.duration).min(self.duration);
@@ -137,7 +152,7 @@ impl Analysis {
                 }
                 () = tokio::time::sleep(wait) => {}
             }
-            let verdict = self.judge_once(ctx, baseline, canary, start).await;
+            let verdict = self.judge_once(ctx, (baseline, canary), start, routed).await;
             let elapsed = began.elapsed();
             if verdict.outcome != Outcome::Inconclusive || self.every.is_none() || elapsed >= self.duration {
                 return verdict;
@@ -146,7 +161,13 @@ impl Analysis {
         }
     }
 
-    async fn judge_once(&self, ctx: &StepContext, baseline: &Release, canary: &Release, start: SystemTime) -> Verdict {
+    async fn judge_once(
+        &self,
+        ctx: &StepContext,
+        (baseline, canary): (&Release, &Release),
+        start: SystemTime,
+        routed: &TrafficLog,
+    ) -> Verdict {
         let end = SystemTime::now();
         // A lookback longer than the clock's past starts at the epoch rather than panicking.
         let start = self.lookback.map_or(start, |window| end.checked_sub(window).unwrap_or(SystemTime::UNIX_EPOCH));
@@ -164,6 +185,9 @@ impl Analysis {
                 let (rb, rc) = (query(requests, baseline, Group::Baseline), query(requests, canary, Group::Canary));
                 let (rb, rc) = futures::join!(self.provider.query(&rb), self.provider.query(&rc));
                 metric_data = metric_data.with_requests(rb, rc);
+            }
+            if metric.exposure == Exposure::Routed {
+                metric_data = metric_data.with_routed(routed.changes());
             }
             data.push(metric_data);
         }

@@ -105,7 +105,7 @@ impl SequentialJudge {
         match metric.kind {
             MetricKind::Level => self.levels(metric, baseline, canary, evidence),
             MetricKind::Count => match data.request_series() {
-                Ok(requests) => self.counts(metric, (baseline, canary), requests, evidence),
+                Ok(requests) => self.counts(metric, (baseline, canary), requests, &data.routed, evidence),
                 Err(missing) => MetricVerdict::new(metric, missing, evidence),
             },
         }
@@ -179,6 +179,7 @@ impl SequentialJudge {
         metric: Metric,
         (baseline, canary): (&Series, &Series),
         requests: Option<(&Series, &Series)>,
+        routed: &[(std::time::SystemTime, f64)],
         mut evidence: Evidence,
     ) -> MetricVerdict {
         evidence.dropped = (align::not_finite(baseline), align::not_finite(canary));
@@ -197,13 +198,13 @@ impl SequentialJudge {
             }
         }
         // Only the intervals both groups have: gaps and a lagging last interval do not count as a change.
-        let aligned = align::counts(baseline, canary, &metric.exposure, requests);
+        let aligned = align::counts(baseline, canary, &metric.exposure, requests, routed);
         evidence.unmatched = aligned.unmatched;
         evidence.baseline = aligned.intervals.iter().map(|i| i.baseline).collect();
         evidence.canary = aligned.intervals.iter().map(|i| i.canary).collect();
         // q: the canary's exposure over the baseline's (1 for equal traffic, 1/9 for a 10% canary).
         let q = aligned.exposure_ratio();
-        evidence.traffic = format!("{}; canary/baseline exposure {q:.3}", metric.exposure.describe());
+        evidence.traffic = aligned.describe(&metric.exposure);
         if aligned.intervals.is_empty() || !q.is_finite() || q <= 0.0 {
             let why = "no interval with data (and requests) from both groups".to_owned();
             return MetricVerdict::new(metric, MetricOutcome::NoData(why), evidence);

@@ -4,12 +4,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use super::TargetError;
 use super::rolling::failed;
 use super::{
     Capabilities, Promotion, Release, Slot, Stop, Strategy, Target, Traffic, or_cancelled, restore, sleep_or_cancelled,
     stopped, wait_for_promotion, weigh_verdict,
 };
-use crate::analysis::Analysis;
+use crate::analysis::{Analysis, TrafficLog};
 use crate::{Phase, StepContext, StepError};
 
 /// One step of a canary.
@@ -94,15 +95,28 @@ impl Canary {
     async fn steps(
         &self,
         target: &dyn Target,
-        stable: &Release,
-        release: &Release,
+        (stable, release): (&Release, &Release),
+        routed: &TrafficLog,
         ctx: &StepContext,
     ) -> Result<(), Stop> {
         for step in &self.steps {
             match step {
                 CanaryStep::SetWeight(weight) => {
                     or_cancelled(ctx, target.set_traffic(&Traffic::weighted(*weight))).await?;
-                    ctx.phase(Phase::WeightChanged, format!("{weight}% of traffic to {release}"));
+                    // What the platform routes, for analyses that judge errors against it; the weight if it cannot
+                    // tell (or cannot answer now: the weight is then the best guess, and the event says so).
+                    let set = f64::from(*weight) / 100.0;
+                    let (share, note) = match or_cancelled(ctx, target.traffic_share()).await {
+                        Ok(Some(share)) if (share - set).abs() > 0.005 => {
+                            (share, format!(" (the target routes {:.1}% to it)", share * 100.0))
+                        }
+                        Ok(Some(share)) => (share, String::new()),
+                        Ok(None) => (set, String::new()),
+                        Err(TargetError::Cancelled) => return Err(Stop::Cancelled),
+                        Err(e) => (set, format!(" (the routed share could not be read, the weight is assumed: {e})")),
+                    };
+                    routed.record(share);
+                    ctx.phase(Phase::WeightChanged, format!("{weight}% of traffic to {release}{note}"));
                 }
                 CanaryStep::Pause(duration) => {
                     ctx.phase(Phase::Paused, format!("pausing {duration:?}"));
@@ -110,7 +124,7 @@ impl Canary {
                 }
                 CanaryStep::PauseUntilPromoted => wait_for_promotion(ctx, &self.promotion, release).await?,
                 CanaryStep::Analyze(analysis) => {
-                    let verdict = analysis.run(ctx, stable, release).await;
+                    let verdict = analysis.run_routed(ctx, stable, release, routed).await;
                     weigh_verdict(ctx, &self.promotion, release, &verdict).await?;
                 }
             }
@@ -128,15 +142,16 @@ impl Strategy for Canary {
             ctx.phase(Phase::Deployed, format!("{release} is live (first release: no canary)"));
             return Ok(());
         };
+        let routed = TrafficLog::new();
         let run = async {
             or_cancelled(ctx, target.deploy(Slot::Canary, release)).await?;
             ctx.phase(Phase::Deployed, format!("canary {release} is ready beside {stable}"));
             match &self.background {
-                None => self.steps(target, &stable, release, ctx).await,
+                None => self.steps(target, (&stable, release), &routed, ctx).await,
                 Some(analysis) => {
-                    let steps = self.steps(target, &stable, release, ctx);
+                    let steps = self.steps(target, (&stable, release), &routed, ctx);
                     let background = async {
-                        let verdict = analysis.run(ctx, &stable, release).await;
+                        let verdict = analysis.run_routed(ctx, &stable, release, &routed).await;
                         weigh_verdict(ctx, &self.promotion, release, &verdict).await?;
                         // A background analysis that passed lets the steps finish.
                         std::future::pending::<Result<(), Stop>>().await

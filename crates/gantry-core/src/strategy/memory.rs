@@ -168,6 +168,13 @@ impl Target for MemoryTarget {
         Ok(())
     }
 
+    /// The weight set, while a canary runs and no request rule routes it.
+    async fn traffic_share(&self) -> Result<Option<f64>, TargetError> {
+        let state = self.lock();
+        let canary = state.slots.contains_key(&Slot::Canary) && state.traffic.matching.is_none();
+        Ok(canary.then(|| f64::from(state.traffic.weight) / 100.0))
+    }
+
     async fn promote(&self, slot: Slot) -> Result<(), TargetError> {
         {
             let mut state = self.lock();

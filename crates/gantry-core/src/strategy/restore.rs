@@ -72,6 +72,10 @@ impl Target for Retrying {
         self.inner.set_traffic(traffic).await
     }
 
+    async fn traffic_share(&self) -> Result<Option<f64>, TargetError> {
+        self.inner.traffic_share().await
+    }
+
     async fn promote(&self, slot: Slot) -> Result<(), TargetError> {
         self.inner.promote(slot).await
     }

@@ -265,6 +265,15 @@ pub trait Target: Send + Sync + fmt::Debug {
     /// Splits traffic between the stable slot and the new version (canary or preview).
     async fn set_traffic(&self, traffic: &Traffic) -> Result<(), TargetError>;
 
+    /// The share of requests (0.0–1.0) the platform sends to the canary now, when the target can tell: it may
+    /// differ from the weight set (a Kubernetes target without a router splits by pods, so 10% of three pods is one
+    /// pod of three: a third). The canary strategy records it after each change of weights, and analyses judge
+    /// error counts against it ([`Metric::share_as_routed`](crate::analysis::Metric::share_as_routed)). The
+    /// default, `None`, makes the strategy record the weight it set.
+    async fn traffic_share(&self) -> Result<Option<f64>, TargetError> {
+        Ok(None)
+    }
+
     /// Makes the release in `slot` the stable one: the stable slot runs it, all traffic goes to it, and `slot` is
     /// emptied.
     async fn promote(&self, slot: Slot) -> Result<(), TargetError>;
