@@ -515,7 +515,7 @@ mod rates {
                 passed += 1;
                 assert!(verdict.reason.contains("not found worse by the horizon"), "{}", verdict.reason);
                 let decision = &verdict.metrics[0].evidence.decision;
-                assert!(decision.starts_with("not found worse in 60 intervals"), "{decision}");
+                assert!(decision.starts_with("not found worse over 60 intervals"), "{decision}");
                 assert!(decision.contains("the data still allow ×"), "{decision}");
             }
             let without = SequentialJudge::new().without_horizon().judge(&data);

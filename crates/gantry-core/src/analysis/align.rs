@@ -10,6 +10,8 @@ use super::metric::{Exposure, Series};
 /// One interval both groups have: their counts, and their exposure (requests, or the traffic share).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) struct Interval {
+    /// When it began (milliseconds since the epoch).
+    pub(crate) at: u128,
     pub(crate) baseline: f64,
     pub(crate) canary: f64,
     pub(crate) baseline_exposure: f64,
@@ -48,6 +50,17 @@ impl Aligned {
             (other, _) => other.describe(),
         };
         format!("{assumption}; canary/baseline exposure {:.3}", self.exposure_ratio())
+    }
+}
+
+/// How many intervals of the series' resolution the times (in order) span, first to last, gaps included: the
+/// resolution is the shortest step between two of them. A point missing here and there does not delay a horizon
+/// counted in intervals.
+pub(crate) fn covered(times: &[u128]) -> usize {
+    let step = times.windows(2).map(|w| w[1].saturating_sub(w[0])).filter(|d| *d > 0).min();
+    match (times.first(), times.last(), step) {
+        (Some(first), Some(last), Some(step)) => ((last - first) / step) as usize + 1,
+        _ => times.len().min(1),
     }
 }
 
@@ -110,6 +123,7 @@ pub(crate) fn counts(
             _ => (1.0 - share, share),
         };
         aligned.intervals.push(Interval {
+            at: *t,
             baseline: *bv,
             canary: *cv,
             baseline_exposure: exposure.0,
@@ -182,6 +196,8 @@ mod tests {
         let unknown = counts(&b, &c, &Exposure::Routed, None, &[]);
         assert_eq!(unknown.intervals.len(), 3);
         assert!(unknown.describe(&Exposure::Routed).starts_with("equal traffic assumed (no routed share"));
+        assert_eq!(covered(&[0, 60_000, 180_000, 240_000]), 5, "a gap counts as covered time");
+        assert_eq!((covered(&[]), covered(&[7])), (0, 1));
         let (bl, cl, unmatched) = levels(&b, &c);
         assert_eq!(
             (bl.len(), cl.len(), unmatched),

@@ -23,17 +23,23 @@ use super::verdict::{Evidence, MetricOutcome, MetricVerdict, Outcome, Verdict};
 ///
 /// A metric **fails** when its confidence sequence lies wholly beyond the allowed effect in its bad direction;
 /// **passes** when it lies wholly on the good side of the larger of the allowed effect and `pass_margin` (default
-/// 1.05: "no worse than 5%"), or when it reaches the `horizon` (default 60 intervals) without failing; else it is
+/// 1.05: "no worse than 5%"), or when its data span the `horizon` (default 55 intervals) without failing; else it is
 /// **undecided** and the analysis looks again. With level `alpha` per metric (default 0.01), the chance that an A/A
 /// comparison ever fails a metric, over any number of looks, is at most `alpha` (up to the variance estimate).
 ///
 /// **Why a horizon.** Showing that a canary is no worse than 5% takes far longer than showing that it is worse: at
 /// 10% noise per point a healthy canary's latency needs about two hours of one-minute points, and an error rate of
 /// 10 per minute many hours. Without a horizon most healthy canaries stay undecided until the analysis ends, and
-/// are aborted. With it, a metric that has not failed in `horizon` intervals passes, as Kayenta's, Flagger's and
+/// are aborted. With it, a metric that has not failed over `horizon` intervals passes, as Kayenta's, Flagger's and
 /// Argo Rollouts' analyses pass what they did not find worse; its verdict says what the data still allow (the
-/// interval's upper end, as a ratio). The price is regressions too small to be found in that time, which are
-/// promoted: `docs/PERFORMANCE.md` has the table. [`without_horizon`](Self::without_horizon) asks for proof instead.
+/// interval, as ratios). The price is regressions too small to be found in that time, which are promoted:
+/// `docs/PERFORMANCE.md` has the table. [`without_horizon`](Self::without_horizon) asks for proof instead.
+///
+/// The horizon counts the intervals the data span, first to last, gaps included (a missing or non-finite point
+/// does not delay it). 55 one-minute intervals lets a healthy canary be promoted within the hour when the newest
+/// points arrive a minute or two late; give the [`Analysis`](super::Analysis) a duration a few intervals longer than
+/// the horizon, or it may end undecided. With a [`lookback`](super::Analysis::lookback) as long as the horizon,
+/// the first look already spans it: data from before the canary served would count.
 #[derive(Clone, Debug)]
 pub struct SequentialJudge {
     alpha: f64,
@@ -44,13 +50,13 @@ pub struct SequentialJudge {
 }
 
 impl SequentialJudge {
-    /// alpha 0.01 per metric, tau 0.1, pass margin 1.05, at least 10 pairs for levels, a horizon of 60 intervals.
+    /// alpha 0.01 per metric, tau 0.1, pass margin 1.05, at least 10 pairs for levels, a horizon of 55 intervals.
     pub fn new() -> Self {
-        Self { alpha: 0.01, tau: 0.1, pass_margin: 1.05, min_pairs: 10, horizon: Some(60) }
+        Self { alpha: 0.01, tau: 0.1, pass_margin: 1.05, min_pairs: 10, horizon: Some(55) }
     }
 
-    /// A metric that has not failed once it has this many intervals (pairs of points for levels, intervals both
-    /// groups have for counts) passes: 60 one-minute points is an hour. See the type's documentation.
+    /// A metric that has not failed once its data span this many intervals (of the metric's resolution, first to
+    /// last, gaps included) passes. See the type's documentation.
     #[must_use]
     pub fn horizon(mut self, intervals: usize) -> Self {
         self.horizon = Some(intervals);
@@ -114,6 +120,7 @@ impl SequentialJudge {
     fn levels(&self, metric: Metric, baseline: &Series, canary: &Series, mut evidence: Evidence) -> MetricVerdict {
         // One point per time in each group (a repeated time keeps its last point), paired where both have one.
         let (base, cand) = (align::finite(baseline), align::finite(canary));
+        let times: Vec<u128> = cand.keys().filter(|t| base.contains_key(t)).copied().collect();
         let pairs: Vec<(f64, f64)> = cand.iter().filter_map(|(t, c)| base.get(t).map(|b| (*b, *c))).collect();
         evidence.baseline = pairs.iter().map(|p| p.0).collect();
         evidence.canary = pairs.iter().map(|p| p.1).collect();
@@ -161,7 +168,9 @@ impl SequentialJudge {
             (1.0 - self.alpha) * 100.0
         );
         let mut decision = Decision::from_interval(&metric, self.pass_margin, lo, hi, to_effect);
-        decision.at_horizon(self.horizon, n, (lo, hi), |effect| if logs { effect.exp() } else { 1.0 + effect });
+        decision.at_horizon(self.horizon, align::covered(&times), (lo, hi), |effect| {
+            if logs { effect.exp() } else { 1.0 + effect }
+        });
         evidence.thresholds = decision.thresholds.clone();
         evidence.decision = decision.text;
         MetricVerdict::new(metric, decision.outcome, evidence)
@@ -259,7 +268,8 @@ impl SequentialJudge {
         let to_share = |ratio: f64| ratio * q / (1.0 + ratio * q);
         let mut decision = Decision::from_interval(&metric, self.pass_margin, lo, hi, to_share);
         // A share s of the events is a ratio s / ((1 - s) q) of the rates.
-        decision.at_horizon(self.horizon, aligned.intervals.len(), (lo, hi), |s| s / ((1.0 - s) * q));
+        let times: Vec<u128> = aligned.intervals.iter().map(|i| i.at).collect();
+        decision.at_horizon(self.horizon, align::covered(&times), (lo, hi), |s| s / ((1.0 - s) * q));
         evidence.thresholds = decision.thresholds.clone();
         evidence.decision = decision.text;
         MetricVerdict::new(metric, decision.outcome, evidence)
@@ -336,7 +346,7 @@ impl Decision {
         Self { outcome, thresholds, text }
     }
 
-    /// An undecided metric with `n` intervals at or past the `horizon` passes; its text says what the interval
+    /// An undecided metric whose data span `n` intervals, at or past the `horizon`, passes; its text says what the interval
     /// `(lo, hi)` still allows, as ratios of the canary's to the baseline's (`to_ratio`).
     fn at_horizon(&mut self, horizon: Option<usize>, n: usize, (lo, hi): (f64, f64), to_ratio: impl Fn(f64) -> f64) {
         if let Some(horizon) = horizon {
@@ -344,7 +354,7 @@ impl Decision {
             if self.outcome == MetricOutcome::Undecided && n >= horizon {
                 self.outcome = MetricOutcome::Pass;
                 self.text = format!(
-                    "{NOT_FOUND_WORSE} in {n} intervals (the horizon is {horizon}): the data still allow ×{:.3} to ×{:.3}",
+                    "{NOT_FOUND_WORSE} over {n} intervals (the horizon is {horizon}): the data still allow ×{:.3} to ×{:.3}",
                     to_ratio(lo),
                     to_ratio(hi)
                 );
