@@ -517,6 +517,11 @@ mod rates {
                 let decision = &verdict.metrics[0].evidence.decision;
                 assert!(decision.starts_with("not found worse over 60 intervals"), "{decision}");
                 assert!(decision.contains("the data still allow ×"), "{decision}");
+                let lines = format!("{verdict:#}");
+                assert!(lines.contains("\n  errors: Pass at the horizon, canary/baseline mean "), "{lines}");
+                assert!(lines.contains("as share of events (60 vs 60 points; equal traffic assumed"), "{lines}");
+                assert!(lines.contains("as log-ratio (60 vs 60 points)"), "{lines}");
+                assert!(verdict.metrics[0].evidence.at_horizon, "a structured field for the run view");
             }
             let without = SequentialJudge::new().without_horizon().judge(&data);
             undecided_without += usize::from(without.outcome == gantry_core::analysis::Outcome::Inconclusive);
@@ -845,6 +850,7 @@ fn a_verdict_reads_one_line_per_metric_in_its_alternate_form() {
         "{lines:#?}"
     );
     assert!(lines[1].starts_with("  latency: High, canary/baseline mean 1."), "{lines:#?}");
+    assert!(lines[1].contains("as the metric's unit (60 vs 60 points)"), "{lines:#?}");
     assert!(lines[2].starts_with("  errors: ") && lines[2].contains("equal traffic assumed"), "{lines:#?}");
     assert_eq!(verdict.to_string().lines().count(), 1, "the plain form stays one line, for reasons");
 }

@@ -6,7 +6,7 @@ use super::align;
 use super::judge::{Judge, MetricData};
 use super::metric::{Direction, MetricKind, Series};
 use super::stats::{self, mann_whitney};
-use super::verdict::{Evidence, MetricOutcome, MetricVerdict, Outcome, Verdict};
+use super::verdict::{EffectScale, Evidence, MetricOutcome, MetricVerdict, Outcome, Verdict};
 
 /// Kayenta's classic judge, for an analysis judged once at the end of its window.
 ///
@@ -201,6 +201,7 @@ impl ClassicJudge {
         let single = |v: &[f64]| v.iter().all(|x| *x == v[0]);
         if single(&baseline) && single(&canary) {
             // Kayenta adds a little noise here; the shift is simply the difference of the two values.
+            evidence.scale = EffectScale::Units;
             evidence.shift = canary[0] - baseline[0];
             evidence.interval = (evidence.shift, evidence.shift);
             evidence.statistic = "none (each group has a single value)".into();
@@ -215,6 +216,7 @@ impl ClassicJudge {
             let confidence = (2.0 * stats::normal_cdf(z) - 1.0).min(1.0 - 1e-12);
             match mann_whitney(&canary, &baseline, confidence) {
                 Ok(t) => {
+                    evidence.scale = EffectScale::Units;
                     evidence.shift = t.shift;
                     evidence.interval = t.interval;
                     evidence.statistic = if rho > 0.0 {

@@ -25,4 +25,4 @@ pub use metric::{
 pub use routing::TrafficLog;
 pub use run::Analysis;
 pub use sequential::SequentialJudge;
-pub use verdict::{Evidence, MetricOutcome, MetricVerdict, Outcome, Verdict};
+pub use verdict::{EffectScale, Evidence, MetricOutcome, MetricVerdict, Outcome, Verdict};

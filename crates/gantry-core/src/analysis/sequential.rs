@@ -4,7 +4,7 @@ use super::align;
 use super::judge::{Judge, MetricData};
 use super::metric::{Direction, Metric, MetricKind, Series};
 use super::stats::{ln_beta, long_run_variance, mean, normal_quantile};
-use super::verdict::{Evidence, MetricOutcome, MetricVerdict, Outcome, Verdict};
+use super::verdict::{EffectScale, Evidence, MetricOutcome, MetricVerdict, Outcome, Verdict};
 
 /// A judge for analyses that look at the data at every interval ([`Analysis::every`](super::Analysis::every)) and
 /// stop as soon as the evidence is clear, either way, without the false positives that repeated looks give a
@@ -161,6 +161,7 @@ impl SequentialJudge {
         let (lo, hi) = (dm - radius, dm + radius);
         evidence.shift = dm;
         evidence.interval = (lo, hi);
+        evidence.scale = if logs { EffectScale::LogRatio } else { EffectScale::RelativeDifference };
         evidence.statistic = format!(
             "mSPRT on {n} paired {}: mean {dm:.4}, long-run sd {:.4}, always-valid {:.0}% interval [{lo:.4}, {hi:.4}]",
             if logs { "log-ratios" } else { "relative differences" },
@@ -172,6 +173,7 @@ impl SequentialJudge {
             if logs { effect.exp() } else { 1.0 + effect }
         });
         evidence.thresholds = decision.thresholds.clone();
+        evidence.at_horizon = decision.at_horizon;
         evidence.decision = decision.text;
         MetricVerdict::new(metric, decision.outcome, evidence)
     }
@@ -259,6 +261,7 @@ impl SequentialJudge {
         };
         evidence.shift = share;
         evidence.interval = (lo, hi);
+        evidence.scale = EffectScale::ShareOfEvents;
         evidence.statistic = format!(
             "beta-binomial mSPRT: canary {c} of {} events (share {share:.3}), dispersion {dispersion:.2}, always-valid {:.0}% interval [{lo:.3}, {hi:.3}]",
             b + c,
@@ -271,6 +274,7 @@ impl SequentialJudge {
         let times: Vec<u128> = aligned.intervals.iter().map(|i| i.at).collect();
         decision.at_horizon(self.horizon, align::covered(&times), (lo, hi), |s| s / ((1.0 - s) * q));
         evidence.thresholds = decision.thresholds.clone();
+        evidence.at_horizon = decision.at_horizon;
         evidence.decision = decision.text;
         MetricVerdict::new(metric, decision.outcome, evidence)
     }
@@ -319,6 +323,7 @@ struct Decision {
     outcome: MetricOutcome,
     thresholds: String,
     text: String,
+    at_horizon: bool,
 }
 
 impl Decision {
@@ -343,7 +348,7 @@ impl Decision {
         } else {
             (MetricOutcome::Undecided, format!("not yet clear: interval [{lo:.4}, {hi:.4}]"))
         };
-        Self { outcome, thresholds, text }
+        Self { outcome, thresholds, text, at_horizon: false }
     }
 
     /// An undecided metric whose data span `n` intervals, at or past the `horizon`, passes; its text says what the interval
@@ -353,8 +358,9 @@ impl Decision {
             self.thresholds.push_str(&format!("; passes undecided at the horizon of {horizon} intervals"));
             if self.outcome == MetricOutcome::Undecided && n >= horizon {
                 self.outcome = MetricOutcome::Pass;
+                self.at_horizon = true;
                 self.text = format!(
-                    "{NOT_FOUND_WORSE} over {n} intervals (the horizon is {horizon}): the data still allow ×{:.3} to ×{:.3}",
+                    "not found worse over {n} intervals (the horizon is {horizon}): the data still allow ×{:.3} to ×{:.3}",
                     to_ratio(lo),
                     to_ratio(hi)
                 );
@@ -367,9 +373,6 @@ impl Decision {
 /// of errors from one pod are common, and at the first looks a handful of intervals cannot show them.
 const PRIOR_DISPERSION: f64 = 1.5;
 const PRIOR_INTERVALS: f64 = 10.0;
-
-/// How a metric passed at the horizon begins its decision.
-const NOT_FOUND_WORSE: &str = "not found worse";
 
 /// The smallest standard deviation a level metric's paired differences are taken to have (1% on the log or relative
 /// scale): below it, monitoring's own rounding and sampling would read as certainty.
@@ -422,7 +425,7 @@ impl Judge for SequentialJudge {
             (Outcome::Inconclusive, format!("not decided yet: {undecided}"))
         } else {
             let margin = (self.pass_margin - 1.0) * 100.0;
-            let at_horizon = names(&|m| m.evidence.decision.starts_with(NOT_FOUND_WORSE));
+            let at_horizon = names(&|m| m.evidence.at_horizon);
             if at_horizon.is_empty() {
                 (Outcome::Pass, format!("every metric shown no worse than {margin:.0}%"))
             } else {

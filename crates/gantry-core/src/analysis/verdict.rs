@@ -71,12 +71,49 @@ pub struct Evidence {
     pub shift: f64,
     /// Its confidence interval (always-valid for the sequential judge).
     pub interval: (f64, f64),
+    /// The scale of `shift` and `interval`.
+    pub scale: EffectScale,
+    /// Passed because its data reached the judge's horizon without it being found worse, not because it was shown
+    /// no worse than the margin ([`SequentialJudge::horizon`](super::SequentialJudge::horizon)).
+    pub at_horizon: bool,
     /// The canary's mean over the baseline's.
     pub ratio: f64,
     /// The thresholds applied, in words.
     pub thresholds: String,
     /// The decision, in words.
     pub decision: String,
+}
+
+/// The scale an effect and its interval are on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum EffectScale {
+    /// Not judged: no effect was estimated.
+    #[default]
+    Unstated,
+    /// The metric's own unit (ms for a latency): the classic judge's Hodges-Lehmann shift; for counts, events per
+    /// interval at the baseline's exposure.
+    Units,
+    /// The mean log-ratio of the canary's to the baseline's paired points (0.0953 is +10%).
+    LogRatio,
+    /// The mean difference of paired points relative to the baseline's mean (0.1 is +10%), for metrics that can be
+    /// negative.
+    RelativeDifference,
+    /// The canary's share of the two groups' events (0.5 is equal rates at equal traffic).
+    ShareOfEvents,
+}
+
+impl fmt::Display for EffectScale {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Unstated => "unstated scale",
+            Self::Units => "the metric's unit",
+            Self::LogRatio => "log-ratio",
+            Self::RelativeDifference => "relative difference",
+            Self::ShareOfEvents => "share of events",
+        })
+    }
 }
 
 /// One metric's verdict.
@@ -144,14 +181,16 @@ impl fmt::Display for Verdict {
                 }
                 MetricOutcome::Undecided => write!(f, "{between}{}: undecided ({})", m.metric.name, e.decision)?,
                 outcome => {
+                    let horizon = if e.at_horizon { " at the horizon" } else { "" };
                     write!(
                         f,
-                        "{between}{}: {outcome:?}, canary/baseline mean {:.3}, effect {:.4} in [{:.4}, {:.4}] ({} vs {} points",
+                        "{between}{}: {outcome:?}{horizon}, canary/baseline mean {:.3}, effect {:.4} in [{:.4}, {:.4}] as {} ({} vs {} points",
                         m.metric.name,
                         e.ratio,
                         e.shift,
                         e.interval.0,
                         e.interval.1,
+                        e.scale,
                         e.canary.len(),
                         e.baseline.len()
                     )?;
