@@ -22,7 +22,7 @@
 //!
 //! Run: `cargo bench --bench analysis` (`GANTRY_RUNS=500,4000` sets the runs per effect and per A/A cell;
 //! `GANTRY_SCENARIOS=clean,late` picks scenarios by name; `GANTRY_METRIC=latency` or `errors` judges that metric
-//! alone).
+//! alone; `GANTRY_ALPHA=0.05` sets the sequential judge's alpha).
 #![allow(clippy::print_stdout)] // The bench prints the tables docs/PERFORMANCE.md records.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -290,7 +290,10 @@ fn classic(scenario: Scenario, run: &Run, rng: &mut Rng) -> Ending {
 }
 
 fn sequential(scenario: Scenario, run: &Run, rng: &mut Rng) -> Ending {
-    let judge = SequentialJudge::new();
+    let mut judge = SequentialJudge::new();
+    if let Some(alpha) = std::env::var("GANTRY_ALPHA").ok().and_then(|a| a.parse().ok()) {
+        judge = judge.alpha(alpha);
+    }
     for t in 1..=MINUTES {
         match judge_at(&judge, scenario, run, t, rng) {
             Outcome::Fail => return Ending { failed: Some(t), passed: None },
