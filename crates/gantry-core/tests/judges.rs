@@ -420,6 +420,7 @@ fn settings_that_make_no_sense_are_refused_when_the_pipeline_is_built() {
         (build(Arc::new(SequentialJudge::new().alpha(0.0)), m()), "`alpha` is 0"),
         (build(Arc::new(SequentialJudge::new().tau(0.0)), m()), "`tau` is 0"),
         (build(Arc::new(SequentialJudge::new().pass_margin(0.9)), m()), "`pass_margin` is 0.9"),
+        (build(Arc::new(SequentialJudge::new().horizon(0)), m()), "`horizon` is 0 intervals"),
         (build(Arc::new(ClassicJudge::new().confidence(1.2)), m()), "`confidence` is 1.2"),
         (build(Arc::new(ClassicJudge::new().thresholds(70.0, 80.0)), m()), "`thresholds` are pass 70"),
         (build(Arc::new(ClassicJudge::new()), None), "it has no metrics"),
@@ -528,6 +529,15 @@ mod rates {
         }
         assert!(passed >= 19, "only {passed} of 20 healthy canaries passed at the horizon");
         assert!(undecided_without >= 19, "without a horizon {undecided_without} of 20 stayed undecided");
+        // No errors at all in either group: the healthiest canary, passed at the horizon, not left undecided.
+        let none = |minutes: usize| Series::new((0..minutes).map(|m| (at(m), 0.0)).collect());
+        let quiet = |minutes| MetricData::new(errors(), ("b".into(), "c".into()), Ok(none(minutes)), Ok(none(minutes)));
+        assert_eq!(judged(&SequentialJudge::new(), quiet(30)), MetricOutcome::Undecided);
+        assert_eq!(judged(&SequentialJudge::new(), quiet(55)), MetricOutcome::Pass);
+        // Three minutes an hour apart do not span the horizon.
+        let sparse = Series::new([0, 1, 59].iter().map(|m| (at(*m), 10.0)).collect());
+        let sparse = MetricData::new(errors(), ("b".into(), "c".into()), Ok(sparse.clone()), Ok(sparse));
+        assert_eq!(judged(&SequentialJudge::new(), sparse), MetricOutcome::Undecided);
         // Errors ×2 and latency +30% over the same hour fail: the horizon passes only what was not found worse.
         for _ in 0..10 {
             let (b, c) = (counts(&mut rng, 60, 10.0, |_| true), counts(&mut rng, 60, 20.0, |_| true));
@@ -577,7 +587,11 @@ mod rates {
         .with_routed(log.changes())]);
         let evidence = &verdict.metrics[0].evidence;
         assert!(evidence.traffic.starts_with("the share routed to the canary: 10.0%"), "{}", evidence.traffic);
-        assert_eq!(evidence.unmatched, (5, 5), "the five minutes before the canary had traffic are left out");
+        assert_eq!(
+            evidence.unmatched,
+            (6, 6),
+            "the five minutes before the canary had traffic are left out, and the first with it (the change may fall inside)"
+        );
     }
 
     /// A burst of 30 errors from one canary pod in the third minute is not a doubled error rate (issue #13, rare

@@ -643,8 +643,10 @@ impl Target for KubeTarget {
                     .find(|b| b.get("name").and_then(Value::as_str) == Some(name))
                     .map(|b| b.get("weight").and_then(Value::as_f64).unwrap_or(1.0))
             };
-            for rule in rules.iter().filter(|r| r.get("matches").is_none()) {
+            for rule in &rules {
                 let refs = rule.get("backendRefs").and_then(Value::as_array).cloned().unwrap_or_default();
+                // The weighted rule is the one with the stable Service (it may match a path); A/B rules, which send
+                // matching requests to the canary alone, have no stable backend and are passed over.
                 if let Some(stable) = weight(&refs, &router.stable_service) {
                     let canary = weight(&refs, &router.canary_service).unwrap_or(0.0);
                     let total = stable + canary;

@@ -231,7 +231,9 @@ async fn a_canary_by_replicas_has_its_errors_judged_against_the_share_its_pods_g
     assert_eq!(target(&c).traffic_share().await.unwrap(), Some(0.25), "one ready pod of four");
     {
         let seen = seen.lock().unwrap();
-        assert_eq!(seen.shares, [0.25], "the share the pods give, recorded once the weight was set");
+        let shares: Vec<f64> = seen.shares.iter().copied().filter(|s| s.is_finite()).collect();
+        assert_eq!(shares, [0.2, 0.25], "1 pod of 5 once deployed, 1 of 4 once the weight is set");
+        assert_eq!(seen.shares.len(), 4, "each change marked as under way first: {:?}", seen.shares);
         assert!(seen.traffic.starts_with("the share routed to the canary: 25.0%"), "{}", seen.traffic);
         assert!((seen.ratios[0] - 1.0).abs() < 1e-9, "the same rate per request: {:?}", seen.ratios);
         assert!((seen.ratios[1] - 1.0 / 3.0).abs() < 1e-9, "equal traffic assumed: {:?}", seen.ratios);
@@ -251,6 +253,7 @@ async fn a_canary_by_replicas_has_its_errors_judged_against_the_share_its_pods_g
         events.iter().any(|e| e.contains("10% of traffic to web 2 (the target routes 25.0% to it)")),
         "{events:#?}"
     );
+    assert!(events.iter().any(|e| e.contains("is ready beside web 1 (the target routes 20.0% to it)")), "{events:#?}");
     c.cleanup().await;
 }
 

@@ -53,15 +53,22 @@ impl Aligned {
     }
 }
 
-/// How many intervals of the series' resolution the times (in order) span, first to last, gaps included: the
-/// resolution is the shortest step between two of them. A point missing here and there does not delay a horizon
-/// counted in intervals.
+/// How many intervals of the series' resolution the times (in order) span, first to last, gaps included, but never
+/// more than twice the times there are: a point missing here and there does not delay a horizon counted in
+/// intervals, and a few points far apart do not reach it. The resolution is the median step between consecutive
+/// times (one jittered timestamp does not shrink it).
 pub(crate) fn covered(times: &[u128]) -> usize {
-    let step = times.windows(2).map(|w| w[1].saturating_sub(w[0])).filter(|d| *d > 0).min();
-    match (times.first(), times.last(), step) {
-        (Some(first), Some(last), Some(step)) => ((last - first) / step) as usize + 1,
+    match (times.first(), times.last(), step(times)) {
+        (Some(first), Some(last), Some(step)) => (((last - first) / step) as usize + 1).min(2 * times.len()),
         _ => times.len().min(1),
     }
+}
+
+/// The median positive step between consecutive times (in order), if any.
+pub(crate) fn step(times: &[u128]) -> Option<u128> {
+    let mut steps: Vec<u128> = times.windows(2).map(|w| w[1].saturating_sub(w[0])).filter(|d| *d > 0).collect();
+    steps.sort_unstable();
+    steps.get(steps.len().saturating_sub(1) / 2).copied()
 }
 
 fn key(t: SystemTime) -> u128 {
@@ -100,6 +107,9 @@ pub(crate) fn counts(
         _ => 0.5,
     };
     let by_route = matches!(exposure, Exposure::Routed) && !routed.is_empty();
+    // An interval is judged at a routed share only if the share held over it, whether its time stamps its start
+    // or its end (Prometheus' `increase` stamps the end): the same share one step before and one step after.
+    let resolution = step(&b.keys().copied().collect::<Vec<_>>()).unwrap_or(60_000);
     let mut aligned = Aligned::default();
     for (t, bv) in &b {
         let Some(cv) = c.get(t) else { continue };
@@ -109,10 +119,14 @@ pub(crate) fn counts(
                 _ => continue,
             },
             _ if by_route => {
-                // The share in effect when the interval began; none yet, or all or nothing: nothing to compare.
-                let at = UNIX_EPOCH + std::time::Duration::from_millis(*t as u64);
-                match super::routing::share_at(routed, at) {
-                    Some(share) if share > 0.0 && share < 1.0 => {
+                // None yet, a change under way, all or nothing, or a change within a step: nothing to compare.
+                let at = |ms: u128| UNIX_EPOCH + std::time::Duration::from_millis(ms as u64);
+                let share = |ms: u128| super::routing::share_at(routed, at(ms));
+                let (before, now, after) =
+                    (share(t.saturating_sub(resolution)), share(*t), share(t + resolution.saturating_sub(1)));
+                let held = before.is_some() && before == now && now == after;
+                match now {
+                    Some(share) if held && share > 0.0 && share < 1.0 => {
                         let (lo, hi) = aligned.routed.unwrap_or((share, share));
                         aligned.routed = Some((lo.min(share), hi.max(share)));
                         (1.0 - share, share)
@@ -187,17 +201,28 @@ mod tests {
         let per = counts(&b, &c, &Exposure::Requests("q".into()), Some((&rb, &rc)), &[]);
         assert_eq!(per.intervals.len(), 2);
         assert!((per.exposure_ratio() - 200.0 / 1800.0).abs() < 1e-12);
-        // Routed: minute 0 is before the canary had traffic; from minute 1 it has a third, from minute 3 a half.
-        let at = |m: u64| UNIX_EPOCH + Duration::from_secs(60 * m);
-        let routed = counts(&b, &c, &Exposure::Routed, None, &[(at(1), 1.0 / 3.0), (at(3), 0.5)]);
-        assert_eq!(routed.intervals.iter().map(|i| i.canary_exposure).collect::<Vec<_>>(), [1.0 / 3.0, 0.5]);
-        assert_eq!(routed.routed, Some((1.0 / 3.0, 0.5)));
-        assert!(routed.describe(&Exposure::Routed).starts_with("the share routed to the canary: 33.3% to 50.0%"));
-        let unknown = counts(&b, &c, &Exposure::Routed, None, &[]);
-        assert_eq!(unknown.intervals.len(), 3);
+        // Routed: a third from 0:00, a change under way from 1:30, a half from 2:30 on. Minutes 1 to 3 touch the
+        // change (stamped at their start or at their end) and are left out.
+        let at = |s: u64| UNIX_EPOCH + Duration::from_secs(s);
+        let log = [(at(0), 1.0 / 3.0), (at(90), f64::NAN), (at(150), 0.5)];
+        let b6 = series(&[(1, 10.0), (2, 11.0), (3, 9.0), (4, 10.0), (5, 10.0), (6, 10.0)]);
+        let c6 = series(&[(1, 10.0), (2, 12.0), (3, 8.0), (4, 30.0), (5, 10.0), (6, 10.0)]);
+        let routed = counts(&b6, &c6, &Exposure::Routed, None, &[(at(0), 1.0 / 3.0)]);
+        assert_eq!(routed.intervals.len(), 6, "the share held over every interval: {routed:?}");
+        let routed = counts(&b6, &c6, &Exposure::Routed, None, &log);
+        assert_eq!(routed.intervals.iter().map(|i| i.at / 60_000).collect::<Vec<_>>(), [4, 5, 6]);
+        assert_eq!(routed.intervals.iter().map(|i| i.canary_exposure).collect::<Vec<_>>(), [0.5, 0.5, 0.5]);
+        assert_eq!(routed.unmatched, (3, 3), "minutes 1 to 3 held no one share");
+        assert_eq!(routed.routed, Some((0.5, 0.5)));
+        let two = counts(&b6, &c6, &Exposure::Routed, None, &[(at(0), 1.0 / 3.0), (at(240), 0.5)]);
+        assert!(two.describe(&Exposure::Routed).starts_with("the share routed to the canary: 33.3% to 50.0%"));
+        let unknown = counts(&b6, &c6, &Exposure::Routed, None, &[]);
+        assert_eq!(unknown.intervals.len(), 6);
         assert!(unknown.describe(&Exposure::Routed).starts_with("equal traffic assumed (no routed share"));
         assert_eq!(covered(&[0, 60_000, 180_000, 240_000]), 5, "a gap counts as covered time");
         assert_eq!((covered(&[]), covered(&[7])), (0, 1));
+        assert_eq!(covered(&[0, 60_000, 60_001, 120_000]), 3, "a jittered time does not shrink the resolution");
+        assert_eq!(covered(&[0, 60_000, 3_540_000]), 6, "three points an hour apart do not span 60 intervals");
         let (bl, cl, unmatched) = levels(&b, &c);
         assert_eq!(
             (bl.len(), cl.len(), unmatched),

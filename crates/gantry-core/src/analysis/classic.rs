@@ -195,6 +195,7 @@ impl ClassicJudge {
         sorted.0.sort_by(f64::total_cmp);
         sorted.1.sort_by(f64::total_cmp);
         if sorted.0 == sorted.1 {
+            evidence.scale = EffectScale::Units;
             evidence.decision = "the data are identical".into();
             return verdict(metric, MetricOutcome::Pass, evidence);
         }

@@ -38,7 +38,15 @@ impl TrafficLog {
         self.record_at(SystemTime::now(), share);
     }
 
-    /// Records that the canary receives `share` of the traffic from `at` on (kept in time order).
+    /// Records that the share is changing from now on, until the next [`record`](Self::record): intervals in
+    /// between are left out (a strategy calls it before it moves traffic, whose new share it records once the
+    /// platform shows it).
+    pub fn changing(&self) {
+        self.record(f64::NAN);
+    }
+
+    /// Records that the canary receives `share` of the traffic from `at` on (kept in time order; a share that is
+    /// not a number marks a change under way).
     pub fn record_at(&self, at: SystemTime, share: f64) {
         let mut changes = self.changes.lock().unwrap_or_else(PoisonError::into_inner);
         let index = changes.partition_point(|(t, _)| *t <= at);

@@ -223,7 +223,17 @@ impl SequentialJudge {
         let (b, c): (f64, f64) = (evidence.baseline.iter().sum(), evidence.canary.iter().sum());
         // The ratio of the canary's rate to the baseline's.
         evidence.ratio = if b == 0.0 { if c == 0.0 { 1.0 } else { f64::INFINITY } } else { c / (b * q) };
+        let times: Vec<u128> = aligned.intervals.iter().map(|i| i.at).collect();
+        let covered = align::covered(&times);
         if b + c < 1.0 {
+            // No events at all: the healthiest canary there is, once the data span the horizon.
+            if let Some(horizon) = self.horizon.filter(|h| covered >= *h) {
+                evidence.at_horizon = true;
+                evidence.decision = format!(
+                    "not found worse over {covered} intervals (the horizon is {horizon}): no events in either group"
+                );
+                return MetricVerdict::new(metric, MetricOutcome::Pass, evidence);
+            }
             evidence.decision = "no events in either group yet".into();
             return MetricVerdict::new(metric, MetricOutcome::Undecided, evidence);
         }
@@ -271,8 +281,7 @@ impl SequentialJudge {
         let to_share = |ratio: f64| ratio * q / (1.0 + ratio * q);
         let mut decision = Decision::from_interval(&metric, self.pass_margin, lo, hi, to_share);
         // A share s of the events is a ratio s / ((1 - s) q) of the rates.
-        let times: Vec<u128> = aligned.intervals.iter().map(|i| i.at).collect();
-        decision.at_horizon(self.horizon, align::covered(&times), (lo, hi), |s| s / ((1.0 - s) * q));
+        decision.at_horizon(self.horizon, covered, (lo, hi), |s| s / ((1.0 - s) * q));
         evidence.thresholds = decision.thresholds.clone();
         evidence.at_horizon = decision.at_horizon;
         evidence.decision = decision.text;
@@ -391,6 +400,9 @@ impl Judge for SequentialJudge {
         }
         if !(self.tau.is_finite() && self.tau > 0.0) {
             return Err(format!("`tau` is {}; it must be a positive effect size (0.1 = 10%)", self.tau));
+        }
+        if self.horizon == Some(0) {
+            return Err("`horizon` is 0 intervals; it must be at least 1 (or use `without_horizon`)".into());
         }
         if !(self.pass_margin.is_finite() && self.pass_margin >= 1.0) {
             return Err(format!(

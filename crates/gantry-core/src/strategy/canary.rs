@@ -102,20 +102,10 @@ impl Canary {
         for step in &self.steps {
             match step {
                 CanaryStep::SetWeight(weight) => {
+                    // While traffic moves, no share holds: analyses leave those intervals out.
+                    routed.changing();
                     or_cancelled(ctx, target.set_traffic(&Traffic::weighted(*weight))).await?;
-                    // What the platform routes, for analyses that judge errors against it; the weight if it cannot
-                    // tell (or cannot answer now: the weight is then the best guess, and the event says so).
-                    let set = f64::from(*weight) / 100.0;
-                    let (share, note) = match or_cancelled(ctx, target.traffic_share()).await {
-                        Ok(Some(share)) if (share - set).abs() > 0.005 => {
-                            (share, format!(" (the target routes {:.1}% to it)", share * 100.0))
-                        }
-                        Ok(Some(share)) => (share, String::new()),
-                        Ok(None) => (set, String::new()),
-                        Err(TargetError::Cancelled) => return Err(Stop::Cancelled),
-                        Err(e) => (set, format!(" (the routed share could not be read, the weight is assumed: {e})")),
-                    };
-                    routed.record(share);
+                    let note = record_share(target, routed, Some(f64::from(*weight) / 100.0), ctx).await?;
                     ctx.phase(Phase::WeightChanged, format!("{weight}% of traffic to {release}{note}"));
                 }
                 CanaryStep::Pause(duration) => {
@@ -133,6 +123,32 @@ impl Canary {
     }
 }
 
+/// Records in `routed` the share the target routes to the canary now, for analyses that judge errors against it;
+/// `set` (the weight just set) if the target cannot tell, or cannot answer now (the note then says so). Returns a
+/// note for the event when the routed share is not the weight set.
+async fn record_share(
+    target: &dyn Target,
+    routed: &TrafficLog,
+    set: Option<f64>,
+    ctx: &StepContext,
+) -> Result<String, Stop> {
+    let (share, note) = match or_cancelled(ctx, target.traffic_share()).await {
+        Ok(Some(share)) if set.is_none_or(|set| (share - set).abs() > 0.005) => {
+            (Some(share), format!(" (the target routes {:.1}% to it)", share * 100.0))
+        }
+        Ok(Some(share)) => (Some(share), String::new()),
+        Ok(None) => (set, String::new()),
+        Err(TargetError::Cancelled) => return Err(Stop::Cancelled),
+        Err(e) if set.is_some() => (set, format!(" (the routed share could not be read; the weight is assumed: {e})")),
+        Err(e) => (None, format!(" (the routed share could not be read: {e})")),
+    };
+    // Unknown: the change stays "under way", so analyses leave the time out rather than guess.
+    if let Some(share) = share {
+        routed.record(share);
+    }
+    Ok(note)
+}
+
 #[async_trait]
 impl Strategy for Canary {
     async fn deploy(&self, target: &dyn Target, release: &Release, ctx: &StepContext) -> Result<(), StepError> {
@@ -144,8 +160,11 @@ impl Strategy for Canary {
         };
         let routed = TrafficLog::new();
         let run = async {
+            routed.changing();
             or_cancelled(ctx, target.deploy(Slot::Canary, release)).await?;
-            ctx.phase(Phase::Deployed, format!("canary {release} is ready beside {stable}"));
+            // A canary may take traffic as soon as it runs (one pod behind the stable Service).
+            let note = record_share(target, &routed, None, ctx).await?;
+            ctx.phase(Phase::Deployed, format!("canary {release} is ready beside {stable}{note}"));
             match &self.background {
                 None => self.steps(target, (&stable, release), &routed, ctx).await,
                 Some(analysis) => {
