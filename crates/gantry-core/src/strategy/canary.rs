@@ -125,7 +125,7 @@ impl Canary {
 
 /// Records in `routed` the share the target routes to the canary now, for analyses that judge errors against it;
 /// `set` (the weight just set) if the target cannot tell, or cannot answer now (the note then says so). Returns a
-/// note for the event when the routed share is not the weight set.
+/// note for the event when the routed share is not the weight set (or, with none set, when it is not zero).
 async fn record_share(
     target: &dyn Target,
     routed: &TrafficLog,
@@ -133,7 +133,7 @@ async fn record_share(
     ctx: &StepContext,
 ) -> Result<String, Stop> {
     let (share, note) = match or_cancelled(ctx, target.traffic_share()).await {
-        Ok(Some(share)) if set.is_none_or(|set| (share - set).abs() > 0.005) => {
+        Ok(Some(share)) if set.map_or(share > 0.0, |set| (share - set).abs() > 0.005) => {
             (Some(share), format!(" (the target routes {:.1}% to it)", share * 100.0))
         }
         Ok(Some(share)) => (Some(share), String::new()),
