@@ -630,11 +630,12 @@ impl Target for KubeTarget {
 
     /// While a canary runs: with a router, the canary's share of the HTTPRoute's weights; without one, its ready
     /// pods over both Deployments' ready pods (one Service spreads requests over all of them), so 10% of three pods
-    /// reads as the third it is. `None` for blue/green, or when no pod is ready.
+    /// reads as the third it is. `None` without a canary (blue/green has a preview instead), or when no pod is ready.
     async fn traffic_share(&self) -> Result<Option<f64>, TargetError> {
-        if self.new_slot().await? != Some(Slot::Canary) {
+        // One read of the canary says whether there is one and how many of its pods are ready.
+        let Some(canary) = self.get(&self.name_of(Slot::Canary)).await? else {
             return Ok(None);
-        }
+        };
         if let Some(router) = &self.router {
             let route = self.http_route(router).await?;
             let rules = route.data.pointer("/spec/rules").and_then(Value::as_array).cloned().unwrap_or_default();
@@ -657,7 +658,7 @@ impl Target for KubeTarget {
         }
         let ready =
             |d: Option<Deployment>| d.and_then(|d| d.status).and_then(|s| s.ready_replicas).map_or(0.0, f64::from);
-        let canary = ready(self.get(&self.name_of(Slot::Canary)).await?);
+        let canary = ready(Some(canary));
         let stable = ready(self.get(&self.deployment).await?);
         Ok((canary + stable > 0.0).then(|| canary / (canary + stable)))
     }

@@ -229,9 +229,7 @@ impl SequentialJudge {
             // No events at all: the healthiest canary there is, once the data span the horizon.
             if let Some(horizon) = self.horizon.filter(|h| covered >= *h) {
                 evidence.at_horizon = true;
-                evidence.decision = format!(
-                    "not found worse over {covered} intervals (the horizon is {horizon}): no events in either group"
-                );
+                evidence.decision = format!("{}: no events in either group", not_found_worse(covered, horizon));
                 return MetricVerdict::new(metric, MetricOutcome::Pass, evidence);
             }
             evidence.decision = "no events in either group yet".into();
@@ -369,13 +367,19 @@ impl Decision {
                 self.outcome = MetricOutcome::Pass;
                 self.at_horizon = true;
                 self.text = format!(
-                    "not found worse over {n} intervals (the horizon is {horizon}): the data still allow ×{:.3} to ×{:.3}",
+                    "{}: the data still allow ×{:.3} to ×{:.3}",
+                    not_found_worse(n, horizon),
                     to_ratio(lo),
                     to_ratio(hi)
                 );
             }
         }
     }
+}
+
+/// How a decision at the horizon begins.
+fn not_found_worse(n: usize, horizon: usize) -> String {
+    format!("not found worse over {n} intervals (the horizon is {horizon})")
 }
 
 /// The dispersion of error counts assumed before the data can tell (weighed as `PRIOR_INTERVALS` intervals): bursts
