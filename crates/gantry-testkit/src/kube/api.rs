@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use super::fault::Injected;
 use super::resources::ResourceType;
 use super::selector::Selector;
-use super::store::{Change, Key, StoreError, metadata, now_rfc3339};
+use super::store::{Change, Key, Store, StoreError, metadata, now_rfc3339};
 use super::{Sim, lock};
 use super::{ownership, patch};
 
@@ -629,14 +629,20 @@ fn check_body(t: &ResourceType, object: &Value, name: Option<&str>) -> Result<()
     Ok(())
 }
 
-fn namespace_exists(sim: &Sim, t: &ResourceType, target: &Target) -> Result<(), Box<Response>> {
-    let Some(ns) = target.namespace.as_deref().filter(|_| t.namespaced) else { return Ok(()) };
+/// The namespace a namespaced write goes to, as a key to look up in the store, with its type (for the error).
+fn namespace_of(sim: &Sim, t: &ResourceType, target: &Target) -> Option<(Key, ResourceType)> {
+    let ns = target.namespace.as_deref().filter(|_| t.namespaced)?;
     let types = sim.types.read().unwrap_or_else(|e| e.into_inner());
     let ns_kind = types.iter().position(|t| t.kind == "Namespace").expect("namespaces are built in");
-    let ns_type = types[ns_kind].clone();
-    drop(types);
-    let exists = lock(&sim.store).get(&Key { kind: ns_kind, namespace: String::new(), name: ns.to_owned() }).is_some();
-    if exists { Ok(()) } else { Err(Box::new(store_error(StoreError::NotFound, &ns_type, ns))) }
+    Some((Key { kind: ns_kind, namespace: String::new(), name: ns.to_owned() }, types[ns_kind].clone()))
+}
+
+/// `404` unless the write's namespace exists (`namespace` from [`namespace_of`]).
+fn namespace_exists(store: &Store, namespace: Option<&(Key, ResourceType)>) -> Result<(), Box<Response>> {
+    match namespace {
+        Some((key, t)) if store.get(key).is_none() => Err(Box::new(store_error(StoreError::NotFound, t, &key.name))),
+        _ => Ok(()),
+    }
 }
 
 /// Prepares a new object as the API server's create strategy does.
@@ -664,9 +670,7 @@ fn create(sim: &Sim, t: &ResourceType, target: &Target, object: Value, dry_run: 
     if let Err(r) = check_body(t, &object, None) {
         return *r;
     }
-    if let Err(r) = namespace_exists(sim, t, target) {
-        return *r;
-    }
+    let namespace = namespace_of(sim, t, target);
     let mut object = prepare_create(t, target, object);
     let managed = ownership::update(&[], manager, None, &object, &t.api_version(), &now_rfc3339());
     metadata(&mut object).insert("managedFields".into(), json!(managed));
@@ -687,14 +691,24 @@ fn create(sim: &Sim, t: &ResourceType, target: &Target, object: Value, dry_run: 
             }
         },
     };
-    insert(sim, t, target, &name, object, dry_run)
+    let mut store = lock(&sim.store);
+    if let Err(r) = namespace_exists(&store, namespace.as_ref()) {
+        return *r;
+    }
+    insert(&mut store, t, target, &name, object, dry_run)
 }
 
 /// Stores a prepared new object (or, in a dry run, answers what would be stored).
-fn insert(sim: &Sim, t: &ResourceType, target: &Target, name: &str, mut object: Value, dry_run: bool) -> Response {
+fn insert(
+    store: &mut Store,
+    t: &ResourceType,
+    target: &Target,
+    name: &str,
+    mut object: Value,
+    dry_run: bool,
+) -> Response {
     admit(t, &mut object);
     let key = key(target, t, name);
-    let mut store = lock(&sim.store);
     if dry_run {
         return if store.get(&key).is_some() {
             store_error(StoreError::AlreadyExists, t, name)
@@ -731,7 +745,7 @@ fn admit(t: &ResourceType, object: &mut Value) {
 /// type has a status subresource; the status subresource keeps everything but the status.
 #[allow(clippy::too_many_arguments)]
 fn apply_update(
-    sim: &Sim,
+    store: &mut Store,
     t: &ResourceType,
     target: &Target,
     name: &str,
@@ -773,7 +787,6 @@ fn apply_update(
     }
     admit(t, &mut new);
     let new = typed(new, t);
-    let mut store = lock(&sim.store);
     if dry_run {
         let current = store.get(&key(target, t, name)).and_then(|o| o.pointer("/metadata/resourceVersion")).cloned();
         let asked = new.pointer("/metadata/resourceVersion").filter(|v| v.as_str() != Some("")).cloned();
@@ -797,9 +810,12 @@ fn replace(
     dry_run: bool,
     manager: &str,
 ) -> Response {
-    let old = lock(&sim.store).get(&key(target, t, name)).cloned();
+    // One lock from read to write: a PUT without a resourceVersion is unconditional, and must not fail because a
+    // controller wrote in between.
+    let mut store = lock(&sim.store);
+    let old = store.get(&key(target, t, name)).cloned();
     match old {
-        Some(old) => apply_update(sim, t, target, name, &old, object, dry_run, Some(manager)),
+        Some(old) => apply_update(&mut store, t, target, name, &old, object, dry_run, Some(manager)),
         None => store_error(StoreError::NotFound, t, name),
     }
 }
@@ -817,7 +833,12 @@ fn patch_object(
     updater: &str,
 ) -> Response {
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let old = lock(&sim.store).get(&key(target, t, name)).cloned();
+    // The patch is applied to the object as it is when it is written, under one lock: a patch without a
+    // resourceVersion never fails because a controller wrote in between (the API server's registry retries such
+    // writes against the current object, in `GuaranteedUpdate`).
+    let namespace = namespace_of(sim, t, target);
+    let mut store = lock(&sim.store);
+    let old = store.get(&key(target, t, name)).cloned();
     if content_type.starts_with("application/apply-patch") {
         let Some(manager) = params.get("fieldManager").filter(|m| !m.is_empty()) else {
             return bad_request("PATCH with apply-patch requires a fieldManager".into());
@@ -832,7 +853,11 @@ fn patch_object(
                         .unwrap_or_default();
                 metadata(&mut object).insert("managedFields".into(), json!(managed));
                 let object = prepare_create_keep_fields(t, target, object);
-                create_with_fields(sim, t, target, object, dry_run)
+                if let Err(r) = namespace_exists(&store, namespace.as_ref()) {
+                    return *r;
+                }
+                let name = object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_owned();
+                insert(&mut store, t, target, &name, object, dry_run)
             }
             Some(old) => {
                 let mut merged = old.clone();
@@ -859,7 +884,7 @@ fn patch_object(
                 }
                 let rv = old.pointer("/metadata/resourceVersion").cloned().unwrap_or(json!(""));
                 metadata(&mut merged).insert("resourceVersion".into(), rv);
-                apply_update(sim, t, target, name, &old, merged, dry_run, None)
+                apply_update(&mut store, t, target, name, &old, merged, dry_run, None)
             }
         };
     }
@@ -888,7 +913,7 @@ fn patch_object(
         let rv = old.pointer("/metadata/resourceVersion").cloned().unwrap_or(json!(""));
         metadata(&mut merged).insert("resourceVersion".into(), rv);
     }
-    apply_update(sim, t, target, name, &old, merged, dry_run, Some(updater))
+    apply_update(&mut store, t, target, name, &old, merged, dry_run, Some(updater))
 }
 
 /// `409 Conflict` for an apply that would change fields other managers set, worded as the API server words it.
@@ -919,14 +944,6 @@ fn prepare_create_keep_fields(t: &ResourceType, target: &Target, object: Value) 
         metadata(&mut prepared).insert("managedFields".into(), f);
     }
     prepared
-}
-
-fn create_with_fields(sim: &Sim, t: &ResourceType, target: &Target, object: Value, dry_run: bool) -> Response {
-    if let Err(r) = namespace_exists(sim, t, target) {
-        return *r;
-    }
-    let name = object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_owned();
-    insert(sim, t, target, &name, object, dry_run)
 }
 
 fn delete(
