@@ -330,3 +330,45 @@ async fn a_change_made_while_the_controllers_are_busy_is_not_lost() {
         assert_eq!(d.spec.unwrap().template.spec.unwrap().containers[0].image.as_deref(), Some(image));
     }
 }
+
+/// Once a rollout is complete, old ReplicaSets beyond `revisionHistoryLimit` (default 10) are deleted, oldest
+/// revisions first; the newest are kept for `kubectl rollout undo`.
+/// <https://kubernetes.io/docs/concepts/workloads/controllers/deployment/#revision-history-limit>
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_replica_sets_beyond_the_revision_history_limit_are_deleted() {
+    let c = gantry_testkit::test_cluster::TestCluster::new("history-limit").await.unwrap();
+    let deploys: Api<Deployment> = Api::namespaced(c.client.clone(), &c.namespace);
+    let sets: Api<ReplicaSet> = Api::namespaced(c.client.clone(), &c.namespace);
+    let mut limited = deployment("limited", "busybox:1.0", 1, 1, 0);
+    limited.spec.as_mut().unwrap().revision_history_limit = Some(2);
+    deploys.create(&PostParams::default(), &limited).await.unwrap();
+    deploys.create(&PostParams::default(), &deployment("default", "busybox:1.0", 1, 1, 0)).await.unwrap();
+    for version in 1..=12 {
+        for name in ["limited", "default"] {
+            let image = json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": format!("busybox:1.{version}")}]}}}});
+            deploys.patch(name, &PatchParams::default(), &Patch::Strategic(image)).await.unwrap();
+            wait_complete(&deploys, name).await;
+        }
+    }
+    let revisions = |app: &str, all: &[ReplicaSet]| -> Vec<i64> {
+        let mut r: Vec<i64> = all
+            .iter()
+            .filter(|rs| rs.metadata.name.as_deref().unwrap_or_default().starts_with(&format!("{app}-")))
+            .map(|rs| rs.metadata.annotations.as_ref().unwrap()["deployment.kubernetes.io/revision"].parse().unwrap())
+            .collect();
+        r.sort_unstable();
+        r
+    };
+    // The controller deletes right after the rollout completes: wait for the count to settle.
+    let mut all = Vec::new();
+    for _ in 0..100 {
+        all = sets.list(&ListParams::default()).await.unwrap().items;
+        if revisions("limited", &all).len() == 3 && revisions("default", &all).len() == 11 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(revisions("limited", &all), [11, 12, 13], "the current revision and the 2 before it");
+    assert_eq!(revisions("default", &all), (3..=13).collect::<Vec<_>>(), "the current revision and 10 before it");
+    c.cleanup().await;
+}

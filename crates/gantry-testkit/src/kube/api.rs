@@ -526,7 +526,7 @@ fn watch(sim: &Arc<Sim>, t: &ResourceType, target: &Target, params: &HashMap<Str
                 changes
                     .iter()
                     .filter(|c| matches(c))
-                    .map(|c| json!({"type": c.kind, "object": typed(c.object.clone(), t)})),
+                    .map(|c| json!({"type": c.kind, "object": typed((*c.object).clone(), t)})),
             ),
             Err(()) => {
                 // As the API server: 200, then an ERROR event with a 410 Status.
@@ -577,7 +577,7 @@ fn watch(sim: &Arc<Sim>, t: &ResourceType, target: &Target, params: &HashMap<Str
                 change = live.recv() => match change {
                     Ok(c) if c.rv > after && matches(&c) => {
                         progressed = progressed.max(c.rv);
-                        if tx.send(json!({"type": c.kind, "object": typed(c.object, &t)})).await.is_err() { break; }
+                        if tx.send(json!({"type": c.kind, "object": typed(std::sync::Arc::unwrap_or_clone(c.object), &t)})).await.is_err() { break; }
                     }
                     Ok(c) => progressed = progressed.max(c.rv),
                     // A watcher too slow for the change feed is closed, as the API server closes it; clients resume.

@@ -1,8 +1,10 @@
 //! The simulated control plane: the Deployment and ReplicaSet controllers and a kubelet whose pods behave as
 //! scripted per image.
 //!
-//! One task reconciles everything whenever the store changes or a scripted pod reaches its next moment, until
-//! nothing changes. The Deployment controller follows the rolling update of
+//! One task reconciles whenever the store changes or a scripted pod reaches its next moment, until nothing changes:
+//! only the namespaces where something changed (or a moment came), since every object these controllers relate
+//! (Deployment, ReplicaSet, Pod, Job) lives in its owner's namespace; so a write costs what its namespace holds,
+//! not what the cluster holds. The Deployment controller follows the rolling update of
 //! <https://kubernetes.io/docs/concepts/workloads/controllers/deployment/#rolling-update-deployment>: ReplicaSets
 //! named by a hash of the pod template with a `deployment.kubernetes.io/revision` annotation, the new one scaled up
 //! by at most `maxSurge` above `replicas`, old ones scaled down while at least `replicas - maxUnavailable` pods are
@@ -10,7 +12,7 @@
 //! relies on); status counts, `observedGeneration`, and the `Available` and `Progressing` conditions, including
 //! `ProgressDeadlineExceeded` after `progressDeadlineSeconds` without progress.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -103,66 +105,121 @@ fn kind_of(sim: &Sim, kind: &str) -> usize {
     sim.types.read().unwrap_or_else(|e| e.into_inner()).iter().position(|t| t.kind == kind).expect("built-in kind")
 }
 
-/// Runs the control plane until the simulator stops.
-pub(crate) async fn run(sim: Arc<Sim>) {
-    use tokio::sync::broadcast::error::TryRecvError;
-    let mut changes = lock(&sim.store).changes.subscribe();
-    let stop = Arc::clone(&sim.watch_stop);
-    loop {
-        let (next, handled) = reconcile(&sim);
-        // Changes up to `handled` are our own writes, or were seen by the last pass. Anything newer came from a
-        // client after that pass released the store and must not be swallowed: reconcile again at once. A lagged
-        // feed may have hidden such a change too.
-        let newer = loop {
-            match changes.try_recv() {
-                Ok(c) if c.rv <= handled => {}
-                Ok(_) | Err(TryRecvError::Lagged(_)) => break true,
-                Err(TryRecvError::Empty | TryRecvError::Closed) => break false,
-            }
-        };
-        if newer {
-            continue;
-        }
-        let wait = next.map_or(Duration::from_secs(3600), |at| at.saturating_duration_since(Instant::now()));
-        tokio::select! {
-            _ = changes.recv() => {}
-            () = tokio::time::sleep(wait.max(Duration::from_millis(1))) => {}
-            () = stop.notified() => if sim.stopping.load(std::sync::atomic::Ordering::Acquire) { return },
+/// What a reconcile looks at: every namespace, or those where something changed.
+enum Scope {
+    All,
+    Namespaces(BTreeSet<String>),
+}
+
+impl Scope {
+    /// The namespaces to list in, `None` meaning all of them at once.
+    fn namespaces(&self) -> Vec<Option<&str>> {
+        match self {
+            Scope::All => vec![None],
+            Scope::Namespaces(set) => set.iter().map(|ns| Some(ns.as_str())).collect(),
         }
     }
 }
 
-/// Reconciles until nothing changes (at most 20 passes); returns when a scripted pod next changes on its own, and
-/// the resourceVersion the last pass saw.
-fn reconcile(sim: &Sim) -> (Option<Instant>, u64) {
+/// Runs the control plane until the simulator stops.
+pub(crate) async fn run(sim: Arc<Sim>) {
+    use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+    let mut changes = lock(&sim.store).changes.subscribe();
+    let stop = Arc::clone(&sim.watch_stop);
+    // When each namespace's scripted pods, Jobs or progress deadlines next change on their own.
+    let mut moments: BTreeMap<String, Instant> = BTreeMap::new();
+    let mut scope = Scope::All;
+    loop {
+        let (next, handled) = reconcile(&sim, &scope);
+        match &scope {
+            Scope::All => moments = next,
+            Scope::Namespaces(done) => {
+                moments.retain(|ns, _| !done.contains(ns));
+                moments.extend(next);
+            }
+        }
+        // Changes up to `handled` are our own writes, or were seen by the last pass. Anything newer came from a
+        // client after that pass released the store and must not be swallowed: reconcile its namespace again at
+        // once. A lagged feed may have hidden such a change anywhere.
+        let mut dirty = BTreeSet::new();
+        let mut lagged = false;
+        loop {
+            match changes.try_recv() {
+                Ok(c) if c.rv <= handled => {}
+                Ok(c) => {
+                    dirty.insert(c.key.namespace);
+                }
+                Err(TryRecvError::Lagged(_)) => lagged = true,
+                Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+            }
+        }
+        if !lagged && dirty.is_empty() {
+            let wait = moments
+                .values()
+                .min()
+                .map_or(Duration::from_secs(3600), |at| at.saturating_duration_since(Instant::now()));
+            tokio::select! {
+                change = changes.recv() => match change {
+                    Ok(c) => {
+                        dirty.insert(c.key.namespace);
+                    }
+                    Err(RecvError::Lagged(_)) => lagged = true,
+                    Err(RecvError::Closed) => return,
+                },
+                () = tokio::time::sleep(wait.max(Duration::from_millis(1))) => {
+                    let now = Instant::now();
+                    dirty.extend(moments.iter().filter(|(_, at)| **at <= now).map(|(ns, _)| ns.clone()));
+                }
+                () = stop.notified() => if sim.stopping.load(std::sync::atomic::Ordering::Acquire) { return },
+            }
+        }
+        // Cluster-scoped objects (namespaces, nodes) have nothing to reconcile here.
+        dirty.remove("");
+        scope = if lagged { Scope::All } else { Scope::Namespaces(dirty) };
+    }
+}
+
+/// Reconciles the namespaces in `scope` until nothing changes (at most 20 passes); returns when, in each namespace,
+/// a scripted pod or a deadline next changes something on its own, and the resourceVersion the last pass saw.
+fn reconcile(sim: &Sim, scope: &Scope) -> (BTreeMap<String, Instant>, u64) {
     let (deployments, replicasets, pods) =
         (kind_of(sim, "Deployment"), kind_of(sim, "ReplicaSet"), kind_of(sim, "Pod"));
     let jobs = kind_of(sim, "Job");
-    let mut next = None;
+    let namespaces = scope.namespaces();
+    let mut next = BTreeMap::new();
     let mut handled = 0;
+    if namespaces.is_empty() {
+        return (next, lock(&sim.store).resource_version());
+    }
+    let keys =
+        |store: &Store, kind: usize| -> Vec<Key> { namespaces.iter().flat_map(|ns| store.keys(kind, *ns)).collect() };
     for _ in 0..20 {
         let mut store = lock(&sim.store);
         let before = store.resource_version();
+        next.clear();
+        let mut at = |key: &Key, when: Option<Instant>| {
+            if let Some(when) = when {
+                let slot = next.entry(key.namespace.clone()).or_insert(when);
+                *slot = (*slot).min(when);
+            }
+        };
         for d in keys(&store, deployments) {
             deployment(&mut store, &d, replicasets);
         }
         for rs in keys(&store, replicasets) {
             replicaset(sim, &mut store, &rs, pods);
         }
-        let mut deadlines: Option<Instant> = None;
         for job in keys(&store, jobs) {
-            if let Some(at) = self::job(sim, &mut store, &job, pods) {
-                deadlines = Some(deadlines.map_or(at, |n| n.min(at)));
-            }
+            at(&job, self::job(sim, &mut store, &job, pods));
         }
-        next = deadlines;
         for p in keys(&store, pods) {
-            if let Some(at) = kubelet(sim, &mut store, &p) {
-                next = Some(next.map_or(at, |n: Instant| n.min(at)));
-            }
+            at(&p, kubelet(sim, &mut store, &p));
         }
         for d in keys(&store, deployments) {
-            deployment_status(sim, &mut store, &d, replicasets, &mut next);
+            let mut deadline = None;
+            deployment_status(sim, &mut store, &d, replicasets, &mut deadline);
+            at(&d, deadline);
+            history_limit(&mut store, &d, replicasets);
         }
         handled = store.resource_version();
         if handled == before {
@@ -170,21 +227,6 @@ fn reconcile(sim: &Sim) -> (Option<Instant>, u64) {
         }
     }
     (next, handled)
-}
-
-fn keys(store: &Store, kind: usize) -> Vec<Key> {
-    store
-        .list(kind, None)
-        .into_iter()
-        .filter_map(|o| {
-            let meta = o.get("metadata")?;
-            Some(Key {
-                kind,
-                namespace: meta.get("namespace").and_then(Value::as_str).unwrap_or_default().to_owned(),
-                name: meta.get("name")?.as_str()?.to_owned(),
-            })
-        })
-        .collect()
 }
 
 fn int(v: Option<&Value>) -> i64 {
@@ -389,6 +431,43 @@ fn deployment(store: &mut Store, key: &Key, rs_kind: usize) {
             *spec -= n;
             to_scale_down -= n;
             scale(store, rs, rs_kind, *spec);
+        }
+    }
+}
+
+/// The Deployment controller's cleanup: once a rollout is complete, old ReplicaSets beyond
+/// `spec.revisionHistoryLimit` (default 10) are deleted, the oldest revisions first, skipping any that still has
+/// replicas, as upstream's `cleanupDeployment` does.
+/// <https://kubernetes.io/docs/concepts/workloads/controllers/deployment/#revision-history-limit>
+fn history_limit(store: &mut Store, key: &Key, rs_kind: usize) {
+    let Some(d) = store.get(key) else { return };
+    let replicas = d.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1);
+    let status = |field: &str| int(d.pointer(&format!("/status/{field}")));
+    let complete = status("updatedReplicas") == replicas
+        && status("replicas") == replicas
+        && status("availableReplicas") == replicas
+        && status("observedGeneration") >= int(d.pointer("/metadata/generation"));
+    if !complete {
+        return;
+    }
+    let limit = d.pointer("/spec/revisionHistoryLimit").and_then(Value::as_i64).unwrap_or(10).max(0) as usize;
+    let uid = d.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let current = format!("{}-{}", key.name, template_hash(d.pointer("/spec/template").unwrap_or(&Value::Null)));
+    let mut old: Vec<Value> = owned(store, rs_kind, &key.namespace, &uid)
+        .into_iter()
+        .filter(|rs| rs.pointer("/metadata/name").and_then(Value::as_str) != Some(current.as_str()))
+        .collect();
+    if old.len() <= limit {
+        return;
+    }
+    old.sort_by_key(revision);
+    let excess = old.len() - limit;
+    for rs in old.iter().take(excess) {
+        let idle = int(rs.pointer("/spec/replicas")) == 0
+            && int(rs.pointer("/status/replicas")) == 0
+            && int(rs.pointer("/status/observedGeneration")) >= int(rs.pointer("/metadata/generation"));
+        if idle {
+            let _ = store.delete(&key_of(rs, rs_kind));
         }
     }
 }

@@ -1,11 +1,18 @@
 //! The simulated cluster's object store: what etcd and the API server's generic registry do for Gantry.
 //!
 //! Every write bumps one cluster-wide resourceVersion and records an event in a bounded history from which watches
-//! resume; a watch from a version older than the history gets `410 Gone`, as from a compacted etcd.
+//! resume; a watch from a version older than the history gets `410 Gone`, as from a compacted etcd. History is kept
+//! for `HISTORY_AGE` (etcd's API server compacts every 5 minutes by default) and at most `HISTORY` changes, and a
+//! change shares its object with the store (and with the other changes' readers) instead of copying it, so memory
+//! stays bounded however long a test runs.
 //! <https://kubernetes.io/docs/reference/using-api/api-concepts/#efficient-detection-of-changes>
+//!
+//! Objects are kept in one ordered map by type, namespace and name, so that listing one type in one namespace costs
+//! what it returns, not what the cluster holds.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value, json};
 use tokio::sync::broadcast;
@@ -24,7 +31,9 @@ pub(crate) struct Change {
     pub(crate) rv: u64,
     pub(crate) kind: &'static str,
     pub(crate) key: Key,
-    pub(crate) object: Value,
+    pub(crate) object: Arc<Value>,
+    /// When it happened, for compaction by age.
+    pub(crate) at: Instant,
 }
 
 /// How a write failed, as the API server says it.
@@ -36,12 +45,16 @@ pub(crate) enum StoreError {
     Invalid(String),
 }
 
-/// Events kept for watches to resume from.
-const HISTORY: usize = 20_000;
+/// Changes kept for watches to resume from, at most.
+const HISTORY: usize = 10_000;
+
+/// How long changes are kept for watches to resume from (the API server's default etcd compaction interval).
+/// <https://kubernetes.io/docs/reference/command-line-tools-reference/kube-apiserver/> (`--etcd-compaction-interval`)
+const HISTORY_AGE: Duration = Duration::from_secs(300);
 
 pub(crate) struct Store {
     rv: u64,
-    objects: BTreeMap<Key, Value>,
+    objects: BTreeMap<Key, Arc<Value>>,
     history: VecDeque<Change>,
     /// The oldest version a watch may resume from.
     compacted: u64,
@@ -60,16 +73,32 @@ impl Store {
     }
 
     pub(crate) fn get(&self, key: &Key) -> Option<&Value> {
-        self.objects.get(key)
+        self.objects.get(key).map(|o| &**o)
+    }
+
+    /// The objects of a type, in one namespace or all (`None`), ordered by namespace and name, with their keys.
+    fn range(&self, kind: usize, namespace: Option<&str>) -> impl Iterator<Item = (&Key, &Value)> {
+        let start = Key { kind, namespace: namespace.unwrap_or_default().to_owned(), name: String::new() };
+        self.objects
+            .range(start..)
+            .take_while(move |(k, _)| k.kind == kind && namespace.is_none_or(|ns| k.namespace == ns))
+            .map(|(k, v)| (k, &**v))
     }
 
     /// Objects of a type, in one namespace or all (`None`), ordered by namespace and name.
     pub(crate) fn list(&self, kind: usize, namespace: Option<&str>) -> Vec<&Value> {
-        self.objects
-            .iter()
-            .filter(|(k, _)| k.kind == kind && namespace.is_none_or(|ns| k.namespace == ns))
-            .map(|(_, v)| v)
-            .collect()
+        self.range(kind, namespace).map(|(_, v)| v).collect()
+    }
+
+    /// The keys of a type's objects, in one namespace or all (`None`), ordered by namespace and name.
+    pub(crate) fn keys(&self, kind: usize, namespace: Option<&str>) -> Vec<Key> {
+        self.range(kind, namespace).map(|(k, _)| k.clone()).collect()
+    }
+
+    /// How many changes are kept for watches to resume from.
+    #[cfg(test)]
+    pub(crate) fn history_len(&self) -> usize {
+        self.history.len()
     }
 
     /// Changes after `rv`, or `Err(())` if they are no longer kept.
@@ -86,11 +115,14 @@ impl Store {
         self.compacted = self.rv;
     }
 
-    fn record(&mut self, kind: &'static str, key: Key, object: Value) {
-        let change = Change { rv: self.rv, kind, key, object };
-        if self.history.len() == HISTORY {
-            let dropped = self.history.pop_front().map(|c| c.rv).unwrap_or(self.rv);
-            self.compacted = dropped;
+    fn record(&mut self, kind: &'static str, key: Key, object: Arc<Value>) {
+        let now = Instant::now();
+        let change = Change { rv: self.rv, kind, key, object, at: now };
+        while self.history.len() >= HISTORY
+            || self.history.front().is_some_and(|c| now.duration_since(c.at) > HISTORY_AGE)
+        {
+            let Some(dropped) = self.history.pop_front() else { break };
+            self.compacted = dropped.rv;
         }
         self.history.push_back(change.clone());
         let _ = self.changes.send(change);
@@ -121,15 +153,16 @@ impl Store {
             meta.insert("generation".into(), json!(1));
         }
         meta.remove("deletionTimestamp");
-        self.objects.insert(key.clone(), object.clone());
-        self.record("ADDED", key, object.clone());
-        Ok(object)
+        let stored = Arc::new(object);
+        self.objects.insert(key.clone(), Arc::clone(&stored));
+        self.record("ADDED", key, Arc::clone(&stored));
+        Ok(Arc::unwrap_or_clone(stored))
     }
 
     /// Replaces an object. A resourceVersion in `object` must match the stored one (else `Conflict`). uid and
     /// creationTimestamp are kept; generation is bumped when anything but metadata and status changed.
     pub(crate) fn update(&mut self, key: &Key, mut object: Value) -> Result<Value, StoreError> {
-        let Some(old) = self.objects.get(key) else { return Err(StoreError::NotFound) };
+        let Some(old) = self.objects.get(key).map(|o| &**o) else { return Err(StoreError::NotFound) };
         let old_meta = old.get("metadata").cloned().unwrap_or_default();
         let old_rv = old_meta.get("resourceVersion").and_then(Value::as_str).unwrap_or_default().to_owned();
         match object.pointer("/metadata/resourceVersion").and_then(Value::as_str) {
@@ -160,18 +193,20 @@ impl Store {
         if old_meta.get("generation").is_some() {
             meta.insert("generation".into(), json!(generation));
         }
-        self.objects.insert(key.clone(), object.clone());
-        self.record("MODIFIED", key.clone(), object.clone());
-        Ok(object)
+        let stored = Arc::new(object);
+        self.objects.insert(key.clone(), Arc::clone(&stored));
+        self.record("MODIFIED", key.clone(), Arc::clone(&stored));
+        Ok(Arc::unwrap_or_clone(stored))
     }
 
     /// Removes an object and returns it.
     pub(crate) fn delete(&mut self, key: &Key) -> Result<Value, StoreError> {
-        let mut object = self.objects.remove(key).ok_or(StoreError::NotFound)?;
+        let mut object = Arc::unwrap_or_clone(self.objects.remove(key).ok_or(StoreError::NotFound)?);
         let rv = self.next_rv();
         metadata(&mut object).insert("resourceVersion".into(), json!(rv.to_string()));
-        self.record("DELETED", key.clone(), object.clone());
-        Ok(object)
+        let stored = Arc::new(object);
+        self.record("DELETED", key.clone(), Arc::clone(&stored));
+        Ok(Arc::unwrap_or_clone(stored))
     }
 
     /// Every object whose ownerReferences name `uid`.
@@ -268,6 +303,33 @@ mod tests {
 
         let same = s.update(&key("a"), with_status.clone()).unwrap();
         assert_eq!(same["metadata"]["resourceVersion"], with_status["metadata"]["resourceVersion"], "no-op update");
+    }
+
+    #[test]
+    fn history_is_bounded_and_lists_are_scoped() {
+        let mut s = Store::new();
+        let start = s.resource_version();
+        let object = json!({"metadata": {"name": "a"}, "data": {"k": "0"}});
+        s.create(key("a"), object.clone(), false).unwrap();
+        for i in 0..HISTORY + 10 {
+            let mut next = object.clone();
+            next["data"]["k"] = json!(i.to_string());
+            s.update(&key("a"), next).unwrap();
+        }
+        assert_eq!(s.history_len(), HISTORY);
+        assert!(s.changes_since(start).is_err(), "the oldest changes are compacted: 410 Gone");
+        let recent = s.resource_version() - 5;
+        assert_eq!(s.changes_since(recent).unwrap().len(), 5);
+        // One type in one namespace, whatever else is stored next to it.
+        let other = |kind: usize, ns: &str, name: &str| Key { kind, namespace: ns.into(), name: name.into() };
+        for (kind, ns, name) in [(0, "defaulu", "x"), (0, "default0", "y"), (1, "default", "z"), (0, "default", "b")] {
+            s.create(other(kind, ns, name), json!({"metadata": {"name": name}}), false).unwrap();
+        }
+        let names = |kind, ns| s.keys(kind, ns).into_iter().map(|k| k.name).collect::<Vec<_>>();
+        assert_eq!(names(0, Some("default")), ["a", "b"]);
+        assert_eq!(names(0, None), ["a", "b", "y", "x"], "by namespace (default, default0, defaulu), then name");
+        assert_eq!(names(1, None), ["z"]);
+        assert!(names(2, None).is_empty());
     }
 
     #[test]
