@@ -129,6 +129,9 @@ pub(crate) async fn run(sim: Arc<Sim>) {
     // When each namespace's scripted pods, Jobs or progress deadlines next change on their own.
     let mut moments: BTreeMap<String, Instant> = BTreeMap::new();
     let mut scope = Scope::All;
+    // The kinds these controllers read: a change to any other (a ConfigMap, an Event) reconciles nothing.
+    let watched = ["Deployment", "ReplicaSet", "Pod", "Job"].map(|kind| kind_of(&sim, kind));
+    let concerns = |c: &super::store::Change| watched.contains(&c.key.kind);
     loop {
         let (next, handled) = reconcile(&sim, &scope);
         match &scope {
@@ -145,7 +148,7 @@ pub(crate) async fn run(sim: Arc<Sim>) {
         let mut lagged = false;
         loop {
             match changes.try_recv() {
-                Ok(c) if c.rv <= handled => {}
+                Ok(c) if c.rv <= handled || !concerns(&c) => {}
                 Ok(c) => {
                     dirty.insert(c.key.namespace);
                 }
@@ -160,6 +163,7 @@ pub(crate) async fn run(sim: Arc<Sim>) {
                 .map_or(Duration::from_secs(3600), |at| at.saturating_duration_since(Instant::now()));
             tokio::select! {
                 change = changes.recv() => match change {
+                    Ok(c) if !concerns(&c) => {}
                     Ok(c) => {
                         dirty.insert(c.key.namespace);
                     }
@@ -189,7 +193,8 @@ fn reconcile(sim: &Sim, scope: &Scope) -> (BTreeMap<String, Instant>, u64) {
     let mut next = BTreeMap::new();
     let mut handled = 0;
     if namespaces.is_empty() {
-        return (next, lock(&sim.store).resource_version());
+        // Nothing looked at: no change is handled (one that came meanwhile must still be seen).
+        return (next, 0);
     }
     let keys =
         |store: &Store, kind: usize| -> Vec<Key> { namespaces.iter().flat_map(|ns| store.keys(kind, *ns)).collect() };
@@ -233,17 +238,15 @@ fn int(v: Option<&Value>) -> i64 {
     v.and_then(Value::as_i64).unwrap_or(0)
 }
 
-fn owned(store: &Store, kind: usize, namespace: &str, owner_uid: &str) -> Vec<Value> {
-    store
-        .list(kind, Some(namespace))
-        .into_iter()
-        .filter(|o| {
-            o.pointer("/metadata/ownerReferences")
-                .and_then(Value::as_array)
-                .is_some_and(|refs| refs.iter().any(|r| r.get("uid").and_then(Value::as_str) == Some(owner_uid)))
-        })
-        .cloned()
-        .collect()
+/// The objects of a kind in a namespace that `owner_uid` owns, shared with the store (no copy).
+fn owned(store: &Store, kind: usize, namespace: &str, owner_uid: &str) -> Vec<Arc<Value>> {
+    let mut objects = store.list_shared(kind, Some(namespace));
+    objects.retain(|o| {
+        o.pointer("/metadata/ownerReferences")
+            .and_then(Value::as_array)
+            .is_some_and(|refs| refs.iter().any(|r| r.get("uid").and_then(Value::as_str) == Some(owner_uid)))
+    });
+    objects
 }
 
 fn owner_ref(owner: &Value, api_version: &str, kind: &str) -> Value {
@@ -334,7 +337,7 @@ fn deployment(store: &mut Store, key: &Key, rs_kind: usize) {
     let template = d.pointer("/spec/template").cloned().unwrap_or(json!({}));
     let hash = template_hash(&template);
     let mut sets = owned(store, rs_kind, &key.namespace, &uid);
-    let max_revision = sets.iter().map(revision).max().unwrap_or(0);
+    let max_revision = sets.iter().map(|rs| revision(rs)).max().unwrap_or(0);
     let new_name = format!("{}-{hash}", key.name);
     let new_rs = match sets
         .iter()
@@ -344,13 +347,13 @@ fn deployment(store: &mut Store, key: &Key, rs_kind: usize) {
             let rs = sets.remove(i);
             if revision(&rs) < max_revision {
                 // Back to an earlier template: its ReplicaSet comes back under a new revision.
-                let mut next = rs.clone();
+                let mut next = (*rs).clone();
                 metadata(&mut next).entry("annotations").or_insert(json!({}))["deployment.kubernetes.io/revision"] =
                     json!((max_revision + 1).to_string());
                 let _ = store.update(&key_of(&rs, rs_kind), next.clone());
                 store.get(&key_of(&rs, rs_kind)).cloned().unwrap_or(next)
             } else {
-                rs
+                Arc::unwrap_or_clone(rs)
             }
         }
         None => {
@@ -405,7 +408,7 @@ fn deployment(store: &mut Store, key: &Key, rs_kind: usize) {
     if max_scaled_down <= 0 {
         return;
     }
-    sets.sort_by_key(revision);
+    sets.sort_by_key(|rs| revision(rs));
     let mut specs: Vec<i64> = sets.iter().map(|rs| int(rs.pointer("/spec/replicas"))).collect();
     let mut cleaned = 0;
     for (rs, spec) in sets.iter().zip(specs.iter_mut()) {
@@ -453,14 +456,14 @@ fn history_limit(store: &mut Store, key: &Key, rs_kind: usize) {
     let limit = d.pointer("/spec/revisionHistoryLimit").and_then(Value::as_i64).unwrap_or(10).max(0) as usize;
     let uid = d.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default().to_owned();
     let current = format!("{}-{}", key.name, template_hash(d.pointer("/spec/template").unwrap_or(&Value::Null)));
-    let mut old: Vec<Value> = owned(store, rs_kind, &key.namespace, &uid)
+    let mut old: Vec<Arc<Value>> = owned(store, rs_kind, &key.namespace, &uid)
         .into_iter()
         .filter(|rs| rs.pointer("/metadata/name").and_then(Value::as_str) != Some(current.as_str()))
         .collect();
     if old.len() <= limit {
         return;
     }
-    old.sort_by_key(revision);
+    old.sort_by_key(|rs| revision(rs));
     let excess = old.len() - limit;
     for rs in old.iter().take(excess) {
         let idle = int(rs.pointer("/spec/replicas")) == 0

@@ -9,7 +9,10 @@
 //! a field another manager set is refused with `409 Conflict` and `FieldManagerConflict` causes unless forced, and
 //! fields a manager stops applying (that no one else set) are removed (see the `ownership` module for what it
 //! approximates); lists in pages (`limit` and `continue`, each page from one consistent snapshot, `410` once it is
-//! compacted); deletion with owner-reference propagation; discovery for kubectl.
+//! compacted); deletion with owner-reference propagation; discovery for kubectl. A write without a resourceVersion
+//! (patch, apply, PUT) is applied to the object as it is when written, so it never fails with `409` because a
+//! controller wrote in between (the API server retries such writes). Watch history is kept for 5 minutes and at
+//! most 10,000 changes (then `410 Gone`, as after etcd's compaction), and writes cost what their namespace holds.
 //!
 //! What it does not model (yet): authentication and authorization; admission and defaulting (a Deployment without
 //! `spec.strategy` stays so); OpenAPI schemas and field validation (it serves an OpenAPI v3 index that tells kubectl
@@ -21,7 +24,8 @@
 //! Controllers: Deployment, ReplicaSet and Job, and a kubelet whose pods behave as scripted per image ([`PodScript`]),
 //! with their output served as pod logs, printed line by line over the container's run and followed with
 //! `follow=true` until it exits or the pod is deleted (other log parameters, such as `tailLines`, `sinceSeconds` and
-//! `timestamps`, are ignored); see the `controllers` module. Not modelled: scheduling and nodes, Events written by
+//! `timestamps`, are ignored); old ReplicaSets beyond `revisionHistoryLimit` are deleted once a rollout completes;
+//! see the `controllers` module. Not modelled: scheduling and nodes, Events written by
 //! controllers, `minReadySeconds` (a ready pod is available at once), and the Deployment strategy `Recreate` (every
 //! Deployment rolls).
 
