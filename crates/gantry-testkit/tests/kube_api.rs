@@ -447,3 +447,33 @@ async fn lists_come_in_consistent_pages() {
     }
     c.cleanup().await;
 }
+
+/// The `scale` subresource: a `Scale` (autoscaling/v1) with the Deployment's replicas and selector; written, it sets
+/// `spec.replicas`; a stale resourceVersion is a conflict and negative replicas are invalid.
+/// <https://kubernetes.io/docs/reference/kubernetes-api/workload-resources/deployment-v1/#update-replace-scale-of-the-specified-deployment>
+#[tokio::test]
+async fn the_scale_subresource_reads_and_sets_replicas() {
+    let c = TestCluster::new("scale").await.unwrap();
+    let deploys: Api<Deployment> = Api::namespaced(c.client.clone(), &c.namespace);
+    deploys.create(&PostParams::default(), &deployment("web", "nginx:1.27")).await.unwrap();
+    let scale = deploys.get_scale("web").await.unwrap();
+    assert_eq!(scale.spec.unwrap().replicas, Some(2));
+    assert_eq!(scale.status.unwrap().selector.as_deref(), Some("app=web"));
+    let stale = scale.metadata.resource_version.clone().unwrap();
+
+    let patched = deploys
+        .patch_scale("web", &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 4}})))
+        .await
+        .unwrap();
+    assert_eq!(patched.spec.unwrap().replicas, Some(4));
+    assert_eq!(deploys.get("web").await.unwrap().spec.unwrap().replicas, Some(4));
+
+    let mut replace = deploys.get_scale("web").await.unwrap();
+    replace.metadata.resource_version = Some(stale);
+    replace.spec.as_mut().unwrap().replicas = Some(1);
+    assert_eq!(api_code(deploys.replace_scale("web", &PostParams::default(), &replace).await.unwrap_err()), 409);
+    let negative = Patch::Merge(json!({"spec": {"replicas": -1}}));
+    assert_eq!(api_code(deploys.patch_scale("web", &PatchParams::default(), &negative).await.unwrap_err()), 422);
+    assert_eq!(deploys.get("web").await.unwrap().spec.unwrap().replicas, Some(4), "nothing changed");
+    c.cleanup().await;
+}

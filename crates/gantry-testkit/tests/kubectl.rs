@@ -9,17 +9,48 @@ use gantry_testkit::test_cluster::TestCluster;
 struct Kubectl {
     kubeconfig: std::path::PathBuf,
     namespace: String,
+    binary: std::path::PathBuf,
+}
+
+/// Each kubectl client of the machine image: the `kubectl.1.NN` binaries beside the dispatcher on the PATH (which
+/// runs the one matching the server's minor version), oldest first.
+fn clients() -> Vec<std::path::PathBuf> {
+    let dispatcher = std::fs::canonicalize(
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+            .map(|dir| dir.join("kubectl"))
+            .find(|p| p.exists())
+            .expect("kubectl is on the PATH (see docs/ENVIRONMENT in shared/)"),
+    )
+    .unwrap();
+    let dir = dispatcher.parent().unwrap();
+    let mut found: Vec<(u32, std::path::PathBuf)> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| {
+            let path = e.ok()?.path();
+            let minor = path.file_name()?.to_str()?.strip_prefix("kubectl.1.")?.parse().ok()?;
+            Some((minor, path))
+        })
+        .collect();
+    found.sort();
+    assert!(!found.is_empty(), "no kubectl.1.NN binaries beside {}", dispatcher.display());
+    found.into_iter().map(|(_, p)| p).collect()
 }
 
 impl Kubectl {
     fn new(cluster: &TestCluster) -> Self {
-        let kubeconfig = std::env::temp_dir().join(format!("gantry-kubectl-{}.yaml", cluster.namespace));
+        Self::with_binary(cluster, "kubectl".into())
+    }
+
+    /// A particular kubectl binary (one of [`clients`]).
+    fn with_binary(cluster: &TestCluster, binary: std::path::PathBuf) -> Self {
+        let tag = binary.file_name().unwrap().to_string_lossy().into_owned();
+        let kubeconfig = std::env::temp_dir().join(format!("gantry-kubectl-{}-{tag}.yaml", cluster.namespace));
         std::fs::write(&kubeconfig, &cluster.kubeconfig).unwrap();
-        Self { kubeconfig, namespace: cluster.namespace.clone() }
+        Self { kubeconfig, namespace: cluster.namespace.clone(), binary }
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new("kubectl");
+        let mut c = Command::new(&self.binary);
         c.arg("--kubeconfig").arg(&self.kubeconfig).args(["-n", &self.namespace]).args(args);
         c
     }
@@ -302,5 +333,36 @@ async fn kubectl_logs_follow_streams_lines_as_they_are_printed() {
     assert!(read[0].1 < Duration::from_millis(700), "{read:?}");
     assert!(read[2].1 >= Duration::from_millis(1200), "followed, not read at the end: {read:?}");
     assert!(started.elapsed() >= Duration::from_millis(2000), "returned when the container exited");
+    c.cleanup().await;
+}
+
+/// `kubectl scale` with every client, 1.27 to 1.33: it writes the `scale` subresource, and the Deployment's
+/// replicas and pods follow. <https://kubernetes.io/docs/reference/kubectl/generated/kubectl_scale/>
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_scale_with_every_client() {
+    use k8s_openapi::api::apps::v1::Deployment;
+    let c = TestCluster::new("kubectl-scale").await.unwrap();
+    Kubectl::new(&c).apply(WEB);
+    let deploys: kube::Api<Deployment> = kube::Api::namespaced(c.client.clone(), &c.namespace);
+    for (i, binary) in clients().into_iter().enumerate() {
+        let k = Kubectl::with_binary(&c, binary.clone());
+        let replicas = (i % 3 + 1).to_string();
+        let out = k.ok(&["scale", "deployment/web", "--replicas", &replicas]);
+        assert!(out.contains("scaled"), "{}: {out}", binary.display());
+        let spec = deploys.get("web").await.unwrap().spec.unwrap().replicas.unwrap();
+        assert_eq!(spec.to_string(), replicas, "{} set spec.replicas", binary.display());
+        let ready = k.ok(&[
+            "wait",
+            "deployment/web",
+            "--for",
+            &format!("jsonpath={{.status.readyReplicas}}={replicas}"),
+            "--timeout",
+            "20s",
+        ]);
+        assert!(ready.contains("condition met"), "{}: {ready}", binary.display());
+        // A precondition on the current replicas: refused when it does not hold.
+        let refused = k.run(&["scale", "deployment/web", "--current-replicas", "7", "--replicas", "2"]);
+        assert!(!refused.status.success(), "{}: --current-replicas 7 was accepted", binary.display());
+    }
     c.cleanup().await;
 }

@@ -18,26 +18,31 @@ use super::resources::ResourceType;
 use super::selector::Selector;
 use super::store::{Change, Key, Store, StoreError, metadata, now_rfc3339};
 use super::{Sim, lock};
-use super::{ownership, patch};
+use super::{ownership, patch, scale};
 
 /// The version the simulator reports; kubectl's dispatcher picks a client from it.
 pub(crate) const SERVER_MINOR: &str = "33";
 
 /// What a request is about, from its path.
 #[derive(Debug)]
-struct Target {
+pub(super) struct Target {
     kind: usize,
-    namespace: Option<String>,
+    pub(super) namespace: Option<String>,
     name: Option<String>,
     sub: Option<String>,
 }
 
-fn json_response(code: StatusCode, body: &Value) -> Response {
+pub(super) fn json_response(code: StatusCode, body: &Value) -> Response {
     (code, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
 }
 
 /// A `metav1.Status` failure body.
-fn status(code: StatusCode, reason: &str, message: String, details: Option<(&ResourceType, &str)>) -> Response {
+pub(super) fn status(
+    code: StatusCode,
+    reason: &str,
+    message: String,
+    details: Option<(&ResourceType, &str)>,
+) -> Response {
     let mut body = json!({
         "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
         "message": message, "reason": reason, "code": code.as_u16(),
@@ -57,7 +62,7 @@ fn not_found_path(path: &str) -> Response {
     )
 }
 
-fn store_error(e: StoreError, t: &ResourceType, name: &str) -> Response {
+pub(super) fn store_error(e: StoreError, t: &ResourceType, name: &str) -> Response {
     let what = if t.group.is_empty() { t.plural.clone() } else { format!("{}.{}", t.plural, t.group) };
     match e {
         StoreError::NotFound => {
@@ -83,7 +88,7 @@ fn store_error(e: StoreError, t: &ResourceType, name: &str) -> Response {
     }
 }
 
-fn bad_request(message: String) -> Response {
+pub(super) fn bad_request(message: String) -> Response {
     status(StatusCode::BAD_REQUEST, "BadRequest", message, None)
 }
 
@@ -197,6 +202,9 @@ fn resource_list(sim: &Sim, group: &str, version: &str) -> Option<Value> {
                 json!({"name": "pods/log", "singularName": "", "namespaced": true, "kind": "Pod", "verbs": ["get"]}),
             );
         }
+        if scale::has_scale(t) {
+            resources.push(json!({"name": format!("{}/scale", t.plural), "singularName": "", "namespaced": true, "group": "autoscaling", "version": "v1", "kind": "Scale", "verbs": ["get", "patch", "update"]}));
+        }
     }
     if resources.is_empty() {
         return None;
@@ -288,6 +296,12 @@ async fn api(
         let agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("unknown");
         agent.split('/').next().unwrap_or("unknown").to_owned()
     });
+    if target.sub.as_deref() == Some("scale") && scale::has_scale(&t) {
+        let Some(name) = target.name.clone() else { return not_found_path(&rest.join("/")) };
+        let object = Target { sub: None, ..target };
+        let mut store = lock(&sim.store);
+        return scale::handle(&mut store, &t, &object, &name, method, headers, body, dry_run, &manager);
+    }
     match (method.clone(), &target.name) {
         (Method::GET, None) if is_true(params.get("watch")) => watch(sim, &t, &target, params),
         (Method::GET, None) => list(sim, &t, &target, params),
@@ -318,7 +332,7 @@ fn is_true(v: Option<&String>) -> bool {
 
 /// JSON, or YAML for `application/apply-patch+yaml`. Protobuf bodies (kubectl's generator commands such as
 /// `kubectl create configmap` send them) are not understood.
-fn parse_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, String> {
+pub(super) fn parse_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, String> {
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     if content_type.contains("protobuf") {
         return Err("the simulated API server reads JSON and YAML bodies, not protobuf (use `kubectl create -f` or `kubectl apply`)".into());
@@ -338,7 +352,7 @@ fn parse_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, String> {
     }
 }
 
-fn key(target: &Target, t: &ResourceType, name: &str) -> Key {
+pub(super) fn key(target: &Target, t: &ResourceType, name: &str) -> Key {
     Key {
         kind: target.kind,
         namespace: if t.namespaced { target.namespace.clone().unwrap_or_default() } else { String::new() },
@@ -744,7 +758,7 @@ fn admit(t: &ResourceType, object: &mut Value) {
 /// The update a PUT or PATCH asks for, applied as the registry does: the main resource keeps the old status when the
 /// type has a status subresource; the status subresource keeps everything but the status.
 #[allow(clippy::too_many_arguments)]
-fn apply_update(
+pub(super) fn apply_update(
     store: &mut Store,
     t: &ResourceType,
     target: &Target,

@@ -35,6 +35,7 @@ mod fault;
 mod ownership;
 mod patch;
 mod resources;
+mod scale;
 mod selector;
 pub(crate) mod store;
 
