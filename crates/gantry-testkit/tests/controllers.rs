@@ -372,3 +372,86 @@ async fn old_replica_sets_beyond_the_revision_history_limit_are_deleted() {
     assert_eq!(revisions("default", &all), (3..=13).collect::<Vec<_>>(), "the current revision and 10 before it");
     c.cleanup().await;
 }
+
+fn image_patch(image: &str) -> Patch<serde_json::Value> {
+    Patch::Strategic(json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": image}]}}}}))
+}
+
+/// A paused Deployment does not roll out a new template, and its Progressing condition says so; a change of
+/// replicas is still carried out; once resumed, the rollout goes ahead.
+/// <https://kubernetes.io/docs/concepts/workloads/controllers/deployment/#pausing-and-resuming-a-deployment>
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_deployment_scales_but_does_not_roll_out_until_resumed() {
+    let c = gantry_testkit::test_cluster::TestCluster::new("paused").await.unwrap();
+    let deploys: Api<Deployment> = Api::namespaced(c.client.clone(), &c.namespace);
+    let pods: Api<Pod> = Api::namespaced(c.client.clone(), &c.namespace);
+    deploys.create(&PostParams::default(), &deployment("web", "busybox:1.0", 2, 1, 0)).await.unwrap();
+    wait_complete(&deploys, "web").await;
+    let pause = |paused: bool| Patch::Merge(json!({"spec": {"paused": paused}}));
+    deploys.patch("web", &PatchParams::default(), &pause(true)).await.unwrap();
+    deploys.patch("web", &PatchParams::default(), &image_patch("busybox:2.0")).await.unwrap();
+    deploys.patch("web", &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 3}}))).await.unwrap();
+    let reason = |d: &Deployment| {
+        let conditions = d.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
+        conditions.into_iter().find(|c| c.type_ == "Progressing").and_then(|c| c.reason).unwrap_or_default()
+    };
+    let three_old = |d: Option<&Deployment>| {
+        d.is_some_and(|d| reason(d) == "DeploymentPaused" && d.status.as_ref().unwrap().available_replicas == Some(3))
+    };
+    tokio::time::timeout(Duration::from_secs(20), await_condition(deploys.clone(), "web", three_old))
+        .await
+        .expect("the paused Deployment scales to 3")
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let images: Vec<String> = pods.list(&ListParams::default()).await.unwrap().items.iter().map(image_of).collect();
+    assert_eq!(images, ["busybox:1.0"; 3], "no pod of the new template while paused");
+    let sets: Api<ReplicaSet> = Api::namespaced(c.client.clone(), &c.namespace);
+    assert_eq!(sets.list(&ListParams::default()).await.unwrap().items.len(), 1, "no new ReplicaSet while paused");
+
+    deploys.patch("web", &PatchParams::default(), &pause(false)).await.unwrap();
+    let done = wait_complete(&deploys, "web").await;
+    assert_eq!(reason(&done), "NewReplicaSetAvailable");
+    let images: Vec<String> = pods.list(&ListParams::default()).await.unwrap().items.iter().map(image_of).collect();
+    assert_eq!(images.iter().filter(|i| *i == "busybox:2.0").count(), 3, "{images:?}");
+    c.cleanup().await;
+}
+
+/// With the `Recreate` strategy every old pod is gone before any new one is created: at no state a watcher sees
+/// do pods of both templates exist.
+/// <https://kubernetes.io/docs/concepts/workloads/controllers/deployment/#recreate-deployment>
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recreate_removes_every_old_pod_before_creating_new_ones() {
+    let c = gantry_testkit::test_cluster::TestCluster::new("recreate").await.unwrap();
+    let deploys: Api<Deployment> = Api::namespaced(c.client.clone(), &c.namespace);
+    let pods: Api<Pod> = Api::namespaced(c.client.clone(), &c.namespace);
+    let mut d = deployment("db", "busybox:1.0", 3, 1, 0);
+    d.spec.as_mut().unwrap().strategy = Some(serde_json::from_value(json!({"type": "Recreate"})).unwrap());
+    deploys.create(&PostParams::default(), &d).await.unwrap();
+    wait_complete(&deploys, "db").await;
+
+    let mut events = watcher(pods.clone(), watcher::Config::default()).boxed();
+    let mut state: BTreeMap<String, Pod> = BTreeMap::new();
+    deploys.patch("db", &PatchParams::default(), &image_patch("busybox:2.0")).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let event = tokio::time::timeout_at(deadline, events.next()).await.expect("the rollout ends").unwrap().unwrap();
+        match event {
+            watcher::Event::Apply(p) | watcher::Event::InitApply(p) => {
+                state.insert(p.metadata.name.clone().unwrap(), p);
+            }
+            watcher::Event::Delete(p) => {
+                state.remove(p.metadata.name.as_deref().unwrap());
+            }
+            _ => {}
+        }
+        let images: std::collections::BTreeSet<String> = state.values().map(image_of).collect();
+        assert!(images.len() <= 1, "pods of both templates at once: {images:?}");
+        let ready_new = state.values().filter(|p| image_of(p) == "busybox:2.0" && is_ready(p)).count();
+        if ready_new == 3 {
+            break;
+        }
+    }
+    let done = wait_complete(&deploys, "db").await;
+    assert_eq!(done.status.unwrap().updated_replicas, Some(3));
+    c.cleanup().await;
+}

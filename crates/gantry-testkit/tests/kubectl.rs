@@ -366,3 +366,35 @@ async fn kubectl_scale_with_every_client() {
     }
     c.cleanup().await;
 }
+
+/// `kubectl rollout pause`, `set image`, `rollout resume` and `rollout status` with every client, 1.27 to 1.33: while
+/// paused nothing rolls out; resumed, the new image is rolled out.
+/// <https://kubernetes.io/docs/reference/kubectl/generated/kubectl_rollout/kubectl_rollout_pause/>
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_rollout_pause_and_resume_with_every_client() {
+    use k8s_openapi::api::apps::v1::ReplicaSet;
+    let c = TestCluster::new("kubectl-pause").await.unwrap();
+    Kubectl::new(&c).apply(WEB);
+    let sets: kube::Api<ReplicaSet> = kube::Api::namespaced(c.client.clone(), &c.namespace);
+    for (i, binary) in clients().into_iter().enumerate() {
+        let k = Kubectl::with_binary(&c, binary.clone());
+        k.ok(&["rollout", "status", "deployment/web", "--timeout", "20s"]);
+        let before = sets.list(&Default::default()).await.unwrap().items.len();
+        k.ok(&["rollout", "pause", "deployment/web"]);
+        let image = format!("app=nginx:1.{}", 30 + i);
+        k.ok(&["set", "image", "deployment/web", &image]);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let during = sets.list(&Default::default()).await.unwrap().items.len();
+        assert_eq!(during, before, "{}: a ReplicaSet was made while paused", binary.display());
+        k.ok(&["rollout", "resume", "deployment/web"]);
+        k.ok(&["rollout", "status", "deployment/web", "--timeout", "20s"]);
+        let running = k.ok(&[
+            "get",
+            "deployment/web",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].image} {.status.updatedReplicas}",
+        ]);
+        assert_eq!(running, format!("nginx:1.{} 2", 30 + i), "{}", binary.display());
+    }
+    c.cleanup().await;
+}

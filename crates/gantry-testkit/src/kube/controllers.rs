@@ -339,6 +339,10 @@ fn deployment(store: &mut Store, key: &Key, rs_kind: usize) {
     let mut sets = owned(store, rs_kind, &key.namespace, &uid);
     let max_revision = sets.iter().map(|rs| revision(rs)).max().unwrap_or(0);
     let new_name = format!("{}-{hash}", key.name);
+    if d.pointer("/spec/paused").and_then(Value::as_bool).unwrap_or(false) {
+        paused(store, &sets, &new_name, replicas, rs_kind);
+        return;
+    }
     let new_rs = match sets
         .iter()
         .position(|rs| rs.pointer("/metadata/name").and_then(Value::as_str) == Some(&new_name))
@@ -388,6 +392,17 @@ fn deployment(store: &mut Store, key: &Key, rs_kind: usize) {
         metadata(&mut annotated).entry("annotations").or_insert(json!({}))["deployment.kubernetes.io/revision"] =
             json!(current_revision);
         let _ = store.update(key, annotated);
+    }
+    if recreate(&d) {
+        // Every old pod goes first; the new ReplicaSet scales up once none is left.
+        // <https://kubernetes.io/docs/concepts/workloads/controllers/deployment/#recreate-deployment>
+        for rs in &sets {
+            scale(store, rs, rs_kind, 0);
+        }
+        let old_pods: i64 = sets.iter().map(|rs| int(rs.pointer("/status/replicas"))).sum();
+        let new_target = if old_pods > 0 { 0 } else { replicas };
+        scale(store, &new_rs, rs_kind, new_target);
+        return;
     }
     let (surge, unavailable) = surge_and_unavailable(&d, replicas);
     let old_total: i64 = sets.iter().map(|rs| int(rs.pointer("/spec/replicas"))).sum();
@@ -472,6 +487,33 @@ fn history_limit(store: &mut Store, key: &Key, rs_kind: usize) {
         if idle {
             let _ = store.delete(&key_of(rs, rs_kind));
         }
+    }
+}
+
+/// Whether a Deployment's strategy is `Recreate` (else it rolls).
+fn recreate(d: &Value) -> bool {
+    d.pointer("/spec/strategy/type").and_then(Value::as_str) == Some("Recreate")
+}
+
+/// A paused Deployment: a new template makes no new ReplicaSet, and only a change of `replicas` is carried out, on
+/// the ReplicaSets there are. One active ReplicaSet (or none: the newest) takes the count; when a rollout was paused
+/// half-way the difference goes to the ReplicaSet of the current template if it is active, else to the newest
+/// active one (upstream shares it out in proportion to each one's size).
+/// <https://kubernetes.io/docs/concepts/workloads/controllers/deployment/#pausing-and-resuming-a-deployment>
+fn paused(store: &mut Store, sets: &[Arc<Value>], new_name: &str, replicas: i64, rs_kind: usize) {
+    let spec = |rs: &Value| int(rs.pointer("/spec/replicas"));
+    let name = |rs: &Value| rs.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let mut active: Vec<&Arc<Value>> = sets.iter().filter(|rs| spec(rs) > 0).collect();
+    active.sort_by_key(|rs| revision(rs));
+    let total: i64 = active.iter().map(|rs| spec(rs)).sum();
+    let target = match active.as_slice() {
+        [] => sets.iter().find(|rs| name(rs) == new_name).or_else(|| sets.iter().max_by_key(|rs| revision(rs))),
+        [only] => Some(*only),
+        [.., newest] => active.iter().find(|rs| name(rs) == new_name).copied().or(Some(*newest)),
+    };
+    if let Some(rs) = target {
+        let want = (spec(rs) + replicas - total).max(0);
+        scale(store, rs, rs_kind, want);
     }
 }
 
@@ -792,7 +834,9 @@ fn deployment_status(sim: &Sim, store: &mut Store, key: &Key, rs_kind: usize, ne
     let updated = new_rs.map_or(0, |rs| int(rs.pointer("/status/replicas")));
     let (total, ready_count, available) =
         (sum("/status/replicas"), sum("/status/readyReplicas"), sum("/status/availableReplicas"));
-    let (_, max_unavailable) = surge_and_unavailable(&d, replicas);
+    // Recreate has no unavailability budget: the Deployment is available when all its replicas are.
+    let (_, max_unavailable) = if recreate(&d) { (0, 0) } else { surge_and_unavailable(&d, replicas) };
+    let is_paused = d.pointer("/spec/paused").and_then(Value::as_bool).unwrap_or(false);
     let complete = updated == replicas && total == replicas && available == replicas;
     let old = d.get("status").cloned().unwrap_or(json!({}));
     let condition = |kind: &str| {
@@ -804,14 +848,17 @@ fn deployment_status(sim: &Sim, store: &mut Store, key: &Key, rs_kind: usize, ne
     let last_move = {
         let mut progress = lock(&sim.control.progress);
         let entry = progress.entry(uid.clone()).or_insert_with(|| (signature.clone(), Instant::now()));
-        if entry.0 != signature {
+        // While paused the deadline does not run; it starts afresh on resume.
+        if entry.0 != signature || is_paused {
             *entry = (signature, Instant::now());
         }
         entry.1
     };
     let deadline =
         Duration::from_secs(d.pointer("/spec/progressDeadlineSeconds").and_then(Value::as_u64).unwrap_or(600));
-    let (progress_status, progress_reason, message) = if complete {
+    let (progress_status, progress_reason, message) = if is_paused {
+        ("Unknown", "DeploymentPaused", "Deployment is paused".to_owned())
+    } else if complete {
         ("True", "NewReplicaSetAvailable", format!("ReplicaSet \"{}-{hash}\" has successfully progressed.", key.name))
     } else if last_move.elapsed() >= deadline {
         ("False", "ProgressDeadlineExceeded", format!("ReplicaSet \"{}-{hash}\" has timed out progressing.", key.name))

@@ -25,9 +25,10 @@
 //! with their output served as pod logs, printed line by line over the container's run and followed with
 //! `follow=true` until it exits or the pod is deleted (other log parameters, such as `tailLines`, `sinceSeconds` and
 //! `timestamps`, are ignored); old ReplicaSets beyond `revisionHistoryLimit` are deleted once a rollout completes;
-//! see the `controllers` module. Not modelled: scheduling and nodes, Events written by
-//! controllers, `minReadySeconds` (a ready pod is available at once), and the Deployment strategy `Recreate` (every
-//! Deployment rolls).
+//! the `Recreate` strategy; paused Deployments (no rollout, replicas still scaled: a rollout paused half-way gives
+//! the difference to one ReplicaSet, where upstream shares it out in proportion); the `scale` subresource of
+//! Deployments and ReplicaSets. See the `controllers` and `scale` modules. Not modelled: scheduling and nodes,
+//! Events written by controllers, `minReadySeconds` (a ready pod is available at once).
 
 mod api;
 mod controllers;
