@@ -477,3 +477,143 @@ async fn the_scale_subresource_reads_and_sets_replicas() {
     assert_eq!(deploys.get("web").await.unwrap().spec.unwrap().replicas, Some(4), "nothing changed");
     c.cleanup().await;
 }
+
+/// A streaming list (`sendInitialEvents=true`, `resourceVersionMatch=NotOlderThan`): the current objects as ADDED
+/// events, then a bookmark annotated `k8s.io/initial-events-end: "true"`, then changes; kube's watcher with streaming
+/// lists finishes its initial sync on it.
+/// <https://kubernetes.io/docs/reference/using-api/api-concepts/#streaming-lists>
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streaming_list_ends_its_initial_events_with_a_bookmark() {
+    use kube::runtime::watcher;
+    let c = TestCluster::new("streaming-list").await.unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(c.client.clone(), &c.namespace);
+    for name in ["a", "b"] {
+        cms.create(&PostParams::default(), &configmap(name, "web")).await.unwrap();
+    }
+    let mut events = cms.watch(&WatchParams::streaming_lists(), "0").await.unwrap().boxed();
+    let mut added = Vec::new();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), events.try_next()).await.unwrap().unwrap().unwrap() {
+            WatchEvent::Added(cm) => added.push(cm.metadata.name.unwrap()),
+            WatchEvent::Bookmark(b) => {
+                assert_eq!(b.metadata.annotations.get("k8s.io/initial-events-end").map(String::as_str), Some("true"));
+                break;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    added.sort();
+    assert!(added.iter().any(|n| n == "a") && added.iter().any(|n| n == "b"), "{added:?}");
+    cms.create(&PostParams::default(), &configmap("c", "web")).await.unwrap();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), events.try_next()).await.unwrap().unwrap().unwrap() {
+            WatchEvent::Added(cm) if cm.metadata.name.as_deref() == Some("c") => break,
+            WatchEvent::Bookmark(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    // kube's watcher in streaming-list mode completes its initial sync.
+    let config = watcher::Config::default().streaming_lists();
+    let mut watch = watcher(cms.clone(), config).boxed();
+    let synced = async {
+        while let Some(event) = watch.try_next().await.unwrap() {
+            if matches!(event, watcher::Event::InitDone) {
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), synced).await.expect("the watcher's initial sync ends");
+    c.cleanup().await;
+}
+
+/// A GET over plain HTTP/1.1 to the simulator: the status code and the body.
+async fn plain_get(url: &str, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = url.trim_start_matches("http://").trim_end_matches('/');
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let code = response.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (code, response)
+}
+
+async fn raw_status(client: &kube::Client, path: &str) -> (u16, serde_json::Value) {
+    let request = axum::http::Request::get(path).body(Vec::new()).unwrap();
+    match client.request::<serde_json::Value>(request).await {
+        Ok(body) => (200, body),
+        Err(kube::Error::Api(status)) => (status.code, serde_json::to_value(&status).unwrap()),
+        Err(other) => panic!("{other}"),
+    }
+}
+
+/// List and watch options checked as the API server checks them: `422 Invalid` for kind `ListOptions` naming the
+/// rule, a resourceVersion newer than the cluster's is `504` after a short wait, and one long compacted is `410`.
+/// <https://kubernetes.io/docs/reference/using-api/api-concepts/#resource-versions>
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_and_watch_options_are_validated() {
+    let c = TestCluster::new("list-options").await.unwrap();
+    let base = format!("/api/v1/namespaces/{}/configmaps", c.namespace);
+    for (query, field, message) in [
+        (
+            "watch=true&sendInitialEvents=true",
+            "resourceVersionMatch",
+            "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
+        ),
+        (
+            "resourceVersionMatch=Exact",
+            "resourceVersionMatch",
+            "resourceVersionMatch is forbidden unless resourceVersion is provided",
+        ),
+        (
+            "resourceVersion=0&resourceVersionMatch=Exact",
+            "resourceVersionMatch",
+            "resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"",
+        ),
+        ("sendInitialEvents=true", "sendInitialEvents", "sendInitialEvents is forbidden for list"),
+    ] {
+        let (code, status) = raw_status(&c.client, &format!("{base}?{query}")).await;
+        assert_eq!(code, 422, "{query}: {status}");
+        assert_eq!(status["reason"], "Invalid", "{query}");
+        let text = status["message"].as_str().unwrap();
+        assert!(
+            text.starts_with("ListOptions.meta.k8s.io \"\" is invalid: ") && text.contains(message),
+            "{query}: {text}"
+        );
+        assert_eq!(status["details"]["causes"][0]["field"], field, "{query}");
+    }
+    let (code, _) = raw_status(&c.client, &format!("{base}?resourceVersion=1&resourceVersionMatch=NotOlderThan")).await;
+    assert_eq!(code, 200, "a version at least as new as 1 is served");
+    if let Some(sim) = c.sim() {
+        // Over plain HTTP: kube's client retries a 504 as it should, with backoff, for minutes.
+        let (code, body) = plain_get(&sim.url(), &format!("{base}?resourceVersion=999999999")).await;
+        assert_eq!(code, 504, "{body}");
+        assert!(body.contains("Too large resource version: 999999999"), "{body}");
+    }
+    // The cluster's first versions are long compacted.
+    let cms: Api<ConfigMap> = Api::namespaced(c.client.clone(), &c.namespace);
+    let mut events = cms.watch(&WatchParams::default(), "1").await.unwrap().boxed();
+    match events.try_next().await.unwrap().unwrap() {
+        WatchEvent::Error(status) => assert_eq!(status.code, 410),
+        other => panic!("expected 410 Gone, got {other:?}"),
+    }
+    c.cleanup().await;
+}
+
+/// `timeoutSeconds=0` is no timeout of the client's (the server's own limit applies), not a watch closed at once.
+/// <https://kubernetes.io/docs/reference/kubernetes-api/common-parameters/common-parameters/#timeoutseconds>
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_with_timeout_zero_stays_open() {
+    let c = TestCluster::new("timeout-zero").await.unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(c.client.clone(), &c.namespace);
+    let rv = cms.list(&ListParams::default()).await.unwrap().metadata.resource_version.unwrap();
+    let mut events = cms.watch(&WatchParams::default().timeout(0), &rv).await.unwrap().boxed();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    cms.create(&PostParams::default(), &configmap("late", "web")).await.unwrap();
+    match tokio::time::timeout(Duration::from_secs(5), events.try_next()).await.unwrap().unwrap() {
+        Some(WatchEvent::Added(cm)) => assert_eq!(cm.metadata.name.as_deref(), Some("late")),
+        other => panic!("expected the new ConfigMap, got {other:?}"),
+    }
+    c.cleanup().await;
+}

@@ -18,7 +18,7 @@ use super::resources::ResourceType;
 use super::selector::Selector;
 use super::store::{Change, Key, Store, StoreError, metadata, now_rfc3339};
 use super::{Sim, lock};
-use super::{ownership, patch, scale};
+use super::{list_options, ownership, patch, scale};
 
 /// The version the simulator reports; kubectl's dispatcher picks a client from it.
 pub(crate) const SERVER_MINOR: &str = "33";
@@ -302,6 +302,14 @@ async fn api(
         let mut store = lock(&sim.store);
         return scale::handle(&mut store, &t, &object, &name, method, headers, body, dry_run, &manager);
     }
+    if method == Method::GET && target.name.is_none() {
+        if let Err(r) = list_options::validate(params, is_true(params.get("watch"))) {
+            return r;
+        }
+        if let Err(r) = list_options::wait_fresh(sim, params).await {
+            return r;
+        }
+    }
     match (method.clone(), &target.name) {
         (Method::GET, None) if is_true(params.get("watch")) => watch(sim, &t, &target, params),
         (Method::GET, None) => list(sim, &t, &target, params),
@@ -524,7 +532,13 @@ fn watch(sim: &Arc<Sim>, t: &ResourceType, target: &Target, params: &HashMap<Str
         }
     };
     let store = lock(&sim.store);
-    let from = params.get("resourceVersion").filter(|v| !v.is_empty() && *v != "0").and_then(|v| v.parse::<u64>().ok());
+    // A streaming list (`sendInitialEvents=true`, `resourceVersionMatch=NotOlderThan`, validated before): the current
+    // state as ADDED events whatever the resourceVersion (it was waited for), then a bookmark that ends them.
+    let send_initial = is_true(params.get("sendInitialEvents"));
+    let from = params
+        .get("resourceVersion")
+        .filter(|v| !send_initial && !v.is_empty() && *v != "0")
+        .and_then(|v| v.parse::<u64>().ok());
     let mut initial: Vec<Value> = Vec::new();
     match from {
         None => {
@@ -555,9 +569,11 @@ fn watch(sim: &Arc<Sim>, t: &ResourceType, target: &Target, params: &HashMap<Str
     let mut progressed = store.resource_version();
     drop(store);
     let bookmarks = is_true(params.get("allowWatchBookmarks"));
+    // `timeoutSeconds=0`, like none, means the server's own limit.
     let timeout = params
         .get("timeoutSeconds")
         .and_then(|s| s.parse().ok())
+        .filter(|s| *s > 0)
         .map_or(sim.max_watch, Duration::from_secs)
         .min(sim.max_watch);
     let t = t.clone();
@@ -570,6 +586,12 @@ fn watch(sim: &Arc<Sim>, t: &ResourceType, target: &Target, params: &HashMap<Str
         let (kind, api_version) = (t.kind.clone(), t.api_version());
         move |rv: u64| json!({"type": "BOOKMARK", "object": {"kind": kind, "apiVersion": api_version, "metadata": {"resourceVersion": rv.to_string()}}})
     };
+    if send_initial && bookmarks {
+        // The end of a streaming list's initial events, at the version the snapshot holds.
+        let mut end = bookmark(progressed);
+        end["object"]["metadata"]["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+        initial.push(end);
+    }
     let every = sim.bookmark_every;
     let live = async_stream(move |tx| async move {
         let deadline = tokio::time::sleep(timeout);

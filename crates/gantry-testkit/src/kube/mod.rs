@@ -12,7 +12,12 @@
 //! compacted); deletion with owner-reference propagation; discovery for kubectl. A write without a resourceVersion
 //! (patch, apply, PUT) is applied to the object as it is when written, so it never fails with `409` because a
 //! controller wrote in between (the API server retries such writes). Watch history is kept for 5 minutes and at
-//! most 10,000 changes (then `410 Gone`, as after etcd's compaction), and writes cost what their namespace holds.
+//! most 10,000 changes (then `410 Gone`, as after etcd's compaction; the first versions, from before the cluster
+//! served, are compacted from the start), and writes cost what their namespace holds. Streaming lists
+//! (`sendInitialEvents`, ending with the `k8s.io/initial-events-end` bookmark); list and watch options validated as
+//! upstream's `ValidateListOptions` does (`422`); a resourceVersion the store has not reached is waited for 3 s,
+//! then `504` "Too large resource version"; `resourceVersionMatch=Exact` is served from the current state (no older
+//! snapshots are kept); a resourceVersion that is not a number is read as none.
 //!
 //! What it does not model (yet): authentication and authorization; admission and defaulting (a Deployment without
 //! `spec.strategy` stays so); OpenAPI schemas and field validation (it serves an OpenAPI v3 index that tells kubectl
@@ -33,6 +38,7 @@
 mod api;
 mod controllers;
 mod fault;
+mod list_options;
 mod ownership;
 mod patch;
 mod resources;
@@ -220,6 +226,8 @@ impl ClusterSim {
                 let object = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}, "status": {"phase": "Active"}});
                 let _ = store.create(Key { kind: 0, namespace: String::new(), name: ns.to_owned() }, object, false);
             }
+            // A real cluster's first versions are long compacted: a watch from `resourceVersion=1` is 410 Gone.
+            store.compact();
         }
         let app = axum::Router::new().fallback(api::handle).with_state(Arc::clone(&sim));
         let control = tokio::spawn(controllers::run(Arc::clone(&sim)));
