@@ -304,10 +304,10 @@ async fn api(
     }
     if method == Method::GET && target.name.is_none() {
         if let Err(r) = list_options::validate(params, is_true(params.get("watch"))) {
-            return r;
+            return *r;
         }
         if let Err(r) = list_options::wait_fresh(sim, params).await {
-            return r;
+            return *r;
         }
     }
     match (method.clone(), &target.name) {

@@ -102,7 +102,7 @@ fn errors(params: &HashMap<String, String>, watch: bool) -> Vec<FieldError> {
 }
 
 /// `Err(422 Invalid)` when the list or watch options break a rule, worded as the API server words it.
-pub(super) fn validate(params: &HashMap<String, String>, watch: bool) -> Result<(), Response> {
+pub(super) fn validate(params: &HashMap<String, String>, watch: bool) -> Result<(), Box<Response>> {
     let errs = errors(params, watch);
     if errs.is_empty() {
         return Ok(());
@@ -111,21 +111,21 @@ pub(super) fn validate(params: &HashMap<String, String>, watch: bool) -> Result<
     let joined = if each.len() == 1 { each[0].clone() } else { format!("[{}]", each.join(", ")) };
     let causes: Vec<_> =
         errs.iter().map(|e| json!({"reason": e.reason, "message": e.message, "field": e.field})).collect();
-    Err(json_response(
+    Err(Box::new(json_response(
         StatusCode::UNPROCESSABLE_ENTITY,
         &json!({
             "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
             "message": format!("ListOptions.meta.k8s.io \"\" is invalid: {joined}"), "reason": "Invalid",
             "details": {"group": "meta.k8s.io", "kind": "ListOptions", "causes": causes}, "code": 422,
         }),
-    ))
+    )))
 }
 
 /// How long a request for a resourceVersion the store has not reached waits for it (the watch cache's 3 s).
 const FRESHNESS_WAIT: Duration = Duration::from_secs(3);
 
 /// Waits until the store has reached the `resourceVersion` asked for; `Err(504)` if it does not within 3 seconds.
-pub(super) async fn wait_fresh(sim: &Sim, params: &HashMap<String, String>) -> Result<(), Response> {
+pub(super) async fn wait_fresh(sim: &Sim, params: &HashMap<String, String>) -> Result<(), Box<Response>> {
     let Some(asked) = params.get("resourceVersion").and_then(|v| v.parse::<u64>().ok()) else { return Ok(()) };
     let deadline = tokio::time::Instant::now() + FRESHNESS_WAIT;
     loop {
@@ -134,7 +134,7 @@ pub(super) async fn wait_fresh(sim: &Sim, params: &HashMap<String, String>) -> R
             return Ok(());
         }
         if tokio::time::Instant::now() >= deadline {
-            return Err(json_response(
+            return Err(Box::new(json_response(
                 StatusCode::GATEWAY_TIMEOUT,
                 &json!({
                     "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
@@ -142,7 +142,7 @@ pub(super) async fn wait_fresh(sim: &Sim, params: &HashMap<String, String>) -> R
                     "details": {"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}], "retryAfterSeconds": 1},
                     "code": 504,
                 }),
-            ));
+            )));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
