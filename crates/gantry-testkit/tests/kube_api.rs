@@ -272,7 +272,7 @@ async fn deletion_propagates_to_owned_objects_unless_orphaned() {
         let owner = deploys.create(&PostParams::default(), &deployment(name, "nginx")).await.unwrap();
         let rs: ReplicaSet = serde_json::from_value(json!({
             "metadata": {"name": format!("{name}-rs"), "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": name, "uid": owner.metadata.uid.unwrap(), "controller": true}]},
-            "spec": {"selector": {"matchLabels": {"app": name}}, "template": {"metadata": {"labels": {"app": name}}}}
+            "spec": {"replicas": 0, "selector": {"matchLabels": {"app": name}}, "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [{"name": "app", "image": "nginx"}]}}}
         }))
         .unwrap();
         rss.create(&PostParams::default(), &rs).await.unwrap();

@@ -18,7 +18,7 @@ use super::resources::ResourceType;
 use super::selector::Selector;
 use super::store::{Change, Key, Store, StoreError, metadata, now_rfc3339};
 use super::{Sim, lock};
-use super::{list_options, ownership, patch, scale};
+use super::{admission, list_options, ownership, patch, scale};
 
 /// The version the simulator reports; kubectl's dispatcher picks a client from it.
 pub(crate) const SERVER_MINOR: &str = "33";
@@ -642,8 +642,17 @@ fn stream_response(events: futures::stream::BoxStream<'static, Value>) -> Respon
 }
 
 /// Checks apiVersion, kind and name of a body against the path.
-fn check_body(t: &ResourceType, object: &Value, name: Option<&str>) -> Result<(), Box<Response>> {
+fn check_body(t: &ResourceType, target: &Target, object: &Value, name: Option<&str>) -> Result<(), Box<Response>> {
     let refuse = |message: String| Err(Box::new(bad_request(message)));
+    // <https://kubernetes.io/docs/reference/using-api/api-concepts/#resource-uris>: the namespace is the URL's.
+    if let (true, Some(url), Some(body)) = (
+        t.namespaced,
+        target.namespace.as_deref(),
+        object.pointer("/metadata/namespace").and_then(Value::as_str).filter(|n| !n.is_empty()),
+    ) && url != body
+    {
+        return refuse("the namespace of the provided object does not match the namespace sent on the request".into());
+    }
     if let Some(av) = object.get("apiVersion").and_then(Value::as_str)
         && av != t.api_version()
     {
@@ -703,7 +712,7 @@ fn prepare_create(t: &ResourceType, target: &Target, mut object: Value) -> Value
 }
 
 fn create(sim: &Sim, t: &ResourceType, target: &Target, object: Value, dry_run: bool, manager: &str) -> Response {
-    if let Err(r) = check_body(t, &object, None) {
+    if let Err(r) = check_body(t, target, &object, None) {
         return *r;
     }
     let namespace = namespace_of(sim, t, target);
@@ -744,8 +753,20 @@ fn insert(
     dry_run: bool,
 ) -> Response {
     admit(t, &mut object);
+    // The uid is the new object's from here on: a Job's default selector names it.
+    let uid = store.new_uid();
+    metadata(&mut object).insert("uid".into(), json!(uid));
+    admission::default(t, &mut object, Some(&uid));
+    if t.kind == "Service" && t.group.is_empty() {
+        allocate_cluster_ip(store, &mut object);
+    }
+    if let Err(causes) = admission::validate(t, None, &object) {
+        return admission::invalid(t, name, &causes);
+    }
     let key = key(target, t, name);
     if dry_run {
+        // What would be stored, server-set fields included.
+        metadata(&mut object).insert("creationTimestamp".into(), json!(now_rfc3339()));
         return if store.get(&key).is_some() {
             store_error(StoreError::AlreadyExists, t, name)
         } else {
@@ -755,6 +776,35 @@ fn insert(
     match store.create(key, object, t.generation) {
         Ok(o) => json_response(StatusCode::CREATED, &o),
         Err(e) => store_error(e, t, name),
+    }
+}
+
+/// A Service's cluster IP, allocated from 10.96.0.0/12 as the API server's allocator does (unless it is headless,
+/// `None`, or an `ExternalName`); with its `clusterIPs`, IP family and traffic policy.
+/// <https://kubernetes.io/docs/concepts/services-networking/cluster-ip-allocation/>
+fn allocate_cluster_ip(store: &mut Store, service: &mut Value) {
+    let Some(spec) = service.get_mut("spec").filter(|s| s.is_object()) else { return };
+    if spec.get("type").and_then(Value::as_str) == Some("ExternalName") {
+        return;
+    }
+    let ip = match spec.get("clusterIP").and_then(Value::as_str).filter(|ip| !ip.is_empty()) {
+        Some(ip) => ip.to_owned(),
+        None => {
+            let n = store.next_cluster_ip();
+            format!("10.96.{}.{}", n / 254, n % 254 + 1)
+        }
+    };
+    spec["clusterIP"] = json!(ip);
+    spec["clusterIPs"] = json!([ip]);
+    if ip != "None" {
+        spec["ipFamilies"] = json!(["IPv4"]);
+        spec["ipFamilyPolicy"] = json!("SingleStack");
+    }
+    if spec.get("internalTrafficPolicy").is_none() {
+        spec["internalTrafficPolicy"] = json!("Cluster");
+    }
+    if service.get("status").is_none_or(|s| s.as_object().is_some_and(|m| m.is_empty())) {
+        service["status"] = json!({"loadBalancer": {}});
     }
 }
 
@@ -790,7 +840,7 @@ pub(super) fn apply_update(
     dry_run: bool,
     updater: Option<&str>,
 ) -> Response {
-    if let Err(r) = check_body(t, &new, Some(name)) {
+    if let Err(r) = check_body(t, target, &new, Some(name)) {
         return *r;
     }
     if let Some(manager) = updater {
@@ -822,6 +872,10 @@ pub(super) fn apply_update(
         }
     }
     admit(t, &mut new);
+    admission::default(t, &mut new, None);
+    if let Err(causes) = admission::validate(t, Some(old), &new) {
+        return admission::invalid(t, name, &causes);
+    }
     let new = typed(new, t);
     if dry_run {
         let current = store.get(&key(target, t, name)).and_then(|o| o.pointer("/metadata/resourceVersion")).cloned();

@@ -19,8 +19,13 @@
 //! then `504` "Too large resource version"; `resourceVersionMatch=Exact` is served from the current state (no older
 //! snapshots are kept); a resourceVersion that is not a number is read as none.
 //!
-//! What it does not model (yet): authentication and authorization; admission and defaulting (a Deployment without
-//! `spec.strategy` stays so); OpenAPI schemas and field validation (it serves an OpenAPI v3 index that tells kubectl
+//! Defaulting and validation of the built-in kinds as the registry's strategies do them, for the rules a pipeline
+//! meets first (names, labels, replicas, selectors, containers and images, a Job's restart policy, immutable
+//! selectors, a body's namespace; Deployment, Job, Pod, Service and Namespace defaults, Service cluster IPs): see
+//! the `admission` module for what it covers and what it stores as sent.
+//!
+//! What it does not model (yet): authentication and authorization; the other field validations (resources,
+//! probes, volumes...) and admission webhooks; OpenAPI schemas and field validation (it serves an OpenAPI v3 index that tells kubectl
 //! the server validates fields, and then accepts every field); protobuf request bodies (kubectl's generator commands
 //! such as `kubectl create configmap` send them: use `kubectl create -f` or `kubectl apply`); strategic merge's full list
 //! semantics (lists of objects merge by `name`, `containerPort`, `port` or `type`; `$patch: delete` is honoured,
@@ -35,6 +40,7 @@
 //! Deployments and ReplicaSets. See the `controllers` and `scale` modules. Not modelled: scheduling and nodes,
 //! Events written by controllers, `minReadySeconds` (a ready pod is available at once).
 
+mod admission;
 mod api;
 mod controllers;
 mod fault;

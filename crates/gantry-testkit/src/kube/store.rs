@@ -59,13 +59,22 @@ pub(crate) struct Store {
     /// The oldest version a watch may resume from.
     compacted: u64,
     uids: u64,
+    cluster_ips: u64,
     pub(crate) changes: broadcast::Sender<Change>,
 }
 
 impl Store {
     pub(crate) fn new() -> Self {
         let (changes, _) = broadcast::channel(4096);
-        Self { rv: 1, objects: BTreeMap::new(), history: VecDeque::new(), compacted: 1, uids: 0, changes }
+        Self {
+            rv: 1,
+            objects: BTreeMap::new(),
+            history: VecDeque::new(),
+            compacted: 1,
+            uids: 0,
+            cluster_ips: 0,
+            changes,
+        }
     }
 
     pub(crate) fn resource_version(&self) -> u64 {
@@ -144,9 +153,16 @@ impl Store {
         self.rv
     }
 
-    fn uid(&mut self) -> String {
+    /// A new object's uid (a create keeps one set this way).
+    pub(crate) fn new_uid(&mut self) -> String {
         self.uids += 1;
         format!("00000000-0000-4000-8000-{:012x}", self.uids)
+    }
+
+    /// The next Service cluster IP's number.
+    pub(crate) fn next_cluster_ip(&mut self) -> u64 {
+        self.cluster_ips += 1;
+        self.cluster_ips
     }
 
     /// Creates an object: sets uid, creationTimestamp, resourceVersion and, for types that keep one, generation 1.
@@ -155,7 +171,10 @@ impl Store {
             return Err(StoreError::AlreadyExists);
         }
         let rv = self.next_rv();
-        let uid = self.uid();
+        let uid = match object.pointer("/metadata/uid").and_then(Value::as_str).filter(|u| !u.is_empty()) {
+            Some(uid) => uid.to_owned(),
+            None => self.new_uid(),
+        };
         let meta = metadata(&mut object);
         meta.insert("uid".into(), json!(uid));
         meta.insert("creationTimestamp".into(), json!(now_rfc3339()));
