@@ -617,3 +617,45 @@ async fn a_watch_with_timeout_zero_stays_open() {
     }
     c.cleanup().await;
 }
+
+/// Delete preconditions: a uid or resourceVersion that is no longer the object's is a conflict, and nothing is
+/// deleted. <https://kubernetes.io/docs/reference/kubernetes-api/common-definitions/delete-options/>
+#[tokio::test]
+async fn delete_preconditions_are_checked() {
+    let c = TestCluster::new("preconditions").await.unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(c.client.clone(), &c.namespace);
+    let created = cms.create(&PostParams::default(), &configmap("x", "web")).await.unwrap();
+    let stale = created.metadata.resource_version.clone().unwrap();
+    cms.patch("x", &PatchParams::default(), &Patch::Merge(json!({"data": {"k": "2"}}))).await.unwrap();
+    let by_version = DeleteParams {
+        preconditions: Some(kube::api::Preconditions { resource_version: Some(stale), uid: None }),
+        ..Default::default()
+    };
+    assert_eq!(api_code(cms.delete("x", &by_version).await.unwrap_err()), 409);
+    let by_uid = DeleteParams {
+        preconditions: Some(kube::api::Preconditions { resource_version: None, uid: Some("not-the-uid".into()) }),
+        ..Default::default()
+    };
+    assert_eq!(api_code(cms.delete("x", &by_uid).await.unwrap_err()), 409);
+    assert!(cms.get_opt("x").await.unwrap().is_some(), "nothing was deleted");
+    let right = DeleteParams {
+        preconditions: Some(kube::api::Preconditions { resource_version: None, uid: created.metadata.uid }),
+        ..Default::default()
+    };
+    cms.delete("x", &right).await.unwrap();
+    assert!(cms.get_opt("x").await.unwrap().is_none());
+    c.cleanup().await;
+}
+
+/// The namespaces the cluster starts with cannot be deleted (403).
+/// <https://kubernetes.io/docs/concepts/overview/working-with-objects/namespaces/#initial-namespaces>
+#[tokio::test]
+async fn system_namespaces_cannot_be_deleted() {
+    let c = TestCluster::new("system-namespaces").await.unwrap();
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(c.client.clone());
+    for name in ["default", "kube-system", "kube-public"] {
+        assert_eq!(api_code(namespaces.delete(name, &DeleteParams::default()).await.unwrap_err()), 403, "{name}");
+        assert!(namespaces.get_opt(name).await.unwrap().is_some(), "{name}");
+    }
+    c.cleanup().await;
+}

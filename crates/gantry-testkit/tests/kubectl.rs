@@ -398,3 +398,75 @@ async fn kubectl_rollout_pause_and_resume_with_every_client() {
     }
     c.cleanup().await;
 }
+
+/// `kubectl delete --cascade=orphan` with every client, 1.27 to 1.33: the ReplicaSet and its pods stay, no longer
+/// owned; the Deployment applied again adopts them instead of starting new pods.
+/// <https://kubernetes.io/docs/tasks/administer-cluster/use-cascading-deletion/#set-orphan-deletion-policy>
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_delete_orphan_keeps_the_replica_set_and_it_is_adopted_again() {
+    use k8s_openapi::api::apps::v1::ReplicaSet;
+    use k8s_openapi::api::core::v1::Pod;
+    let c = TestCluster::new("kubectl-orphan").await.unwrap();
+    let sets: kube::Api<ReplicaSet> = kube::Api::namespaced(c.client.clone(), &c.namespace);
+    let pods: kube::Api<Pod> = kube::Api::namespaced(c.client.clone(), &c.namespace);
+    let pod_names = || async {
+        let mut names: Vec<String> =
+            pods.list(&Default::default()).await.unwrap().items.into_iter().filter_map(|p| p.metadata.name).collect();
+        names.sort();
+        names
+    };
+    // Applied with the dispatcher's client: kubectl 1.27 and 1.28 validate on their side from `/openapi/v2`, which
+    // the simulator does not serve yet.
+    let applier = Kubectl::new(&c);
+    for binary in clients() {
+        let k = Kubectl::with_binary(&c, binary.clone());
+        applier.apply(WEB);
+        k.ok(&["rollout", "status", "deployment/web", "--timeout", "20s"]);
+        let before = pod_names().await;
+        k.ok(&["delete", "deployment", "web", "--cascade=orphan"]);
+        let left = sets.list(&Default::default()).await.unwrap().items;
+        assert_eq!(left.len(), 1, "{}: the ReplicaSet stays", binary.display());
+        assert!(
+            left[0].metadata.owner_references.as_ref().is_none_or(Vec::is_empty),
+            "{}: no longer owned",
+            binary.display()
+        );
+        assert_eq!(pod_names().await, before, "{}: its pods stay", binary.display());
+        applier.apply(WEB);
+        k.ok(&["rollout", "status", "deployment/web", "--timeout", "20s"]);
+        let sets_now = sets.list(&Default::default()).await.unwrap().items;
+        assert_eq!(sets_now.len(), 1, "{}: adopted, not replaced", binary.display());
+        assert!(sets_now[0].metadata.owner_references.as_ref().is_some_and(|r| r.len() == 1), "{}", binary.display());
+        assert_eq!(pod_names().await, before, "{}: the same pods serve", binary.display());
+    }
+    c.cleanup().await;
+}
+
+/// A Job whose image has no script runs as a plain container that exits 0: it completes, and `kubectl logs
+/// job/NAME` reads its pod (found by the Job's selector), with every client.
+/// <https://kubernetes.io/docs/concepts/workloads/controllers/job/#running-an-example-job>
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_waits_for_a_plain_job_to_complete_with_every_client() {
+    let c = TestCluster::new("kubectl-plain-job").await.unwrap();
+    let applier = Kubectl::new(&c);
+    for (i, binary) in clients().into_iter().enumerate() {
+        let k = Kubectl::with_binary(&c, binary.clone());
+        let name = format!("hello-{i}");
+        applier.apply(&format!(
+            "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: {name}\nspec:\n  template:\n    spec:\n      restartPolicy: Never\n      containers:\n      - name: hello\n        image: busybox:1.36\n        command: [echo, hi]\n"
+        ));
+        let waited = k.ok(&["wait", &format!("job/{name}"), "--for=condition=complete", "--timeout=20s"]);
+        assert!(waited.contains("condition met"), "{}: {waited}", binary.display());
+        k.ok(&["logs", &format!("job/{name}")]);
+        let selector = k.ok(&[
+            "get",
+            "job",
+            &name,
+            "-o",
+            "jsonpath={.spec.selector.matchLabels.batch\\.kubernetes\\.io/controller-uid}",
+        ]);
+        let uid = k.ok(&["get", "job", &name, "-o", "jsonpath={.metadata.uid}"]);
+        assert_eq!(selector, uid, "{}", binary.display());
+    }
+    c.cleanup().await;
+}

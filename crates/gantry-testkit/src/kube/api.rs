@@ -20,6 +20,9 @@ use super::store::{Change, Key, Store, StoreError, metadata, now_rfc3339};
 use super::{Sim, lock};
 use super::{admission, list_options, ownership, patch, scale};
 
+/// Namespaces the API server will not delete.
+const SYSTEM_NAMESPACES: [&str; 3] = ["default", "kube-system", "kube-public"];
+
 /// The version the simulator reports; kubectl's dispatcher picks a client from it.
 pub(crate) const SERVER_MINOR: &str = "33";
 
@@ -1052,14 +1055,56 @@ fn delete(
         .or_else(|| options.get("propagationPolicy").and_then(Value::as_str).map(str::to_owned))
         .unwrap_or_else(|| "Background".into());
     let k = key(target, t, name);
+    if t.kind == "Namespace" && t.group.is_empty() && SYSTEM_NAMESPACES.contains(&name) {
+        // <https://kubernetes.io/docs/concepts/overview/working-with-objects/namespaces/#initial-namespaces>
+        return status(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            format!("namespaces \"{name}\" is forbidden: this namespace may not be deleted"),
+            Some((t, name)),
+        );
+    }
     let mut store = lock(&sim.store);
     let Some(object) = store.get(&k).cloned() else { return store_error(StoreError::NotFound, t, name) };
+    // Preconditions: the object must still be the one (uid) and the version (resourceVersion) the client saw.
+    // <https://kubernetes.io/docs/reference/kubernetes-api/common-definitions/delete-options/>
+    for (field, label) in [("uid", "UID"), ("resourceVersion", "ResourceVersion")] {
+        let (asked, actual) = (
+            options.pointer(&format!("/preconditions/{field}")).and_then(Value::as_str),
+            object.pointer(&format!("/metadata/{field}")).and_then(Value::as_str).unwrap_or_default(),
+        );
+        if let Some(asked) = asked.filter(|a| *a != actual) {
+            let what = if t.group.is_empty() { t.plural.clone() } else { format!("{}.{}", t.plural, t.group) };
+            return status(
+                StatusCode::CONFLICT,
+                "Conflict",
+                format!(
+                    "Operation cannot be fulfilled on {what} \"{name}\": Precondition failed: {label} in precondition: {asked}, {label} in object meta: {actual}"
+                ),
+                Some((t, name)),
+            );
+        }
+    }
     if dry_run {
         return json_response(StatusCode::OK, &typed(object, t));
     }
     if let Some(uid) = object.pointer("/metadata/uid").and_then(Value::as_str)
-        && policy != "Orphan"
+        && policy == "Orphan"
     {
+        // Orphaned dependents stay, without the reference to their owner (the garbage collector removes it).
+        // <https://kubernetes.io/docs/concepts/architecture/garbage-collection/#orphaned-dependents>
+        for dependent in store.owned_by(uid) {
+            if let Some(mut d) = store.get(&dependent).cloned() {
+                if let Some(refs) = d.pointer_mut("/metadata/ownerReferences").and_then(Value::as_array_mut) {
+                    refs.retain(|r| r.get("uid").and_then(Value::as_str) != Some(uid));
+                }
+                if d.pointer("/metadata/ownerReferences").and_then(Value::as_array).is_some_and(Vec::is_empty) {
+                    metadata(&mut d).remove("ownerReferences");
+                }
+                let _ = store.update(&dependent, d);
+            }
+        }
+    } else if let Some(uid) = object.pointer("/metadata/uid").and_then(Value::as_str) {
         // Dependents go at once (the real garbage collector removes them shortly after, in the background).
         let mut pending = vec![uid.to_owned()];
         while let Some(owner) = pending.pop() {

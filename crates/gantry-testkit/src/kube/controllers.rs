@@ -336,6 +336,7 @@ fn deployment(store: &mut Store, key: &Key, rs_kind: usize) {
     let replicas = d.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1);
     let template = d.pointer("/spec/template").cloned().unwrap_or(json!({}));
     let hash = template_hash(&template);
+    adopt(store, &d, key, rs_kind);
     let mut sets = owned(store, rs_kind, &key.namespace, &uid);
     let max_revision = sets.iter().map(|rs| revision(rs)).max().unwrap_or(0);
     let new_name = format!("{}-{hash}", key.name);
@@ -487,6 +488,32 @@ fn history_limit(store: &mut Store, key: &Key, rs_kind: usize) {
         if idle {
             let _ = store.delete(&key_of(rs, rs_kind));
         }
+    }
+}
+
+/// A Deployment adopts the ReplicaSets of its namespace that no controller owns and that its selector selects (an
+/// orphan left by `kubectl delete --cascade=orphan`, before the Deployment was created again).
+/// <https://kubernetes.io/docs/concepts/workloads/controllers/replicaset/#non-template-pod-acquisitions>
+fn adopt(store: &mut Store, d: &Value, key: &Key, rs_kind: usize) {
+    let Some(selector) = d.pointer("/spec/selector") else { return };
+    let Ok(selector) = super::selector::Selector::parse(&super::scale::selector_string(selector)) else { return };
+    let controlled = |o: &Value| {
+        o.pointer("/metadata/ownerReferences")
+            .and_then(Value::as_array)
+            .is_some_and(|refs| refs.iter().any(|r| r.get("controller").and_then(Value::as_bool) == Some(true)))
+    };
+    let orphans: Vec<Arc<Value>> = store
+        .list_shared(rs_kind, Some(&key.namespace))
+        .into_iter()
+        .filter(|rs| !controlled(rs) && selector.matches_labels(rs))
+        .collect();
+    for rs in orphans {
+        let mut adopted = (*rs).clone();
+        let mut refs =
+            adopted.pointer("/metadata/ownerReferences").and_then(Value::as_array).cloned().unwrap_or_default();
+        refs.extend(owner_ref(d, "apps/v1", "Deployment").as_array().cloned().unwrap_or_default());
+        metadata(&mut adopted).insert("ownerReferences".into(), json!(refs));
+        let _ = store.update(&key_of(&rs, rs_kind), adopted);
     }
 }
 
@@ -706,8 +733,14 @@ fn kubelet(sim: &Sim, store: &mut Store, key: &Key) -> Option<Instant> {
     let elapsed = now - started;
     let containers = pod.pointer("/spec/containers").and_then(Value::as_array).cloned().unwrap_or_default();
     let scripts = lock(&sim.control.scripts).clone();
-    let script_of = |c: &Value| {
-        scripts.get(c.get("image").and_then(Value::as_str).unwrap_or_default()).cloned().unwrap_or_default()
+    // An image without a script behaves as a plain container: one that keeps running (ready after 50 ms) in a pod
+    // that restarts always, one that runs briefly and exits 0 in a pod that runs to completion (a Job's).
+    let runs_to_completion =
+        matches!(pod.pointer("/spec/restartPolicy").and_then(Value::as_str), Some("Never" | "OnFailure"));
+    let script_of = |c: &Value| match scripts.get(c.get("image").and_then(Value::as_str).unwrap_or_default()) {
+        Some(script) => script.clone(),
+        None if runs_to_completion => PodScript::Exit { after: Duration::from_millis(50), code: 0, logs: Vec::new() },
+        None => PodScript::default(),
     };
     let mut next: Option<Duration> = None;
     let mut statuses = Vec::new();

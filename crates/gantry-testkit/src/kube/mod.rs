@@ -9,7 +9,9 @@
 //! a field another manager set is refused with `409 Conflict` and `FieldManagerConflict` causes unless forced, and
 //! fields a manager stops applying (that no one else set) are removed (see the `ownership` module for what it
 //! approximates); lists in pages (`limit` and `continue`, each page from one consistent snapshot, `410` once it is
-//! compacted); deletion with owner-reference propagation; discovery for kubectl. A write without a resourceVersion
+//! compacted); deletion with owner-reference propagation (orphaned dependents lose their reference to the owner,
+//! and a Deployment adopts the unowned ReplicaSets its selector selects), delete preconditions (uid,
+//! resourceVersion: `409`), the initial namespaces refused deletion (`403`); discovery for kubectl. A write without a resourceVersion
 //! (patch, apply, PUT) is applied to the object as it is when written, so it never fails with `409` because a
 //! controller wrote in between (the API server retries such writes). Watch history is kept for 5 minutes and at
 //! most 10,000 changes (then `410 Gone`, as after etcd's compaction; the first versions, from before the cluster
@@ -31,7 +33,9 @@
 //! semantics (lists of objects merge by `name`, `containerPort`, `port` or `type`; `$patch: delete` is honoured,
 //! other directives are ignored); finalizers and graceful deletion (objects
 //! and their dependents go at once); table output (kubectl prints on its own side).
-//! Controllers: Deployment, ReplicaSet and Job, and a kubelet whose pods behave as scripted per image ([`PodScript`]),
+//! Controllers: Deployment, ReplicaSet and Job, and a kubelet whose pods behave as scripted per image ([`PodScript`];
+//! an image without a script runs until deleted in a pod that restarts always, and exits 0 after 50 ms in a pod that
+//! runs to completion, as a Job's does),
 //! with their output served as pod logs, printed line by line over the container's run and followed with
 //! `follow=true` until it exits or the pod is deleted (other log parameters, such as `tailLines`, `sinceSeconds` and
 //! `timestamps`, are ignored); old ReplicaSets beyond `revisionHistoryLimit` are deleted once a rollout completes;
