@@ -470,3 +470,30 @@ async fn kubectl_waits_for_a_plain_job_to_complete_with_every_client() {
     }
     c.cleanup().await;
 }
+
+/// `kubectl get nodes` and `kubectl auth can-i` with every client, 1.27 to 1.33: one ready node, and every request
+/// allowed (the simulator does not model authorization; a real cluster answers for the kubeconfig's user).
+/// <https://kubernetes.io/docs/reference/access-authn-authz/authorization/#checking-api-access>
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_get_nodes_and_auth_can_i_with_every_client() {
+    let c = TestCluster::new("kubectl-nodes").await.unwrap();
+    for binary in clients() {
+        let k = Kubectl::with_binary(&c, binary.clone());
+        let nodes =
+            k.ok(&["get", "nodes", "-o", "jsonpath={.items[*].status.conditions[?(@.type==\"Ready\")].status}"]);
+        assert!(!nodes.is_empty() && nodes.split(' ').all(|s| s == "True"), "{}: {nodes}", binary.display());
+        if c.sim().is_some() {
+            let out = k.run(&["auth", "can-i", "create", "deployments"]);
+            let (said, err) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            let minor: u32 = binary.to_string_lossy().rsplit('.').next().unwrap().parse().unwrap();
+            if minor < 32 {
+                assert_eq!(said.trim(), "yes", "{}: {err}", binary.display());
+            } else {
+                // kubectl 1.32 and later send the review as protobuf, which the simulator does not read yet (issue
+                // #14): the refusal says so. When protobuf lands this branch must go.
+                assert!(err.contains("not protobuf"), "{}: {said} {err}", binary.display());
+            }
+        }
+    }
+    c.cleanup().await;
+}

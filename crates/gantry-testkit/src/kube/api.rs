@@ -193,6 +193,7 @@ fn resource_list(sim: &Sim, group: &str, version: &str) -> Option<Value> {
     let verbs = json!(["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]);
     let mut resources = Vec::new();
     for t in types.iter().filter(|t| t.group == group && t.version == version) {
+        let verbs = if is_review(t) { json!(["create"]) } else { verbs.clone() };
         resources.push(json!({
             "name": t.plural, "singularName": t.singular(), "namespaced": t.namespaced, "kind": t.kind,
             "verbs": verbs, "shortNames": t.short_names, "categories": t.categories,
@@ -299,6 +300,9 @@ async fn api(
         let agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("unknown");
         agent.split('/').next().unwrap_or("unknown").to_owned()
     });
+    if is_review(&t) {
+        return review(&t, method, headers, body);
+    }
     if target.sub.as_deref() == Some("scale") && scale::has_scale(&t) {
         let Some(name) = target.name.clone() else { return not_found_path(&rest.join("/")) };
         let object = Target { sub: None, ..target };
@@ -335,6 +339,42 @@ async fn api(
             status(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", format!("{method} is not supported here"), None)
         }
     }
+}
+
+/// Whether the type is a review that is answered, never stored (`SelfSubjectAccessReview`).
+fn is_review(t: &ResourceType) -> bool {
+    t.group == "authorization.k8s.io" && t.kind == "SelfSubjectAccessReview"
+}
+
+/// `kubectl auth can-i`: the simulator authorizes every request, and says so.
+/// <https://kubernetes.io/docs/reference/access-authn-authz/authorization/#checking-api-access>
+fn review(t: &ResourceType, method: &Method, headers: &HeaderMap, body: &Bytes) -> Response {
+    if *method != Method::POST {
+        return status(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            format!("{method} is not supported on {}", t.plural),
+            None,
+        );
+    }
+    let mut review = match parse_body(headers, body) {
+        Ok(review) => review,
+        Err(e) => return bad_request(e),
+    };
+    if !review
+        .get("spec")
+        .is_some_and(|s| s.get("resourceAttributes").is_some() || s.get("nonResourceAttributes").is_some())
+    {
+        let causes = [
+            json!({"reason": "FieldValueRequired", "message": "Required value: exactly one of nonResourceAttributes or resourceAttributes must be specified", "field": "spec.resourceAttributes"}),
+        ];
+        return json_response(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": "SelfSubjectAccessReview.authorization.k8s.io \"\" is invalid: spec.resourceAttributes: Required value: exactly one of nonResourceAttributes or resourceAttributes must be specified", "reason": "Invalid", "details": {"group": t.group, "kind": t.kind, "causes": causes}, "code": 422}),
+        );
+    }
+    review["status"] = json!({"allowed": true, "reason": "the simulated cluster authorizes every request"});
+    json_response(StatusCode::CREATED, &typed(review, t))
 }
 
 fn is_true(v: Option<&String>) -> bool {

@@ -42,7 +42,8 @@
 //! the `Recreate` strategy; paused Deployments (no rollout, replicas still scaled: a rollout paused half-way gives
 //! the difference to one ReplicaSet, where upstream shares it out in proportion); the `scale` subresource of
 //! Deployments and ReplicaSets. See the `controllers` and `scale` modules. Not modelled: scheduling and nodes,
-//! Events written by controllers, `minReadySeconds` (a ready pod is available at once).
+//! Events written by controllers, `minReadySeconds` (a ready pod is available at once). There is one Node object,
+//! ready (pods are not bound to it), and `SelfSubjectAccessReview` allows every request (`kubectl auth can-i`).
 
 mod admission;
 mod api;
@@ -84,6 +85,31 @@ pub enum SimError {
     /// kube could not make a client.
     #[error("kube could not make a client for the simulator")]
     Client(#[source] kube::Error),
+}
+
+/// The simulated cluster's one node.
+const NODE: &str = "gantry-node-1";
+
+fn lock_types_position(sim: &Sim, kind: &str) -> usize {
+    sim.types.read().unwrap_or_else(|e| e.into_inner()).iter().position(|t| t.kind == kind).expect("built-in kind")
+}
+
+/// The node object: ready, linux/amd64, the server's kubelet version, room for 110 pods.
+/// <https://kubernetes.io/docs/reference/node/node-status/>
+fn node() -> serde_json::Value {
+    let now = store::now_rfc3339();
+    json!({
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": NODE, "labels": {"kubernetes.io/hostname": NODE, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64", "node-role.kubernetes.io/control-plane": ""}},
+        "spec": {},
+        "status": {
+            "capacity": {"cpu": "4", "memory": "8Gi", "pods": "110"},
+            "allocatable": {"cpu": "4", "memory": "8Gi", "pods": "110"},
+            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "kubelet is posting ready status", "lastHeartbeatTime": now, "lastTransitionTime": now}],
+            "addresses": [{"type": "InternalIP", "address": "10.0.0.1"}, {"type": "Hostname", "address": NODE}],
+            "nodeInfo": {"kubeletVersion": format!("v1.{}.0", api::SERVER_MINOR), "kubeProxyVersion": "", "operatingSystem": "linux", "architecture": "amd64", "containerRuntimeVersion": "gantry-testkit://1", "kernelVersion": "", "osImage": "Gantry simulated node", "machineID": "", "systemUUID": "", "bootID": ""},
+        },
+    })
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -236,6 +262,10 @@ impl ClusterSim {
                 let object = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}, "status": {"phase": "Active"}});
                 let _ = store.create(Key { kind: 0, namespace: String::new(), name: ns.to_owned() }, object, false);
             }
+            // One node, ready, as `kubectl get nodes` shows it (pods are not scheduled to it: see above).
+            let node_kind = lock_types_position(&sim, "Node");
+            let _ =
+                store.create(Key { kind: node_kind, namespace: String::new(), name: NODE.to_owned() }, node(), false);
             // A real cluster's first versions are long compacted: a watch from `resourceVersion=1` is 410 Gone.
             store.compact();
         }

@@ -87,5 +87,7 @@ pub(crate) fn builtins() -> Vec<ResourceType> {
         builtin("apps", "v1", "Deployment", "deployments", true, true, &["deploy"]),
         builtin("apps", "v1", "ReplicaSet", "replicasets", true, true, &["rs"]),
         builtin("batch", "v1", "Job", "jobs", true, true, &[]),
+        builtin("", "v1", "Node", "nodes", false, true, &["no"]),
+        builtin("authorization.k8s.io", "v1", "SelfSubjectAccessReview", "selfsubjectaccessreviews", false, false, &[]),
     ]
 }
