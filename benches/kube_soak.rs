@@ -64,12 +64,12 @@ async fn populate(client: &kube::Client, namespace: &str) {
 
 async fn write(client: &kube::Client, i: usize) {
     let params = PatchParams::default();
-    if i % 500 == 0 {
+    if i.is_multiple_of(500) {
         let deploys: Api<Deployment> = Api::namespaced(client.clone(), "soak");
         let image =
             json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": format!("web:{i}")}]}}}});
         deploys.patch(&format!("web-{}", (i / 500) % DEPLOYMENTS), &params, &Patch::Strategic(image)).await.unwrap();
-    } else if i % 4 == 0 {
+    } else if i.is_multiple_of(4) {
         let deploys: Api<Deployment> = Api::namespaced(client.clone(), "soak");
         let patch = json!({"metadata": {"annotations": {"soak": i.to_string()}}});
         deploys.patch(&format!("web-{}", i % DEPLOYMENTS), &params, &Patch::Merge(patch)).await.unwrap();
