@@ -257,3 +257,43 @@ async fn a_dry_run_create_answers_the_object_with_server_fields() {
     assert!(cms.get_opt("x").await.unwrap().is_none());
     c.cleanup().await;
 }
+
+/// Fields sent empty are unset, as Go's defaulting reads them (charts often render `type: ""`): defaulted, not
+/// refused. A Service updated without its cluster IP keeps the allocated one.
+/// <https://kubernetes.io/docs/concepts/services-networking/service/#type-clusterip>
+#[tokio::test]
+async fn empty_fields_are_defaulted_and_a_service_keeps_its_cluster_ip() {
+    let c = TestCluster::new("adm-empty").await.unwrap();
+    let services: Api<Service> = Api::namespaced(c.client.clone(), &c.namespace);
+    let svc: Service = serde_json::from_value(
+        json!({"metadata": {"name": "web"}, "spec": {"type": "", "selector": {"app": "web"}, "ports": [{"port": 80}]}}),
+    )
+    .unwrap();
+    let created = services.create(&PostParams::default(), &svc).await.unwrap();
+    let ip = created.spec.as_ref().unwrap().cluster_ip.clone().unwrap();
+    assert_eq!(created.spec.as_ref().unwrap().type_.as_deref(), Some("ClusterIP"));
+    let mut replace: Service = serde_json::from_value(
+        json!({"metadata": {"name": "web", "resourceVersion": created.metadata.resource_version}, "spec": {"selector": {"app": "web"}, "ports": [{"port": 8080}]}}),
+    )
+    .unwrap();
+    replace.metadata.resource_version = created.metadata.resource_version.clone();
+    let replaced = services.replace("web", &PostParams::default(), &replace).await.unwrap();
+    assert_eq!(replaced.spec.unwrap().cluster_ip, Some(ip), "the allocated IP is kept");
+    c.cleanup().await;
+}
+
+/// A Job that sets only `parallelism` (a work queue) keeps `completions` unset.
+/// <https://kubernetes.io/docs/concepts/workloads/controllers/job/#parallel-jobs>
+#[tokio::test]
+async fn a_work_queue_job_keeps_completions_unset() {
+    let c = TestCluster::new("adm-work-queue").await.unwrap();
+    let jobs: Api<Job> = Api::namespaced(c.client.clone(), &c.namespace);
+    let job: Job = serde_json::from_value(json!({
+        "metadata": {"name": "queue"},
+        "spec": {"parallelism": 3, "template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "w", "image": "busybox"}]}}}
+    }))
+    .unwrap();
+    let spec = jobs.create(&PostParams::default(), &job).await.unwrap().spec.unwrap();
+    assert_eq!((spec.parallelism, spec.completions), (Some(3), None));
+    c.cleanup().await;
+}

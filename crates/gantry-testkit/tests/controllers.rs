@@ -455,3 +455,28 @@ async fn recreate_removes_every_old_pod_before_creating_new_ones() {
     assert_eq!(done.status.unwrap().updated_replicas, Some(3));
     c.cleanup().await;
 }
+
+/// Two namespaces written one right after the other: the controllers act on both, whichever change their pass
+/// picked up first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_in_two_namespaces_at_once_are_both_acted_on() {
+    let sim = ClusterSim::start().await.unwrap();
+    let client = sim.client().await.unwrap();
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    for round in 0..20 {
+        let names = [format!("a-{round}"), format!("b-{round}")];
+        for ns in &names {
+            let body = serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap();
+            namespaces.create(&PostParams::default(), &body).await.unwrap();
+        }
+        let apis: Vec<Api<Deployment>> = names.iter().map(|ns| Api::namespaced(client.clone(), ns)).collect();
+        let (a, b) = (deployment("web", "busybox:1.0", 1, 1, 0), deployment("web", "busybox:1.0", 1, 1, 0));
+        let pp = PostParams::default();
+        let (ra, rb) = tokio::join!(apis[0].create(&pp, &a), apis[1].create(&pp, &b));
+        ra.unwrap();
+        rb.unwrap();
+        for api in &apis {
+            wait_complete(api, "web").await;
+        }
+    }
+}

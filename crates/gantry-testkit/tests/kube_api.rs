@@ -659,3 +659,25 @@ async fn system_namespaces_cannot_be_deleted() {
     }
     c.cleanup().await;
 }
+
+/// A plain watch from a resourceVersion the cluster has not reached opens at once and sends what comes after it
+/// (only lists and streaming lists wait for it).
+/// <https://kubernetes.io/docs/reference/using-api/api-concepts/#semantics-for-watch>
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_from_a_future_version_opens_and_sends_what_follows() {
+    let c = TestCluster::new("future-watch").await.unwrap();
+    let Some(_) = c.sim() else { return c.cleanup().await };
+    let cms: Api<ConfigMap> = Api::namespaced(c.client.clone(), &c.namespace);
+    let rv: u64 = cms.list(&ListParams::default()).await.unwrap().metadata.resource_version.unwrap().parse().unwrap();
+    let started = std::time::Instant::now();
+    let mut events = cms.watch(&WatchParams::default(), &(rv + 2).to_string()).await.unwrap().boxed();
+    assert!(started.elapsed() < Duration::from_secs(2), "the watch opened without waiting");
+    for name in ["one", "two", "three"] {
+        cms.create(&PostParams::default(), &configmap(name, "web")).await.unwrap();
+    }
+    match tokio::time::timeout(Duration::from_secs(5), events.try_next()).await.unwrap().unwrap() {
+        Some(WatchEvent::Added(cm)) => assert_eq!(cm.metadata.name.as_deref(), Some("three"), "only what follows"),
+        other => panic!("expected the third ConfigMap, got {other:?}"),
+    }
+    c.cleanup().await;
+}

@@ -155,7 +155,7 @@ fn pod_spec(spec: Option<&Value>, path: &str, restart: &[&str], causes: &mut Vec
                     }
                     Some(_) => {}
                 }
-                if c.get("image").and_then(Value::as_str).is_none_or(|i| i.trim().is_empty()) {
+                if c.get("image").and_then(Value::as_str).is_none_or(str::is_empty) {
                     causes.push(Cause::required(format!("{at}.image"), ""));
                 }
                 for (j, p) in c.get("ports").and_then(Value::as_array).into_iter().flatten().enumerate() {
@@ -305,7 +305,8 @@ fn set_default(object: &mut Value, path: &[&str], value: Value) {
             return;
         }
         if i == path.len() - 1 {
-            if at.get(*key).is_none_or(Value::is_null) {
+            // As Go's defaulting: a field sent empty (`type: ""`, as charts often render it) is unset.
+            if at.get(*key).is_none_or(|v| v.is_null() || v.as_str() == Some("")) {
                 at[*key] = value;
             }
             return;
@@ -372,8 +373,13 @@ pub(super) fn default(t: &ResourceType, object: &mut Value, uid: Option<&str>) {
             }
         }
         "Job" => {
+            // `completions` defaults to 1 only when `parallelism` is unset too (a work queue sets only the latter).
+            if object.pointer("/spec/completions").is_none_or(Value::is_null)
+                && object.pointer("/spec/parallelism").is_none_or(Value::is_null)
+            {
+                set_default(object, &["spec", "completions"], json!(1));
+            }
             set_default(object, &["spec", "parallelism"], json!(1));
-            set_default(object, &["spec", "completions"], json!(1));
             set_default(object, &["spec", "backoffLimit"], json!(6));
             set_default(object, &["spec", "completionMode"], json!("NonIndexed"));
             set_default(object, &["spec", "suspend"], json!(false));

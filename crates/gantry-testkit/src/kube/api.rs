@@ -313,8 +313,17 @@ async fn api(
         if let Err(r) = list_options::validate(params, is_true(params.get("watch"))) {
             return *r;
         }
-        if let Err(r) = list_options::wait_fresh(sim, params).await {
-            return *r;
+        // A list, or a streaming list, waits for a version the store has not reached; a plain watch from it opens
+        // and sends what comes after it.
+        let watching = is_true(params.get("watch"));
+        if (!watching || is_true(params.get("sendInitialEvents")))
+            && let Err(too_large) = list_options::wait_fresh(sim, params).await
+        {
+            return if watching {
+                stream_response(futures::stream::iter(vec![json!({"type": "ERROR", "object": too_large})]).boxed())
+            } else {
+                json_response(StatusCode::GATEWAY_TIMEOUT, &too_large)
+            };
         }
     }
     match (method.clone(), &target.name) {
@@ -851,6 +860,18 @@ fn allocate_cluster_ip(store: &mut Store, service: &mut Value) {
     }
 }
 
+/// An update of a Service that does not name its cluster IPs keeps the allocated ones (the API server's
+/// `PrepareForUpdate` carries them over; they are immutable).
+fn keep_cluster_ip(old: &Value, new: &mut Value) {
+    let Some(spec) = new.get_mut("spec").filter(|s| s.is_object()) else { return };
+    for field in ["clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"] {
+        let unset = spec.get(field).is_none_or(|v| v.is_null() || v.as_str() == Some(""));
+        if let (true, Some(allocated)) = (unset, old.pointer(&format!("/spec/{field}"))) {
+            spec[field] = allocated.clone();
+        }
+    }
+}
+
 /// What the API server's registry does to an object before it stores it, for the types Gantry writes: a Secret's
 /// `stringData` is merged into `data`, base64-encoded, and is not stored.
 /// <https://kubernetes.io/docs/concepts/configuration/secret/#restriction-names-data>
@@ -916,6 +937,9 @@ pub(super) fn apply_update(
     }
     admit(t, &mut new);
     admission::default(t, &mut new, None);
+    if t.kind == "Service" && t.group.is_empty() {
+        keep_cluster_ip(old, &mut new);
+    }
     if let Err(causes) = admission::validate(t, Some(old), &new) {
         return admission::invalid(t, name, &causes);
     }

@@ -112,6 +112,14 @@ enum Scope {
 }
 
 impl Scope {
+    /// Whether a pass over this scope saw the namespace's changes.
+    fn covers(&self, namespace: &str) -> bool {
+        match self {
+            Scope::All => true,
+            Scope::Namespaces(set) => set.contains(namespace),
+        }
+    }
+
     /// The namespaces to list in, `None` meaning all of them at once.
     fn namespaces(&self) -> Vec<Option<&str>> {
         match self {
@@ -141,14 +149,14 @@ pub(crate) async fn run(sim: Arc<Sim>) {
                 moments.extend(next);
             }
         }
-        // Changes up to `handled` are our own writes, or were seen by the last pass. Anything newer came from a
-        // client after that pass released the store and must not be swallowed: reconcile its namespace again at
-        // once. A lagged feed may have hidden such a change anywhere.
+        // Changes up to `handled` in the namespaces the pass looked at are our own writes, or were seen by it.
+        // Anything newer, or in a namespace it did not look at, came from a client and must not be swallowed:
+        // reconcile its namespace at once. A lagged feed may have hidden such a change anywhere.
         let mut dirty = BTreeSet::new();
         let mut lagged = false;
         loop {
             match changes.try_recv() {
-                Ok(c) if c.rv <= handled || !concerns(&c) => {}
+                Ok(c) if !concerns(&c) || (c.rv <= handled && scope.covers(&c.key.namespace)) => {}
                 Ok(c) => {
                     dirty.insert(c.key.namespace);
                 }

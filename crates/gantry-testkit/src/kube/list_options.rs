@@ -124,8 +124,9 @@ pub(super) fn validate(params: &HashMap<String, String>, watch: bool) -> Result<
 /// How long a request for a resourceVersion the store has not reached waits for it (the watch cache's 3 s).
 const FRESHNESS_WAIT: Duration = Duration::from_secs(3);
 
-/// Waits until the store has reached the `resourceVersion` asked for; `Err(504)` if it does not within 3 seconds.
-pub(super) async fn wait_fresh(sim: &Sim, params: &HashMap<String, String>) -> Result<(), Box<Response>> {
+/// Waits until the store has reached the `resourceVersion` asked for; if it does not within 3 seconds, `Err` with
+/// the `504` Status (a list answers it; a streaming list sends it as an ERROR event).
+pub(super) async fn wait_fresh(sim: &Sim, params: &HashMap<String, String>) -> Result<(), serde_json::Value> {
     let Some(asked) = params.get("resourceVersion").and_then(|v| v.parse::<u64>().ok()) else { return Ok(()) };
     let deadline = tokio::time::Instant::now() + FRESHNESS_WAIT;
     loop {
@@ -134,15 +135,12 @@ pub(super) async fn wait_fresh(sim: &Sim, params: &HashMap<String, String>) -> R
             return Ok(());
         }
         if tokio::time::Instant::now() >= deadline {
-            return Err(Box::new(json_response(
-                StatusCode::GATEWAY_TIMEOUT,
-                &json!({
-                    "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                    "message": format!("Too large resource version: {asked}, current: {current}"), "reason": "Timeout",
-                    "details": {"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}], "retryAfterSeconds": 1},
-                    "code": 504,
-                }),
-            )));
+            return Err(json!({
+                "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                "message": format!("Too large resource version: {asked}, current: {current}"), "reason": "Timeout",
+                "details": {"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}], "retryAfterSeconds": 1},
+                "code": 504,
+            }));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
