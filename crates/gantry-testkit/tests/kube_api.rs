@@ -681,3 +681,28 @@ async fn a_watch_from_a_future_version_opens_and_sends_what_follows() {
     }
     c.cleanup().await;
 }
+
+/// Selectors are checked: a label selector with an empty key or an invalid value, and a field selector on a field
+/// the kind does not support, are `400`; the supported ones work.
+/// <https://kubernetes.io/docs/concepts/overview/working-with-objects/field-selectors/#supported-fields>,
+/// <https://kubernetes.io/docs/concepts/overview/working-with-objects/labels/#label-selectors>
+#[tokio::test]
+async fn invalid_selectors_are_bad_requests() {
+    let c = TestCluster::new("selectors").await.unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(c.client.clone(), &c.namespace);
+    cms.create(&PostParams::default(), &configmap("a", "web")).await.unwrap();
+    for (labels, fields) in [("=a", ""), ("app=not a value", ""), ("", "spec.foo=x"), ("", "data.k=v")] {
+        let lp = ListParams {
+            label_selector: Some(labels.into()),
+            field_selector: Some(fields.into()),
+            ..Default::default()
+        };
+        let err = cms.list(&lp).await.unwrap_err();
+        assert_eq!(api_code(err), 400, "labels {labels:?}, fields {fields:?}");
+    }
+    let by_name = ListParams::default().fields("metadata.name=a").labels("app in (web,api)");
+    assert_eq!(cms.list(&by_name).await.unwrap().items.len(), 1);
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(c.client.clone(), &c.namespace);
+    pods.list(&ListParams::default().fields("status.phase=Running")).await.unwrap();
+    c.cleanup().await;
+}

@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 
 use super::api::json_response;
 use super::resources::ResourceType;
+use super::selector::label_text as is_label_text;
 
 /// One broken rule.
 pub(super) struct Cause {
@@ -88,18 +89,6 @@ fn is_dns_label(s: &str) -> bool {
 
 fn is_dns_subdomain(s: &str) -> bool {
     s.len() <= 253 && s.split('.').all(is_dns_label)
-}
-
-/// `([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]`, at most 63 characters; empty allowed when `empty_ok`.
-fn is_label_text(s: &str, empty_ok: bool) -> bool {
-    let b = s.as_bytes();
-    if b.is_empty() {
-        return empty_ok;
-    }
-    b.len() <= 63
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
-        && b[0].is_ascii_alphanumeric()
-        && b[b.len() - 1].is_ascii_alphanumeric()
 }
 
 /// Label (and annotation-free) metadata rules: the name, and the labels' keys and values.

@@ -427,10 +427,14 @@ fn typed(mut object: Value, t: &ResourceType) -> Value {
     object
 }
 
-fn selectors(params: &HashMap<String, String>) -> Result<(Selector, Selector), Box<Response>> {
+/// The request's label and field selectors, checked as the API server checks them: label keys and values must be
+/// valid, and a field selector may name only the fields the kind supports, with `=`, `==` or `!=` (`400`).
+fn selectors(params: &HashMap<String, String>, t: &ResourceType) -> Result<(Selector, Selector), Box<Response>> {
     let refuse = |e| Box::new(bad_request(e));
     let labels = Selector::parse(params.get("labelSelector").map_or("", String::as_str)).map_err(refuse)?;
+    labels.check_labels().map_err(refuse)?;
     let fields = Selector::parse(params.get("fieldSelector").map_or("", String::as_str)).map_err(refuse)?;
+    fields.check_fields(&t.kind, t.group.is_empty() || matches!(t.group.as_str(), "apps" | "batch")).map_err(refuse)?;
     Ok((labels, fields))
 }
 
@@ -515,7 +519,7 @@ fn list(sim: &Sim, t: &ResourceType, target: &Target, params: &HashMap<String, S
             }
         }
         None => {
-            let (labels, fields) = match selectors(params) {
+            let (labels, fields) = match selectors(params, t) {
                 Ok(s) => s,
                 Err(r) => return *r,
             };
@@ -569,7 +573,7 @@ fn parse_continue(token: &str) -> Option<(u64, usize)> {
 }
 
 fn watch(sim: &Arc<Sim>, t: &ResourceType, target: &Target, params: &HashMap<String, String>) -> Response {
-    let (labels, fields) = match selectors(params) {
+    let (labels, fields) = match selectors(params, t) {
         Ok(s) => s,
         Err(r) => return *r,
     };
@@ -1204,7 +1208,7 @@ fn delete(
 }
 
 fn delete_collection(sim: &Sim, t: &ResourceType, target: &Target, params: &HashMap<String, String>) -> Response {
-    let (labels, fields) = match selectors(params) {
+    let (labels, fields) = match selectors(params, t) {
         Ok(s) => s,
         Err(r) => return *r,
     };

@@ -11,7 +11,8 @@
 //! approximates); lists in pages (`limit` and `continue`, each page from one consistent snapshot, `410` once it is
 //! compacted); deletion with owner-reference propagation (orphaned dependents lose their reference to the owner,
 //! and a Deployment adopts the unowned ReplicaSets its selector selects), delete preconditions (uid,
-//! resourceVersion: `409`), the initial namespaces refused deletion (`403`); discovery for kubectl. A write without a resourceVersion
+//! resourceVersion: `409`), the initial namespaces refused deletion (`403`); label and field selectors checked
+//! (invalid keys and values, unsupported fields: `400`); discovery for kubectl. A write without a resourceVersion
 //! (patch, apply, PUT) is applied to the object as it is when written, so it never fails with `409` because a
 //! controller wrote in between (the API server retries such writes). Watch history is kept for 5 minutes and at
 //! most 10,000 changes (then `410 Gone`, as after etcd's compaction; the first versions, from before the cluster

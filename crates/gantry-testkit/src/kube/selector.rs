@@ -35,6 +35,18 @@ fn terms(s: &str) -> Vec<&str> {
     out.into_iter().map(str::trim).filter(|t| !t.is_empty()).collect()
 }
 
+/// `([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]`, at most 63 characters; empty allowed when `empty_ok`.
+pub(crate) fn label_text(s: &str, empty_ok: bool) -> bool {
+    let b = s.as_bytes();
+    if b.is_empty() {
+        return empty_ok;
+    }
+    b.len() <= 63
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+}
+
 fn set(values: &str) -> Result<Vec<String>, String> {
     let inner = values
         .trim()
@@ -68,6 +80,86 @@ impl Selector {
             reqs.push(req);
         }
         Ok(Self(reqs))
+    }
+
+    /// A label selector's keys must be qualified names and its values label values.
+    /// <https://kubernetes.io/docs/concepts/overview/working-with-objects/labels/#syntax-and-character-set>
+    pub(crate) fn check_labels(&self) -> Result<(), String> {
+        for r in &self.0 {
+            let (key, values): (&str, Vec<&str>) = match r {
+                Requirement::Equals(k, v) | Requirement::NotEquals(k, v) => (k, vec![v.as_str()]),
+                Requirement::In(k, vs) | Requirement::NotIn(k, vs) => (k, vs.iter().map(String::as_str).collect()),
+                Requirement::Exists(k) | Requirement::NotExists(k) => (k, Vec::new()),
+            };
+            if key.is_empty() {
+                return Err("unable to parse requirement: found '=', expected: identifier".into());
+            }
+            let name = key.rsplit_once('/').map_or(key, |(_, name)| name);
+            if !label_text(name, false) {
+                return Err(format!(
+                    "unable to parse requirement: <nil>: Invalid value: {key:?}: name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"
+                ));
+            }
+            if let Some(bad) = values.into_iter().find(|v| !label_text(v, true)) {
+                return Err(format!(
+                    "unable to parse requirement: values[0][{key}]: Invalid value: {bad:?}: a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// A field selector may name `metadata.name`, `metadata.namespace` and the fields the kind's registry adds, with
+    /// `=`, `==` or `!=` only; `builtin` says whether the kind is one of the API server's own.
+    /// <https://kubernetes.io/docs/concepts/overview/working-with-objects/field-selectors/#supported-fields>
+    pub(crate) fn check_fields(&self, kind: &str, builtin: bool) -> Result<(), String> {
+        let extra: &[&str] = match (builtin, kind) {
+            (true, "Pod") => &[
+                "spec.nodeName",
+                "spec.restartPolicy",
+                "spec.schedulerName",
+                "spec.serviceAccountName",
+                "spec.hostNetwork",
+                "status.phase",
+                "status.podIP",
+                "status.podIPs",
+                "status.nominatedNodeName",
+            ],
+            (true, "Secret") => &["type"],
+            (true, "Namespace") => &["status.phase"],
+            (true, "Node") => &["spec.unschedulable"],
+            (true, "ReplicaSet") => &["status.replicas"],
+            (true, "Job") => &["status.successful"],
+            (true, "Event") => &[
+                "involvedObject.kind",
+                "involvedObject.namespace",
+                "involvedObject.name",
+                "involvedObject.uid",
+                "involvedObject.apiVersion",
+                "involvedObject.resourceVersion",
+                "involvedObject.fieldPath",
+                "reason",
+                "reportingComponent",
+                "source",
+                "type",
+            ],
+            _ => &[],
+        };
+        for r in &self.0 {
+            let key = match r {
+                Requirement::Equals(k, _) | Requirement::NotEquals(k, _) => k,
+                Requirement::In(k, _)
+                | Requirement::NotIn(k, _)
+                | Requirement::Exists(k)
+                | Requirement::NotExists(k) => {
+                    return Err(format!("invalid selector: {k}: only =, == and != are supported for fields"));
+                }
+            };
+            if !matches!(key.as_str(), "metadata.name" | "metadata.namespace") && !extra.contains(&key.as_str()) {
+                return Err(format!("field label not supported: {key}"));
+            }
+        }
+        Ok(())
     }
 
     /// Whether `lookup` (label or field value by key) satisfies every requirement.
