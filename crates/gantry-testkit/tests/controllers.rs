@@ -480,3 +480,37 @@ async fn changes_in_two_namespaces_at_once_are_both_acted_on() {
         }
     }
 }
+
+/// An object whose owner does not exist is collected, with what it owns: a ReplicaSet that names an owner uid no
+/// object has goes, and so do its pods.
+/// <https://kubernetes.io/docs/concepts/architecture/garbage-collection/#owners-dependents>
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_whose_owner_is_gone_are_collected() {
+    let c = gantry_testkit::test_cluster::TestCluster::new("gc-dangling").await.unwrap();
+    let sets: Api<ReplicaSet> = Api::namespaced(c.client.clone(), &c.namespace);
+    let pods: Api<Pod> = Api::namespaced(c.client.clone(), &c.namespace);
+    let rs: ReplicaSet = serde_json::from_value(json!({
+        "metadata": {"name": "stray", "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "gone", "uid": "00000000-0000-4000-8000-00000000dead", "controller": true}]},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "stray"}}, "template": {"metadata": {"labels": {"app": "stray"}}, "spec": {"containers": [{"name": "app", "image": "busybox"}]}}}
+    }))
+    .unwrap();
+    sets.create(&PostParams::default(), &rs).await.unwrap();
+    let kept: ReplicaSet = serde_json::from_value(json!({
+        "metadata": {"name": "kept"},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "kept"}}, "template": {"metadata": {"labels": {"app": "kept"}}, "spec": {"containers": [{"name": "app", "image": "busybox"}]}}}
+    }))
+    .unwrap();
+    sets.create(&PostParams::default(), &kept).await.unwrap();
+    let gone = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let stray_pods = pods.list(&ListParams::default().labels("app=stray")).await.unwrap().items.len();
+            if sets.get_opt("stray").await.unwrap().is_none() && stray_pods == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    gone.await.expect("the ReplicaSet without an owner and its pods are collected");
+    assert!(sets.get_opt("kept").await.unwrap().is_some(), "an object without owner references stays");
+    c.cleanup().await;
+}

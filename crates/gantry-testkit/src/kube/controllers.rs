@@ -197,6 +197,7 @@ fn reconcile(sim: &Sim, scope: &Scope) -> (BTreeMap<String, Instant>, u64) {
     let (deployments, replicasets, pods) =
         (kind_of(sim, "Deployment"), kind_of(sim, "ReplicaSet"), kind_of(sim, "Pod"));
     let jobs = kind_of(sim, "Job");
+    let type_count = sim.types.read().unwrap_or_else(|e| e.into_inner()).len();
     let namespaces = scope.namespaces();
     let mut next = BTreeMap::new();
     let mut handled = 0;
@@ -216,6 +217,7 @@ fn reconcile(sim: &Sim, scope: &Scope) -> (BTreeMap<String, Instant>, u64) {
                 *slot = (*slot).min(when);
             }
         };
+        collect_garbage(&mut store, &namespaces, &[deployments, replicasets, jobs, pods], type_count);
         for d in keys(&store, deployments) {
             deployment(&mut store, &d, replicasets);
         }
@@ -495,6 +497,42 @@ fn history_limit(store: &mut Store, key: &Key, rs_kind: usize) {
             && int(rs.pointer("/status/observedGeneration")) >= int(rs.pointer("/metadata/generation"));
         if idle {
             let _ = store.delete(&key_of(rs, rs_kind));
+        }
+    }
+}
+
+/// The garbage collector, for the kinds these controllers handle: an object none of whose owners exists any more
+/// (an owner deleted while the object was being made, or a reference to an owner that never was) is deleted, in
+/// the background, with what it owns in turn on the next pass.
+/// <https://kubernetes.io/docs/concepts/architecture/garbage-collection/#owners-dependents>
+fn collect_garbage(store: &mut Store, namespaces: &[Option<&str>], kinds: &[usize], type_count: usize) {
+    for ns in namespaces {
+        // Owners of any type: in the namespace, or cluster-scoped.
+        let objects: Vec<Arc<Value>> = (0..type_count)
+            .flat_map(|kind| {
+                let mut found = store.list_shared(kind, *ns);
+                if ns.is_some() {
+                    found.extend(store.list_shared(kind, Some("")));
+                }
+                found
+            })
+            .collect();
+        let uids: std::collections::HashSet<&str> =
+            objects.iter().filter_map(|o| o.pointer("/metadata/uid").and_then(Value::as_str)).collect();
+        let dangling: Vec<Key> = kinds
+            .iter()
+            .flat_map(|kind| store.keys(*kind, *ns))
+            .filter(|key| {
+                let refs =
+                    store.get(key).and_then(|o| o.pointer("/metadata/ownerReferences")).and_then(Value::as_array);
+                refs.is_some_and(|refs| {
+                    !refs.is_empty()
+                        && refs.iter().all(|r| r.get("uid").and_then(Value::as_str).is_none_or(|u| !uids.contains(u)))
+                })
+            })
+            .collect();
+        for key in dangling {
+            let _ = store.delete(&key);
         }
     }
 }

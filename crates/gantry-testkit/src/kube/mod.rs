@@ -9,7 +9,8 @@
 //! a field another manager set is refused with `409 Conflict` and `FieldManagerConflict` causes unless forced, and
 //! fields a manager stops applying (that no one else set) are removed (see the `ownership` module for what it
 //! approximates); lists in pages (`limit` and `continue`, each page from one consistent snapshot, `410` once it is
-//! compacted); deletion with owner-reference propagation (orphaned dependents lose their reference to the owner,
+//! compacted); deletion with owner-reference propagation and garbage collection of Deployments, ReplicaSets, Jobs
+//! and Pods whose owners are gone (orphaned dependents lose their reference to the owner,
 //! and a Deployment adopts the unowned ReplicaSets its selector selects), delete preconditions (uid,
 //! resourceVersion: `409`), the initial namespaces refused deletion (`403`); label and field selectors checked
 //! (invalid keys and values, unsupported fields: `400`); discovery for kubectl. A write without a resourceVersion
