@@ -23,9 +23,9 @@ use super::selector::label_text as is_label_text;
 
 /// One broken rule.
 pub(super) struct Cause {
-    field: String,
-    reason: &'static str,
-    message: String,
+    pub(super) field: String,
+    pub(super) reason: &'static str,
+    pub(super) message: String,
 }
 
 impl Cause {
@@ -42,11 +42,11 @@ impl Cause {
         Self { field: field.into(), reason: "FieldValueRequired", message }
     }
 
-    fn forbidden(field: impl Into<String>, detail: &str) -> Self {
+    pub(super) fn forbidden(field: impl Into<String>, detail: &str) -> Self {
         Self { field: field.into(), reason: "FieldValueForbidden", message: format!("Forbidden: {detail}") }
     }
 
-    fn not_supported(field: impl Into<String>, value: &str, supported: &[&str]) -> Self {
+    pub(super) fn not_supported(field: impl Into<String>, value: &str, supported: &[&str]) -> Self {
         let supported: Vec<String> = supported.iter().map(|s| format!("{s:?}")).collect();
         Self {
             field: field.into(),
@@ -58,17 +58,26 @@ impl Cause {
 
 /// `422 Invalid` for `causes`, as the API server answers it.
 pub(super) fn invalid(t: &ResourceType, name: &str, causes: &[Cause]) -> Response {
+    invalid_status(&t.group, &t.kind, name, causes)
+}
+
+/// `422 Invalid` for `causes` on an object of `kind` in `group` (the name may be empty, as for `ListOptions`).
+pub(super) fn invalid_status(group: &str, kind: &str, name: &str, causes: &[Cause]) -> Response {
     let each: Vec<String> = causes.iter().map(|c| format!("{}: {}", c.field, c.message)).collect();
     let joined = if each.len() == 1 { each[0].clone() } else { format!("[{}]", each.join(", ")) };
-    let qualified = if t.group.is_empty() { t.kind.clone() } else { format!("{}.{}", t.kind, t.group) };
+    let qualified = if group.is_empty() { kind.to_owned() } else { format!("{kind}.{group}") };
     let causes: Vec<Value> =
         causes.iter().map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field})).collect();
+    let mut details = json!({"group": group, "kind": kind, "causes": causes});
+    if !name.is_empty() {
+        details["name"] = json!(name);
+    }
     json_response(
         StatusCode::UNPROCESSABLE_ENTITY,
         &json!({
             "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
             "message": format!("{qualified} {name:?} is invalid: {joined}"), "reason": "Invalid",
-            "details": {"name": name, "group": t.group, "kind": t.kind, "causes": causes}, "code": 422,
+            "details": details, "code": 422,
         }),
     )
 }

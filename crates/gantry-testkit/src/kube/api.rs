@@ -1051,23 +1051,8 @@ fn patch_object(
     }
     let Some(old) = old else { return store_error(StoreError::NotFound, t, name) };
     let mut merged = old.clone();
-    if content_type.starts_with("application/merge-patch+json") {
-        patch::merge(&mut merged, &patch);
-    } else if content_type.starts_with("application/strategic-merge-patch+json") {
-        patch::strategic(&mut merged, &patch);
-    } else if content_type.starts_with("application/json-patch+json") {
-        if let Err(e) = patch::json_patch(&mut merged, &patch) {
-            return store_error(StoreError::Invalid(e), t, name);
-        }
-    } else {
-        return status(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "UnsupportedMediaType",
-            format!(
-                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml (got {content_type:?})"
-            ),
-            None,
-        );
+    if let Err(r) = apply_patch(&mut merged, &patch, content_type, t, name) {
+        return *r;
     }
     // A patch without a resourceVersion applies to whatever is current.
     if patch.is_array() || patch.pointer("/metadata/resourceVersion").is_none() {
@@ -1075,6 +1060,34 @@ fn patch_object(
         metadata(&mut merged).insert("resourceVersion".into(), rv);
     }
     apply_update(&mut store, t, target, name, &old, merged, dry_run, Some(updater))
+}
+
+/// Applies a JSON, merge or strategic merge patch, as its content type says; `415` for any other type, `422` for a
+/// JSON patch that does not apply.
+pub(super) fn apply_patch(
+    target: &mut Value,
+    patch: &Value,
+    content_type: &str,
+    t: &ResourceType,
+    name: &str,
+) -> Result<(), Box<Response>> {
+    if content_type.starts_with("application/merge-patch+json") {
+        patch::merge(target, patch);
+    } else if content_type.starts_with("application/strategic-merge-patch+json") {
+        patch::strategic(target, patch);
+    } else if content_type.starts_with("application/json-patch+json") {
+        patch::json_patch(target, patch).map_err(|e| Box::new(store_error(StoreError::Invalid(e), t, name)))?;
+    } else {
+        return Err(Box::new(status(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UnsupportedMediaType",
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml (got {content_type:?})"
+            ),
+            None,
+        )));
+    }
+    Ok(())
 }
 
 /// `409 Conflict` for an apply that would change fields other managers set, worded as the API server words it.

@@ -101,7 +101,8 @@ impl PodLog {
     }
 }
 
-fn kind_of(sim: &Sim, kind: &str) -> usize {
+/// The index of a built-in kind among the simulator's types.
+pub(super) fn kind_of(sim: &Sim, kind: &str) -> usize {
     sim.types.read().unwrap_or_else(|e| e.into_inner()).iter().position(|t| t.kind == kind).expect("built-in kind")
 }
 

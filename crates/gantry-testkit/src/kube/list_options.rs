@@ -8,63 +8,40 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::json;
 
-use super::api::json_response;
+use super::admission::{Cause, invalid_status};
 use super::{Sim, lock};
-
-/// One rule a request broke: the field, upstream's error type, and its detail.
-struct FieldError {
-    field: &'static str,
-    reason: &'static str,
-    message: String,
-}
-
-impl FieldError {
-    fn forbidden(field: &'static str, detail: &str) -> Self {
-        Self { field, reason: "FieldValueForbidden", message: format!("Forbidden: {detail}") }
-    }
-
-    fn not_supported(field: &'static str, value: &str, supported: &[&str]) -> Self {
-        let supported: Vec<String> = supported.iter().map(|s| format!("{s:?}")).collect();
-        Self {
-            field,
-            reason: "FieldValueNotSupported",
-            message: format!("Unsupported value: {value:?}: supported values: {}", supported.join(", ")),
-        }
-    }
-}
 
 const NOT_OLDER_THAN: &str = "NotOlderThan";
 const EXACT: &str = "Exact";
 
 /// The rules upstream's `ValidateListOptions` applies, for a watch or a list.
-fn errors(params: &HashMap<String, String>, watch: bool) -> Vec<FieldError> {
+fn errors(params: &HashMap<String, String>, watch: bool) -> Vec<Cause> {
     let get = |k: &str| params.get(k).map(String::as_str).unwrap_or("");
     let (rv, matched, cont) = (get("resourceVersion"), get("resourceVersionMatch"), get("continue"));
     let send_initial = params.contains_key("sendInitialEvents");
     let mut errs = Vec::new();
     if watch {
         if send_initial && matched != NOT_OLDER_THAN {
-            errs.push(FieldError::forbidden(
+            errs.push(Cause::forbidden(
                 "resourceVersionMatch",
                 "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
             ));
         }
         if !matched.is_empty() {
             if !send_initial {
-                errs.push(FieldError::forbidden(
+                errs.push(Cause::forbidden(
                     "resourceVersionMatch",
                     "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
                 ));
             }
             if matched != NOT_OLDER_THAN {
-                errs.push(FieldError::not_supported("resourceVersionMatch", matched, &[NOT_OLDER_THAN]));
+                errs.push(Cause::not_supported("resourceVersionMatch", matched, &[NOT_OLDER_THAN]));
             }
             if !cont.is_empty() {
-                errs.push(FieldError::forbidden(
+                errs.push(Cause::forbidden(
                     "resourceVersionMatch",
                     "resourceVersionMatch is forbidden when continue is provided",
                 ));
@@ -74,29 +51,29 @@ fn errors(params: &HashMap<String, String>, watch: bool) -> Vec<FieldError> {
     }
     if !matched.is_empty() {
         if rv.is_empty() {
-            errs.push(FieldError::forbidden(
+            errs.push(Cause::forbidden(
                 "resourceVersionMatch",
                 "resourceVersionMatch is forbidden unless resourceVersion is provided",
             ));
         }
         if !cont.is_empty() {
-            errs.push(FieldError::forbidden(
+            errs.push(Cause::forbidden(
                 "resourceVersionMatch",
                 "resourceVersionMatch is forbidden when continue is provided",
             ));
         }
         if matched != EXACT && matched != NOT_OLDER_THAN {
-            errs.push(FieldError::not_supported("resourceVersionMatch", matched, &[EXACT, NOT_OLDER_THAN, ""]));
+            errs.push(Cause::not_supported("resourceVersionMatch", matched, &[EXACT, NOT_OLDER_THAN, ""]));
         }
         if matched == EXACT && rv == "0" {
-            errs.push(FieldError::forbidden(
+            errs.push(Cause::forbidden(
                 "resourceVersionMatch",
                 "resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"",
             ));
         }
     }
     if send_initial {
-        errs.push(FieldError::forbidden("sendInitialEvents", "sendInitialEvents is forbidden for list"));
+        errs.push(Cause::forbidden("sendInitialEvents", "sendInitialEvents is forbidden for list"));
     }
     errs
 }
@@ -107,18 +84,7 @@ pub(super) fn validate(params: &HashMap<String, String>, watch: bool) -> Result<
     if errs.is_empty() {
         return Ok(());
     }
-    let each: Vec<String> = errs.iter().map(|e| format!("{}: {}", e.field, e.message)).collect();
-    let joined = if each.len() == 1 { each[0].clone() } else { format!("[{}]", each.join(", ")) };
-    let causes: Vec<_> =
-        errs.iter().map(|e| json!({"reason": e.reason, "message": e.message, "field": e.field})).collect();
-    Err(Box::new(json_response(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        &json!({
-            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-            "message": format!("ListOptions.meta.k8s.io \"\" is invalid: {joined}"), "reason": "Invalid",
-            "details": {"group": "meta.k8s.io", "kind": "ListOptions", "causes": causes}, "code": 422,
-        }),
-    )))
+    Err(Box::new(invalid_status("meta.k8s.io", "ListOptions", "", &errs)))
 }
 
 /// How long a request for a resourceVersion the store has not reached waits for it (the watch cache's 3 s).

@@ -92,10 +92,6 @@ pub enum SimError {
 /// The simulated cluster's one node.
 const NODE: &str = "gantry-node-1";
 
-fn lock_types_position(sim: &Sim, kind: &str) -> usize {
-    sim.types.read().unwrap_or_else(|e| e.into_inner()).iter().position(|t| t.kind == kind).expect("built-in kind")
-}
-
 /// The node object: ready, linux/amd64, the server's kubelet version, room for 110 pods.
 /// <https://kubernetes.io/docs/reference/node/node-status/>
 fn node() -> serde_json::Value {
@@ -265,7 +261,7 @@ impl ClusterSim {
                 let _ = store.create(Key { kind: 0, namespace: String::new(), name: ns.to_owned() }, object, false);
             }
             // One node, ready, as `kubectl get nodes` shows it (pods are not scheduled to it: see above).
-            let node_kind = lock_types_position(&sim, "Node");
+            let node_kind = controllers::kind_of(&sim, "Node");
             let _ =
                 store.create(Key { kind: node_kind, namespace: String::new(), name: NODE.to_owned() }, node(), false);
             // A real cluster's first versions are long compacted: a watch from `resourceVersion=1` is 410 Gone.

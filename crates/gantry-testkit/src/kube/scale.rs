@@ -8,8 +8,7 @@ use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::Response;
 use serde_json::{Value, json};
 
-use super::api::{Target, apply_update, bad_request, json_response, key, parse_body, status, store_error};
-use super::patch;
+use super::api::{Target, apply_patch, apply_update, bad_request, json_response, key, parse_body, status, store_error};
 use super::resources::ResourceType;
 use super::store::{Store, StoreError};
 
@@ -84,23 +83,8 @@ pub(super) fn handle(
             let Ok(patch) = parse_body(headers, body) else { return bad_request("the patch is not JSON".into()) };
             let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
             let mut scale = current.clone();
-            if content_type.starts_with("application/json-patch+json") {
-                if let Err(e) = patch::json_patch(&mut scale, &patch) {
-                    return store_error(StoreError::Invalid(e), t, name);
-                }
-            } else if content_type.starts_with("application/merge-patch+json") {
-                patch::merge(&mut scale, &patch);
-            } else if content_type.starts_with("application/strategic-merge-patch+json") {
-                patch::strategic(&mut scale, &patch);
-            } else {
-                return status(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    "UnsupportedMediaType",
-                    format!(
-                        "the scale subresource takes JSON, merge and strategic merge patches (got {content_type:?})"
-                    ),
-                    None,
-                );
+            if let Err(r) = apply_patch(&mut scale, &patch, content_type, t, name) {
+                return *r;
             }
             // A patch applies to the current version unless it names one.
             if patch.pointer("/metadata/resourceVersion").is_none() {

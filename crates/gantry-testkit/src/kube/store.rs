@@ -86,28 +86,22 @@ impl Store {
     }
 
     /// The objects of a type, in one namespace or all (`None`), ordered by namespace and name, with their keys.
-    fn range(&self, kind: usize, namespace: Option<&str>) -> impl Iterator<Item = (&Key, &Value)> {
+    fn range(&self, kind: usize, namespace: Option<&str>) -> impl Iterator<Item = (&Key, &Arc<Value>)> {
         let start = Key { kind, namespace: namespace.unwrap_or_default().to_owned(), name: String::new() };
         self.objects
             .range(start..)
             .take_while(move |(k, _)| k.kind == kind && namespace.is_none_or(|ns| k.namespace == ns))
-            .map(|(k, v)| (k, &**v))
     }
 
     /// Objects of a type, in one namespace or all (`None`), ordered by namespace and name.
     pub(crate) fn list(&self, kind: usize, namespace: Option<&str>) -> Vec<&Value> {
-        self.range(kind, namespace).map(|(_, v)| v).collect()
+        self.range(kind, namespace).map(|(_, v)| &**v).collect()
     }
 
     /// Objects of a type in one namespace or all (`None`), shared with the store (no copy), ordered by namespace
     /// and name.
     pub(crate) fn list_shared(&self, kind: usize, namespace: Option<&str>) -> Vec<Arc<Value>> {
-        let start = Key { kind, namespace: namespace.unwrap_or_default().to_owned(), name: String::new() };
-        self.objects
-            .range(start..)
-            .take_while(|(k, _)| k.kind == kind && namespace.is_none_or(|ns| k.namespace == ns))
-            .map(|(_, v)| Arc::clone(v))
-            .collect()
+        self.range(kind, namespace).map(|(_, v)| Arc::clone(v)).collect()
     }
 
     /// The keys of a type's objects, in one namespace or all (`None`), ordered by namespace and name.
