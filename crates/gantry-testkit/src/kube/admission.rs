@@ -415,10 +415,16 @@ pub(super) fn default(t: &ResourceType, object: &mut Value, uid: Option<&str>) {
                     continue;
                 }
                 set_default(p, &["protocol"], json!("TCP"));
+                // SetDefaults_Service: a target port of 0 or "" (protobuf bodies carry the zero) is the port.
+                if p.get("targetPort").is_some_and(|t| t == 0 || t == "") {
+                    p["targetPort"] = Value::Null;
+                }
                 let port = p.get("port").cloned().unwrap_or(Value::Null);
                 set_default(p, &["targetPort"], port);
             }
         }
+        // SetDefaults_Secret.
+        "Secret" => set_default(object, &["type"], json!("Opaque")),
         "Namespace" => {
             let name = object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_owned();
             set_default(object, &["metadata", "labels", "kubernetes.io/metadata.name"], json!(name));

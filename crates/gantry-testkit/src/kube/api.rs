@@ -18,7 +18,7 @@ use super::resources::ResourceType;
 use super::selector::Selector;
 use super::store::{Change, Key, Store, StoreError, metadata, now_rfc3339};
 use super::{Sim, lock};
-use super::{admission, list_options, ownership, patch, scale};
+use super::{admission, list_options, ownership, patch, protobuf, scale};
 
 /// Namespaces the API server will not delete.
 const SYSTEM_NAMESPACES: [&str; 3] = ["default", "kube-system", "kube-public"];
@@ -104,6 +104,52 @@ pub(crate) async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    // Content negotiation (<https://kubernetes.io/docs/reference/using-api/api-concepts/#alternate-representations-of-resources>):
+    // a client that prefers protobuf gets it for the built-in types; watches and everything else stay JSON.
+    let protobuf = prefers_protobuf(&headers) && !is_true(params.get("watch"));
+    let response = handle_json(&sim, &method, &uri, &params, &headers, &body).await;
+    if protobuf { to_protobuf(response).await } else { response }
+}
+
+/// Whether the first media type of `Accept` that the server can write is protobuf.
+fn prefers_protobuf(headers: &HeaderMap) -> bool {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    accept
+        .split(',')
+        .map(str::trim)
+        .find(|m| protobuf::is_protobuf(m) || m.starts_with("application/json") || m.starts_with("*/*"))
+        .is_some_and(protobuf::is_protobuf)
+}
+
+/// A JSON response of a built-in type re-encoded as protobuf; any other response as it is.
+async fn to_protobuf(response: Response) -> Response {
+    let is_json = response.headers().get(header::CONTENT_TYPE).is_some_and(|v| v == "application/json");
+    if !is_json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    let encoded = serde_json::from_slice::<Value>(&bytes).ok().and_then(|v| protobuf::encode(&v));
+    match encoded {
+        Some(encoded) => {
+            parts.headers.insert(header::CONTENT_TYPE, header::HeaderValue::from_static(protobuf::MEDIA_TYPE));
+            parts.headers.remove(header::CONTENT_LENGTH);
+            Response::from_parts(parts, Body::from(encoded))
+        }
+        None => Response::from_parts(parts, Body::from(bytes)),
+    }
+}
+
+async fn handle_json(
+    sim: &Arc<Sim>,
+    method: &Method,
+    uri: &Uri,
+    params: &HashMap<String, String>,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Response {
     let path = uri.path().trim_end_matches('/');
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     match segments.as_slice() {
@@ -112,16 +158,16 @@ pub(crate) async fn handle(
             StatusCode::OK,
             &json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": sim.addr.to_string()}]}),
         ),
-        ["apis"] => json_response(StatusCode::OK, &group_list(&sim)),
-        ["api", "v1", rest @ ..] => api(&sim, path, "", "v1", rest, &method, &params, &headers, &body).await,
+        ["apis"] => json_response(StatusCode::OK, &group_list(sim)),
+        ["api", "v1", rest @ ..] => api(sim, path, "", "v1", rest, method, params, headers, body).await,
         ["apis", group, version, rest @ ..] => {
-            api(&sim, path, group, version, rest, &method, &params, &headers, &body).await
+            api(sim, path, group, version, rest, method, params, headers, body).await
         }
         ["healthz" | "livez" | "readyz"] => (StatusCode::OK, "ok").into_response(),
-        ["openapi", "v3"] => json_response(StatusCode::OK, &openapi_root(&sim)),
-        ["openapi", "v3", "api", "v1"] => json_response(StatusCode::OK, &openapi_group_version(&sim, "", "v1")),
+        ["openapi", "v3"] => json_response(StatusCode::OK, &openapi_root(sim)),
+        ["openapi", "v3", "api", "v1"] => json_response(StatusCode::OK, &openapi_group_version(sim, "", "v1")),
         ["openapi", "v3", "apis", group, version] => {
-            json_response(StatusCode::OK, &openapi_group_version(&sim, group, version))
+            json_response(StatusCode::OK, &openapi_group_version(sim, group, version))
         }
         _ => not_found_path(path),
     }
@@ -326,6 +372,18 @@ async fn api(
             };
         }
     }
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if protobuf::is_protobuf(content_type) && !protobuf::supports(&t.api_version(), &t.kind) {
+        // Custom resources are JSON (and YAML) only.
+        return status(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UnsupportedMediaType",
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {content_type:?})"
+            ),
+            None,
+        );
+    }
     match (method.clone(), &target.name) {
         (Method::GET, None) if is_true(params.get("watch")) => watch(sim, &t, &target, params),
         (Method::GET, None) => list(sim, &t, &target, params),
@@ -390,12 +448,12 @@ fn is_true(v: Option<&String>) -> bool {
     v.is_some_and(|v| v == "true" || v == "1")
 }
 
-/// JSON, or YAML for `application/apply-patch+yaml`. Protobuf bodies (kubectl's generator commands such as
-/// `kubectl create configmap` send them) are not understood.
+/// JSON, YAML (`application/yaml`, `application/apply-patch+yaml`), or protobuf for the built-in types (kubectl 1.32+'s
+/// generator commands and Helm 4's release storage send it).
 pub(super) fn parse_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, String> {
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    if content_type.contains("protobuf") {
-        return Err("the simulated API server reads JSON and YAML bodies, not protobuf (use `kubectl create -f` or `kubectl apply`)".into());
+    if protobuf::is_protobuf(content_type) {
+        return protobuf::decode(body);
     }
     match serde_json::from_slice(body) {
         Ok(v) => Ok(v),

@@ -54,6 +54,7 @@ mod fault;
 mod list_options;
 mod ownership;
 mod patch;
+mod protobuf;
 mod resources;
 mod scale;
 mod selector;
