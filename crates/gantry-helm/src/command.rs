@@ -39,17 +39,26 @@ pub enum HelmError {
 #[derive(Clone, Debug)]
 pub struct Helm {
     program: String,
+    env: Vec<(String, String)>,
 }
 
 impl Helm {
     /// `helm`, looked up on the `PATH` when it runs.
     pub fn on_path() -> Self {
-        Self { program: "helm".into() }
+        Self { program: "helm".into(), env: Vec::new() }
     }
 
     /// A given binary.
     pub fn at(path: impl Into<PathBuf>) -> Self {
-        Self { program: path.into().display().to_string() }
+        Self { program: path.into().display().to_string(), env: Vec::new() }
+    }
+
+    /// An environment variable for every Helm command, e.g. `HELM_DRIVER=configmap` for Helm's ConfigMap release
+    /// storage (Secret storage is Helm's default), or `HELM_CACHE_HOME`.
+    #[must_use]
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
     }
 
     /// The binary's path, or why there is none.
@@ -72,6 +81,7 @@ impl Helm {
         let program = self.resolve()?;
         let mut child = tokio::process::Command::new(program)
             .args(args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -98,6 +108,36 @@ impl Helm {
             });
         }
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+}
+
+/// Which cluster a Helm command talks to: `--kubeconfig` and `--kube-context` (templates), or Helm's own lookup
+/// (`KUBECONFIG`, then `~/.kube/config`) when neither is set.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ClusterAccess {
+    pub(crate) kubeconfig: Option<String>,
+    pub(crate) context: Option<String>,
+}
+
+impl ClusterAccess {
+    /// The flags, rendered with `render`.
+    pub(crate) fn args(
+        &self,
+        render: &dyn Fn(&str) -> Result<String, gantry_core::TemplateError>,
+    ) -> Result<Vec<String>, gantry_core::TemplateError> {
+        let mut args = Vec::new();
+        if let Some(path) = &self.kubeconfig {
+            args.extend(["--kubeconfig".to_owned(), render(path)?]);
+        }
+        if let Some(context) = &self.context {
+            args.extend(["--kube-context".to_owned(), render(context)?]);
+        }
+        Ok(args)
+    }
+
+    /// The templates it holds.
+    pub(crate) fn templates(&self) -> impl Iterator<Item = &String> {
+        self.kubeconfig.iter().chain(&self.context)
     }
 }
 

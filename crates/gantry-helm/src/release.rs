@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use gantry_core::{Step, StepContext, StepError, Template, TemplateError};
 use gantry_sops::{Decryptor, Identities};
 
-use crate::command::Helm;
+use crate::command::{ClusterAccess, Helm};
 
 /// Values from a SOPS file (a template path), decrypted in memory and handed to Helm as `--values -` on its standard
 /// input: the plaintext is never written to disk. Every value is registered with the run first, so Helm's output
@@ -39,6 +39,7 @@ pub struct HelmRelease {
     timeout: Option<String>,
     create_namespace: bool,
     apply_to: Option<gantry_kube::Cluster>,
+    cluster: ClusterAccess,
 }
 
 impl HelmRelease {
@@ -57,7 +58,24 @@ impl HelmRelease {
             timeout: None,
             create_namespace: false,
             apply_to: None,
+            cluster: ClusterAccess::default(),
         }
+    }
+
+    /// The kubeconfig Helm deploys with (`--kubeconfig`, a template such as `{{kubeconfig_dir}}/{{env}}.yaml`);
+    /// without it Helm looks up `KUBECONFIG`, then `~/.kube/config`.
+    #[must_use]
+    pub fn kubeconfig(mut self, path: impl Into<String>) -> Self {
+        self.cluster.kubeconfig = Some(path.into());
+        self
+    }
+
+    /// The kubeconfig context Helm deploys to (`--kube-context`, a template), instead of the kubeconfig's current
+    /// one.
+    #[must_use]
+    pub fn kube_context(mut self, context: impl Into<String>) -> Self {
+        self.cluster.context = Some(context.into());
+        self
     }
 
     /// Renders with `helm template` instead and applies the manifests with Gantry's own server-side apply to
@@ -133,6 +151,7 @@ impl HelmRelease {
             .chain(&self.values_files)
             .chain(self.sops.as_ref().map(|s| &s.path))
             .chain(&self.timeout)
+            .chain(self.cluster.templates())
     }
 
     /// The argv after `helm`, rendered with `render`.
@@ -146,6 +165,7 @@ impl HelmRelease {
         if let Some(ns) = &self.namespace {
             args.extend(["--namespace".to_owned(), render(ns)?]);
         }
+        args.extend(self.cluster.args(render)?);
         if self.create_namespace && !template {
             args.push("--create-namespace".into());
         }

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use gantry_core::{Step, StepContext, StepError, Template, TemplateError};
 use serde_json::Value;
 
-use crate::command::{Helm, HelmError};
+use crate::command::{ClusterAccess, Helm, HelmError};
 
 /// The revision to roll back to, from `helm history -o json`: the newest `deployed` or `superseded` revision before
 /// the newest revision; `None` if there is none.
@@ -33,12 +33,27 @@ pub struct HelmRollback {
     helm: Helm,
     release: String,
     namespace: Option<String>,
+    cluster: ClusterAccess,
 }
 
 impl HelmRollback {
     /// Rolls back `release` (a template).
     pub fn new(helm: Helm, release: impl Into<String>) -> Self {
-        Self { helm, release: release.into(), namespace: None }
+        Self { helm, release: release.into(), namespace: None, cluster: ClusterAccess::default() }
+    }
+
+    /// The kubeconfig Helm uses (`--kubeconfig`, a template); see [`HelmRelease::kubeconfig`](crate::HelmRelease::kubeconfig).
+    #[must_use]
+    pub fn kubeconfig(mut self, path: impl Into<String>) -> Self {
+        self.cluster.kubeconfig = Some(path.into());
+        self
+    }
+
+    /// The kubeconfig context (`--kube-context`, a template).
+    #[must_use]
+    pub fn kube_context(mut self, context: impl Into<String>) -> Self {
+        self.cluster.context = Some(context.into());
+        self
     }
 
     /// `--namespace` (a template).
@@ -54,10 +69,11 @@ impl Step for HelmRollback {
     async fn run(&self, ctx: &StepContext) -> Result<(), StepError> {
         let render = |s: &str| Template::parse(s).and_then(|t| ctx.render(&t));
         let release = render(&self.release)?;
-        let namespace = match &self.namespace {
+        let mut namespace = match &self.namespace {
             Some(ns) => vec!["--namespace".to_owned(), render(ns)?],
             None => Vec::new(),
         };
+        namespace.extend(self.cluster.args(&render)?);
         let mut history = vec!["history".to_owned(), release.clone(), "--output".to_owned(), "json".to_owned()];
         history.extend(namespace.iter().cloned());
         let json = self.helm.run(&history, None).await?;
@@ -78,8 +94,8 @@ impl Step for HelmRollback {
 
     fn variables(&self) -> Result<Vec<String>, TemplateError> {
         let mut names: Vec<String> = Template::parse(&self.release)?.variables().map(str::to_owned).collect();
-        if let Some(ns) = &self.namespace {
-            names.extend(Template::parse(ns)?.variables().map(str::to_owned));
+        for t in self.namespace.iter().chain(self.cluster.templates()) {
+            names.extend(Template::parse(t)?.variables().map(str::to_owned));
         }
         Ok(names)
     }

@@ -171,3 +171,53 @@ async fn a_missing_helm_binary_is_a_clear_error() {
     let reason = report.step("helm").unwrap().reason.clone().unwrap();
     assert!(reason.contains("helm is not installed: no `/nonexistent/bin/helm`"), "{reason}");
 }
+
+/// The cluster Helm deploys to is the step's (`--kubeconfig`, `--kube-context`, templates), for the release, the
+/// history it reads and the rollback; `Helm::env` reaches every command (Helm's `HELM_DRIVER`).
+#[tokio::test]
+async fn the_steps_name_their_cluster_and_pass_the_environment() {
+    let fake = FakeHelm::new("cluster");
+    std::fs::write(fake.dir.join("fail"), "").unwrap();
+    std::fs::write(
+        fake.dir.join("history.json"),
+        r#"[{"revision":1,"status":"deployed"},{"revision":2,"status":"failed"}]"#,
+    )
+    .unwrap();
+    let script = std::fs::read_to_string(fake.dir.join("helm")).unwrap();
+    let script = script.replacen(
+        "printf '%s\\n' \"$@\"",
+        "printf 'HELM_DRIVER=%s\\n' \"$HELM_DRIVER\" >> \"$d/env\"; printf '%s\\n' \"$@\"",
+        1,
+    );
+    std::fs::write(fake.dir.join("helm"), script).unwrap();
+    let helm = fake.helm().env("HELM_DRIVER", "configmap");
+    let pipeline = Pipeline::builder("release")
+        .step(
+            "helm",
+            HelmRelease::new(helm.clone(), "web", "./charts/web")
+                .namespace("{{env}}")
+                .kubeconfig("/etc/gantry/{{env}}.kubeconfig")
+                .kube_context("eks-{{env}}"),
+        )
+        .step(
+            "rollback",
+            HelmRollback::new(helm, "web")
+                .namespace("{{env}}")
+                .kubeconfig("/etc/gantry/{{env}}.kubeconfig")
+                .kube_context("eks-{{env}}"),
+        )
+        .after(["helm"])
+        .rule(TriggerRule::OnFailure)
+        .build()
+        .unwrap();
+    let report = pipeline.run(Context::new().var("env", "prod")).await.unwrap();
+    assert_eq!(report.status_of("rollback"), Some(gantry_core::StepStatus::Succeeded), "{report}");
+    let flags = ["--kubeconfig", "/etc/gantry/prod.kubeconfig", "--kube-context", "eks-prod"].map(String::from);
+    let calls = fake.calls();
+    assert_eq!(calls.len(), 3);
+    for call in &calls {
+        assert!(call.windows(4).any(|w| w == flags), "{call:?}");
+    }
+    let env = std::fs::read_to_string(fake.dir.join("env")).unwrap();
+    assert_eq!(env.lines().collect::<Vec<_>>(), ["HELM_DRIVER=configmap"; 3]);
+}

@@ -23,6 +23,10 @@
 //! then `504` "Too large resource version"; `resourceVersionMatch=Exact` is served from the current state (no older
 //! snapshots are kept); a resourceVersion that is not a number is read as none.
 //!
+//! Protobuf (`application/vnd.kubernetes.protobuf`, which kubectl 1.32+ and Helm 4 send for built-in types): request
+//! bodies of the built-in kinds are decoded, and a client that prefers protobuf gets objects, lists and `Status`
+//! errors as protobuf; see the `protobuf` module (decoded objects keep explicit zeros that Go's JSON would omit).
+//!
 //! Defaulting and validation of the built-in kinds as the registry's strategies do them, for the rules a pipeline
 //! meets first (names, labels, replicas, selectors, containers and images, a Job's restart policy, immutable
 //! selectors, a body's namespace; Deployment, Job, Pod, Service and Namespace defaults, Service cluster IPs): see
@@ -30,8 +34,8 @@
 //!
 //! What it does not model (yet): authentication and authorization; the other field validations (resources,
 //! probes, volumes...) and admission webhooks; OpenAPI schemas and field validation (it serves an OpenAPI v3 index that tells kubectl
-//! the server validates fields, and then accepts every field); protobuf request bodies (kubectl's generator commands
-//! such as `kubectl create configmap` send them: use `kubectl create -f` or `kubectl apply`); strategic merge's full list
+//! the server validates fields, and then accepts every field); protobuf for custom resources (refused with `415`, as
+//! upstream) and protobuf watch streams (watches answer JSON, which client-go also accepts); strategic merge's full list
 //! semantics (lists of objects merge by `name`, `containerPort`, `port` or `type`; `$patch: delete` is honoured,
 //! other directives are ignored); finalizers and graceful deletion (objects
 //! and their dependents go at once); table output (kubectl prints on its own side).
