@@ -841,3 +841,37 @@ async fn protobuf_bodies_and_content_negotiation() {
     }
     c.cleanup().await;
 }
+
+/// The OpenAPI documents: v3 per group-version with the built-in types' schemas, each kind marked with
+/// `x-kubernetes-group-version-kind` and references wrapped in `allOf` as upstream writes them, and object paths whose
+/// PATCH takes `fieldValidation`; v2 with the same paths.
+/// <https://kubernetes.io/docs/concepts/overview/kubernetes-api/#openapi-v3>
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_documents_describe_the_served_types() {
+    let c = TestCluster::new("openapi").await.unwrap();
+    let (code, index) = raw_status(&c.client, "/openapi/v3").await;
+    assert_eq!(code, 200);
+    let url = index["paths"]["apis/apps/v1"]["serverRelativeURL"].as_str().unwrap().to_owned();
+    let (code, apps) = raw_status(&c.client, &url).await;
+    assert_eq!(code, 200);
+    let deployment = &apps["components"]["schemas"]["io.k8s.api.apps.v1.Deployment"];
+    assert_eq!(
+        deployment["x-kubernetes-group-version-kind"],
+        json!([{"group": "apps", "version": "v1", "kind": "Deployment"}])
+    );
+    let spec_ref = deployment["properties"]["spec"]["allOf"][0]["$ref"].as_str().unwrap();
+    assert_eq!(spec_ref, "#/components/schemas/io.k8s.api.apps.v1.DeploymentSpec");
+    let spec = &apps["components"]["schemas"]["io.k8s.api.apps.v1.DeploymentSpec"];
+    assert_eq!(spec["properties"]["replicas"]["type"], "integer");
+    assert!(spec["required"].as_array().unwrap().contains(&json!("selector")));
+    let patch = &apps["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"];
+    assert!(patch["parameters"].as_array().unwrap().iter().any(|p| p["name"] == "fieldValidation"));
+    let (code, v2) = raw_status(&c.client, "/openapi/v2").await;
+    assert_eq!(code, 200);
+    assert_eq!(v2["swagger"], "2.0");
+    let patch = &v2["paths"]["/api/v1/namespaces/{namespace}/configmaps/{name}"]["patch"];
+    assert_eq!(patch["x-kubernetes-group-version-kind"]["kind"], "ConfigMap");
+    let (code, _) = raw_status(&c.client, "/openapi/v3/apis/nothing.example/v1").await;
+    assert_eq!(code, 404);
+    c.cleanup().await;
+}

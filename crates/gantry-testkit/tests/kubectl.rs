@@ -557,3 +557,65 @@ async fn kubectl_generators_create_objects_with_every_client() {
     }
     c.cleanup().await;
 }
+
+/// Client-side writes, `diff`, `edit` and `explain` with every client: kubectl 1.27 and 1.28 read `/openapi/v2` (as
+/// gnostic protobuf) before any write, newer ones `/openapi/v3`; `explain` reads the schemas. The object is read
+/// back after each command.
+/// <https://kubernetes.io/docs/concepts/overview/kubernetes-api/#openapi-interface-definition>
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_client_side_writes_diff_edit_and_explain_with_every_client() {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    let c = TestCluster::new("kubectl-openapi").await.unwrap();
+    let configmaps = kube::Api::<ConfigMap>::namespaced(c.client.clone(), &c.namespace);
+    let data = |cm: ConfigMap| cm.data.unwrap_or_default().into_iter().collect::<Vec<(String, String)>>();
+    for (i, binary) in clients().into_iter().enumerate() {
+        let k = Kubectl::with_binary(&c, binary.clone());
+        let who = binary.display().to_string();
+        let name = format!("settings-{i}");
+        let file = std::env::temp_dir().join(format!("gantry-openapi-{}-{i}.yaml", c.namespace));
+        let manifest = |greeting: &str| {
+            format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  greeting: {greeting}\n")
+        };
+        std::fs::write(&file, manifest("hello")).unwrap();
+        let path = file.to_str().unwrap();
+
+        k.ok(&["apply", "-f", path]);
+        assert_eq!(data(configmaps.get(&name).await.unwrap()), [("greeting".into(), "hello".into())], "{who}");
+        // diff: exit 0 without differences, 1 with them (and the change shown), the object unchanged.
+        assert_eq!(k.run(&["diff", "-f", path]).status.code(), Some(0), "{who}");
+        std::fs::write(&file, manifest("bonjour")).unwrap();
+        let diff = k.run(&["diff", "-f", path]);
+        assert_eq!(diff.status.code(), Some(1), "{who}: {}", String::from_utf8_lossy(&diff.stderr));
+        assert!(String::from_utf8_lossy(&diff.stdout).contains("+  greeting: bonjour"), "{who}");
+        assert_eq!(data(configmaps.get(&name).await.unwrap())[0].1, "hello", "{who}: diff changes nothing");
+
+        std::fs::write(&file, manifest("hello")).unwrap();
+        k.ok(&["label", "configmap", &name, "tier=web"]);
+        let labels = configmaps.get(&name).await.unwrap().metadata.labels.unwrap();
+        assert_eq!(labels["tier"], "web", "{who}");
+        k.ok(&["patch", "configmap", &name, "-p", r#"{"data":{"extra":"1"}}"#]);
+        assert_eq!(data(configmaps.get(&name).await.unwrap()).len(), 2, "{who}");
+        k.ok(&["replace", "-f", path]);
+        assert_eq!(data(configmaps.get(&name).await.unwrap()), [("greeting".into(), "hello".into())], "{who}");
+
+        // edit, with an editor that rewrites the greeting.
+        let out = k
+            .command(&["edit", "configmap", &name])
+            .env("KUBE_EDITOR", "sed -i s/greeting:\\ hello/greeting:\\ hi/")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{who}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(data(configmaps.get(&name).await.unwrap())[0].1, "hi", "{who}");
+
+        // A server-side dry run creates nothing.
+        k.ok(&["create", "configmap", &format!("{name}-dry"), "--from-literal=a=b", "--dry-run=server"]);
+        assert!(configmaps.get_opt(&format!("{name}-dry")).await.unwrap().is_none(), "{who}");
+
+        let explained = k.ok(&["explain", "deployment.spec.replicas"]);
+        assert!(explained.contains("replicas") && explained.contains("<integer>"), "{who}: {explained}");
+        let explained = k.ok(&["explain", "pods.spec.containers.image"]);
+        assert!(explained.contains("<string>"), "{who}: {explained}");
+        let _ = std::fs::remove_file(&file);
+    }
+    c.cleanup().await;
+}

@@ -18,7 +18,7 @@ use super::resources::ResourceType;
 use super::selector::Selector;
 use super::store::{Change, Key, Store, StoreError, metadata, now_rfc3339};
 use super::{Sim, lock};
-use super::{admission, list_options, ownership, patch, protobuf, scale};
+use super::{admission, list_options, openapi, ownership, patch, protobuf, scale};
 
 /// Namespaces the API server will not delete.
 const SYSTEM_NAMESPACES: [&str; 3] = ["default", "kube-system", "kube-public"];
@@ -164,45 +164,31 @@ async fn handle_json(
             api(sim, path, group, version, rest, method, params, headers, body).await
         }
         ["healthz" | "livez" | "readyz"] => (StatusCode::OK, "ok").into_response(),
-        ["openapi", "v3"] => json_response(StatusCode::OK, &openapi_root(sim)),
-        ["openapi", "v3", "api", "v1"] => json_response(StatusCode::OK, &openapi_group_version(sim, "", "v1")),
-        ["openapi", "v3", "apis", group, version] => {
-            json_response(StatusCode::OK, &openapi_group_version(sim, group, version))
+        ["openapi", "v2"] => {
+            let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+            if accept.contains(openapi::V2_PROTOBUF_ACCEPT) || accept.contains(openapi::V2_PROTOBUF) {
+                let body = openapi::v2_protobuf(sim, &server_version());
+                (StatusCode::OK, [(header::CONTENT_TYPE, openapi::V2_PROTOBUF)], body).into_response()
+            } else {
+                json_response(StatusCode::OK, &openapi::v2_json(sim, &server_version()))
+            }
         }
+        ["openapi", "v3"] => json_response(StatusCode::OK, &openapi::v3_index(sim)),
+        ["openapi", "v3", "api", "v1"] => openapi_v3(sim, "", "v1"),
+        ["openapi", "v3", "apis", group, version] => openapi_v3(sim, group, version),
         _ => not_found_path(path),
     }
 }
 
-/// The OpenAPI v3 index: one document per group-version. kubectl reads it to learn that the server validates fields
-/// itself (`fieldValidation`), instead of downloading schemas to validate on its side.
-fn openapi_root(sim: &Sim) -> Value {
-    let types = sim.types.read().unwrap_or_else(|e| e.into_inner());
-    let mut paths = serde_json::Map::new();
-    for t in types.iter() {
-        let gv = if t.group.is_empty() { "api/v1".to_owned() } else { format!("apis/{}/{}", t.group, t.version) };
-        paths.insert(gv.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{gv}?hash=gantry")}));
+fn openapi_v3(sim: &Sim, group: &str, version: &str) -> Response {
+    match openapi::v3_group_version(sim, group, version, &server_version()) {
+        Some(document) => json_response(StatusCode::OK, &document),
+        None => not_found_path(&format!("/openapi/v3/apis/{group}/{version}")),
     }
-    json!({"paths": paths})
 }
 
-/// A minimal OpenAPI v3 document for a group-version: each type's object path with a PATCH operation that names its
-/// group-version-kind and accepts `fieldValidation`. No schemas.
-fn openapi_group_version(sim: &Sim, group: &str, version: &str) -> Value {
-    let types = sim.types.read().unwrap_or_else(|e| e.into_inner());
-    let mut paths = serde_json::Map::new();
-    for t in types.iter().filter(|t| t.group == group && t.version == version) {
-        let prefix = if group.is_empty() { "/api/v1".to_owned() } else { format!("/apis/{group}/{version}") };
-        let path = if t.namespaced {
-            format!("{prefix}/namespaces/{{namespace}}/{}/{{name}}", t.plural)
-        } else {
-            format!("{prefix}/{}/{{name}}", t.plural)
-        };
-        let gvk = json!({"group": t.group, "version": t.version, "kind": t.kind});
-        let params = json!([{"name": "fieldValidation", "in": "query", "schema": {"type": "string", "uniqueItems": true}}, {"name": "fieldManager", "in": "query", "schema": {"type": "string", "uniqueItems": true}}]);
-        let op = json!({"x-kubernetes-group-version-kind": gvk, "parameters": params, "responses": {"200": {"description": "OK"}}});
-        paths.insert(path, json!({"patch": op, "put": op, "get": op}));
-    }
-    json!({"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": format!("v1.{SERVER_MINOR}.0")}, "paths": paths, "components": {"schemas": {}}})
+fn server_version() -> String {
+    format!("v1.{SERVER_MINOR}.0")
 }
 
 fn version() -> Value {

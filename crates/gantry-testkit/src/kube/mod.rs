@@ -27,14 +27,17 @@
 //! bodies of the built-in kinds are decoded, and a client that prefers protobuf gets objects, lists and `Status`
 //! errors as protobuf; see the `protobuf` module (decoded objects keep explicit zeros that Go's JSON would omit).
 //!
+//! OpenAPI: v3 documents per group-version with the built-in types' schemas (`kubectl explain`), and a v2 document
+//! (JSON, or gnostic protobuf for kubectl 1.27 and 1.28) whose paths tell kubectl that the server validates fields;
+//! see the `openapi` module.
+//!
 //! Defaulting and validation of the built-in kinds as the registry's strategies do them, for the rules a pipeline
 //! meets first (names, labels, replicas, selectors, containers and images, a Job's restart policy, immutable
 //! selectors, a body's namespace; Deployment, Job, Pod, Service and Namespace defaults, Service cluster IPs): see
 //! the `admission` module for what it covers and what it stores as sent.
 //!
 //! What it does not model (yet): authentication and authorization; the other field validations (resources,
-//! probes, volumes...) and admission webhooks; OpenAPI schemas and field validation (it serves an OpenAPI v3 index that tells kubectl
-//! the server validates fields, and then accepts every field); protobuf for custom resources (refused with `415`, as
+//! probes, volumes...) and admission webhooks; protobuf for custom resources (refused with `415`, as
 //! upstream) and protobuf watch streams (watches answer JSON, which client-go also accepts); strategic merge's full list
 //! semantics (lists of objects merge by `name`, `containerPort`, `port` or `type`; `$patch: delete` is honoured,
 //! other directives are ignored); finalizers and graceful deletion (objects
@@ -56,6 +59,7 @@ mod api;
 mod controllers;
 mod fault;
 mod list_options;
+mod openapi;
 mod ownership;
 mod patch;
 mod protobuf;
