@@ -297,3 +297,109 @@ async fn a_work_queue_job_keeps_completions_unset() {
     assert_eq!((spec.parallelism, spec.completions), (Some(3), None));
     c.cleanup().await;
 }
+
+/// Sends a JSON body; returns the status code, the `Warning` headers and the answer.
+async fn send_json(
+    c: &TestCluster,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &Value,
+) -> (u16, Vec<String>, Value) {
+    let request = axum::http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("content-type", content_type)
+        .body(kube::client::Body::from(serde_json::to_vec(body).unwrap()))
+        .unwrap();
+    let response = c.client.send(request).await.unwrap();
+    let code = response.status().as_u16();
+    let warnings = response.headers().get_all("warning").iter().map(|v| v.to_str().unwrap().to_owned()).collect();
+    let bytes = response.into_body().collect_bytes().await.unwrap();
+    (code, warnings, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+/// Unknown fields: dropped from what is stored; `fieldValidation=Strict` refuses the write (`400`, worded as the
+/// JSON decoder or, for a server-side apply, as the schema check words it), `Warn` (the default) answers a
+/// `Warning` header per field, `Ignore` says nothing.
+/// <https://kubernetes.io/docs/reference/using-api/api-concepts/#field-validation>
+#[tokio::test]
+async fn unknown_fields_are_dropped_warned_about_or_refused_as_field_validation_says() {
+    let c = TestCluster::new("adm-fields").await.unwrap();
+    let base = format!("/api/v1/namespaces/{}/configmaps", c.namespace);
+    let configmaps: Api<ConfigMap> = Api::namespaced(c.client.clone(), &c.namespace);
+    let body = |name: &str| json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "colour": "red"}, "data": {"a": "b"}, "spec": {"x": 1}});
+
+    let (code, _, answer) =
+        send_json(&c, "POST", &format!("{base}?fieldValidation=Strict"), "application/json", &body("strict")).await;
+    assert_eq!(code, 400, "{answer}");
+    assert_eq!(answer["reason"], "BadRequest");
+    assert_eq!(answer["message"], "strict decoding error: unknown field \"metadata.colour\", unknown field \"spec\"");
+    assert!(configmaps.get_opt("strict").await.unwrap().is_none(), "nothing is stored");
+
+    let (code, warnings, _) = send_json(&c, "POST", &base, "application/json", &body("warned")).await;
+    assert_eq!(code, 201);
+    assert_eq!(warnings, ["299 - \"unknown field \\\"metadata.colour\\\"\"", "299 - \"unknown field \\\"spec\\\"\""]);
+    let stored = serde_json::to_value(configmaps.get("warned").await.unwrap()).unwrap();
+    assert!(stored.get("spec").is_none() && stored["metadata"].get("colour").is_none(), "{stored}");
+    assert_eq!(stored["data"]["a"], "b");
+
+    let (code, warnings, _) =
+        send_json(&c, "POST", &format!("{base}?fieldValidation=Ignore"), "application/json", &body("quiet")).await;
+    assert_eq!((code, warnings.len()), (201, 0));
+
+    // A merge patch that adds an unknown field, refused under Strict: the object is unchanged.
+    let path = format!("{base}/quiet?fieldValidation=Strict");
+    let (code, _, answer) =
+        send_json(&c, "PATCH", &path, "application/merge-patch+json", &json!({"data": {"c": "d"}, "dataa": {}})).await;
+    assert_eq!(code, 400, "{answer}");
+    assert_eq!(answer["message"], "strict decoding error: unknown field \"dataa\"");
+    assert_eq!(configmaps.get("quiet").await.unwrap().data.unwrap().len(), 1);
+
+    // A server-side apply of a Deployment with a misspelt field.
+    let mut deployment = deployment_body("web");
+    deployment["spec"]["replica"] = json!(3);
+    let path =
+        format!("/apis/apps/v1/namespaces/{}/deployments/web?fieldManager=test&fieldValidation=Strict", c.namespace);
+    let (code, _, answer) = send_json(&c, "PATCH", &path, "application/apply-patch+yaml", &deployment).await;
+    assert_eq!(code, 400, "{answer}");
+    assert_eq!(answer["message"], ".spec.replica: field not declared in schema");
+    let deployments: Api<Deployment> = Api::namespaced(c.client.clone(), &c.namespace);
+    assert!(deployments.get_opt("web").await.unwrap().is_none());
+    c.cleanup().await;
+}
+
+/// The write options are checked before anything is written: `dryRun` accepts only `All`, `fieldValidation` only
+/// `Ignore`, `Warn` and `Strict` (`422` for kind `CreateOptions` or `PatchOptions`).
+/// <https://kubernetes.io/docs/reference/using-api/api-concepts/#dry-run>
+#[tokio::test]
+async fn write_options_with_unsupported_values_are_invalid() {
+    let c = TestCluster::new("adm-options").await.unwrap();
+    let base = format!("/api/v1/namespaces/{}/configmaps", c.namespace);
+    let body = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "opts"}});
+    let (code, _, answer) = send_json(&c, "POST", &format!("{base}?dryRun=Bogus"), "application/json", &body).await;
+    assert_eq!(code, 422, "{answer}");
+    assert_eq!(answer["details"]["kind"], "CreateOptions");
+    assert_eq!(answer["details"]["group"], "meta.k8s.io");
+    let cause = &answer["details"]["causes"][0];
+    assert_eq!((cause["field"].as_str(), cause["reason"].as_str()), (Some("dryRun"), Some("FieldValueNotSupported")));
+    assert!(cause["message"].as_str().unwrap().starts_with("Unsupported value: \"Bogus\": supported values: \"All\""));
+    let configmaps: Api<ConfigMap> = Api::namespaced(c.client.clone(), &c.namespace);
+    assert!(configmaps.get_opt("opts").await.unwrap().is_none());
+    let (code, _, answer) =
+        send_json(&c, "POST", &format!("{base}?fieldValidation=Loud"), "application/json", &body).await;
+    assert_eq!(code, 422, "{answer}");
+    assert_eq!(answer["details"]["causes"][0]["field"], "fieldValidation");
+    configmaps.create(&PostParams::default(), &serde_json::from_value(body).unwrap()).await.unwrap();
+    let (code, _, answer) = send_json(
+        &c,
+        "PATCH",
+        &format!("{base}/opts?dryRun=all"),
+        "application/merge-patch+json",
+        &json!({"data": {"a": "b"}}),
+    )
+    .await;
+    assert_eq!(code, 422, "{answer}");
+    assert_eq!(answer["details"]["kind"], "PatchOptions");
+    c.cleanup().await;
+}

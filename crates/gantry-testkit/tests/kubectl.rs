@@ -558,7 +558,7 @@ async fn kubectl_generators_create_objects_with_every_client() {
     c.cleanup().await;
 }
 
-/// Client-side writes, `diff`, `edit` and `explain` with every client: kubectl 1.27 and 1.28 read `/openapi/v2` (as
+/// Client-side writes, `--validate=strict|warn`, `diff`, `edit` and `explain` with every client: kubectl 1.27 and 1.28 read `/openapi/v2` (as
 /// gnostic protobuf) before any write, newer ones `/openapi/v3`; `explain` reads the schemas. The object is read
 /// back after each command.
 /// <https://kubernetes.io/docs/concepts/overview/kubernetes-api/#openapi-interface-definition>
@@ -610,6 +610,23 @@ async fn kubectl_client_side_writes_diff_edit_and_explain_with_every_client() {
         // A server-side dry run creates nothing.
         k.ok(&["create", "configmap", &format!("{name}-dry"), "--from-literal=a=b", "--dry-run=server"]);
         assert!(configmaps.get_opt(&format!("{name}-dry")).await.unwrap().is_none(), "{who}");
+
+        // Unknown fields: `--validate=strict` (kubectl's default) refuses them on the server, `warn` prints the
+        // server's warning and drops them.
+        let typo = std::env::temp_dir().join(format!("gantry-openapi-{}-{i}-typo.yaml", c.namespace));
+        let typo_manifest = format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndataa: {{}}\ndata:\n  greeting: hello\n  colour: red\n"
+        );
+        std::fs::write(&typo, typo_manifest).unwrap();
+        let strict = k.run(&["apply", "-f", typo.to_str().unwrap(), "--validate=strict"]);
+        let said = String::from_utf8_lossy(&strict.stderr);
+        assert!(!strict.status.success() && said.contains("unknown field \"dataa\""), "{who}: {said}");
+        let warned = k.run(&["apply", "-f", typo.to_str().unwrap(), "--validate=warn"]);
+        let said = String::from_utf8_lossy(&warned.stderr);
+        assert!(warned.status.success() && said.contains("unknown field \"dataa\""), "{who}: {said}");
+        let stored = serde_json::to_value(configmaps.get(&name).await.unwrap()).unwrap();
+        assert!(stored.get("dataa").is_none() && stored["data"]["colour"] == "red", "{who}: {stored}");
+        let _ = std::fs::remove_file(&typo);
 
         let explained = k.ok(&["explain", "deployment.spec.replicas"]);
         assert!(explained.contains("replicas") && explained.contains("<integer>"), "{who}: {explained}");

@@ -18,7 +18,7 @@ use super::resources::ResourceType;
 use super::selector::Selector;
 use super::store::{Change, Key, Store, StoreError, metadata, now_rfc3339};
 use super::{Sim, lock};
-use super::{admission, list_options, openapi, ownership, patch, protobuf, scale};
+use super::{admission, field_validation, list_options, openapi, ownership, patch, protobuf, scale};
 
 /// Namespaces the API server will not delete.
 const SYSTEM_NAMESPACES: [&str; 3] = ["default", "kube-system", "kube-public"];
@@ -358,6 +358,21 @@ async fn api(
             };
         }
     }
+    // The write's options (`dryRun`, `fieldValidation`), checked as `ValidateCreateOptions` and its siblings do.
+    let options = match (method, &target.name) {
+        (&Method::POST, _) => "CreateOptions",
+        (&Method::PUT, _) => "UpdateOptions",
+        (&Method::PATCH, _) => "PatchOptions",
+        (&Method::DELETE, _) => "DeleteOptions",
+        _ => "",
+    };
+    let directive = match options {
+        "" => field_validation::Directive::Warn,
+        options => match field_validation::directive(params, options) {
+            Ok(directive) => directive,
+            Err(refused) => return *refused,
+        },
+    };
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     if protobuf::is_protobuf(content_type) && !protobuf::supports(&t.api_version(), &t.kind) {
         // Custom resources are JSON (and YAML) only.
@@ -375,15 +390,32 @@ async fn api(
         (Method::GET, None) => list(sim, &t, &target, params),
         (Method::GET, Some(name)) => get(sim, &t, &target, name, params),
         (Method::POST, None) => match parse_body(headers, body) {
-            Ok(object) => create(sim, &t, &target, object, dry_run, &manager),
+            Ok(mut object) => {
+                let unknown = field_validation::prune(&t, &mut object);
+                match field_validation::judge(directive, &unknown, false) {
+                    Ok(warnings) => {
+                        field_validation::with_warnings(create(sim, &t, &target, object, dry_run, &manager), &warnings)
+                    }
+                    Err(refused) => *refused,
+                }
+            }
             Err(e) => bad_request(e),
         },
         (Method::PUT, Some(name)) => match parse_body(headers, body) {
-            Ok(object) => replace(sim, &t, &target, name, object, dry_run, &manager),
+            Ok(mut object) => {
+                let unknown = field_validation::prune(&t, &mut object);
+                match field_validation::judge(directive, &unknown, false) {
+                    Ok(warnings) => field_validation::with_warnings(
+                        replace(sim, &t, &target, name, object, dry_run, &manager),
+                        &warnings,
+                    ),
+                    Err(refused) => *refused,
+                }
+            }
             Err(e) => bad_request(e),
         },
         (Method::PATCH, Some(name)) => match parse_body(headers, body) {
-            Ok(p) => patch_object(sim, &t, &target, name, p, headers, params, dry_run, &manager),
+            Ok(p) => patch_object(sim, &t, &target, name, p, headers, params, dry_run, &manager, directive),
             Err(e) => bad_request(e),
         },
         (Method::DELETE, Some(name)) => delete(sim, &t, &target, name, params, body, dry_run),
@@ -1036,8 +1068,52 @@ fn patch_object(
     params: &HashMap<String, String>,
     dry_run: bool,
     updater: &str,
+    directive: field_validation::Directive,
 ) -> Response {
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let apply = content_type.starts_with("application/apply-patch");
+    // Unknown fields: an applied configuration is a whole object, checked as sent; other patches are checked in
+    // the object they produce.
+    let mut patch = patch;
+    let mut unknown = if apply { field_validation::prune(t, &mut patch) } else { Vec::new() };
+    if let Err(refused) = field_validation::judge(directive, &unknown, apply) {
+        return *refused;
+    }
+    let response = patch_unknown_checked(
+        sim,
+        t,
+        target,
+        name,
+        patch,
+        content_type,
+        params,
+        dry_run,
+        updater,
+        directive,
+        &mut unknown,
+    );
+    match field_validation::judge(directive, &unknown, apply) {
+        Ok(warnings) => field_validation::with_warnings(response, &warnings),
+        Err(refused) => *refused,
+    }
+}
+
+/// [`patch_object`] once an applied configuration lost its unknown fields; other patches' unknown fields are
+/// removed from the object they produce and added to `unknown`.
+#[allow(clippy::too_many_arguments)]
+fn patch_unknown_checked(
+    sim: &Sim,
+    t: &ResourceType,
+    target: &Target,
+    name: &str,
+    patch: Value,
+    content_type: &str,
+    params: &HashMap<String, String>,
+    dry_run: bool,
+    updater: &str,
+    directive: field_validation::Directive,
+    unknown: &mut Vec<String>,
+) -> Response {
     // The patch is applied to the object as it is when it is written, under one lock: a patch without a
     // resourceVersion never fails because a controller wrote in between (the API server's registry retries such
     // writes against the current object, in `GuaranteedUpdate`).
@@ -1097,6 +1173,10 @@ fn patch_object(
     let mut merged = old.clone();
     if let Err(r) = apply_patch(&mut merged, &patch, content_type, t, name) {
         return *r;
+    }
+    unknown.extend(field_validation::prune(t, &mut merged));
+    if let Err(refused) = field_validation::judge(directive, unknown, false) {
+        return *refused;
     }
     // A patch without a resourceVersion applies to whatever is current.
     if patch.is_array() || patch.pointer("/metadata/resourceVersion").is_none() {

@@ -29,7 +29,9 @@
 //!
 //! OpenAPI: v3 documents per group-version with the built-in types' schemas (`kubectl explain`), and a v2 document
 //! (JSON, or gnostic protobuf for kubectl 1.27 and 1.28) whose paths tell kubectl that the server validates fields;
-//! see the `openapi` module.
+//! see the `openapi` module. Unknown fields of built-in objects are dropped on every write, and
+//! `fieldValidation` (`Strict`, `Warn` by default, `Ignore`) decides whether the client is refused, warned or told
+//! nothing; `dryRun` and `fieldValidation` values are checked (see the `field_validation` module).
 //!
 //! Defaulting and validation of the built-in kinds as the registry's strategies do them, for the rules a pipeline
 //! meets first (names, labels, replicas, selectors, containers and images, a Job's restart policy, immutable
@@ -58,6 +60,7 @@ mod admission;
 mod api;
 mod controllers;
 mod fault;
+mod field_validation;
 mod list_options;
 mod openapi;
 mod ownership;

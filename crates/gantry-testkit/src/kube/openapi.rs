@@ -96,10 +96,18 @@ pub(super) fn v3_group_version(sim: &Sim, group: &str, version: &str, server_ver
 /// (`io.k8s.api.apps.v1.Deployment`). Custom resources get a name of their own and no schema (filled in by the
 /// caller as an object that keeps unknown fields).
 fn schema_of(t: &ResourceType, generator: &mut SchemaGenerator) -> String {
+    builtin_schema(t, generator).unwrap_or_else(|| {
+        let reversed: Vec<&str> = t.group.split('.').rev().collect();
+        format!("{}.{}.{}", reversed.join("."), t.version, t.kind)
+    })
+}
+
+/// A built-in type's schema added to `generator`, and its name; `None` for a type that is not built in.
+pub(super) fn builtin_schema(t: &ResourceType, generator: &mut SchemaGenerator) -> Option<String> {
     use k8s_openapi::api::{apps, authorization, batch, core};
-    fn add<T: JsonSchema>(generator: &mut SchemaGenerator) -> String {
+    fn add<T: JsonSchema>(generator: &mut SchemaGenerator) -> Option<String> {
         generator.subschema_for::<T>();
-        T::schema_name().into_owned()
+        Some(T::schema_name().into_owned())
     }
     match (t.group.as_str(), t.version.as_str(), t.kind.as_str()) {
         ("", "v1", "Namespace") => add::<core::v1::Namespace>(generator),
@@ -116,10 +124,7 @@ fn schema_of(t: &ResourceType, generator: &mut SchemaGenerator) -> String {
         ("authorization.k8s.io", "v1", "SelfSubjectAccessReview") => {
             add::<authorization::v1::SelfSubjectAccessReview>(generator)
         }
-        (group, version, kind) => {
-            let reversed: Vec<&str> = group.split('.').rev().collect();
-            format!("{}.{version}.{kind}", reversed.join("."))
-        }
+        _ => None,
     }
 }
 
