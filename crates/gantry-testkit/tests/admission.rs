@@ -403,3 +403,27 @@ async fn write_options_with_unsupported_values_are_invalid() {
     assert_eq!(answer["details"]["kind"], "PatchOptions");
     c.cleanup().await;
 }
+
+/// A value of the wrong type is refused as Go's JSON decoder refuses it (`400`), whatever `fieldValidation` says;
+/// numbers and strings both fit an int-or-string (`maxSurge`, a `Quantity`).
+/// <https://kubernetes.io/docs/reference/using-api/api-concepts/#field-validation>
+#[tokio::test]
+async fn a_value_of_the_wrong_type_is_a_bad_request() {
+    let c = TestCluster::new("adm-types").await.unwrap();
+    let path = format!("/apis/apps/v1/namespaces/{}/deployments", c.namespace);
+    let mut body = deployment_body("typed");
+    body["spec"]["replicas"] = json!("two");
+    let (code, _, answer) =
+        send_json(&c, "POST", &format!("{path}?fieldValidation=Ignore"), "application/json", &body).await;
+    assert_eq!(code, 400, "{answer}");
+    assert_eq!(
+        answer["message"],
+        "Deployment in version \"v1\" cannot be handled as a Deployment: json: cannot unmarshal string into Go struct field DeploymentSpec.spec.replicas of type int32"
+    );
+    body["spec"]["replicas"] = json!(2);
+    body["spec"]["strategy"] = json!({"rollingUpdate": {"maxSurge": 1, "maxUnavailable": "25%"}});
+    body["spec"]["template"]["spec"]["containers"][0]["resources"] = json!({"limits": {"cpu": 1, "memory": "64Mi"}});
+    let (code, _, answer) = send_json(&c, "POST", &path, "application/json", &body).await;
+    assert_eq!(code, 201, "{answer}");
+    c.cleanup().await;
+}

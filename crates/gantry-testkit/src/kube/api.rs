@@ -391,7 +391,10 @@ async fn api(
         (Method::GET, Some(name)) => get(sim, &t, &target, name, params),
         (Method::POST, None) => match parse_body(headers, body) {
             Ok(mut object) => {
-                let unknown = field_validation::prune(&t, &mut object);
+                let unknown = match field_validation::prune(&t, &mut object) {
+                    Ok(unknown) => unknown,
+                    Err(wrong_type) => return bad_request(wrong_type),
+                };
                 match field_validation::judge(directive, &unknown, false) {
                     Ok(warnings) => {
                         field_validation::with_warnings(create(sim, &t, &target, object, dry_run, &manager), &warnings)
@@ -403,7 +406,10 @@ async fn api(
         },
         (Method::PUT, Some(name)) => match parse_body(headers, body) {
             Ok(mut object) => {
-                let unknown = field_validation::prune(&t, &mut object);
+                let unknown = match field_validation::prune(&t, &mut object) {
+                    Ok(unknown) => unknown,
+                    Err(wrong_type) => return bad_request(wrong_type),
+                };
                 match field_validation::judge(directive, &unknown, false) {
                     Ok(warnings) => field_validation::with_warnings(
                         replace(sim, &t, &target, name, object, dry_run, &manager),
@@ -1075,7 +1081,14 @@ fn patch_object(
     // Unknown fields: an applied configuration is a whole object, checked as sent; other patches are checked in
     // the object they produce.
     let mut patch = patch;
-    let mut unknown = if apply { field_validation::prune(t, &mut patch) } else { Vec::new() };
+    let mut unknown = if apply {
+        match field_validation::prune(t, &mut patch) {
+            Ok(unknown) => unknown,
+            Err(wrong_type) => return bad_request(wrong_type),
+        }
+    } else {
+        Vec::new()
+    };
     if let Err(refused) = field_validation::judge(directive, &unknown, apply) {
         return *refused;
     }
@@ -1174,7 +1187,10 @@ fn patch_unknown_checked(
     if let Err(r) = apply_patch(&mut merged, &patch, content_type, t, name) {
         return *r;
     }
-    unknown.extend(field_validation::prune(t, &mut merged));
+    match field_validation::prune(t, &mut merged) {
+        Ok(found) => unknown.extend(found),
+        Err(wrong_type) => return bad_request(wrong_type),
+    }
     if let Err(refused) = field_validation::judge(directive, unknown, false) {
         return *refused;
     }
