@@ -875,3 +875,46 @@ async fn openapi_documents_describe_the_served_types() {
     assert_eq!(code, 404);
     c.cleanup().await;
 }
+
+/// A client that asks for a Table gets one: column definitions, one row per object with its cells and, as
+/// `includeObject` says, the object's metadata (the default), the whole object or nothing; `meta.k8s.io/v1beta1` too.
+/// <https://kubernetes.io/docs/reference/using-api/api-concepts/#receiving-resources-as-tables>
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tables_for_clients_that_ask_for_them() {
+    let c = TestCluster::new("tables").await.unwrap();
+    let configmaps: kube::Api<k8s_openapi::api::core::v1::ConfigMap> =
+        kube::Api::namespaced(c.client.clone(), &c.namespace);
+    configmaps.create(&Default::default(), &configmap("settings", "web")).await.unwrap();
+    let table = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json";
+    let base = format!("/api/v1/namespaces/{}/configmaps", c.namespace);
+    let (code, content_type, body) = send_raw(&c.client, "GET", &base, "", table, Vec::new()).await;
+    assert_eq!((code, content_type.as_str()), (200, "application/json"));
+    let answer: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!((answer["kind"].as_str(), answer["apiVersion"].as_str()), (Some("Table"), Some("meta.k8s.io/v1")));
+    let names: Vec<&str> =
+        answer["columnDefinitions"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["Name", "Data", "Age"]);
+    let row = &answer["rows"][0];
+    assert_eq!((row["cells"][0].as_str(), row["cells"][1].as_i64()), (Some("settings"), Some(1)));
+    assert_eq!(row["object"]["kind"], "PartialObjectMetadata");
+    assert_eq!(row["object"]["metadata"]["labels"]["app"], "web");
+    assert!(answer["metadata"]["resourceVersion"].as_str().is_some_and(|rv| !rv.is_empty()));
+
+    let (_, _, body) =
+        send_raw(&c.client, "GET", &format!("{base}/settings?includeObject=Object"), "", table, Vec::new()).await;
+    let answer: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(answer["rows"].as_array().unwrap().len(), 1);
+    assert_eq!(answer["rows"][0]["object"]["data"]["k"], "v");
+    let (_, _, body) = send_raw(&c.client, "GET", &format!("{base}?includeObject=None"), "", table, Vec::new()).await;
+    let answer: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert!(answer["rows"][0].get("object").is_none());
+    let beta = "application/json;as=Table;v=v1beta1;g=meta.k8s.io";
+    let (_, _, body) = send_raw(&c.client, "GET", &base, "", beta, Vec::new()).await;
+    let answer: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(answer["apiVersion"], "meta.k8s.io/v1beta1");
+    // Errors stay Status.
+    let (code, _, body) = send_raw(&c.client, "GET", &format!("{base}/nope"), "", table, Vec::new()).await;
+    let answer: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!((code, answer["kind"].as_str()), (404, Some("Status")));
+    c.cleanup().await;
+}

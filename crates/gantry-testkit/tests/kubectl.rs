@@ -636,3 +636,56 @@ async fn kubectl_client_side_writes_diff_edit_and_explain_with_every_client() {
     }
     c.cleanup().await;
 }
+
+/// `kubectl get` prints the server's columns (Tables) with every client: READY, STATUS, RESTARTS for pods, READY,
+/// UP-TO-DATE, AVAILABLE for Deployments, a Job's STATUS and COMPLETIONS, a Service's CLUSTER-IP and PORT(S),
+/// `-o wide`'s extra columns, and `get -w` printing each change as a row.
+/// <https://kubernetes.io/docs/reference/using-api/api-concepts/#receiving-resources-as-tables>
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_get_prints_the_servers_columns_with_every_client() {
+    let c = TestCluster::new("kubectl-tables").await.unwrap();
+    let applier = Kubectl::new(&c);
+    applier.apply(WEB);
+    applier.apply("apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  selector: {app: web}\n  ports:\n  - {port: 80, targetPort: 8080}\n");
+    applier.apply("apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: once\nspec:\n  template:\n    spec:\n      restartPolicy: Never\n      containers:\n      - {name: once, image: busybox:1.36}\n");
+    applier.ok(&["rollout", "status", "deployment/web", "--timeout=30s"]);
+    applier.ok(&["wait", "job/once", "--for=condition=complete", "--timeout=30s"]);
+    let header = |out: &str| out.lines().next().unwrap_or_default().split_whitespace().collect::<Vec<_>>().join(" ");
+    for binary in clients() {
+        let k = Kubectl::with_binary(&c, binary.clone());
+        let who = binary.display().to_string();
+        let out = k.ok(&["get", "deployment", "web"]);
+        assert_eq!(header(&out), "NAME READY UP-TO-DATE AVAILABLE AGE", "{who}: {out}");
+        assert!(out.lines().nth(1).unwrap().split_whitespace().take(4).eq(["web", "2/2", "2", "2"]), "{who}: {out}");
+        let out = k.ok(&["get", "deployment", "web", "-o", "wide"]);
+        assert_eq!(header(&out), "NAME READY UP-TO-DATE AVAILABLE AGE CONTAINERS IMAGES SELECTOR", "{who}: {out}");
+        assert!(out.contains("nginx:1.27") && out.contains("app=web"), "{who}: {out}");
+        let out = k.ok(&["get", "pods", "-l", "app=web"]);
+        assert_eq!(header(&out), "NAME READY STATUS RESTARTS AGE", "{who}: {out}");
+        assert_eq!(
+            out.lines().skip(1).filter(|l| l.contains(" 1/1 ") && l.contains(" Running ")).count(),
+            2,
+            "{who}: {out}"
+        );
+        let out = k.ok(&["get", "job", "once"]);
+        assert!(out.contains("COMPLETIONS") && out.contains("1/1"), "{who}: {out}");
+        let out = k.ok(&["get", "service", "web"]);
+        assert_eq!(header(&out), "NAME TYPE CLUSTER-IP EXTERNAL-IP PORT(S) AGE", "{who}: {out}");
+        assert!(out.contains("ClusterIP") && out.contains("10.96.") && out.contains("80/TCP"), "{who}: {out}");
+        let out = k.ok(&["get", "configmap", "web-config"]);
+        assert_eq!(header(&out), "NAME DATA AGE", "{who}: {out}");
+        // Labels come from the rows' objects (PartialObjectMetadata).
+        let out = k.ok(&["get", "deployment", "web", "--show-labels"]);
+        assert!(out.contains("app=web"), "{who}: {out}");
+    }
+    // get -w: a change arrives as a new row.
+    let mut watch = applier.command(&["get", "deployment", "web", "-w", "--request-timeout=5s"]);
+    let child = watch.stdout(std::process::Stdio::piped()).spawn().unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    applier.ok(&["scale", "deployment/web", "--replicas=3"]);
+    applier.ok(&["rollout", "status", "deployment/web", "--timeout=30s"]);
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(printed.lines().any(|l| l.split_whitespace().nth(1) == Some("3/3")), "{printed}");
+    c.cleanup().await;
+}

@@ -18,7 +18,7 @@ use super::resources::ResourceType;
 use super::selector::Selector;
 use super::store::{Change, Key, Store, StoreError, metadata, now_rfc3339};
 use super::{Sim, lock};
-use super::{admission, field_validation, list_options, openapi, ownership, patch, protobuf, scale};
+use super::{admission, field_validation, list_options, openapi, ownership, patch, protobuf, scale, table};
 
 /// Namespaces the API server will not delete.
 const SYSTEM_NAMESPACES: [&str; 3] = ["default", "kube-system", "kube-public"];
@@ -107,8 +107,47 @@ pub(crate) async fn handle(
     // Content negotiation (<https://kubernetes.io/docs/reference/using-api/api-concepts/#alternate-representations-of-resources>):
     // a client that prefers protobuf gets it for the built-in types; watches and everything else stay JSON.
     let protobuf = prefers_protobuf(&headers) && !is_true(params.get("watch"));
+    let table = table::wanted(&headers).filter(|_| method == Method::GET);
     let response = handle_json(&sim, &method, &uri, &params, &headers, &body).await;
+    if let Some(version) = table {
+        let include = params.get("includeObject").map_or("Metadata", String::as_str);
+        return to_table(response, version, include, is_true(params.get("watch"))).await;
+    }
     if protobuf { to_protobuf(response).await } else { response }
+}
+
+/// A JSON answer (an object, a list, or a watch's events) as `Table`s, for a client that asked for them; errors as
+/// they are.
+async fn to_table(response: Response, version: &'static str, include: &str, watching: bool) -> Response {
+    let is_json = response.headers().get(header::CONTENT_TYPE).is_some_and(|v| v == "application/json");
+    if !is_json || !response.status().is_success() {
+        return response;
+    }
+    let include = include.to_owned();
+    let (parts, body) = response.into_parts();
+    if watching {
+        // Each chunk of a watch is one event, one JSON line.
+        let events = body.into_data_stream().map(move |chunk| {
+            let chunk = chunk.map_err(std::io::Error::other)?;
+            let shown = match serde_json::from_slice::<Value>(&chunk) {
+                Ok(event) => Bytes::from(format!("{}\n", table::event(event, version, &include))),
+                Err(_) => chunk,
+            };
+            Ok::<_, std::io::Error>(shown)
+        });
+        return Response::from_parts(parts, Body::from_stream(events));
+    }
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    match serde_json::from_slice::<Value>(&bytes).ok().and_then(|v| table::from(&v, version, &include)) {
+        Some(table) => {
+            let mut parts = parts;
+            parts.headers.remove(header::CONTENT_LENGTH);
+            Response::from_parts(parts, Body::from(table.to_string()))
+        }
+        None => Response::from_parts(parts, Body::from(bytes)),
+    }
 }
 
 /// Whether the first media type of `Accept` that the server can write is protobuf.

@@ -33,6 +33,8 @@
 //! `fieldValidation` (`Strict`, `Warn` by default, `Ignore`) decides whether the client is refused, warned or told
 //! nothing; `dryRun` and `fieldValidation` values are checked (see the `field_validation` module).
 //!
+//! Tables (server-side printing, `kubectl get`'s columns, also for `get -w`): see the `table` module.
+//!
 //! Defaulting and validation of the built-in kinds as the registry's strategies do them, for the rules a pipeline
 //! meets first (names, labels, replicas, selectors, containers and images, a Job's restart policy, immutable
 //! selectors, a body's namespace; Deployment, Job, Pod, Service and Namespace defaults, Service cluster IPs): see
@@ -43,7 +45,7 @@
 //! upstream) and protobuf watch streams (watches answer JSON, which client-go also accepts); strategic merge's full list
 //! semantics (lists of objects merge by `name`, `containerPort`, `port` or `type`; `$patch: delete` is honoured,
 //! other directives are ignored); finalizers and graceful deletion (objects
-//! and their dependents go at once); table output (kubectl prints on its own side).
+//! and their dependents go at once).
 //! Controllers: Deployment, ReplicaSet and Job, and a kubelet whose pods behave as scripted per image ([`PodScript`];
 //! an image without a script runs until deleted in a pod that restarts always, and exits 0 after 50 ms in a pod that
 //! runs to completion, as a Job's does),
@@ -70,6 +72,7 @@ mod resources;
 mod scale;
 mod selector;
 pub(crate) mod store;
+mod table;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
