@@ -689,3 +689,34 @@ async fn kubectl_get_prints_the_servers_columns_with_every_client() {
     assert!(printed.lines().any(|l| l.split_whitespace().nth(1) == Some("3/3")), "{printed}");
     c.cleanup().await;
 }
+
+/// `kubectl delete --cascade=foreground` and `kubectl delete namespace` with every client: kubectl waits until the
+/// object is gone, and by then its dependents (or the namespace's content) are gone too.
+/// <https://kubernetes.io/docs/tasks/administer-cluster/use-cascading-deletion/#use-foreground-cascading-deletion>
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_foreground_and_namespace_deletion_with_every_client() {
+    use k8s_openapi::api::core::v1::Pod;
+    let c = TestCluster::new("kubectl-delete").await.unwrap();
+    let pods = kube::Api::<Pod>::namespaced(c.client.clone(), &c.namespace);
+    for (i, binary) in clients().into_iter().enumerate() {
+        let k = Kubectl::with_binary(&c, binary.clone());
+        let who = binary.display().to_string();
+        let name = format!("web-{i}");
+        k.ok(&["create", "deployment", &name, "--image=nginx:1.27", "--replicas=2"]);
+        k.ok(&["rollout", "status", &format!("deployment/{name}"), "--timeout=30s"]);
+        k.ok(&["delete", "deployment", &name, "--cascade=foreground", "--timeout=30s"]);
+        let left = pods.list(&kube::api::ListParams::default().labels(&format!("app={name}"))).await.unwrap();
+        assert!(left.items.is_empty(), "{who}: pods left after a foreground delete");
+        assert!(k.ok(&["get", "replicasets", "-o", "name"]).lines().all(|l| !l.contains(&name)), "{who}");
+
+        if c.sim().is_some() {
+            let ns = format!("{}-gone-{i}", c.namespace);
+            k.ok(&["create", "namespace", &ns]);
+            k.ok(&["-n", &ns, "create", "configmap", "settings", "--from-literal=a=b"]);
+            k.ok(&["delete", "namespace", &ns, "--timeout=30s"]);
+            let after = k.run(&["get", "namespace", &ns]);
+            assert!(!after.status.success() && String::from_utf8_lossy(&after.stderr).contains("NotFound"), "{who}");
+        }
+    }
+    c.cleanup().await;
+}

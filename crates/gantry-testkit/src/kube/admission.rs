@@ -240,6 +240,25 @@ fn service(object: &Value, causes: &mut Vec<Cause>) {
 pub(super) fn validate(t: &ResourceType, old: Option<&Value>, object: &Value) -> Result<(), Vec<Cause>> {
     let mut causes = Vec::new();
     metadata(t, object, &mut causes);
+    // <https://kubernetes.io/docs/concepts/overview/working-with-objects/finalizers/>: a finalizer may only be removed
+    // once the object is being deleted.
+    if let Some(old) = old.filter(|o| super::deletion::deleting(o)) {
+        let list = |v: &Value| -> Vec<String> {
+            v.pointer("/metadata/finalizers")
+                .and_then(Value::as_array)
+                .map(|f| f.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+                .unwrap_or_default()
+        };
+        let before = list(old);
+        let added: Vec<String> =
+            list(object).into_iter().filter(|f| !before.contains(f)).map(|f| format!("{f:?}")).collect();
+        if !added.is_empty() {
+            causes.push(Cause::forbidden(
+                "metadata.finalizers",
+                &format!("no new finalizers can be added if the object is being deleted, found new finalizers []string{{{}}}", added.join(", ")),
+            ));
+        }
+    }
     let builtin = matches!(t.group.as_str(), "" | "apps" | "batch");
     match (builtin, t.kind.as_str()) {
         (true, "Deployment") => {

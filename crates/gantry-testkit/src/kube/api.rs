@@ -18,7 +18,7 @@ use super::resources::ResourceType;
 use super::selector::Selector;
 use super::store::{Change, Key, Store, StoreError, metadata, now_rfc3339};
 use super::{Sim, lock};
-use super::{admission, field_validation, list_options, openapi, ownership, patch, protobuf, scale, table};
+use super::{admission, deletion, field_validation, list_options, openapi, ownership, patch, protobuf, scale, table};
 
 /// Namespaces the API server will not delete.
 const SYSTEM_NAMESPACES: [&str; 3] = ["default", "kube-system", "kube-public"];
@@ -867,13 +867,44 @@ fn namespace_exists(store: &Store, namespace: Option<&(Key, ResourceType)>) -> R
     }
 }
 
+/// `403` for a create in a namespace being deleted, as the NamespaceLifecycle admission plugin answers it.
+/// <https://kubernetes.io/docs/reference/access-authn-authz/admission-controllers/#namespacelifecycle>
+fn namespace_open(
+    store: &Store,
+    namespace: Option<&(Key, ResourceType)>,
+    t: &ResourceType,
+    name: &str,
+) -> Result<(), Box<Response>> {
+    let Some((key, _)) = namespace else { return Ok(()) };
+    if !store.get(key).is_some_and(deletion::deleting) {
+        return Ok(());
+    }
+    let ns = &key.name;
+    let what = if t.group.is_empty() { t.plural.clone() } else { format!("{}.{}", t.plural, t.group) };
+    let body = json!({
+        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "reason": "Forbidden", "code": 403,
+        "message": format!("{what} {name:?} is forbidden: unable to create new content in namespace {ns} because it is being terminated"),
+        "details": {"name": name, "group": t.group, "kind": t.plural,
+                    "causes": [{"reason": "NamespaceTerminating", "message": format!("namespace {ns} is being terminated"), "field": "metadata.namespace"}]},
+    });
+    Err(Box::new(json_response(StatusCode::FORBIDDEN, &body)))
+}
+
 /// Prepares a new object as the API server's create strategy does.
 fn prepare_create(t: &ResourceType, target: &Target, mut object: Value) -> Value {
     let meta = metadata(&mut object);
     if t.namespaced {
         meta.insert("namespace".into(), json!(target.namespace.clone().unwrap_or_else(|| "default".into())));
     }
-    for server_owned in ["uid", "resourceVersion", "creationTimestamp", "generation", "managedFields"] {
+    for server_owned in [
+        "uid",
+        "resourceVersion",
+        "creationTimestamp",
+        "generation",
+        "managedFields",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+    ] {
         meta.remove(server_owned);
     }
     if t.status {
@@ -915,6 +946,9 @@ fn create(sim: &Sim, t: &ResourceType, target: &Target, object: Value, dry_run: 
     };
     let mut store = lock(&sim.store);
     if let Err(r) = namespace_exists(&store, namespace.as_ref()) {
+        return *r;
+    }
+    if let Err(r) = namespace_open(&store, namespace.as_ref(), t, &name) {
         return *r;
     }
     insert(&mut store, t, target, &name, object, dry_run)
@@ -1190,6 +1224,9 @@ fn patch_unknown_checked(
                     return *r;
                 }
                 let name = object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_owned();
+                if let Err(r) = namespace_open(&store, namespace.as_ref(), t, &name) {
+                    return *r;
+                }
                 insert(&mut store, t, target, &name, object, dry_run)
             }
             Some(old) => {
@@ -1348,53 +1385,16 @@ fn delete(
     if dry_run {
         return json_response(StatusCode::OK, &typed(object, t));
     }
-    if let Some(uid) = object.pointer("/metadata/uid").and_then(Value::as_str)
-        && policy == "Orphan"
-    {
-        // Orphaned dependents stay, without the reference to their owner (the garbage collector removes it).
-        // <https://kubernetes.io/docs/concepts/architecture/garbage-collection/#orphaned-dependents>
-        for dependent in store.owned_by(uid) {
-            if let Some(mut d) = store.get(&dependent).cloned() {
-                if let Some(refs) = d.pointer_mut("/metadata/ownerReferences").and_then(Value::as_array_mut) {
-                    refs.retain(|r| r.get("uid").and_then(Value::as_str) != Some(uid));
-                }
-                if d.pointer("/metadata/ownerReferences").and_then(Value::as_array).is_some_and(Vec::is_empty) {
-                    metadata(&mut d).remove("ownerReferences");
-                }
-                let _ = store.update(&dependent, d);
-            }
-        }
-    } else if let Some(uid) = object.pointer("/metadata/uid").and_then(Value::as_str) {
-        // Dependents go at once (the real garbage collector removes them shortly after, in the background).
-        let mut pending = vec![uid.to_owned()];
-        while let Some(owner) = pending.pop() {
-            for dependent in store.owned_by(&owner) {
-                if let Ok(gone) = store.delete(&dependent)
-                    && let Some(uid) = gone.pointer("/metadata/uid").and_then(Value::as_str)
-                {
-                    pending.push(uid.to_owned());
-                }
-            }
-        }
-    }
-    if t.kind == "Namespace" {
-        let inside: Vec<Key> = {
-            let types = sim.types.read().unwrap_or_else(|e| e.into_inner());
-            (0..types.len())
-                .flat_map(|kind| {
-                    store.list(kind, Some(name)).into_iter().filter_map(move |o| {
-                        let n = o.pointer("/metadata/name")?.as_str()?.to_owned();
-                        Some(Key { kind, namespace: name.to_owned(), name: n })
-                    })
-                })
-                .collect()
-        };
-        for k in inside {
-            let _ = store.delete(&k);
-        }
-    }
-    match store.delete(&k) {
-        Ok(o) => json_response(StatusCode::OK, &typed(o, t)),
+    let Some(policy) = deletion::Propagation::parse(&policy) else {
+        return admission::invalid_status(
+            "meta.k8s.io",
+            "DeleteOptions",
+            "",
+            &[admission::Cause::not_supported("propagationPolicy", &policy, &["Foreground", "Background", "Orphan"])],
+        );
+    };
+    match deletion::delete(&mut store, &k, policy) {
+        Ok(deletion::Deleted::Gone(o) | deletion::Deleted::Pending(o)) => json_response(StatusCode::OK, &typed(o, t)),
         Err(e) => store_error(e, t, name),
     }
 }

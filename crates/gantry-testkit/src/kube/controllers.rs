@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use super::store::{Key, Store, metadata, now_rfc3339};
-use super::{Sim, lock};
+use super::{Sim, deletion, lock};
 
 /// How a container of an image behaves on the simulated kubelet.
 #[derive(Clone, Debug, PartialEq)]
@@ -139,8 +139,11 @@ pub(crate) async fn run(sim: Arc<Sim>) {
     let mut moments: BTreeMap<String, Instant> = BTreeMap::new();
     let mut scope = Scope::All;
     // The kinds these controllers read: a change to any other (a ConfigMap, an Event) reconciles nothing.
-    let watched = ["Deployment", "ReplicaSet", "Pod", "Job"].map(|kind| kind_of(&sim, kind));
-    let concerns = |c: &super::store::Change| watched.contains(&c.key.kind);
+    let watched = ["Deployment", "ReplicaSet", "Pod", "Job", "Namespace"].map(|kind| kind_of(&sim, kind));
+    // Also what may unblock a deletion: an object deleted, or one being deleted (its finalizers changed).
+    let concerns = |c: &super::store::Change| {
+        watched.contains(&c.key.kind) || c.kind == "DELETED" || deletion::deleting(&c.object)
+    };
     loop {
         let (next, handled) = reconcile(&sim, &scope);
         match &scope {
@@ -186,7 +189,8 @@ pub(crate) async fn run(sim: Arc<Sim>) {
                 () = stop.notified() => if sim.stopping.load(std::sync::atomic::Ordering::Acquire) { return },
             }
         }
-        // Cluster-scoped objects (namespaces, nodes) have nothing to reconcile here.
+        // Cluster-scoped objects (namespaces, nodes) have nothing to reconcile per namespace (the namespace
+        // controller runs on every pass).
         dirty.remove("");
         scope = if lagged { Scope::All } else { Scope::Namespaces(dirty) };
     }
@@ -202,6 +206,14 @@ fn reconcile(sim: &Sim, scope: &Scope) -> (BTreeMap<String, Instant>, u64) {
     let namespaces = scope.namespaces();
     let mut next = BTreeMap::new();
     let mut handled = 0;
+    // The namespace controller runs on every pass: a namespace being deleted waits on content anywhere in it.
+    let (namespace_kind, namespaced): (usize, Vec<(usize, String)>) = {
+        let types = sim.types.read().unwrap_or_else(|e| e.into_inner());
+        let namespaced =
+            types.iter().enumerate().filter(|(_, t)| t.namespaced).map(|(i, t)| (i, t.plural.clone())).collect();
+        (kind_of(sim, "Namespace"), namespaced)
+    };
+    deletion::finish_namespaces(&mut lock(&sim.store), namespace_kind, &namespaced);
     if namespaces.is_empty() {
         // Nothing looked at: no change is handled (one that came meanwhile must still be seen).
         return (next, 0);
@@ -218,7 +230,14 @@ fn reconcile(sim: &Sim, scope: &Scope) -> (BTreeMap<String, Instant>, u64) {
                 *slot = (*slot).min(when);
             }
         };
-        collect_garbage(&mut store, &namespaces, &[deployments, replicasets, jobs, pods], type_count);
+        let collected: Vec<usize> = namespaced.iter().map(|(kind, _)| *kind).collect();
+        collect_garbage(&mut store, &namespaces, &collected, type_count);
+        let pending: Vec<Key> = namespaces
+            .iter()
+            .flat_map(|ns| namespaced.iter().flat_map(|(kind, _)| store.keys(*kind, *ns)).collect::<Vec<_>>())
+            .collect();
+        deletion::finish_foreground(&mut store, &pending);
+        deletion::finish_namespaces(&mut store, namespace_kind, &namespaced);
         for d in keys(&store, deployments) {
             deployment(&mut store, &d, replicasets);
         }
@@ -342,7 +361,8 @@ fn key_of(object: &Value, kind: usize) -> Key {
 
 /// The Deployment controller's spec side: the new ReplicaSet exists, and replicas move from old to new.
 fn deployment(store: &mut Store, key: &Key, rs_kind: usize) {
-    let Some(d) = store.get(key).cloned() else { return };
+    // An object being deleted is left to the garbage collector.
+    let Some(d) = store.get(key).cloned().filter(|d| !deletion::deleting(d)) else { return };
     let uid = d.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default().to_owned();
     let replicas = d.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1);
     let template = d.pointer("/spec/template").cloned().unwrap_or(json!({}));
@@ -502,7 +522,7 @@ fn history_limit(store: &mut Store, key: &Key, rs_kind: usize) {
     }
 }
 
-/// The garbage collector, for the kinds these controllers handle: an object none of whose owners exists any more
+/// The garbage collector, for every namespaced kind: an object none of whose owners exists any more
 /// (an owner deleted while the object was being made, or a reference to an owner that never was) is deleted, in
 /// the background, with what it owns in turn on the next pass.
 /// <https://kubernetes.io/docs/concepts/architecture/garbage-collection/#owners-dependents>
@@ -533,7 +553,7 @@ fn collect_garbage(store: &mut Store, namespaces: &[Option<&str>], kinds: &[usiz
             })
             .collect();
         for key in dangling {
-            let _ = store.delete(&key);
+            let _ = deletion::delete(store, &key, deletion::Propagation::Background);
         }
     }
 }
@@ -606,7 +626,7 @@ fn scale(store: &mut Store, rs: &Value, rs_kind: usize, replicas: i64) {
 
 /// The ReplicaSet controller: as many pods as `spec.replicas`, and the counts in status.
 fn replicaset(sim: &Sim, store: &mut Store, key: &Key, pod_kind: usize) {
-    let Some(rs) = store.get(key).cloned() else { return };
+    let Some(rs) = store.get(key).cloned().filter(|rs| !deletion::deleting(rs)) else { return };
     let uid = rs.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default().to_owned();
     let want = int(rs.pointer("/spec/replicas"));
     let mut pods = owned(store, pod_kind, &key.namespace, &uid);
@@ -661,7 +681,7 @@ fn ready(pod: &Value) -> bool {
 /// then deleted, reason `DeadlineExceeded`). Returns when its deadline falls, if it has one and is still running.
 /// <https://kubernetes.io/docs/concepts/workloads/controllers/job/>
 fn job(sim: &Sim, store: &mut Store, key: &Key, pod_kind: usize) -> Option<Instant> {
-    let job = store.get(key).cloned()?;
+    let job = store.get(key).cloned().filter(|j| !deletion::deleting(j))?;
     let done = |kind: &str| {
         job.pointer("/status/conditions")
             .and_then(Value::as_array)

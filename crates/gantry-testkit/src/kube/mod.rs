@@ -33,6 +33,10 @@
 //! `fieldValidation` (`Strict`, `Warn` by default, `Ignore`) decides whether the client is refused, warned or told
 //! nothing; `dryRun` and `fieldValidation` values are checked (see the `field_validation` module).
 //!
+//! Deletion: finalizers (`deletionTimestamp`, gone with the last finalizer), `Background`, `Foreground` and `Orphan`
+//! propagation with a garbage collector for every namespaced kind, and namespace termination (`Terminating`,
+//! creates refused, content deleted, then the namespace): see the `deletion` module.
+//!
 //! Tables (server-side printing, `kubectl get`'s columns, also for `get -w`): see the `table` module.
 //!
 //! Defaulting and validation of the built-in kinds as the registry's strategies do them, for the rules a pipeline
@@ -44,8 +48,7 @@
 //! probes, volumes...) and admission webhooks; protobuf for custom resources (refused with `415`, as
 //! upstream) and protobuf watch streams (watches answer JSON, which client-go also accepts); strategic merge's full list
 //! semantics (lists of objects merge by `name`, `containerPort`, `port` or `type`; `$patch: delete` is honoured,
-//! other directives are ignored); finalizers and graceful deletion (objects
-//! and their dependents go at once).
+//! other directives are ignored); graceful deletion of pods (a pod without finalizers goes at once).
 //! Controllers: Deployment, ReplicaSet and Job, and a kubelet whose pods behave as scripted per image ([`PodScript`];
 //! an image without a script runs until deleted in a pod that restarts always, and exits 0 after 50 ms in a pod that
 //! runs to completion, as a Job's does),
@@ -61,6 +64,7 @@
 mod admission;
 mod api;
 mod controllers;
+mod deletion;
 mod fault;
 mod field_validation;
 mod list_options;

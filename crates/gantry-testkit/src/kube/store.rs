@@ -185,7 +185,19 @@ impl Store {
 
     /// Replaces an object. A resourceVersion in `object` must match the stored one (else `Conflict`). uid and
     /// creationTimestamp are kept; generation is bumped when anything but metadata and status changed.
-    pub(crate) fn update(&mut self, key: &Key, mut object: Value) -> Result<Value, StoreError> {
+    pub(crate) fn update(&mut self, key: &Key, object: Value) -> Result<Value, StoreError> {
+        self.write(key, object, false)
+    }
+
+    /// Marks an object as being deleted: `object` carries its `deletionTimestamp` and finalizers (see the
+    /// `deletion` module).
+    pub(crate) fn begin_deletion(&mut self, key: &Key, object: Value) -> Result<Value, StoreError> {
+        self.write(key, object, true)
+    }
+
+    /// An update; `deleting` lets it set `deletionTimestamp`, which clients cannot set or clear. An object being
+    /// deleted whose last finalizer the update removes is gone after it.
+    fn write(&mut self, key: &Key, mut object: Value, deleting: bool) -> Result<Value, StoreError> {
         let Some(old) = self.objects.get(key).map(|o| &**o) else { return Err(StoreError::NotFound) };
         let old_meta = old.get("metadata").cloned().unwrap_or_default();
         let old_rv = old_meta.get("resourceVersion").and_then(Value::as_str).unwrap_or_default().to_owned();
@@ -213,6 +225,14 @@ impl Store {
                 meta.insert(kept.into(), v.clone());
             }
         }
+        if !deleting {
+            for kept in ["deletionTimestamp", "deletionGracePeriodSeconds"] {
+                match old_meta.get(kept) {
+                    Some(v) => meta.insert(kept.into(), v.clone()),
+                    None => meta.remove(kept),
+                };
+            }
+        }
         meta.insert("resourceVersion".into(), json!(rv.to_string()));
         if old_meta.get("generation").is_some() {
             meta.insert("generation".into(), json!(generation));
@@ -220,6 +240,14 @@ impl Store {
         let stored = Arc::new(object);
         self.objects.insert(key.clone(), Arc::clone(&stored));
         self.record("MODIFIED", key.clone(), Arc::clone(&stored));
+        let finalized = stored.pointer("/metadata/deletionTimestamp").is_some_and(|t| !t.is_null())
+            && ["/metadata/finalizers", "/spec/finalizers"]
+                .iter()
+                .all(|p| stored.pointer(p).and_then(Value::as_array).is_none_or(Vec::is_empty));
+        if finalized {
+            // The last finalizer is gone: so is the object.
+            self.delete(key)?;
+        }
         Ok(Arc::unwrap_or_clone(stored))
     }
 
@@ -275,7 +303,9 @@ fn strip_meta_only(object: &Value) -> Value {
 
 /// Whether the user-settable metadata is the same (labels, annotations, ownerReferences, finalizers).
 fn same_meta(old: &Value, new: Option<&Value>) -> bool {
-    ["labels", "annotations", "ownerReferences", "finalizers"].iter().all(|k| old.get(k) == new.and_then(|n| n.get(k)))
+    ["labels", "annotations", "ownerReferences", "finalizers", "deletionTimestamp"]
+        .iter()
+        .all(|k| old.get(k) == new.and_then(|n| n.get(k)))
 }
 
 /// Now as RFC 3339 in whole seconds, UTC, as Kubernetes writes timestamps.
