@@ -720,3 +720,29 @@ async fn kubectl_foreground_and_namespace_deletion_with_every_client() {
     }
     c.cleanup().await;
 }
+
+/// `kubectl wait` with client-go's watch-list feature (`KUBE_FEATURE_WatchListClient=true`, kubectl 1.31 and later
+/// use it): a streaming list (`sendInitialEvents=true`) that ends its initial events with the bookmark annotated
+/// `k8s.io/initial-events-end`, after which the wait proceeds.
+/// <https://kubernetes.io/docs/reference/using-api/api-concepts/#streaming-lists>
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_wait_with_streaming_lists_with_every_client() {
+    let c = TestCluster::new("kubectl-watchlist").await.unwrap();
+    let applier = Kubectl::new(&c);
+    applier.apply("apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: once\nspec:\n  template:\n    spec:\n      restartPolicy: Never\n      containers:\n      - {name: once, image: busybox:1.36}\n");
+    for binary in clients() {
+        let k = Kubectl::with_binary(&c, binary.clone());
+        let out = k
+            .command(&["wait", "job/once", "--for=condition=complete", "--timeout=20s", "-v=6"])
+            .env("KUBE_FEATURE_WatchListClient", "true")
+            .output()
+            .unwrap();
+        let (said, log) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success() && said.contains("condition met"), "{}: {said} {log}", binary.display());
+        let minor: u32 = binary.to_string_lossy().rsplit('.').next().unwrap().parse().unwrap();
+        if minor >= 31 {
+            assert!(log.contains("sendInitialEvents=true"), "{}: a streaming list was used", binary.display());
+        }
+    }
+    c.cleanup().await;
+}
