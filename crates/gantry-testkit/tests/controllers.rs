@@ -514,3 +514,77 @@ async fn objects_whose_owner_is_gone_are_collected() {
     assert!(sets.get_opt("kept").await.unwrap().is_some(), "an object without owner references stays");
     c.cleanup().await;
 }
+
+/// The controllers and kubelet record Events as upstream words them: the Deployment's `ScalingReplicaSet`, the
+/// ReplicaSet's `SuccessfulCreate`, the pods' `Scheduled` and `Started`, a Job's `Completed`, a crash loop's
+/// `BackOff` warning (one Event whose count grows), and an image that cannot be pulled.
+/// <https://kubernetes.io/docs/reference/kubernetes-api/cluster-resources/event-v1/>
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controllers_record_events() {
+    use k8s_openapi::api::core::v1::Event;
+    let sim = ClusterSim::start().await.unwrap();
+    sim.script("web:crash", PodScript::CrashLoop { runs_for: Duration::from_millis(50), exit_code: 2 });
+    sim.script("web:missing", PodScript::ImagePullError);
+    let client = sim.client().await.unwrap();
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    let events: Api<Event> = Api::namespaced(client.clone(), "default");
+    deployments.create(&PostParams::default(), &deployment("web", "nginx:1.27", 2, 1, 0)).await.unwrap();
+    wait_complete(&deployments, "web").await;
+    let said = |events: &[Event], kind: &str, reason: &str| -> Vec<String> {
+        events
+            .iter()
+            .filter(|e| e.involved_object.kind.as_deref() == Some(kind) && e.reason.as_deref() == Some(reason))
+            .filter_map(|e| e.message.clone())
+            .collect()
+    };
+    let all = events.list(&ListParams::default()).await.unwrap().items;
+    let scaled = said(&all, "Deployment", "ScalingReplicaSet");
+    assert!(
+        scaled.len() == 1 && scaled[0].starts_with("Scaled up replica set web-") && scaled[0].ends_with(" from 0 to 2"),
+        "{scaled:?}"
+    );
+    assert_eq!(said(&all, "ReplicaSet", "SuccessfulCreate").len(), 2);
+    assert!(said(&all, "Pod", "Scheduled").iter().all(|m| m.ends_with(" to gantry-node-1")));
+    assert_eq!(said(&all, "Pod", "Started"), ["Started container app", "Started container app"]);
+    let e = all.iter().find(|e| e.reason.as_deref() == Some("ScalingReplicaSet")).unwrap();
+    assert_eq!(
+        (e.type_.as_deref(), e.source.as_ref().and_then(|s| s.component.as_deref())),
+        (Some("Normal"), Some("deployment-controller"))
+    );
+
+    deployments.create(&PostParams::default(), &deployment("crash", "web:crash", 1, 1, 0)).await.unwrap();
+    let mut back_offs = 0;
+    for _ in 0..100 {
+        let all = events.list(&ListParams::default()).await.unwrap().items;
+        let found: Vec<&Event> = all.iter().filter(|e| e.reason.as_deref() == Some("BackOff")).collect();
+        if let [one] = found[..] {
+            assert_eq!(one.type_.as_deref(), Some("Warning"));
+            assert!(
+                one.message.as_deref().unwrap().starts_with("Back-off restarting failed container app in pod crash-")
+            );
+            back_offs = one.count.unwrap_or(0);
+            if back_offs >= 2 {
+                break;
+            }
+        }
+        assert!(found.len() <= 1, "repeats raise the count of one Event");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(back_offs >= 2, "the back-off repeats: count {back_offs}");
+
+    deployments.create(&PostParams::default(), &deployment("missing", "web:missing", 1, 1, 0)).await.unwrap();
+    let mut pulled = Vec::new();
+    for _ in 0..100 {
+        let all = events.list(&ListParams::default()).await.unwrap().items;
+        pulled =
+            all.iter().filter(|e| e.reason.as_deref() == Some("Failed")).filter_map(|e| e.message.clone()).collect();
+        if pulled.iter().any(|m| m == "Error: ImagePullBackOff") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        pulled.iter().any(|m| m == "Error: ErrImagePull") && pulled.iter().any(|m| m == "Error: ImagePullBackOff"),
+        "{pulled:?}"
+    );
+}

@@ -674,6 +674,17 @@ async fn kubectl_get_prints_the_servers_columns_with_every_client() {
         assert!(out.contains("ClusterIP") && out.contains("10.96.") && out.contains("80/TCP"), "{who}: {out}");
         let out = k.ok(&["get", "configmap", "web-config"]);
         assert_eq!(header(&out), "NAME DATA AGE", "{who}: {out}");
+        if c.sim().is_some() {
+            // The controllers' Events, as `get events` and `describe` show them.
+            let out = k.ok(&["get", "events"]);
+            assert_eq!(header(&out), "LAST SEEN TYPE REASON OBJECT MESSAGE", "{who}: {out}");
+            assert!(out.contains("ScalingReplicaSet") && out.contains("deployment/web"), "{who}: {out}");
+            let described = k.ok(&["describe", "deployment", "web"]);
+            assert!(
+                described.contains("deployment-controller") && described.contains("Scaled up replica set web-"),
+                "{who}"
+            );
+        }
         // Labels come from the rows' objects (PartialObjectMetadata).
         let out = k.ok(&["get", "deployment", "web", "--show-labels"]);
         assert!(out.contains("app=web"), "{who}: {out}");

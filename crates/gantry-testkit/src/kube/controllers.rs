@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use super::store::{Key, Store, metadata, now_rfc3339};
-use super::{Sim, deletion, lock};
+use super::{NODE, Sim, deletion, events, lock};
 
 /// How a container of an image behaves on the simulated kubelet.
 #[derive(Clone, Debug, PartialEq)]
@@ -202,7 +202,6 @@ fn reconcile(sim: &Sim, scope: &Scope) -> (BTreeMap<String, Instant>, u64) {
     let (deployments, replicasets, pods) =
         (kind_of(sim, "Deployment"), kind_of(sim, "ReplicaSet"), kind_of(sim, "Pod"));
     let jobs = kind_of(sim, "Job");
-    let type_count = sim.types.read().unwrap_or_else(|e| e.into_inner()).len();
     let namespaces = scope.namespaces();
     let mut next = BTreeMap::new();
     let mut handled = 0;
@@ -230,13 +229,8 @@ fn reconcile(sim: &Sim, scope: &Scope) -> (BTreeMap<String, Instant>, u64) {
                 *slot = (*slot).min(when);
             }
         };
-        let collected: Vec<usize> = namespaced.iter().map(|(kind, _)| *kind).collect();
-        collect_garbage(&mut store, &namespaces, &collected, type_count);
-        let pending: Vec<Key> = namespaces
-            .iter()
-            .flat_map(|ns| namespaced.iter().flat_map(|(kind, _)| store.keys(*kind, *ns)).collect::<Vec<_>>())
-            .collect();
-        deletion::finish_foreground(&mut store, &pending);
+        collect_garbage(&mut store, &namespaces);
+        deletion::finish_foreground(&mut store);
         deletion::finish_namespaces(&mut store, namespace_kind, &namespaced);
         for d in keys(&store, deployments) {
             deployment(&mut store, &d, replicasets);
@@ -526,35 +520,22 @@ fn history_limit(store: &mut Store, key: &Key, rs_kind: usize) {
 /// (an owner deleted while the object was being made, or a reference to an owner that never was) is deleted, in
 /// the background, with what it owns in turn on the next pass.
 /// <https://kubernetes.io/docs/concepts/architecture/garbage-collection/#owners-dependents>
-fn collect_garbage(store: &mut Store, namespaces: &[Option<&str>], kinds: &[usize], type_count: usize) {
-    for ns in namespaces {
-        // Owners of any type: in the namespace, or cluster-scoped.
-        let objects: Vec<Arc<Value>> = (0..type_count)
-            .flat_map(|kind| {
-                let mut found = store.list_shared(kind, *ns);
-                if ns.is_some() {
-                    found.extend(store.list_shared(kind, Some("")));
-                }
-                found
-            })
-            .collect();
-        let uids: std::collections::HashSet<&str> =
-            objects.iter().filter_map(|o| o.pointer("/metadata/uid").and_then(Value::as_str)).collect();
-        let dangling: Vec<Key> = kinds
-            .iter()
-            .flat_map(|kind| store.keys(*kind, *ns))
-            .filter(|key| {
-                let refs =
-                    store.get(key).and_then(|o| o.pointer("/metadata/ownerReferences")).and_then(Value::as_array);
-                refs.is_some_and(|refs| {
-                    !refs.is_empty()
-                        && refs.iter().all(|r| r.get("uid").and_then(Value::as_str).is_none_or(|u| !uids.contains(u)))
-                })
-            })
-            .collect();
-        for key in dangling {
-            let _ = deletion::delete(store, &key, deletion::Propagation::Background);
+fn collect_garbage(store: &mut Store, namespaces: &[Option<&str>]) {
+    let in_scope = |key: &Key| namespaces.iter().any(|ns| ns.is_none_or(|ns| ns == key.namespace));
+    // Each dependent with the uids of its owners; dangling when none of them is stored.
+    let mut owners_of: std::collections::BTreeMap<Key, Vec<&String>> = std::collections::BTreeMap::new();
+    for (uid, dependents) in store.with_owners() {
+        for key in dependents.iter().filter(|k| in_scope(k)) {
+            owners_of.entry(key.clone()).or_default().push(uid);
         }
+    }
+    let dangling: Vec<Key> = owners_of
+        .into_iter()
+        .filter(|(_, owners)| owners.iter().all(|uid| !store.has_uid(uid)))
+        .map(|(key, _)| key)
+        .collect();
+    for key in dangling {
+        let _ = deletion::delete(store, &key, deletion::Propagation::Background);
     }
 }
 
@@ -617,11 +598,22 @@ fn scale(store: &mut Store, rs: &Value, rs_kind: usize, replicas: i64) {
         Some(c) => c.clone(),
         None => return,
     };
-    if int(current.pointer("/spec/replicas")) == replicas {
+    let before = int(current.pointer("/spec/replicas"));
+    if before == replicas {
         return;
     }
     current["spec"]["replicas"] = json!(replicas);
     let _ = store.update(&key_of(rs, rs_kind), current);
+    // The Deployment that owns it says so.
+    let rs_name = rs.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+    let owner = rs.pointer("/metadata/ownerReferences").and_then(Value::as_array).and_then(|r| r.first()).cloned();
+    if let Some(owner) = owner {
+        let involved = json!({"apiVersion": owner["apiVersion"], "kind": owner["kind"],
+                              "metadata": {"name": owner["name"], "namespace": rs.pointer("/metadata/namespace"), "uid": owner["uid"]}});
+        let direction = if replicas > before { "up" } else { "down" };
+        let message = format!("Scaled {direction} replica set {rs_name} from {before} to {replicas}");
+        events::record(store, &involved, events::Event::normal("ScalingReplicaSet", message, "deployment-controller"));
+    }
 }
 
 /// The ReplicaSet controller: as many pods as `spec.replicas`, and the counts in status.
@@ -641,7 +633,14 @@ fn replicaset(sim: &Sim, store: &mut Store, key: &Key, pod_kind: usize) {
                 "status": {"phase": "Pending"},
             });
             metadata(&mut pod);
-            let _ = store.create(Key { kind: pod_kind, namespace: key.namespace.clone(), name }, pod, false);
+            if store
+                .create(Key { kind: pod_kind, namespace: key.namespace.clone(), name: name.clone() }, pod, false)
+                .is_ok()
+            {
+                let created =
+                    events::Event::normal("SuccessfulCreate", format!("Created pod: {name}"), "replicaset-controller");
+                events::record(store, &rs, created);
+            }
         }
     } else if have > want {
         // Not-ready pods go first, then the youngest.
@@ -654,7 +653,12 @@ fn replicaset(sim: &Sim, store: &mut Store, key: &Key, pod_kind: usize) {
             )
         });
         for p in pods.iter().take((have - want) as usize) {
-            let _ = store.delete(&key_of(p, pod_kind));
+            if deletion::delete(store, &key_of(p, pod_kind), deletion::Propagation::Background).is_ok() {
+                let name = p.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+                let deleted =
+                    events::Event::normal("SuccessfulDelete", format!("Deleted pod: {name}"), "replicaset-controller");
+                events::record(store, &rs, deleted);
+            }
         }
     }
     let pods = owned(store, pod_kind, &key.namespace, &uid);
@@ -737,7 +741,14 @@ fn job(sim: &Sim, store: &mut Store, key: &Key, pod_kind: usize) -> Option<Insta
                 "spec": job.pointer("/spec/template/spec").cloned().unwrap_or(json!({})),
                 "status": {"phase": "Pending"},
             });
-            let _ = store.create(Key { kind: pod_kind, namespace: key.namespace.clone(), name }, pod, false);
+            if store
+                .create(Key { kind: pod_kind, namespace: key.namespace.clone(), name: name.clone() }, pod, false)
+                .is_ok()
+            {
+                let created =
+                    events::Event::normal("SuccessfulCreate", format!("Created pod: {name}"), "job-controller");
+                events::record(store, &job, created);
+            }
         }
     }
     let pods = owned(store, pod_kind, &key.namespace, &uid);
@@ -752,9 +763,25 @@ fn job(sim: &Sim, store: &mut Store, key: &Key, pod_kind: usize) -> Option<Insta
     let old = job.get("status").cloned().unwrap_or(json!({}));
     let running = conditions.is_empty();
     if strip_times(&old) != strip_times(&status) || old.get("startTime").is_none() {
+        let ended = conditions.iter().find(|c| c["type"] == "Complete" || c["type"] == "Failed").cloned();
         let mut next = job.clone();
         next["status"] = status;
         let _ = store.update(key, next);
+        match ended {
+            Some(c) if c["type"] == "Complete" => {
+                events::record(
+                    store,
+                    &job,
+                    events::Event::normal("Completed", "Job completed".into(), "job-controller"),
+                );
+            }
+            Some(c) => {
+                let reason = c["reason"].as_str().unwrap_or("Failed");
+                let message = c["message"].as_str().unwrap_or_default().to_owned();
+                events::record(store, &job, events::Event::warning(reason, message, "job-controller"));
+            }
+            None => {}
+        }
     }
     deadline.filter(|_| running)
 }
@@ -896,11 +923,73 @@ fn kubelet(sim: &Sim, store: &mut Store, key: &Key) -> Option<Instant> {
         "containerStatuses": statuses,
     });
     if !same_status(pod.get("status"), &status) {
+        let before = pod.pointer("/status/containerStatuses").and_then(Value::as_array).cloned().unwrap_or_default();
         let mut updated = pod.clone();
         updated["status"] = status;
         let _ = store.update(key, updated);
+        kubelet_events(store, &pod, &before, &statuses);
     }
     next.map(|d| started + d)
+}
+
+/// What the scheduler and kubelet report as a pod's containers change state: `Scheduled`, then `Pulled`, `Created`
+/// and `Started` per container when the pod first starts (or `Pulling` and the pull's failure), `BackOff` on
+/// entering a crash loop, `Error: ImagePullBackOff` on backing off a pull.
+fn kubelet_events(store: &mut Store, pod: &Value, before: &[Value], now: &[Value]) {
+    let text = |p: &str| pod.pointer(p).and_then(Value::as_str).unwrap_or_default().to_owned();
+    let (name, namespace, uid) = (text("/metadata/name"), text("/metadata/namespace"), text("/metadata/uid"));
+    if before.is_empty() {
+        let message = format!("Successfully assigned {namespace}/{name} to {NODE}");
+        events::record(store, pod, events::Event::normal("Scheduled", message, "default-scheduler"));
+    }
+    let waiting = |s: Option<&Value>| {
+        s.and_then(|s| s.pointer("/state/waiting/reason")).and_then(Value::as_str).unwrap_or_default().to_owned()
+    };
+    for (i, status) in now.iter().enumerate() {
+        let container = status["name"].as_str().unwrap_or_default();
+        let image = pod.pointer(&format!("/spec/containers/{i}/image")).and_then(Value::as_str).unwrap_or_default();
+        let old = before.iter().find(|s| s["name"] == status["name"]);
+        let (was, is) = (waiting(old), waiting(Some(status)));
+        if old.is_none() {
+            if is == "ErrImagePull" {
+                events::record(
+                    store,
+                    pod,
+                    events::Event::normal("Pulling", format!("Pulling image {image:?}"), "kubelet"),
+                );
+                let failed = format!(
+                    "Failed to pull image {image:?}: rpc error: code = NotFound desc = failed to pull and unpack image {image:?}: not found"
+                );
+                events::record(store, pod, events::Event::warning("Failed", failed, "kubelet"));
+                events::record(store, pod, events::Event::warning("Failed", "Error: ErrImagePull".into(), "kubelet"));
+            } else {
+                let pulled = format!("Container image {image:?} already present on machine");
+                events::record(store, pod, events::Event::normal("Pulled", pulled, "kubelet"));
+                events::record(
+                    store,
+                    pod,
+                    events::Event::normal("Created", format!("Created container: {container}"), "kubelet"),
+                );
+                events::record(
+                    store,
+                    pod,
+                    events::Event::normal("Started", format!("Started container {container}"), "kubelet"),
+                );
+            }
+        }
+        if is != was && is == "CrashLoopBackOff" {
+            let message = format!("Back-off restarting failed container {container} in pod {name}_{namespace}({uid})");
+            events::record(store, pod, events::Event::warning("BackOff", message, "kubelet"));
+        }
+        if is != was && is == "ImagePullBackOff" {
+            events::record(
+                store,
+                pod,
+                events::Event::normal("BackOff", format!("Back-off pulling image {image:?}"), "kubelet"),
+            );
+            events::record(store, pod, events::Event::warning("Failed", "Error: ImagePullBackOff".into(), "kubelet"));
+        }
+    }
 }
 
 /// Compares pod statuses without their timestamps.

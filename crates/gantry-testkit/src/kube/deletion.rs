@@ -119,11 +119,11 @@ fn orphan(store: &mut Store, uid: &str) {
     }
 }
 
-/// The garbage collector's part of foreground deletion, for the objects at `keys`: an owner being deleted in the
+/// The garbage collector's part of foreground deletion: an owner being deleted in the
 /// foreground has its dependents deleted in the foreground; once none is left its `foregroundDeletion` finalizer
 /// is removed (and, with no other finalizer, it is gone).
-pub(super) fn finish_foreground(store: &mut Store, keys: &[Key]) {
-    for key in keys {
+pub(super) fn finish_foreground(store: &mut Store) {
+    for key in &store.being_deleted() {
         let Some(object) = store.get(key).cloned() else { continue };
         if !deleting(&object) || !finalizers(&object).iter().any(|f| f == FOREGROUND) {
             continue;

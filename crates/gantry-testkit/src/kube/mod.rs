@@ -57,14 +57,16 @@
 //! `timestamps`, are ignored); old ReplicaSets beyond `revisionHistoryLimit` are deleted once a rollout completes;
 //! the `Recreate` strategy; paused Deployments (no rollout, replicas still scaled: a rollout paused half-way gives
 //! the difference to one ReplicaSet, where upstream shares it out in proportion); the `scale` subresource of
-//! Deployments and ReplicaSets. See the `controllers` and `scale` modules. Not modelled: scheduling and nodes,
-//! Events written by controllers, `minReadySeconds` (a ready pod is available at once). There is one Node object,
+//! Deployments and ReplicaSets. See the `controllers` and `scale` modules. The controllers, the scheduler and the
+//! kubelet record Events as upstream words them (`kubectl get events`, `describe`; see the `events` module). Not
+//! modelled: scheduling and nodes, `minReadySeconds` (a ready pod is available at once). There is one Node object,
 //! ready (pods are not bound to it), and `SelfSubjectAccessReview` allows every request (`kubectl auth can-i`).
 
 mod admission;
 mod api;
 mod controllers;
 mod deletion;
+mod events;
 mod fault;
 mod field_validation;
 mod list_options;
@@ -109,7 +111,7 @@ pub enum SimError {
 }
 
 /// The simulated cluster's one node.
-const NODE: &str = "gantry-node-1";
+pub(crate) const NODE: &str = "gantry-node-1";
 
 /// The node object: ready, linux/amd64, the server's kubelet version, room for 110 pods.
 /// <https://kubernetes.io/docs/reference/node/node-status/>

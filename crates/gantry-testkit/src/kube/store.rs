@@ -10,7 +10,7 @@
 //! Objects are kept in one ordered map by type, namespace and name, so that listing one type in one namespace costs
 //! what it returns, not what the cluster holds.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -55,6 +55,12 @@ const HISTORY_AGE: Duration = Duration::from_secs(300);
 pub(crate) struct Store {
     rv: u64,
     objects: BTreeMap<Key, Arc<Value>>,
+    /// Dependents by owner uid (their `ownerReferences`), for the garbage collector and cascading deletion.
+    dependents: HashMap<String, BTreeSet<Key>>,
+    /// Every stored object's uid.
+    by_uid: HashMap<String, Key>,
+    /// The objects being deleted (with a `deletionTimestamp`), waiting for finalizers.
+    deleting: BTreeSet<Key>,
     history: VecDeque<Change>,
     /// The oldest version a watch may resume from.
     compacted: u64,
@@ -69,6 +75,9 @@ impl Store {
         Self {
             rv: 1,
             objects: BTreeMap::new(),
+            dependents: HashMap::new(),
+            by_uid: HashMap::new(),
+            deleting: BTreeSet::new(),
             history: VecDeque::new(),
             compacted: 1,
             uids: 0,
@@ -178,6 +187,7 @@ impl Store {
         }
         meta.remove("deletionTimestamp");
         let stored = Arc::new(object);
+        self.index(&key, None, Some(&stored));
         self.objects.insert(key.clone(), Arc::clone(&stored));
         self.record("ADDED", key, Arc::clone(&stored));
         Ok(Arc::unwrap_or_clone(stored))
@@ -238,6 +248,8 @@ impl Store {
             meta.insert("generation".into(), json!(generation));
         }
         let stored = Arc::new(object);
+        let previous = self.objects.get(key).cloned();
+        self.index(key, previous.as_deref(), Some(&stored));
         self.objects.insert(key.clone(), Arc::clone(&stored));
         self.record("MODIFIED", key.clone(), Arc::clone(&stored));
         let finalized = stored.pointer("/metadata/deletionTimestamp").is_some_and(|t| !t.is_null())
@@ -254,6 +266,7 @@ impl Store {
     /// Removes an object and returns it.
     pub(crate) fn delete(&mut self, key: &Key) -> Result<Value, StoreError> {
         let mut object = Arc::unwrap_or_clone(self.objects.remove(key).ok_or(StoreError::NotFound)?);
+        self.index(key, Some(&object), None);
         let rv = self.next_rv();
         metadata(&mut object).insert("resourceVersion".into(), json!(rv.to_string()));
         let stored = Arc::new(object);
@@ -263,15 +276,58 @@ impl Store {
 
     /// Every object whose ownerReferences name `uid`.
     pub(crate) fn owned_by(&self, uid: &str) -> Vec<Key> {
-        self.objects
-            .iter()
-            .filter(|(_, v)| {
-                v.pointer("/metadata/ownerReferences")
-                    .and_then(Value::as_array)
-                    .is_some_and(|refs| refs.iter().any(|r| r.get("uid").and_then(Value::as_str) == Some(uid)))
-            })
-            .map(|(k, _)| k.clone())
-            .collect()
+        self.dependents.get(uid).map(|keys| keys.iter().cloned().collect()).unwrap_or_default()
+    }
+
+    /// Whether an object with this uid is stored.
+    pub(crate) fn has_uid(&self, uid: &str) -> bool {
+        self.by_uid.contains_key(uid)
+    }
+
+    /// The objects that name an owner in `ownerReferences`, with the owners' uids.
+    pub(crate) fn with_owners(&self) -> impl Iterator<Item = (&String, &BTreeSet<Key>)> {
+        self.dependents.iter()
+    }
+
+    /// The objects being deleted, waiting for finalizers.
+    pub(crate) fn being_deleted(&self) -> Vec<Key> {
+        self.deleting.iter().cloned().collect()
+    }
+
+    /// Keeps the indexes in step with a write: `old` is what was stored at `key`, `new` what is now.
+    fn index(&mut self, key: &Key, old: Option<&Value>, new: Option<&Value>) {
+        let uid = |o: Option<&Value>| o.and_then(|o| o.pointer("/metadata/uid")).and_then(Value::as_str).map(str::to_owned);
+        if let Some(uid) = uid(old) {
+            self.by_uid.remove(&uid);
+        }
+        if let Some(uid) = uid(new) {
+            self.by_uid.insert(uid, key.clone());
+        }
+        let deleting = new.and_then(|o| o.pointer("/metadata/deletionTimestamp")).is_some_and(|t| !t.is_null());
+        if deleting {
+            self.deleting.insert(key.clone());
+        } else {
+            self.deleting.remove(key);
+        }
+        fn owners(object: Option<&Value>) -> Vec<String> {
+            object
+                .and_then(|o| o.pointer("/metadata/ownerReferences"))
+                .and_then(Value::as_array)
+                .map(|refs| refs.iter().filter_map(|r| r.get("uid")?.as_str().map(str::to_owned)).collect())
+                .unwrap_or_default()
+        }
+        let (before, after) = (owners(old), owners(new));
+        for uid in before.iter().filter(|u| !after.contains(u)) {
+            if let Some(keys) = self.dependents.get_mut(uid) {
+                keys.remove(key);
+                if keys.is_empty() {
+                    self.dependents.remove(uid);
+                }
+            }
+        }
+        for uid in after {
+            self.dependents.entry(uid).or_default().insert(key.clone());
+        }
     }
 }
 
