@@ -588,3 +588,26 @@ async fn controllers_record_events() {
         "{pulled:?}"
     );
 }
+
+/// `minReadySeconds`: a ready pod counts as available only after it has been ready that long, so a rollout (and
+/// `kubectl rollout status`) waits for it.
+/// <https://kubernetes.io/docs/concepts/workloads/controllers/deployment/#min-ready-seconds>
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_is_available_after_min_ready_seconds() {
+    let sim = ClusterSim::start().await.unwrap();
+    let client = sim.client().await.unwrap();
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    let mut slow = deployment("slow", "nginx:1.27", 2, 1, 0);
+    slow.spec.as_mut().unwrap().min_ready_seconds = Some(2);
+    let started = std::time::Instant::now();
+    deployments.create(&PostParams::default(), &slow).await.unwrap();
+    // Ready at once, not yet available.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let early = deployments.get("slow").await.unwrap().status.unwrap_or_default();
+    assert_eq!(early.ready_replicas, Some(2), "{early:?}");
+    assert_eq!(early.available_replicas.unwrap_or(0), 0, "{early:?}");
+    wait_complete(&deployments, "slow").await;
+    let waited = started.elapsed();
+    // Whole-second timestamps: between one and three seconds after the pods became ready.
+    assert!(waited >= Duration::from_secs(1) && waited < Duration::from_secs(6), "{waited:?}");
+}

@@ -15,7 +15,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
@@ -236,7 +236,7 @@ fn reconcile(sim: &Sim, scope: &Scope) -> (BTreeMap<String, Instant>, u64) {
             deployment(&mut store, &d, replicasets);
         }
         for rs in keys(&store, replicasets) {
-            replicaset(sim, &mut store, &rs, pods);
+            at(&rs, replicaset(sim, &mut store, &rs, pods));
         }
         for job in keys(&store, jobs) {
             at(&job, self::job(sim, &mut store, &job, pods));
@@ -617,8 +617,8 @@ fn scale(store: &mut Store, rs: &Value, rs_kind: usize, replicas: i64) {
 }
 
 /// The ReplicaSet controller: as many pods as `spec.replicas`, and the counts in status.
-fn replicaset(sim: &Sim, store: &mut Store, key: &Key, pod_kind: usize) {
-    let Some(rs) = store.get(key).cloned().filter(|rs| !deletion::deleting(rs)) else { return };
+fn replicaset(sim: &Sim, store: &mut Store, key: &Key, pod_kind: usize) -> Option<Instant> {
+    let rs = store.get(key).cloned().filter(|rs| !deletion::deleting(rs))?;
     let uid = rs.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default().to_owned();
     let want = int(rs.pointer("/spec/replicas"));
     let mut pods = owned(store, pod_kind, &key.namespace, &uid);
@@ -663,15 +663,38 @@ fn replicaset(sim: &Sim, store: &mut Store, key: &Key, pod_kind: usize) {
     }
     let pods = owned(store, pod_kind, &key.namespace, &uid);
     let ready_count = pods.iter().filter(|p| ready(p)).count() as i64;
+    // A pod is available once it has been ready for `minReadySeconds`.
+    // <https://kubernetes.io/docs/concepts/workloads/controllers/deployment/#min-ready-seconds>
+    let min_ready = rs.pointer("/spec/minReadySeconds").and_then(Value::as_u64).unwrap_or(0);
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let mut next = None;
+    let mut available_count = 0;
+    for since in pods.iter().filter(|p| ready(p)).map(|p| ready_since(p).unwrap_or(0)) {
+        if min_ready == 0 || since + min_ready <= now {
+            available_count += 1;
+        } else {
+            let wait = Duration::from_secs(since + min_ready - now);
+            next = Some(next.map_or(Instant::now() + wait, |n: Instant| n.min(Instant::now() + wait)));
+        }
+    }
     let status = json!({
-        "replicas": pods.len(), "readyReplicas": ready_count, "availableReplicas": ready_count,
+        "replicas": pods.len(), "readyReplicas": ready_count, "availableReplicas": available_count,
         "fullyLabeledReplicas": pods.len(), "observedGeneration": int(rs.pointer("/metadata/generation")),
     });
     if rs.get("status") != Some(&status) {
-        let mut next = rs.clone();
-        next["status"] = status;
-        let _ = store.update(key, next);
+        let mut updated = rs.clone();
+        updated["status"] = status;
+        let _ = store.update(key, updated);
     }
+    next
+}
+
+/// When a pod's Ready condition last turned true, in seconds since the epoch.
+fn ready_since(pod: &Value) -> Option<u64> {
+    let conditions = pod.pointer("/status/conditions")?.as_array()?;
+    let ready = conditions.iter().find(|c| c["type"] == "Ready" && c["status"] == "True")?;
+    let at = gantry_core::time::parse_rfc3339(ready.get("lastTransitionTime")?.as_str()?)?;
+    at.duration_since(UNIX_EPOCH).ok().map(|d| d.as_secs())
 }
 
 fn ready(pod: &Value) -> bool {
@@ -917,9 +940,21 @@ fn kubelet(sim: &Sim, store: &mut Store, key: &Key) -> Option<Instant> {
         statuses.push(status);
     }
     let ready_status = if all_ready && !containers.is_empty() { "True" } else { "False" };
+    // Each condition keeps the time it last changed (`minReadySeconds` counts from Ready's).
+    let since = |kind: &str, status: &str| {
+        pod.pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .and_then(|cs| cs.iter().find(|c| c["type"] == kind && c["status"] == status))
+            .and_then(|c| c.get("lastTransitionTime").cloned())
+            .unwrap_or_else(|| json!(now_rfc3339()))
+    };
     let status = json!({
         "phase": phase,
-        "conditions": [{"type": "PodScheduled", "status": "True"}, {"type": "Ready", "status": ready_status}, {"type": "ContainersReady", "status": ready_status}],
+        "conditions": [
+            {"type": "PodScheduled", "status": "True", "lastTransitionTime": since("PodScheduled", "True")},
+            {"type": "Ready", "status": ready_status, "lastTransitionTime": since("Ready", ready_status)},
+            {"type": "ContainersReady", "status": ready_status, "lastTransitionTime": since("ContainersReady", ready_status)},
+        ],
         "containerStatuses": statuses,
     });
     if !same_status(pod.get("status"), &status) {

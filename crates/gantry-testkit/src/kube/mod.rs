@@ -59,7 +59,8 @@
 //! the difference to one ReplicaSet, where upstream shares it out in proportion); the `scale` subresource of
 //! Deployments and ReplicaSets. See the `controllers` and `scale` modules. The controllers, the scheduler and the
 //! kubelet record Events as upstream words them (`kubectl get events`, `describe`; see the `events` module). Not
-//! modelled: scheduling and nodes, `minReadySeconds` (a ready pod is available at once). There is one Node object,
+//! modelled: scheduling and nodes. `minReadySeconds` is honoured in whole seconds (a pod is available once its Ready
+//! condition's `lastTransitionTime` is that old). There is one Node object,
 //! ready (pods are not bound to it), and `SelfSubjectAccessReview` allows every request (`kubectl auth can-i`).
 
 mod admission;

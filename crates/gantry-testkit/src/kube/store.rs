@@ -296,7 +296,8 @@ impl Store {
 
     /// Keeps the indexes in step with a write: `old` is what was stored at `key`, `new` what is now.
     fn index(&mut self, key: &Key, old: Option<&Value>, new: Option<&Value>) {
-        let uid = |o: Option<&Value>| o.and_then(|o| o.pointer("/metadata/uid")).and_then(Value::as_str).map(str::to_owned);
+        let uid =
+            |o: Option<&Value>| o.and_then(|o| o.pointer("/metadata/uid")).and_then(Value::as_str).map(str::to_owned);
         if let Some(uid) = uid(old) {
             self.by_uid.remove(&uid);
         }
