@@ -593,6 +593,12 @@ async fn kubectl_client_side_writes_diff_edit_and_explain_with_every_client() {
         k.ok(&["label", "configmap", &name, "tier=web"]);
         let labels = configmaps.get(&name).await.unwrap().metadata.labels.unwrap();
         assert_eq!(labels["tier"], "web", "{who}");
+        for round in 0..3 {
+            // Without a resourceVersion: never a conflict (it was 2 in 60 while controllers wrote).
+            k.ok(&["annotate", "configmap", &name, &format!("note=round-{round}"), "--overwrite"]);
+        }
+        let annotations = configmaps.get(&name).await.unwrap().metadata.annotations.unwrap_or_default();
+        assert_eq!(annotations.get("note").map(String::as_str), Some("round-2"), "{who}");
         k.ok(&["patch", "configmap", &name, "-p", r#"{"data":{"extra":"1"}}"#]);
         assert_eq!(data(configmaps.get(&name).await.unwrap()).len(), 2, "{who}");
         k.ok(&["replace", "-f", path]);
