@@ -19,6 +19,7 @@ use schemars::{JsonSchema, SchemaGenerator, generate::SchemaSettings};
 use serde_json::{Map, Value, json};
 
 use super::Sim;
+use super::protobuf::{put_bytes, put_key, put_varint};
 use super::resources::ResourceType;
 
 /// The media type clients ask for the protobuf OpenAPI v2 document with (client-go's `Accept`).
@@ -199,22 +200,8 @@ pub(super) fn v2_protobuf(sim: &Sim, server_version: &str) -> Vec<u8> {
     document
 }
 
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v & 0x7f) as u8 | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn put_bytes(out: &mut Vec<u8>, field: u32, bytes: &[u8]) {
-    put_varint(out, (u64::from(field) << 3) | 2);
-    put_varint(out, bytes.len() as u64);
-    out.extend_from_slice(bytes);
-}
-
 fn put_varint_field(out: &mut Vec<u8>, field: u32, value: u64) {
-    put_varint(out, u64::from(field) << 3);
+    put_key(out, field, 0);
     put_varint(out, value);
 }
 

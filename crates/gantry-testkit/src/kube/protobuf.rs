@@ -478,7 +478,7 @@ fn parse_go_duration(text: &str) -> Option<i64> {
 
 // --- Encoding ---
 
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+pub(super) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         #[allow(clippy::cast_possible_truncation)]
         out.push((v as u8) | 0x80);
@@ -488,11 +488,11 @@ fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
-fn put_key(out: &mut Vec<u8>, tag: u32, wire: u8) {
+pub(super) fn put_key(out: &mut Vec<u8>, tag: u32, wire: u8) {
     put_varint(out, (u64::from(tag) << 3) | u64::from(wire));
 }
 
-fn put_bytes(out: &mut Vec<u8>, tag: u32, bytes: &[u8]) {
+pub(super) fn put_bytes(out: &mut Vec<u8>, tag: u32, bytes: &[u8]) {
     put_key(out, tag, 2);
     put_varint(out, bytes.len() as u64);
     out.extend_from_slice(bytes);
