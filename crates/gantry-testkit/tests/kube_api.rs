@@ -918,3 +918,30 @@ async fn tables_for_clients_that_ask_for_them() {
     assert_eq!((code, answer["kind"].as_str()), (404, Some("Status")));
     c.cleanup().await;
 }
+
+/// A `resourceVersion` that is not a number is a `400` for a get, a list and a watch, worded as the storage layer's
+/// `ParseResourceVersion` words it; an empty one is none.
+/// <https://kubernetes.io/docs/reference/using-api/api-concepts/#resource-versions>
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resource_version_that_is_not_a_number_is_a_bad_request() {
+    let c = TestCluster::new("rv-syntax").await.unwrap();
+    let configmaps: kube::Api<ConfigMap> = kube::Api::namespaced(c.client.clone(), &c.namespace);
+    configmaps.create(&Default::default(), &configmap("settings", "web")).await.unwrap();
+    let base = format!("/api/v1/namespaces/{}/configmaps", c.namespace);
+    for path in [
+        format!("{base}?resourceVersion=abc"),
+        format!("{base}/settings?resourceVersion=abc"),
+        format!("{base}?watch=true&resourceVersion=abc"),
+    ] {
+        let (code, status) = raw_status(&c.client, &path).await;
+        assert_eq!(code, 400, "{path}: {status}");
+        assert_eq!(
+            status["message"],
+            "invalid resource version: resourceVersion: Invalid value: \"abc\": strconv.ParseUint: parsing \"abc\": invalid syntax",
+            "{path}"
+        );
+    }
+    let (code, _) = raw_status(&c.client, &format!("{base}?resourceVersion=")).await;
+    assert_eq!(code, 200);
+    c.cleanup().await;
+}

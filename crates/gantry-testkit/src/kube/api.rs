@@ -380,6 +380,11 @@ async fn api(
         let mut store = lock(&sim.store);
         return scale::handle(&mut store, &t, &object, &name, method, headers, body, dry_run, &manager);
     }
+    if method == Method::GET
+        && let Err(r) = list_options::check_resource_version(params)
+    {
+        return *r;
+    }
     if method == Method::GET && target.name.is_none() {
         if let Err(r) = list_options::validate(params, is_true(params.get("watch"))) {
             return *r;

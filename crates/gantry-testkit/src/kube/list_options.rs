@@ -87,6 +87,20 @@ pub(super) fn validate(params: &HashMap<String, String>, watch: bool) -> Result<
     Err(Box::new(invalid_status("meta.k8s.io", "ListOptions", "", &errs)))
 }
 
+/// A `resourceVersion` that is not a number is a `400`, as the storage layer's `ParseResourceVersion` refuses it
+/// (for a get, a list and a watch alike).
+pub(super) fn check_resource_version(params: &HashMap<String, String>) -> Result<(), Box<Response>> {
+    let Some(rv) = params.get("resourceVersion").filter(|v| !v.is_empty()) else { return Ok(()) };
+    let why = match rv.parse::<u64>() {
+        Ok(_) => return Ok(()),
+        Err(e) if matches!(e.kind(), std::num::IntErrorKind::PosOverflow) => "value out of range",
+        Err(_) => "invalid syntax",
+    };
+    Err(Box::new(super::api::bad_request(format!(
+        "invalid resource version: resourceVersion: Invalid value: {rv:?}: strconv.ParseUint: parsing {rv:?}: {why}"
+    ))))
+}
+
 /// How long a request for a resourceVersion the store has not reached waits for it (the watch cache's 3 s).
 const FRESHNESS_WAIT: Duration = Duration::from_secs(3);
 

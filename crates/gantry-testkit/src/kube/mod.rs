@@ -21,7 +21,7 @@
 //! (`sendInitialEvents`, ending with the `k8s.io/initial-events-end` bookmark); list and watch options validated as
 //! upstream's `ValidateListOptions` does (`422`); a resourceVersion the store has not reached is waited for 3 s,
 //! then `504` "Too large resource version"; `resourceVersionMatch=Exact` is served from the current state (no older
-//! snapshots are kept); a resourceVersion that is not a number is read as none.
+//! snapshots are kept); a resourceVersion that is not a number is a `400`.
 //!
 //! Protobuf (`application/vnd.kubernetes.protobuf`, which kubectl 1.32+ and Helm 4 send for built-in types): request
 //! bodies of the built-in kinds are decoded, and a client that prefers protobuf gets objects, lists and `Status`
