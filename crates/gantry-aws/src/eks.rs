@@ -175,6 +175,24 @@ impl EksCluster {
         Ok((config, token.refresh_at))
     }
 
+    /// A kubeconfig for command-line tools (Helm, kubectl): the endpoint, the certificate authority, a fresh token and
+    /// the namespace, as one context. The token is a secret: see [`gantry_kube::KubeconfigSource`].
+    pub async fn kubeconfig(&self) -> Result<gantry_core::Secret, AwsError> {
+        let token = self.session.eks_token(&self.name).await?;
+        let mut cluster = serde_json::json!({"server": self.endpoint});
+        if let Some(ca) = &self.certificate_authority {
+            cluster["certificate-authority-data"] = serde_json::json!(ca.trim());
+        }
+        let config = serde_json::json!({
+            "apiVersion": "v1", "kind": "Config",
+            "clusters": [{"name": self.name, "cluster": cluster}],
+            "users": [{"name": self.name, "user": {"token": token.token.expose()}}],
+            "contexts": [{"name": self.name, "context": {"cluster": self.name, "user": self.name, "namespace": self.namespace}}],
+            "current-context": self.name,
+        });
+        Ok(gantry_core::Secret::new(config.to_string()))
+    }
+
     /// A connection for Gantry's Kubernetes steps, made once: every request it sends carries the current token,
     /// which a task renews in the background (see the type's documentation).
     pub async fn cluster(&self) -> Result<gantry_kube::Cluster, AwsError> {
@@ -300,6 +318,13 @@ fn pem_certificates(pem: &[u8]) -> Result<Vec<Vec<u8>>, String> {
         return Err("no certificate in the certificate authority".into());
     }
     Ok(certificates)
+}
+
+#[async_trait::async_trait]
+impl gantry_kube::KubeconfigSource for EksCluster {
+    async fn kubeconfig(&self) -> Result<gantry_core::Secret, gantry_core::StepError> {
+        EksCluster::kubeconfig(self).await.map_err(|e| gantry_core::StepError::new(e.to_string()))
+    }
 }
 
 #[cfg(test)]

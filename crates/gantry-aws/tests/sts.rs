@@ -171,6 +171,32 @@ async fn an_eks_connection_talks_to_the_cluster_with_its_token() {
     assert!(!format!("{cluster:?} {eks:?}").contains(TOKEN_PREFIX), "no token in Debug");
 }
 
+/// The kubeconfig an EKS cluster makes for command-line tools (Helm, kubectl): its endpoint and authority, a fresh
+/// token, its namespace, one current context; the token never shows in `Debug`.
+#[tokio::test]
+#[ignore = "needs moto: run bash .ci/test-all"]
+async fn an_eks_cluster_makes_a_kubeconfig_for_tools() {
+    let moto = MotoServer::start().await.unwrap();
+    let session = hub(&moto).await.assume(&Account::new("arn:aws:iam::111111111111:role/eks-admin")).await.unwrap();
+    let eks = gantry_aws::EksCluster::new(
+        session,
+        "prod",
+        "https://abc.gr7.eu-west-1.eks.amazonaws.com",
+        Some("QUJD".into()),
+    )
+    .namespace("web");
+    let kubeconfig = eks.kubeconfig().await.unwrap();
+    assert!(!format!("{kubeconfig:?}").contains(TOKEN_PREFIX), "the secret's Debug hides the token");
+    let parsed = kube::config::Kubeconfig::from_yaml(kubeconfig.expose()).unwrap();
+    let cluster = parsed.clusters[0].cluster.as_ref().unwrap();
+    assert_eq!(cluster.server.as_deref(), Some("https://abc.gr7.eu-west-1.eks.amazonaws.com"));
+    assert_eq!(cluster.certificate_authority_data.as_deref(), Some("QUJD"));
+    let token = parsed.auth_infos[0].auth_info.as_ref().unwrap().token.as_ref().unwrap();
+    assert!(secrecy::ExposeSecret::expose_secret(token).starts_with(TOKEN_PREFIX));
+    assert_eq!(parsed.current_context.as_deref(), Some("prod"));
+    assert_eq!(parsed.contexts[0].context.as_ref().unwrap().namespace.as_deref(), Some("web"));
+}
+
 /// A clock a test moves forward.
 #[derive(Clone, Default)]
 struct TestClock(std::sync::Arc<std::sync::atomic::AtomicU64>);

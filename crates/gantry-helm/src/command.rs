@@ -111,13 +111,18 @@ impl Helm {
     }
 }
 
-/// Which cluster a Helm command talks to: `--kubeconfig` and `--kube-context` (templates), or Helm's own lookup
-/// (`KUBECONFIG`, then `~/.kube/config`) when neither is set.
+/// Which cluster a Helm command talks to: `--kubeconfig` and `--kube-context` (templates), a kubeconfig made for
+/// each run by a [`KubeconfigSource`](gantry_kube::KubeconfigSource) (an EKS cluster with a fresh token), or Helm's
+/// own lookup (`KUBECONFIG`, then `~/.kube/config`) when none is set.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct ClusterAccess {
     pub(crate) kubeconfig: Option<String>,
     pub(crate) context: Option<String>,
+    pub(crate) source: Option<std::sync::Arc<dyn gantry_kube::KubeconfigSource>>,
 }
+
+/// Stands in the argv for the path of a kubeconfig made for the run, until it is made.
+const MADE_FOR_THE_RUN: &str = "<kubeconfig made for the run>";
 
 impl ClusterAccess {
     /// The flags, rendered with `render`.
@@ -126,7 +131,9 @@ impl ClusterAccess {
         render: &dyn Fn(&str) -> Result<String, gantry_core::TemplateError>,
     ) -> Result<Vec<String>, gantry_core::TemplateError> {
         let mut args = Vec::new();
-        if let Some(path) = &self.kubeconfig {
+        if self.source.is_some() {
+            args.extend(["--kubeconfig".to_owned(), MADE_FOR_THE_RUN.to_owned()]);
+        } else if let Some(path) = &self.kubeconfig {
             args.extend(["--kubeconfig".to_owned(), render(path)?]);
         }
         if let Some(context) = &self.context {
@@ -138,6 +145,54 @@ impl ClusterAccess {
     /// The templates it holds.
     pub(crate) fn templates(&self) -> impl Iterator<Item = &String> {
         self.kubeconfig.iter().chain(&self.context)
+    }
+
+    /// Makes the kubeconfig of the source, if there is one, in a private file (mode 0600) that is removed when the
+    /// returned guard is dropped, and puts its path in `args`.
+    pub(crate) async fn made_for_the_run(
+        &self,
+        args: &mut [String],
+    ) -> Result<Option<KubeconfigFile>, gantry_core::StepError> {
+        let Some(source) = &self.source else { return Ok(None) };
+        let kubeconfig = source.kubeconfig().await?;
+        let file = KubeconfigFile::write(kubeconfig.expose())?;
+        for arg in args.iter_mut().filter(|a| *a == MADE_FOR_THE_RUN) {
+            *arg = file.0.display().to_string();
+        }
+        Ok(Some(file))
+    }
+}
+
+/// A kubeconfig written for one Helm run; removed on drop.
+#[derive(Debug)]
+pub(crate) struct KubeconfigFile(std::path::PathBuf);
+
+impl KubeconfigFile {
+    fn write(text: &str) -> Result<Self, gantry_core::StepError> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static N: AtomicU64 = AtomicU64::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "gantry-helm-{}-{}.kubeconfig",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| gantry_core::StepError::new(format!("could not write a kubeconfig for helm: {e}")))?;
+        file.write_all(text.as_bytes())
+            .map_err(|e| gantry_core::StepError::new(format!("could not write a kubeconfig for helm: {e}")))?;
+        Ok(Self(path))
+    }
+}
+
+impl Drop for KubeconfigFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
     }
 }
 

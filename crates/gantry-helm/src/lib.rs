@@ -1,7 +1,8 @@
 //! Gantry's Helm steps: [`HelmRelease`] (`helm upgrade --install`, with SOPS-encrypted values decrypted in memory
 //! and handed to Helm on its standard input, never as plaintext on disk) and [`HelmRollback`] (back to the previous
 //! revision, as `helm history` tells it). The `helm` binary is found on the `PATH` (or given); a missing one is a
-//! clear error. Each step names the cluster it deploys to (`kubeconfig`, `kube_context`); `Helm::env` sets Helm's
+//! clear error. Each step names the cluster it deploys to (`kubeconfig`, `kube_context`, or `cluster` with a
+//! [`KubeconfigSource`](gantry_kube::KubeconfigSource) such as gantry-aws' `EksCluster`); `Helm::env` sets Helm's
 //! environment (`HELM_DRIVER` for ConfigMap release storage). The steps are tested against the real Helm v4 engine
 //! (`tests/helm_engine.rs`, through `tools/helm`, a `helm` command line over PyPI's `helm-python-sdk`).
 //!

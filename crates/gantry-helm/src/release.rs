@@ -78,6 +78,14 @@ impl HelmRelease {
         self
     }
 
+    /// The cluster Helm deploys to, as a kubeconfig `source` makes for each run (gantry-aws' `EksCluster`, with a
+    /// fresh token): written to a private file for the run and removed after it. It replaces [`kubeconfig`](Self::kubeconfig).
+    #[must_use]
+    pub fn cluster(mut self, source: impl gantry_kube::KubeconfigSource + 'static) -> Self {
+        self.cluster.source = Some(std::sync::Arc::new(source));
+        self
+    }
+
     /// Renders with `helm template` instead and applies the manifests with Gantry's own server-side apply to
     /// `cluster`, following every Deployment's rollout and rolling back the ones that fail, as Argo CD syncs a Helm
     /// chart. `--atomic`, `--wait` and `--timeout` do not apply then (Gantry's rollout tracking replaces them).
@@ -213,6 +221,8 @@ impl Step for HelmRelease {
             }
         };
         ctx.log(format!("helm {}", args.join(" ")));
+        let mut args = args;
+        let _kubeconfig = self.cluster.made_for_the_run(&mut args).await?;
         let output = self.helm.run(&args, stdin.as_ref().map(|s| s.as_bytes())).await?;
         let Some(cluster) = &self.apply_to else {
             for line in output.lines().filter(|l| !l.trim().is_empty()) {

@@ -56,6 +56,13 @@ impl HelmRollback {
         self
     }
 
+    /// The cluster, as a kubeconfig `source` makes for each run; see [`HelmRelease::cluster`](crate::HelmRelease::cluster).
+    #[must_use]
+    pub fn cluster(mut self, source: impl gantry_kube::KubeconfigSource + 'static) -> Self {
+        self.cluster.source = Some(std::sync::Arc::new(source));
+        self
+    }
+
     /// `--namespace` (a template).
     #[must_use]
     pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
@@ -76,12 +83,14 @@ impl Step for HelmRollback {
         namespace.extend(self.cluster.args(&render)?);
         let mut history = vec!["history".to_owned(), release.clone(), "--output".to_owned(), "json".to_owned()];
         history.extend(namespace.iter().cloned());
+        let _kubeconfig = self.cluster.made_for_the_run(&mut history).await?;
         let json = self.helm.run(&history, None).await?;
         let revision = previous_revision(&json)?
             .ok_or_else(|| StepError::new(format!("release `{release}` has no earlier revision to roll back to")))?;
         let mut rollback = vec!["rollback".to_owned(), release.clone(), revision.to_string(), "--wait".to_owned()];
         rollback.extend(namespace);
         ctx.log(format!("helm {}", rollback.join(" ")));
+        let _kubeconfig = self.cluster.made_for_the_run(&mut rollback).await?;
         self.helm.run(&rollback, None).await?;
         ctx.log(format!("release {release} is back on revision {revision}"));
         Ok(())

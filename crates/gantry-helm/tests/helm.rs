@@ -221,3 +221,57 @@ async fn the_steps_name_their_cluster_and_pass_the_environment() {
     let env = std::fs::read_to_string(fake.dir.join("env")).unwrap();
     assert_eq!(env.lines().collect::<Vec<_>>(), ["HELM_DRIVER=configmap"; 3]);
 }
+
+/// A kubeconfig source is asked once per Helm command; Helm reads the kubeconfig from a private file (mode 0600)
+/// that is gone after the command; the run shows a placeholder, never the file's content.
+#[tokio::test]
+async fn a_kubeconfig_source_is_made_for_each_command_and_removed_after_it() {
+    #[derive(Debug, Default)]
+    struct Source(std::sync::atomic::AtomicUsize);
+    #[async_trait::async_trait]
+    impl gantry_kube::KubeconfigSource for Source {
+        async fn kubeconfig(&self) -> Result<gantry_core::Secret, gantry_core::StepError> {
+            let n = self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(gantry_core::Secret::new(format!("current-context: made-{n}\ntoken: s3cr3t-t0ken\n")))
+        }
+    }
+    let fake = FakeHelm::new("source");
+    let script = std::fs::read_to_string(fake.dir.join("helm")).unwrap();
+    // The stand-in copies the kubeconfig it is given, with its mode, before anything else.
+    let script = script.replacen(
+        "printf '%s\\n' \"$@\"",
+        "prev=; for a in \"$@\"; do if [ \"$prev\" = --kubeconfig ]; then cat \"$a\" >> \"$d/seen\"; stat -c %a \"$a\" >> \"$d/modes\"; fi; prev=$a; done; printf '%s\\n' \"$@\"",
+        1,
+    );
+    std::fs::write(fake.dir.join("helm"), script).unwrap();
+    std::fs::write(fake.dir.join("fail"), "").unwrap();
+    std::fs::write(
+        fake.dir.join("history.json"),
+        r#"[{"revision":1,"status":"deployed"},{"revision":2,"status":"failed"}]"#,
+    )
+    .unwrap();
+    let source = std::sync::Arc::new(Source::default());
+    let pipeline = Pipeline::builder("release")
+        .step("helm", HelmRelease::new(fake.helm(), "web", "./charts/web").cluster(source.clone()))
+        .step("rollback", HelmRollback::new(fake.helm(), "web").cluster(source.clone()))
+        .after(["helm"])
+        .rule(TriggerRule::OnFailure)
+        .build()
+        .unwrap();
+    let report = pipeline.run(Context::new()).await.unwrap();
+    assert_eq!(report.status_of("rollback"), Some(gantry_core::StepStatus::Succeeded), "{report}");
+    assert_eq!(
+        source.0.load(std::sync::atomic::Ordering::SeqCst),
+        3,
+        "upgrade, history and rollback each get a fresh one"
+    );
+    let seen = std::fs::read_to_string(fake.dir.join("seen")).unwrap();
+    assert_eq!(seen.matches("current-context: made-").count(), 3, "{seen}");
+    let modes = std::fs::read_to_string(fake.dir.join("modes")).unwrap();
+    assert_eq!(modes.lines().collect::<Vec<_>>(), ["600"; 3]);
+    for call in fake.calls() {
+        let path = call.windows(2).find(|w| w[0] == "--kubeconfig").map(|w| w[1].clone()).expect("a --kubeconfig");
+        assert!(!std::path::Path::new(&path).exists(), "{path} is removed after the command");
+    }
+    assert!(!format!("{report}{report:?}").contains("s3cr3t-t0ken"));
+}

@@ -243,3 +243,46 @@ async fn an_atomic_upgrade_that_fails_is_rolled_back_by_helm() {
     assert_eq!(history[1].1, "failed", "{history:?}");
     s.done().await;
 }
+
+/// A release to an EKS cluster (gantry-aws' `EksCluster` as the kubeconfig source): Helm gets a kubeconfig made for
+/// the run, with a fresh token, in a private file removed after it; the rollback step uses it too. The simulator
+/// stands in for the EKS endpoint (it does not check the token).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs helm-python-sdk and moto: run bash .ci/test-all"]
+async fn a_release_to_an_eks_cluster_uses_a_kubeconfig_made_for_the_run() {
+    let s = Setup::new("helm-eks", "secret").await;
+    let Some(sim) = s.cluster.sim() else { return s.done().await };
+    let endpoint = sim.url().to_string();
+    let moto = gantry_testkit::moto::MotoServer::start().await.unwrap();
+    let aws =
+        gantry_aws::Aws::with_static_credentials("AKIDHUBBASE00000000", "hub-secret", "us-east-1", Some(moto.url()));
+    let session = aws.assume(&gantry_aws::Account::new("arn:aws:iam::111111111111:role/eks-admin")).await.unwrap();
+    let eks =
+        || gantry_aws::EksCluster::new(session.clone(), "prod", endpoint.clone(), None).namespace(&s.cluster.namespace);
+    let release = HelmRelease::new(s.helm.clone(), "web", CHART)
+        .namespace(&s.cluster.namespace)
+        .values_file(s.values("image: web:1\n"))
+        .cluster(eks());
+    let rollback = HelmRollback::new(s.helm.clone(), "web").namespace(&s.cluster.namespace).cluster(eks());
+    let report = Pipeline::builder("install").step("helm", release).build().unwrap().run(Context::new()).await.unwrap();
+    assert_eq!(report.status, RunStatus::Succeeded, "{report}");
+    assert_eq!(image_of(&s.deployment().await), "web:1");
+    let shown = format!("{report}{report:?}");
+    assert!(!shown.contains("k8s-aws-v1."), "no token in the report: {shown}");
+    let upgrade = HelmRelease::new(s.helm.clone(), "web", CHART)
+        .namespace(&s.cluster.namespace)
+        .values_file(s.values("image: web:2\n"))
+        .cluster(eks());
+    Pipeline::builder("upgrade").step("helm", upgrade).build().unwrap().run(Context::new()).await.unwrap();
+    let report =
+        Pipeline::builder("rollback").step("rollback", rollback).build().unwrap().run(Context::new()).await.unwrap();
+    assert_eq!(report.status, RunStatus::Succeeded, "{report}");
+    assert_eq!(image_of(&s.deployment().await), "web:1", "back on revision 1");
+    let left: Vec<String> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with(&format!("gantry-helm-{}-", std::process::id())) && n.ends_with(".kubeconfig"))
+        .collect();
+    assert!(left.is_empty(), "kubeconfigs left behind: {left:?}");
+    s.done().await;
+}
