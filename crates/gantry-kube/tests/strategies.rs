@@ -13,7 +13,7 @@ use gantry_core::strategy::{BlueGreen, Canary, Deploy, Match, Promotion, Strateg
 use gantry_core::{Context, Pipeline, Run, RunReport, RunStatus, async_trait};
 use gantry_kube::{Cluster, HttpRoute, KubeTarget, SLOT_LABEL, VERSION_LABEL};
 use gantry_testkit::kube::{PodScript, ResourceType};
-use gantry_testkit::test_cluster::TestCluster;
+use gantry_testkit::test_cluster::{TestCluster, eventually};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
 use kube::Api;
@@ -108,21 +108,6 @@ fn target(c: &TestCluster) -> KubeTarget {
 
 async fn run(target: KubeTarget, strategy: impl Strategy + 'static, version: &str) -> RunReport {
     pipeline(target, strategy).run(Context::new().var("version", version)).await.unwrap()
-}
-
-/// Polls (a bounded number of times) until `check` holds.
-async fn eventually<F, Fut>(what: &str, check: F)
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    for _ in 0..200 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("never: {what}");
 }
 
 async fn healthy_on(deploys: &Api<Deployment>, services: &Api<Service>, want: &str) {

@@ -70,3 +70,19 @@ impl std::fmt::Debug for TestCluster {
             .finish()
     }
 }
+
+/// Polls `check` every 50 ms until it holds, for at most 10 seconds; panics naming `what` otherwise. For tests that
+/// wait on what the simulated controllers do in the background (a cascade, a namespace's termination).
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..200 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting until {what}");
+}

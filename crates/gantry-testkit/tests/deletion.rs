@@ -4,27 +4,13 @@
 
 use std::time::Duration;
 
-use gantry_testkit::test_cluster::TestCluster;
+use gantry_testkit::test_cluster::{TestCluster, eventually};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 const KEEP: &str = "example.gantry.dev/keep";
-
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    for _ in 0..200 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting until {what}");
-}
 
 fn config_map(name: &str, finalizers: &[&str]) -> ConfigMap {
     serde_json::from_value(json!({"metadata": {"name": name, "finalizers": finalizers}, "data": {"a": "b"}})).unwrap()

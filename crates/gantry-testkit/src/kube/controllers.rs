@@ -206,11 +206,11 @@ fn reconcile(sim: &Sim, scope: &Scope) -> (BTreeMap<String, Instant>, u64) {
     let mut next = BTreeMap::new();
     let mut handled = 0;
     // The namespace controller runs on every pass: a namespace being deleted waits on content anywhere in it.
-    let (namespace_kind, namespaced): (usize, Vec<(usize, String)>) = {
+    // One read of the types (a second read while holding the first can deadlock behind a waiting `register`).
+    let namespace_kind = kind_of(sim, "Namespace");
+    let namespaced: Vec<(usize, String)> = {
         let types = sim.types.read().unwrap_or_else(|e| e.into_inner());
-        let namespaced =
-            types.iter().enumerate().filter(|(_, t)| t.namespaced).map(|(i, t)| (i, t.plural.clone())).collect();
-        (kind_of(sim, "Namespace"), namespaced)
+        types.iter().enumerate().filter(|(_, t)| t.namespaced).map(|(i, t)| (i, t.plural.clone())).collect()
     };
     deletion::finish_namespaces(&mut lock(&sim.store), namespace_kind, &namespaced);
     if namespaces.is_empty() {
