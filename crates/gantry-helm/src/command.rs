@@ -178,15 +178,14 @@ impl KubeconfigFile {
             std::process::id(),
             N.fetch_add(1, Ordering::Relaxed)
         ));
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|e| gantry_core::StepError::new(format!("could not write a kubeconfig for helm: {e}")))?;
-        file.write_all(text.as_bytes())
-            .map_err(|e| gantry_core::StepError::new(format!("could not write a kubeconfig for helm: {e}")))?;
-        Ok(Self(path))
+        let failed =
+            |e: std::io::Error| gantry_core::StepError::new(format!("could not write a kubeconfig for helm: {e}"));
+        let mut file =
+            std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path).map_err(failed)?;
+        // From here the file is removed whatever happens, a failed write included.
+        let guard = Self(path);
+        file.write_all(text.as_bytes()).map_err(failed)?;
+        Ok(guard)
     }
 }
 

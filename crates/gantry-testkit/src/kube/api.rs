@@ -124,8 +124,8 @@ async fn to_table(response: Response, version: &'static str, include: &str, watc
         return response;
     }
     let include = include.to_owned();
-    let (parts, body) = response.into_parts();
     if watching {
+        let (parts, body) = response.into_parts();
         // Each chunk of a watch is one event, one JSON line.
         let events = body.into_data_stream().map(move |chunk| {
             let chunk = chunk.map_err(std::io::Error::other)?;
@@ -137,14 +137,22 @@ async fn to_table(response: Response, version: &'static str, include: &str, watc
         });
         return Response::from_parts(parts, Body::from_stream(events));
     }
+    reencode(response, |v| Some((table::from(v, version, &include)?.to_string().into_bytes(), "application/json")))
+        .await
+}
+
+/// A buffered JSON answer re-encoded by `encode` (the body and its content type), or unchanged where `encode` has
+/// nothing for it.
+async fn reencode(response: Response, encode: impl FnOnce(&Value) -> Option<(Vec<u8>, &'static str)>) -> Response {
+    let (mut parts, body) = response.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     };
-    match serde_json::from_slice::<Value>(&bytes).ok().and_then(|v| table::from(&v, version, &include)) {
-        Some(table) => {
-            let mut parts = parts;
+    match serde_json::from_slice::<Value>(&bytes).ok().as_ref().and_then(encode) {
+        Some((encoded, content_type)) => {
+            parts.headers.insert(header::CONTENT_TYPE, header::HeaderValue::from_static(content_type));
             parts.headers.remove(header::CONTENT_LENGTH);
-            Response::from_parts(parts, Body::from(table.to_string()))
+            Response::from_parts(parts, Body::from(encoded))
         }
         None => Response::from_parts(parts, Body::from(bytes)),
     }
@@ -166,19 +174,7 @@ async fn to_protobuf(response: Response) -> Response {
     if !is_json {
         return response;
     }
-    let (mut parts, body) = response.into_parts();
-    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
-        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
-    };
-    let encoded = serde_json::from_slice::<Value>(&bytes).ok().and_then(|v| protobuf::encode(&v));
-    match encoded {
-        Some(encoded) => {
-            parts.headers.insert(header::CONTENT_TYPE, header::HeaderValue::from_static(protobuf::MEDIA_TYPE));
-            parts.headers.remove(header::CONTENT_LENGTH);
-            Response::from_parts(parts, Body::from(encoded))
-        }
-        None => Response::from_parts(parts, Body::from(bytes)),
-    }
+    reencode(response, |v| Some((protobuf::encode(v)?, protobuf::MEDIA_TYPE))).await
 }
 
 async fn handle_json(

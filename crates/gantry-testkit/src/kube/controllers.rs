@@ -205,15 +205,16 @@ fn reconcile(sim: &Sim, scope: &Scope) -> (BTreeMap<String, Instant>, u64) {
     let namespaces = scope.namespaces();
     let mut next = BTreeMap::new();
     let mut handled = 0;
-    // The namespace controller runs on every pass: a namespace being deleted waits on content anywhere in it.
+    // The namespace controller runs on every pass (also when no namespace is in scope: a namespace's own change is
+    // cluster-scoped): a namespace being deleted waits on content anywhere in it.
     // One read of the types (a second read while holding the first can deadlock behind a waiting `register`).
     let namespace_kind = kind_of(sim, "Namespace");
     let namespaced: Vec<(usize, String)> = {
         let types = sim.types.read().unwrap_or_else(|e| e.into_inner());
         types.iter().enumerate().filter(|(_, t)| t.namespaced).map(|(i, t)| (i, t.plural.clone())).collect()
     };
-    deletion::finish_namespaces(&mut lock(&sim.store), namespace_kind, &namespaced);
     if namespaces.is_empty() {
+        deletion::finish_namespaces(&mut lock(&sim.store), namespace_kind, &namespaced);
         // Nothing looked at: no change is handled (one that came meanwhile must still be seen).
         return (next, 0);
     }
