@@ -556,6 +556,29 @@ impl StepContext {
         });
     }
 
+    /// Reports one finished step of an image build as an [`Event::BuildStep`] (the instruction's secrets masked).
+    pub fn build_step(
+        &self,
+        image: &str,
+        number: u32,
+        of: u32,
+        instruction: &str,
+        source: crate::LayerSource,
+        duration: std::time::Duration,
+    ) {
+        let instruction = self.redact(instruction);
+        tracing::info!(step = %self.name(), image, number, of, instruction = %instruction, ?source, ?duration, "build step");
+        self.emit(Event::BuildStep {
+            step: Arc::clone(self.scope.name(self.node)),
+            image: Arc::from(self.redact(image).as_ref()),
+            number,
+            of,
+            instruction: Arc::from(instruction.as_ref()),
+            source,
+            duration,
+        });
+    }
+
     /// Emits an event of this step through its coordinator, if anyone listens.
     pub(crate) fn emit(&self, event: Event) {
         if self.scope.journal.is_active() {

@@ -51,6 +51,33 @@ pub enum Phase {
     RolledBack,
 }
 
+/// Where the layer of one step of an image build came from, as [`Event::BuildStep`] reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum LayerSource {
+    /// A stage's base image (`FROM`): found in local storage or pulled.
+    BaseImage,
+    /// The builder's local cache had it.
+    Cache,
+    /// It was pulled from the cache in a registry (`--cache-from`).
+    RegistryCache,
+    /// It was built.
+    Built,
+}
+
+impl LayerSource {
+    /// How the run view and logs say it: `cached`, `pulled from the registry cache`, `built`.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::BaseImage => "base image",
+            Self::Cache => "cached",
+            Self::RegistryCache => "pulled from the registry cache",
+            Self::Built => "built",
+        }
+    }
+}
+
 /// Something that happened in a run. Step names of sub-pipelines are namespaced `outer/inner`.
 /// Every text in an event has had the run's secrets masked.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -91,6 +118,24 @@ pub enum Event {
         phase: Phase,
         /// What happened, with its numbers.
         message: Arc<str>,
+    },
+    /// An image build finished one step of its Containerfile (a `FROM`, `RUN`, `COPY`...): where its layer came
+    /// from and how long it took.
+    BuildStep {
+        /// The pipeline step that builds.
+        step: Arc<str>,
+        /// The image being built (its first tag, or the context's name).
+        image: Arc<str>,
+        /// The step's number in the Containerfile, from 1 (multi-stage builds count across stages).
+        number: u32,
+        /// How many steps the build has.
+        of: u32,
+        /// The instruction, as the builder printed it (secrets masked).
+        instruction: Arc<str>,
+        /// Where its layer came from.
+        source: LayerSource,
+        /// How long it took.
+        duration: Duration,
     },
     /// An attempt failed with a retryable error and the step will run again after `delay`.
     StepRetrying {
@@ -134,6 +179,7 @@ impl Event {
             Self::StepStarted { step, .. }
             | Self::Log { step, .. }
             | Self::Phase { step, .. }
+            | Self::BuildStep { step, .. }
             | Self::StepRetrying { step, .. }
             | Self::StepFinished { step, .. } => Some(step),
             Self::RunStarted { .. } | Self::RunFinished { .. } => None,

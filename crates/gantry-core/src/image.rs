@@ -118,6 +118,24 @@ impl ImageRef {
         self.digest.as_deref()
     }
 
+    /// The same repository pinned to `digest` (`sha256:<hex>`), without a tag: what a deploy of a pushed build
+    /// should name, so that what runs is exactly what was built.
+    ///
+    /// ```
+    /// use gantry_core::ImageRef;
+    /// let built = ImageRef::parse("127.0.0.1:5000/shop/web:3.1.0").unwrap();
+    /// let digest = format!("sha256:{}", "0f".repeat(32));
+    /// assert_eq!(built.pinned(&digest).unwrap().to_string(), format!("127.0.0.1:5000/shop/web@{digest}"));
+    /// ```
+    pub fn pinned(&self, digest: &str) -> Result<Self, ImageRefError> {
+        Self::parse(&format!("{}/{}@{digest}", self.registry, self.repository))
+    }
+
+    /// The same repository with another tag (and no digest).
+    pub fn with_tag(&self, tag: &str) -> Result<Self, ImageRefError> {
+        Self::parse(&format!("{}/{}:{tag}", self.registry, self.repository))
+    }
+
     /// What a deployment of this reference is a version of, for reports: the tag, else the digest's first 12 hex
     /// digits, else `latest` (what a runtime pulls for a bare name).
     pub fn version(&self) -> String {

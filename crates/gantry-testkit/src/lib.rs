@@ -10,6 +10,8 @@
 //! - [`moto::MotoServer`]: the moto AWS emulator on loopback, for STS.
 //! - [`receiver::Receiver`]: a recording HTTP receiver standing in for GitHub's API.
 //! - [`slack::SlackSim`]: a simulated Slack (Web API messages, threads and updates; incoming webhooks).
+//! - [`registry::RegistryServer`]: a real image registry (Debian's `docker-registry`) on loopback, optionally behind
+//!   htpasswd, and a busybox base image built locally, for image builds.
 //!
 //! Each module's docs say what it models and what it does not.
 //!
@@ -33,6 +35,7 @@ pub mod metrics;
 pub mod moto;
 pub mod prometheus;
 pub mod receiver;
+pub mod registry;
 mod serve;
 pub mod slack;
 pub mod targets;

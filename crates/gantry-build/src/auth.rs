@@ -1,0 +1,177 @@
+//! Registry credentials: a docker `config.json`, or a user and a password or token from the host.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use gantry_core::Secret;
+
+use crate::error::BuildError;
+
+/// Credentials for registries. Tokens go in as passwords: an ECR token with the user `AWS`, a GitLab or GitHub
+/// token with the account's name, Google's access token with `oauth2accesstoken`.
+///
+/// ```
+/// use gantry_build::RegistryAuth;
+/// use gantry_core::Secret;
+/// let auth = RegistryAuth::new().basic("registry.example:5000", "ci", Secret::new("s3cret"));
+/// assert!(!format!("{auth:?}").contains("s3cret"));
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct RegistryAuth {
+    config: Option<PathBuf>,
+    basic: BTreeMap<String, (String, Secret)>,
+}
+
+impl RegistryAuth {
+    /// No credentials yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The `auths` of a docker `config.json` (entries with an `auth` field; credential helpers are not run).
+    pub fn docker_config(path: impl Into<PathBuf>) -> Self {
+        Self { config: Some(path.into()), basic: BTreeMap::new() }
+    }
+
+    /// A user and a password (or token) for `registry` (`host[:port]`), taking precedence over a config file's.
+    #[must_use]
+    pub fn basic(mut self, registry: impl Into<String>, username: impl Into<String>, password: Secret) -> Self {
+        self.basic.insert(registry.into(), (username.into(), password));
+        self
+    }
+
+    /// The user and password for `registry`, if these credentials have one.
+    pub fn credentials_for(&self, registry: &str) -> Result<Option<(String, Secret)>, BuildError> {
+        if let Some((user, password)) = self.basic.get(registry) {
+            return Ok(Some((user.clone(), password.clone())));
+        }
+        let Some(path) = &self.config else { return Ok(None) };
+        let auths = read_config(path)?;
+        Ok(auths.get(registry).cloned())
+    }
+
+    /// Every registry's credentials as a `config.json` in a private directory (mode 0600), for a builder that reads
+    /// one (`--authfile`). The directory goes when the returned value is dropped.
+    pub(crate) fn write_authfile(&self) -> Result<AuthFile, BuildError> {
+        let mut auths = match &self.config {
+            Some(path) => read_config(path)?,
+            None => BTreeMap::new(),
+        };
+        for (registry, (user, password)) in &self.basic {
+            auths.insert(registry.clone(), (user.clone(), password.clone()));
+        }
+        let entries: serde_json::Map<String, serde_json::Value> = auths
+            .iter()
+            .map(|(registry, (user, password))| {
+                let auth = STANDARD.encode(format!("{user}:{}", password.expose()));
+                (registry.clone(), serde_json::json!({ "auth": auth }))
+            })
+            .collect();
+        let dir = private_dir()?;
+        let path = dir.path().join("auth.json");
+        let body = serde_json::json!({ "auths": entries }).to_string();
+        write_private(&path, body.as_bytes())?;
+        Ok(AuthFile { _dir: dir, path })
+    }
+}
+
+/// A written `config.json` that is removed on drop.
+#[derive(Debug)]
+pub(crate) struct AuthFile {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+}
+
+impl AuthFile {
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// A directory only the owner may read, removed on drop.
+pub(crate) fn private_dir() -> Result<tempfile::TempDir, BuildError> {
+    let dir = tempfile::Builder::new()
+        .prefix("gantry-build-")
+        .tempdir()
+        .map_err(|e| BuildError::io("could not create a private directory", e))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| BuildError::io("could not make a directory private", e))?;
+    }
+    Ok(dir)
+}
+
+/// Writes a file readable by its owner only.
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<(), BuildError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).map_err(|e| BuildError::io(format!("could not create {}", path.display()), e))?;
+    file.write_all(bytes).map_err(|e| BuildError::io(format!("could not write {}", path.display()), e))
+}
+
+fn read_config(path: &Path) -> Result<BTreeMap<String, (String, Secret)>, BuildError> {
+    let bad = |why: String| BuildError::AuthFile { path: path.to_owned(), why };
+    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    let config: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(format!("not JSON ({e})")))?;
+    let mut auths = BTreeMap::new();
+    let Some(entries) = config.get("auths").and_then(|a| a.as_object()) else { return Ok(auths) };
+    for (registry, entry) in entries {
+        let Some(auth) = entry.get("auth").and_then(|a| a.as_str()) else { continue };
+        let decoded = STANDARD.decode(auth).map_err(|_| bad(format!("the `auth` of {registry} is not base64")))?;
+        let decoded = String::from_utf8(decoded).map_err(|_| bad(format!("the `auth` of {registry} is not UTF-8")))?;
+        let (user, password) =
+            decoded.split_once(':').ok_or_else(|| bad(format!("the `auth` of {registry} is not `user:password`")))?;
+        // A config names Docker Hub by its old index address; the registry's host is what a push names.
+        let registry = registry.trim_start_matches("https://").trim_start_matches("http://");
+        let registry = registry.split('/').next().unwrap_or(registry);
+        auths.insert(registry.to_owned(), (user.to_owned(), Secret::new(password.to_owned())));
+    }
+    Ok(auths)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_docker_config_and_basic_credentials_merge_into_one_private_authfile() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config.json");
+        let encoded = STANDARD.encode("robot:from-config");
+        std::fs::write(&config, format!(r#"{{"auths": {{"https://ghcr.io": {{"auth": "{encoded}"}}, "x": {{}}}}}}"#))
+            .unwrap();
+        let auth = RegistryAuth::docker_config(&config).basic("127.0.0.1:5000", "ci", Secret::new("tok"));
+        let (user, password) = auth.credentials_for("ghcr.io").unwrap().unwrap();
+        assert_eq!((user.as_str(), password.expose()), ("robot", "from-config"));
+        assert!(auth.credentials_for("quay.io").unwrap().is_none());
+        let file = auth.write_authfile().unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(file.path()).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let written: serde_json::Value = serde_json::from_slice(&std::fs::read(file.path()).unwrap()).unwrap();
+        assert_eq!(written["auths"]["127.0.0.1:5000"]["auth"], STANDARD.encode("ci:tok"));
+        assert_eq!(written["auths"]["ghcr.io"]["auth"], encoded);
+        let path = file.path().to_owned();
+        drop(file);
+        assert!(!path.exists(), "the authfile goes with its guard");
+    }
+
+    #[test]
+    fn a_broken_config_is_an_error_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config.json");
+        std::fs::write(&config, r#"{"auths": {"r": {"auth": "!!"}}}"#).unwrap();
+        let e = RegistryAuth::docker_config(&config).credentials_for("r").unwrap_err();
+        assert!(e.to_string().contains("config.json") && e.to_string().contains("not base64"), "{e}");
+    }
+}

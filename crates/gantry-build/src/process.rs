@@ -1,0 +1,108 @@
+//! Running a builder program: its lines to an observer as they come, its process group killed when the build is
+//! cancelled or its future dropped.
+
+use std::collections::VecDeque;
+use std::ffi::OsString;
+use std::path::Path;
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use gantry_core::{CancellationToken, LogStream};
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use crate::error::BuildError;
+
+/// How many of the last lines a failure quotes.
+const TAIL: usize = 25;
+/// How long a cancelled builder has to stop after `SIGTERM`.
+const TERM_GRACE: Duration = Duration::from_secs(10);
+
+/// How a program ended, with the last lines it printed (both streams).
+#[derive(Debug)]
+pub(crate) struct Finished {
+    pub(crate) status: ExitStatus,
+    pub(crate) tail: Vec<String>,
+}
+
+/// Kills the process group when dropped.
+struct Group(Option<Pid>);
+
+impl Group {
+    fn signal(&self, signal: Signal) {
+        if let Some(pid) = self.0 {
+            let _ = killpg(pid, signal);
+        }
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        self.signal(Signal::SIGKILL);
+    }
+}
+
+/// Runs `binary args`, handing each line to `on_line` in the order each stream printed them.
+pub(crate) async fn run(
+    binary: &Path,
+    args: &[OsString],
+    cancel: &CancellationToken,
+    hint: &'static str,
+    mut on_line: impl FnMut(LogStream, &str) + Send,
+) -> Result<Finished, BuildError> {
+    let mut command = tokio::process::Command::new(binary);
+    command.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    command.process_group(0).kill_on_drop(true);
+    let mut child = command.spawn().map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            BuildError::BuilderMissing { binary: binary.display().to_string(), hint }
+        } else {
+            BuildError::io(format!("could not start `{}`", binary.display()), e)
+        }
+    })?;
+    let group = Group(child.id().map(|id| Pid::from_raw(id as i32)));
+    let (Some(out), Some(err)) = (child.stdout.take(), child.stderr.take()) else {
+        return Err(BuildError::io("the builder's output", std::io::Error::other("no pipes")));
+    };
+    let (mut out, mut err) = (BufReader::new(out), BufReader::new(err));
+    let (mut out_buf, mut err_buf) = (Vec::new(), Vec::new());
+    let (mut out_open, mut err_open) = (true, true);
+    let mut tail = VecDeque::with_capacity(TAIL);
+    let mut keep = |stream: LogStream, buf: &mut Vec<u8>, tail: &mut VecDeque<String>| {
+        let text = String::from_utf8_lossy(buf);
+        let line = text.trim_end_matches(['\n', '\r']);
+        on_line(stream, line);
+        if tail.len() == TAIL {
+            tail.pop_front();
+        }
+        tail.push_back(line.to_owned());
+        buf.clear();
+    };
+    while out_open || err_open {
+        tokio::select! {
+            read = out.read_until(b'\n', &mut out_buf), if out_open => match read {
+                Ok(0) | Err(_) => out_open = false,
+                Ok(_) => keep(LogStream::Stdout, &mut out_buf, &mut tail),
+            },
+            read = err.read_until(b'\n', &mut err_buf), if err_open => match read {
+                Ok(0) | Err(_) => err_open = false,
+                Ok(_) => keep(LogStream::Stderr, &mut err_buf, &mut tail),
+            },
+            () = cancel.cancelled() => {
+                group.signal(Signal::SIGTERM);
+                if tokio::time::timeout(TERM_GRACE, child.wait()).await.is_err() {
+                    group.signal(Signal::SIGKILL);
+                    let _ = child.wait().await;
+                }
+                return Err(BuildError::Cancelled);
+            }
+        }
+    }
+    let status = tokio::select! {
+        status = child.wait() => status.map_err(|e| BuildError::io("could not wait for the builder", e))?,
+        () = cancel.cancelled() => return Err(BuildError::Cancelled),
+    };
+    drop(group);
+    Ok(Finished { status, tail: tail.into() })
+}
