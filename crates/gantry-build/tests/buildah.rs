@@ -231,3 +231,186 @@ async fn layers_come_from_the_local_cache_then_the_registry_cache_and_a_late_cha
     assert!(!all.contains(SECRET), "the secret is in an event");
     assert!(!format!("{report:?}").contains(SECRET));
 }
+
+/// The run's failure, as the report gives it.
+fn failure(report: &RunReport) -> String {
+    assert_eq!(report.status, RunStatus::Failed, "{report:#?}");
+    report.step("build").and_then(|s| s.reason.as_deref()).unwrap_or_default().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs buildah and docker-registry: run bash .ci/test-all"]
+async fn bad_input_fails_with_its_cause_named_and_nothing_pushed() {
+    let f = Fixture::new(true).await;
+    let storage = f.storage("storage");
+    let registry = f.registry.address().to_owned();
+    let nothing_pushed = || async { manifest(&registry, "shop/web", "bad").await.is_none() };
+
+    // No Containerfile (nor Dockerfile) in the context.
+    let empty = f.dir.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let (report, _, _) = run(f.step(&storage, &empty), "bad").await;
+    let why = failure(&report);
+    assert!(
+        why.contains("no Containerfile at") && why.contains("empty/Containerfile") && why.contains("nor a Dockerfile"),
+        "{why}"
+    );
+    // A context that is not there.
+    let (report, _, _) = run(f.step(&storage, &f.dir.path().join("nowhere")), "bad").await;
+    assert!(failure(&report).contains("nowhere` is not a directory"), "{}", failure(&report));
+
+    // A syntax error.
+    let ctx = f.context("syntax");
+    std::fs::write(ctx.join("Containerfile"), format!("FROM {}\nRUNN echo hi\n", f.base)).unwrap();
+    let (report, _, _) = run(f.step(&storage, &ctx), "bad").await;
+    let why = failure(&report);
+    assert!(why.contains("is invalid") && why.contains("Unknown instruction") && why.contains("RUNN"), "{why}");
+    assert!(why.contains("syntax/Containerfile"), "the file is named: {why}");
+
+    // A failing RUN: the step's own output, and its exit status.
+    let ctx = f.context("failing");
+    std::fs::write(
+        ctx.join("Containerfile"),
+        format!("FROM {}\nRUN echo preparing\nRUN echo cannot reach the database >&2; exit 3\n", f.base),
+    )
+    .unwrap();
+    let (report, events, _) = run(f.step(&storage, &ctx), "bad").await;
+    let why = failure(&report);
+    assert!(why.contains("build step `RUN echo cannot reach the database >&2; exit 3` failed: exit status 3"), "{why}");
+    assert!(why.contains("cannot reach the database"), "what the step printed: {why}");
+    assert!(!why.contains("preparing"), "only the failed step's lines: {why}");
+    assert_eq!(sources(&events), [LayerSource::Built], "the step before it was reported, the failed one not");
+    assert!(nothing_pushed().await);
+
+    // Credentials refused, and none given.
+    let ctx = f.context("refused");
+    let wrong = RegistryAuth::new().basic(&registry, REGISTRY_USER, Secret::new("not-the-password"));
+    let (report, events, _) = run(f.step(&storage, &ctx).auth(wrong), "bad").await;
+    let why = failure(&report);
+    assert_eq!(why, format!("the registry {registry} refused the credentials"));
+    assert!(layers(&events).is_empty(), "refused before building");
+    assert!(!format!("{report:?}{events:?}").contains("not-the-password"));
+    let (report, _, _) = run(f.step(&storage, &ctx).auth(RegistryAuth::new()), "bad").await;
+    assert_eq!(failure(&report), format!("the registry {registry} refused the credentials (none were given)"));
+    assert!(nothing_pushed().await);
+
+    // The registry down: a port nothing listens on. Said before building; retryable.
+    let down = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().to_string()
+    };
+    let step = BuildImage::new(buildah(&storage), ctx.display().to_string())
+        .tag(format!("{down}/shop/web:1"))
+        .insecure_registry(&down);
+    let started = std::time::Instant::now();
+    let (report, events, _) = run(step, "bad").await;
+    let why = failure(&report);
+    assert!(
+        why.starts_with(&format!("the registry {down} cannot be reached")) && why.contains("onnection refused"),
+        "{why}"
+    );
+    assert!(layers(&events).is_empty(), "said before building");
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+
+    // The builder missing.
+    let step = BuildImage::new(Buildah::new().binary("/nonexistent/buildah"), ctx.display().to_string())
+        .tag(format!("{registry}/shop/web:bad"))
+        .insecure_registry(&registry)
+        .auth(RegistryAuth::new().basic(&registry, REGISTRY_USER, Secret::new(REGISTRY_PASSWORD)));
+    let (report, _, _) = run(step, "bad").await;
+    assert_eq!(
+        failure(&report),
+        "the builder `/nonexistent/buildah` is not installed (Debian: apt-get install buildah runc; `bash .ci/test-all` installs them)"
+    );
+    assert!(nothing_pushed().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs buildah and docker-registry: run bash .ci/test-all"]
+async fn a_fan_out_over_services_shares_the_cache_and_rebuilds_only_the_service_that_changed() {
+    let f = Fixture::new(false).await;
+    let registry = f.registry.address().to_owned();
+    let root = f.dir.path().join("services");
+    for service in ["api", "web"] {
+        let ctx = f.context(&format!("services/{service}"));
+        assert!(ctx.starts_with(&root));
+    }
+    let storage = f.storage("shared-storage");
+    let pipeline = |storage: PathBuf| {
+        let registry = registry.clone();
+        let root = root.clone();
+        Pipeline::builder("release")
+            .fan_out("services", "service", ["api", "web"], move |_| {
+                Pipeline::builder("service").step(
+                    "build",
+                    BuildImage::new(buildah(&storage), format!("{}/{{{{service}}}}", root.display()))
+                        .tag(format!("{registry}/shop/{{{{service}}}}:{{{{release}}}}"))
+                        .cache(format!("{registry}/cache/shop"))
+                        .insecure_registry(&registry)
+                        .secret("token", Secret::new(SECRET))
+                        .skip_unchanged(),
+                )
+            })
+            .build()
+            .unwrap()
+    };
+    let go = |release: &'static str, storage: PathBuf| {
+        let pipeline = pipeline(storage);
+        async move {
+            let run = Run::new(&pipeline, Context::new().var("release", release));
+            let events = run.subscribe();
+            let report = run.execute().await.unwrap();
+            assert_eq!(report.status, RunStatus::Succeeded, "{report:#?}");
+            let events: Vec<Event> = events.collect().await;
+            let built: Vec<String> = events
+                .iter()
+                .filter_map(|e| match e {
+                    Event::BuildStep { image, number: 1, .. } => Some(image.to_string()),
+                    _ => None,
+                })
+                .collect();
+            let unchanged: Vec<String> = events
+                .iter()
+                .filter_map(|e| match e {
+                    Event::Log { step, line, .. } if line.contains("the context is unchanged") => {
+                        Some(step.to_string())
+                    }
+                    _ => None,
+                })
+                .collect();
+            (built, unchanged, events)
+        }
+    };
+    let (mut built, unchanged, _) = go("1", storage.clone()).await;
+    built.sort();
+    assert_eq!(built, [format!("{registry}/shop/api:1"), format!("{registry}/shop/web:1")], "both built at first");
+    assert!(unchanged.is_empty());
+
+    std::fs::write(root.join("web/b.txt"), "web changed\n").unwrap();
+    // Another machine: fresh storage, so only the registry knows what was built.
+    let (built, unchanged, events) = go("2", f.storage("other-storage")).await;
+    assert_eq!(built, [format!("{registry}/shop/web:2")], "only web builds");
+    assert_eq!(unchanged.len(), 1, "api is tagged again: {unchanged:?}");
+    assert!(unchanged[0].contains("build"), "{unchanged:?}");
+    // web's first step, which both services share, came from the shared registry cache. (Its later unchanged
+    // steps may not: api and web built that first step at the same time in the first run, each pushing its own
+    // layer under the same cache key, and the later steps of the one whose push lost are keyed on a layer the cache
+    // no longer names. The guide says so.)
+    let web: Vec<LayerSource> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::BuildStep { source, instruction, .. } if !instruction.starts_with("FROM") => Some(*source),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(web[0], LayerSource::RegistryCache, "{web:?}");
+    assert_eq!(web.last(), Some(&LayerSource::Built), "{web:?}");
+
+    // api:2 is api:1, by digest; web:2 is not web:1.
+    let digest = |repo: &'static str, tag: &'static str| {
+        let registry = registry.clone();
+        async move { manifest(&registry, repo, tag).await.unwrap().0 }
+    };
+    assert_eq!(digest("shop/api", "2").await, digest("shop/api", "1").await);
+    assert_ne!(digest("shop/web", "2").await, digest("shop/web", "1").await);
+}
