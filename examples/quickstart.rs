@@ -4,7 +4,8 @@
 //!
 //! A simulated cluster (the test kit's API server, which the real kube client and kubectl talk to) runs `api` and
 //! `web` on release 2.9.0. The pipeline checks out the code, then fans out over the two services. Each service builds
-//! with a real command, pushes to a registry that fails once and recovers on retry, runs a preflight Job, and rolls
+//! a real image with buildah when it is installed (layers cached in a registry on this machine; without buildah the
+//! build is simulated, and the output says so), pushes to a release registry that fails once and recovers on retry, runs a preflight Job, and rolls
 //! out release 3.0.0 (the canary branch is skipped: this is staging), then runs a smoke-test Job. Release 3.0.0 of `web`
 //! crash-loops: the rollout fails fast and rolls `web` back to 2.9.0 automatically, while `api` goes through. A
 //! notification step runs at the end whatever happened. A live view follows the run's events; the report closes it.
@@ -23,6 +24,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
+use gantry::build::{BuildImage, Buildah};
 use gantry::core::analysis::{Analysis, ClassicJudge, Direction, Metric};
 use gantry::core::strategy::{Canary, Deploy};
 use gantry::datadog::{Datadog, DatadogMetrics};
@@ -34,6 +36,7 @@ use gantry::prelude::*;
 use gantry::slack::Slack;
 use gantry::testkit::datadog::DatadogSim;
 use gantry::testkit::kube::{ClusterSim, Health, PodScript};
+use gantry::testkit::registry::RegistryServer;
 use gantry::testkit::slack::{BOT_TOKEN, CHANNEL, SlackSim};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
@@ -52,7 +55,7 @@ fn push_step(failures: Arc<AtomicU32>) -> impl Step {
             Ok(())
         }
     })
-    .describe("pushes the image to the registry")
+    .describe("copies the image to the release registry")
 }
 
 fn pause(ms: u64, what: &'static str) -> impl Step {
@@ -64,15 +67,91 @@ fn pause(ms: u64, what: &'static str) -> impl Step {
     .describe(what)
 }
 
-fn release(failures: Arc<AtomicU32>, cluster: &Cluster) -> Result<Pipeline, gantry::core::BuildError> {
+/// The build: a real image build when buildah and a registry are here, a simulated one otherwise.
+struct Build(Arc<dyn Step>);
+
+#[gantry::core::async_trait]
+impl Step for Build {
+    async fn run(&self, ctx: &StepContext) -> Result<(), StepError> {
+        self.0.run(ctx).await
+    }
+
+    fn describe(&self, ctx: &StepContext) -> String {
+        self.0.describe(ctx)
+    }
+
+    fn variables(&self) -> Result<Vec<String>, gantry::core::TemplateError> {
+        self.0.variables()
+    }
+}
+
+/// Where the services' images are built: a registry on loopback, a base image made there, and a context per service.
+struct Builds {
+    registry: RegistryServer,
+    dir: std::path::PathBuf,
+}
+
+impl Builds {
+    /// `None` when buildah, docker-registry or busybox-static is missing.
+    async fn start() -> Result<Option<Self>, Box<dyn std::error::Error>> {
+        if !RegistryServer::installed() {
+            return Ok(None);
+        }
+        let registry = RegistryServer::start().await?;
+        let dir = gantry::testkit::registry::unique_dir("gantry-quickstart");
+        let base = registry.push_busybox_base(&dir.join("storage")).await?;
+        for (service, file, text) in
+            [("api", "index.php", "<?php echo 'api';"), ("web", "server.js", "console.log('web');")]
+        {
+            let ctx = dir.join(service);
+            std::fs::create_dir_all(&ctx)?;
+            std::fs::write(ctx.join(file), text)?;
+            std::fs::write(
+                ctx.join("Containerfile"),
+                format!("FROM {base}\nRUN mkdir -p /app && sleep 1\nCOPY {file} /app/{file}\nCMD [\"/bin/sh\"]\n"),
+            )?;
+        }
+        Ok(Some(Self { registry, dir }))
+    }
+
+    fn step(builds: Option<&Self>) -> Build {
+        let Some(b) = builds else {
+            return Build(Arc::new(CommandStep::new("sh").args([
+                "-c",
+                "echo buildah is not installed: SIMULATING the build of $0; sleep 0.3",
+                "{{service}}",
+            ])));
+        };
+        let registry = b.registry.address();
+        Build(Arc::new(
+            BuildImage::new(
+                Buildah::new().root(b.dir.join("storage/root")).runroot(b.dir.join("storage/run")).network("none"),
+                format!("{}/{{{{service}}}}", b.dir.display()),
+            )
+            .tag(format!("{registry}/shop/{{{{service}}}}:{{{{release}}}}"))
+            .label("org.opencontainers.image.revision", "{{sha}}")
+            .cache(format!("{registry}/cache/shop"))
+            .insecure_registry(registry),
+        ))
+    }
+}
+
+impl Drop for Builds {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn release(
+    failures: Arc<AtomicU32>,
+    cluster: &Cluster,
+    builds: Option<&Builds>,
+) -> Result<Pipeline, gantry::core::BuildError> {
     Pipeline::builder("release")
         .step("checkout", CommandStep::new("echo").args(["checked out", "{{repo}}", "at", "{{sha}}"]))
         .fan_out("deploy", "service", ["api", "web"], |_| {
             Pipeline::builder("deploy-service")
-                .step(
-                    "build",
-                    CommandStep::new("sh").args(["-c", "echo building $0; sleep 0.3; echo built $0", "{{service}}"]),
-                )
+                .step("build", Builds::step(builds))
                 .step("push", push_step(Arc::clone(&failures)))
                 .after(["build"])
                 .retry(RetryPolicy::fixed(2, Duration::from_millis(200)))
@@ -194,6 +273,9 @@ async fn show(mut events: gantry::core::EventStream) {
                 }
                 format!("{step}: [{phase:?}] {message}")
             }
+            Event::BuildStep { step, number, of, instruction, source, duration, .. } => {
+                format!("{step}: step {number}/{of} {instruction}: {} in {duration:.2?}", source.describe())
+            }
             Event::RunStarted { run_id, pipeline, .. } => format!("run {run_id} of {pipeline} started"),
             Event::RunFinished { status, duration, .. } => format!("run {status} in {duration:.2?}"),
             other => format!("{other:?}"),
@@ -255,8 +337,16 @@ async fn image_of(sim: &ClusterSim, service: &str) -> Result<String, Box<dyn std
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (sim, cluster) = cluster().await?;
     println!("simulated cluster at {}: api and web run shop/*:2.9.0\n", sim.url());
+    let builds = Builds::start().await?;
+    match &builds {
+        Some(b) => println!("images build with buildah and push to a registry at {}\n", b.registry.address()),
+        None => println!(
+            "buildah is not installed: the build step SIMULATES the build \
+             (apt-get install buildah runc docker-registry busybox-static for real builds)\n"
+        ),
+    }
     let failures = Arc::new(AtomicU32::new(0));
-    let pipeline = release(Arc::clone(&failures), &cluster)?;
+    let pipeline = release(Arc::clone(&failures), &cluster, builds.as_ref())?;
     let context =
         Context::new().var("repo", "acme/shop").var("sha", "3f9c2e1").var("env", "staging").var("release", "3.0.0");
 
@@ -271,6 +361,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("after the run: api runs {api}, web runs {web}");
     // What this example shows, checked, so that a regression fails the run command.
     assert_eq!(failures.load(Ordering::Relaxed), 2, "each push failed once and recovered");
+    assert_eq!(report.status_of("deploy[web]/build"), Some(StepStatus::Succeeded), "the images built");
     assert_eq!(report.status_of("deploy[api]/canary"), Some(StepStatus::Skipped), "staging skips the canary branch");
     assert_eq!(report.status_of("deploy[api]/smoke"), Some(StepStatus::Succeeded), "api went through");
     assert_eq!(report.status_of("deploy[web]/rollout"), Some(StepStatus::Failed), "web's release crash-loops");

@@ -2,7 +2,7 @@
 //!
 //! This facade re-exports the Gantry crates: [`core`] (always) and, behind features, the others: `kube` (Kubernetes
 //! steps), `datadog` and `prometheus` (canary analysis), `sops`, `helm`, `aws`, `github` (webhook triggers and
-//! deployment statuses), `slack` (notifications), and `testkit` (the simulated Kubernetes API server and the other
+//! deployment statuses), `slack` (notifications), `build` (image builds with layer caches), and `testkit` (the simulated Kubernetes API server and the other
 //! stand-ins for tests).
 //! Most programs need only `use gantry::prelude::*`.
 //!
@@ -59,6 +59,11 @@ pub use gantry_github as github;
 #[cfg(feature = "slack")]
 pub use gantry_slack as slack;
 
+/// Image builds: a build step on buildah with layer caches in a registry, build secrets, and the pushed digest for
+/// the deploys after it (feature `build`).
+#[cfg(feature = "build")]
+pub use gantry_build as build;
+
 /// The names most pipelines use.
 pub mod prelude {
     pub use gantry_core::{
@@ -85,4 +90,6 @@ pub mod docs {
     pub struct Kubernetes;
     #[doc = include_str!("../docs/guides/secrets.md")]
     pub struct Secrets;
+    #[doc = include_str!("../docs/guides/image-builds.md")]
+    pub struct ImageBuilds;
 }

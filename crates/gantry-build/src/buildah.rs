@@ -12,6 +12,7 @@ use crate::auth::{AuthFile, private_dir, write_private};
 use crate::builder::Builder;
 use crate::error::BuildError;
 use crate::process::{self, Finished};
+use crate::registry::registry_problem;
 use crate::request::{BuildObserver, BuildRequest, LayerReport};
 
 const HINT: &str = "Debian: apt-get install buildah runc; `bash .ci/test-all` installs them";
@@ -253,27 +254,6 @@ fn classify_push(to: &ImageRef, finished: Finished, given: bool) -> BuildError {
         return registry(given);
     }
     BuildError::PushFailed { reference: to.to_string(), why: message }
-}
-
-type RegistryError = Box<dyn FnOnce(bool) -> BuildError>;
-
-/// A registry that could not be reached or refused the credentials, named in buildah's message.
-fn registry_problem<'a>(message: &str, images: impl IntoIterator<Item = &'a ImageRef>) -> Option<RegistryError> {
-    let registry = images
-        .into_iter()
-        .map(ImageRef::registry)
-        .find(|r| message.contains(r))
-        .map_or_else(|| "(the registry)".to_owned(), str::to_owned);
-    let refused = ["unauthorized", "authentication required", "denied", "invalid username/password"];
-    if refused.iter().any(|r| message.contains(r)) {
-        return Some(Box::new(move |given| BuildError::CredentialsRefused { registry, given }));
-    }
-    let down = ["connection refused", "dial tcp", "no such host", "i/o timeout", "connection reset"];
-    if down.iter().any(|d| message.contains(d)) {
-        let why = message.to_owned();
-        return Some(Box::new(move |_| BuildError::RegistryUnreachable { registry, why }));
-    }
-    None
 }
 
 /// buildah's last `Error: ...` line, without the prefix.

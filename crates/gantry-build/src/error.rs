@@ -78,6 +78,14 @@ pub enum BuildError {
         /// The last lines it printed.
         tail: Vec<String>,
     },
+    /// The builder cannot do what the build asks.
+    #[error("{builder} cannot do {what}")]
+    Unsupported {
+        /// Which builder.
+        builder: &'static str,
+        /// What it cannot do, and what to do instead.
+        what: String,
+    },
     /// A tag, cache or base reference is not an image reference.
     #[error(transparent)]
     Reference(#[from] gantry_core::ImageRefError),

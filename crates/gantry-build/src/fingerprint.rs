@@ -37,11 +37,7 @@ pub fn fingerprint(request: &BuildRequest) -> Result<String, BuildError> {
     for (id, _) in &request.secrets {
         field("secret", id.as_bytes());
     }
-    let ignore = Ignore::read(&request.context)?;
-    let mut files = Vec::new();
-    walk(&request.context, &request.context, &ignore, &mut files)?;
-    files.sort();
-    for relative in files {
+    for relative in context_files(&request.context)? {
         let path = request.context.join(&relative);
         let meta = std::fs::symlink_metadata(&path)
             .map_err(|e| BuildError::io(format!("could not read {}", path.display()), e))?;
@@ -62,6 +58,16 @@ pub fn fingerprint(request: &BuildRequest) -> Result<String, BuildError> {
         }
     }
     Ok(hash.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The files of `context` that `.dockerignore` keeps, relative and `/`-separated, sorted: what a builder that is
+/// sent its context (the Docker Engine) gets.
+pub(crate) fn context_files(context: &Path) -> Result<Vec<String>, BuildError> {
+    let ignore = Ignore::read(context)?;
+    let mut files = Vec::new();
+    walk(context, context, &ignore, &mut files)?;
+    files.sort();
+    Ok(files)
 }
 
 /// Collects the context's files (relative, `/`-separated) that `.dockerignore` keeps.

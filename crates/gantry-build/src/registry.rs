@@ -213,6 +213,30 @@ impl Registry {
     }
 }
 
+pub(crate) type RegistryError = Box<dyn FnOnce(bool) -> BuildError>;
+
+/// A registry that could not be reached or refused the credentials, named in buildah's message.
+pub(crate) fn registry_problem<'a>(
+    message: &str,
+    images: impl IntoIterator<Item = &'a ImageRef>,
+) -> Option<RegistryError> {
+    let registry = images
+        .into_iter()
+        .map(ImageRef::registry)
+        .find(|r| message.contains(r))
+        .map_or_else(|| "(the registry)".to_owned(), str::to_owned);
+    let refused = ["unauthorized", "authentication required", "denied", "invalid username/password"];
+    if refused.iter().any(|r| message.contains(r)) {
+        return Some(Box::new(move |given| BuildError::CredentialsRefused { registry, given }));
+    }
+    let down = ["connection refused", "dial tcp", "no such host", "i/o timeout", "connection reset"];
+    if down.iter().any(|d| message.contains(d)) {
+        let why = message.to_owned();
+        return Some(Box::new(move |_| BuildError::RegistryUnreachable { registry, why }));
+    }
+    None
+}
+
 fn unreachable(image: &ImageRef, e: &reqwest::Error) -> BuildError {
     use std::error::Error as _;
     let mut why = e.to_string();

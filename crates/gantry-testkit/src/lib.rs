@@ -12,6 +12,7 @@
 //! - [`slack::SlackSim`]: a simulated Slack (Web API messages, threads and updates; incoming webhooks).
 //! - [`registry::RegistryServer`]: a real image registry (Debian's `docker-registry`) on loopback, optionally behind
 //!   htpasswd, and a busybox base image built locally, for image builds.
+//! - [`docker::DockerDaemon`]: a Docker Engine of the test's own (Debian's `dockerd`), for builds through its API.
 //!
 //! Each module's docs say what it models and what it does not.
 //!
@@ -30,6 +31,7 @@
 //! ```
 
 pub mod datadog;
+pub mod docker;
 pub mod kube;
 pub mod metrics;
 pub mod moto;
