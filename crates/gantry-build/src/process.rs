@@ -26,7 +26,9 @@ pub(crate) struct Finished {
     pub(crate) tail: Vec<String>,
 }
 
-/// Kills the process group when dropped.
+/// Stops the process group when dropped: `SIGTERM` at once (buildah then stops the `RUN` step's container, which
+/// runs in a session of its own that a group signal does not reach), `SIGKILL` after the grace, from a thread,
+/// since a drop cannot wait.
 struct Group(Option<Pid>);
 
 impl Group {
@@ -35,11 +37,22 @@ impl Group {
             let _ = killpg(pid, signal);
         }
     }
+
+    /// The program has exited: whatever it left in its group goes now.
+    fn finish(mut self) {
+        self.signal(Signal::SIGKILL);
+        self.0 = None;
+    }
 }
 
 impl Drop for Group {
     fn drop(&mut self) {
-        self.signal(Signal::SIGKILL);
+        let Some(pid) = self.0.take() else { return };
+        let _ = killpg(pid, Signal::SIGTERM);
+        std::thread::spawn(move || {
+            std::thread::sleep(TERM_GRACE);
+            let _ = killpg(pid, Signal::SIGKILL);
+        });
     }
 }
 
@@ -53,7 +66,8 @@ pub(crate) async fn run(
 ) -> Result<Finished, BuildError> {
     let mut command = tokio::process::Command::new(binary);
     command.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    command.process_group(0).kill_on_drop(true);
+    // Not `kill_on_drop`: a `SIGKILL` would leave the builder no time to stop its `RUN` container.
+    command.process_group(0);
     let mut child = command.spawn().map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             BuildError::BuilderMissing { binary: binary.display().to_string(), hint }
@@ -95,6 +109,7 @@ pub(crate) async fn run(
                     group.signal(Signal::SIGKILL);
                     let _ = child.wait().await;
                 }
+                group.finish();
                 return Err(BuildError::Cancelled);
             }
         }
@@ -103,6 +118,6 @@ pub(crate) async fn run(
         status = child.wait() => status.map_err(|e| BuildError::io("could not wait for the builder", e))?,
         () = cancel.cancelled() => return Err(BuildError::Cancelled),
     };
-    drop(group);
+    group.finish();
     Ok(Finished { status, tail: tail.into() })
 }

@@ -414,3 +414,69 @@ async fn a_fan_out_over_services_shares_the_cache_and_rebuilds_only_the_service_
     assert_eq!(digest("shop/api", "2").await, digest("shop/api", "1").await);
     assert_ne!(digest("shop/web", "2").await, digest("shop/web", "1").await);
 }
+
+/// The buildah processes working on `storage`, and the slow `RUN` step's own (`sleep 120`, in its container).
+fn builders_on(storage: &Path) -> Vec<String> {
+    let needle = storage.display().to_string();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let zombie = std::fs::read_to_string(entry.path().join("status")).is_ok_and(|s| s.contains("State:\tZ"));
+        if !zombie && let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if cmdline.contains(&needle) || cmdline.contains("sleep 120") {
+                found.push(cmdline);
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs buildah and docker-registry: run bash .ci/test-all"]
+async fn a_build_past_its_timeout_or_cancelled_stops_its_builder_and_pushes_nothing() {
+    let f = Fixture::new(false).await;
+    let registry = f.registry.address().to_owned();
+    let ctx = f.dir.path().join("slow");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(ctx.join("Containerfile"), format!("FROM {}\nRUN echo started && sleep 120\n", f.base)).unwrap();
+    let storage = f.storage("slow-storage");
+    let step = || {
+        BuildImage::new(buildah(&storage), ctx.display().to_string())
+            .tag(format!("{registry}/shop/slow:1"))
+            .insecure_registry(&registry)
+    };
+
+    // A timeout drops the step: its builder goes with it.
+    let pipeline =
+        Pipeline::builder("ci").step("build", step()).timeout(std::time::Duration::from_secs(4)).build().unwrap();
+    let started = std::time::Instant::now();
+    let report = pipeline.run(Context::new()).await.unwrap();
+    assert_eq!(report.status, RunStatus::Failed);
+    assert!(started.elapsed() < std::time::Duration::from_secs(30), "{:?}", started.elapsed());
+    gantry_testkit::test_cluster::eventually("the builder is gone after the timeout", || {
+        let left = builders_on(&storage);
+        async move { left.is_empty() }
+    })
+    .await;
+
+    // A cancelled run: SIGTERM to the builder, which stops.
+    let pipeline = Pipeline::builder("ci").step("build", step()).build().unwrap();
+    let run = Run::new(&pipeline, Context::new());
+    let cancel = run.cancellation_token();
+    let mut events = run.subscribe();
+    let handle = tokio::spawn(async move { run.execute().await });
+    while let Some(event) = events.next().await {
+        if matches!(&event, Event::Log { line, .. } if line.contains("started")) {
+            break;
+        }
+    }
+    cancel.cancel();
+    let report = tokio::time::timeout(std::time::Duration::from_secs(30), handle).await.unwrap().unwrap().unwrap();
+    assert_eq!(report.status, RunStatus::Cancelled, "{report:#?}");
+    gantry_testkit::test_cluster::eventually("the builder is gone after the cancellation", || {
+        let left = builders_on(&storage);
+        async move { left.is_empty() }
+    })
+    .await;
+    assert!(manifest(&registry, "shop/slow", "1").await.is_none(), "nothing pushed");
+}
