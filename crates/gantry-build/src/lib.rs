@@ -23,8 +23,18 @@
 //!     )
 //!     .build()?;
 //! let report = pipeline.run(Context::new().var("sha", "4f2a9c1")).await?;
-//! assert!(report.succeeded());
+//! assert_eq!(report.status, gantry_core::RunStatus::Succeeded);
 //! # Ok(()) }
+//! ```
+//!
+//! A build's configuration is checked when the pipeline is built, before anything runs:
+//!
+//! ```
+//! use gantry_build::{BuildImage, Buildah};
+//! use gantry_core::Pipeline;
+//!
+//! let untagged = Pipeline::builder("ci").step("build", BuildImage::new(Buildah::new(), "services/web")).build();
+//! assert!(untagged.unwrap_err().to_string().contains("a build needs a tag"));
 //! ```
 //!
 //! See `docs/guides/image-builds.md` for builders, caches, secrets and deploying by digest.

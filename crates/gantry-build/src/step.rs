@@ -486,3 +486,30 @@ fn publish(ctx: &StepContext, built: BuiltImage) {
     }
     ctx.publish(BUILT, built);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Buildah;
+
+    #[test]
+    fn secrets_and_credentials_are_masked_in_debug_output() {
+        let step = BuildImage::new(Buildah::new(), "ctx")
+            .tag("registry.example/shop/web:1")
+            .secret("token", Secret::new("s3cret-build-value"))
+            .auth(RegistryAuth::new().basic("registry.example", "ci", Secret::new("registry-pw-value")));
+        let shown = format!("{step:?}");
+        assert!(!shown.contains("s3cret-build-value") && !shown.contains("registry-pw-value"), "{shown}");
+        assert!(shown.contains("token") && shown.contains("registry.example"), "the rest is shown: {shown}");
+    }
+
+    #[test]
+    fn bad_configuration_is_refused_before_the_run() {
+        let untagged = BuildImage::new(Buildah::new(), "ctx");
+        assert!(untagged.validate().unwrap_err().contains("needs a tag"));
+        let bad_id = BuildImage::new(Buildah::new(), "ctx").tag("r.example/x:1").secret("a,src=/etc/passwd", Secret::new("x"));
+        assert!(bad_id.validate().unwrap_err().contains("build secret id `a,src=/etc/passwd`"));
+        let bad_template = BuildImage::new(Buildah::new(), "ctx").tag("r.example/x:{{release");
+        assert!(bad_template.validate().unwrap_err().contains("unclosed"));
+    }
+}
