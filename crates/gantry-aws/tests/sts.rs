@@ -335,3 +335,26 @@ async fn an_eks_cluster_is_discovered_by_name() {
     assert!(missing.contains("describe EKS cluster `staging` in us-east-1"), "{missing}");
     assert!(missing.contains("ResourceNotFoundException"), "{missing}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs moto_server: run bash .ci/test-all"]
+async fn an_ecr_login_comes_from_the_assumed_role_and_serves_image_builds() {
+    let moto = MotoServer::start().await.unwrap();
+    let session = hub(&moto).await.assume(&Account::new("arn:aws:iam::222222222222:role/builder")).await.unwrap();
+    let ecr = gantry_aws::EcrRegistry::new(session, "222222222222");
+    assert_eq!(ecr.host(), "222222222222.dkr.ecr.us-east-1.amazonaws.com");
+    let login = ecr.login().await.unwrap();
+    assert_eq!(login.registry, ecr.host(), "the registry ECR names is the one the references name");
+    assert_eq!(login.username, "AWS");
+    assert_eq!(login.password.expose(), "222222222222-auth-token", "moto's token for the account");
+    assert!(!format!("{login:?}").contains("auth-token"), "the token is masked in Debug");
+
+    // As a credential source of image builds (feature `build`): fresh at each build.
+    #[cfg(feature = "build")]
+    {
+        let host = ecr.host().to_owned();
+        let auth = gantry_build::RegistryAuth::new().source(ecr);
+        let (user, password) = auth.resolve().await.unwrap().credentials_for(&host).unwrap().unwrap();
+        assert_eq!((user.as_str(), password.expose()), ("AWS", "222222222222-auth-token"));
+    }
+}

@@ -3,12 +3,24 @@
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use gantry_core::Secret;
 
 use crate::error::BuildError;
+
+/// Credentials fetched each time a build needs them: short-lived registry tokens on a long-lived host (an ECR
+/// token lasts 12 hours; `gantry-aws`'s `EcrRegistry`, feature `build`, is one).
+#[async_trait::async_trait]
+pub trait CredentialSource: Send + Sync + std::fmt::Debug + 'static {
+    /// The registry (`host[:port]`) the credentials are for.
+    fn registry(&self) -> &str;
+
+    /// A user and a password or token, valid for at least the length of a build. A source may cache them.
+    async fn credentials(&self) -> Result<(String, Secret), gantry_core::BoxError>;
+}
 
 /// Credentials for registries. Tokens go in as passwords: an ECR token with the user `AWS`, a GitLab or GitHub
 /// token with the account's name, Google's access token with `oauth2accesstoken`.
@@ -23,6 +35,7 @@ use crate::error::BuildError;
 pub struct RegistryAuth {
     config: Option<PathBuf>,
     basic: BTreeMap<String, (String, Secret)>,
+    sources: Vec<Arc<dyn CredentialSource>>,
 }
 
 impl RegistryAuth {
@@ -33,7 +46,29 @@ impl RegistryAuth {
 
     /// The `auths` of a docker `config.json` (entries with an `auth` field; credential helpers are not run).
     pub fn docker_config(path: impl Into<PathBuf>) -> Self {
-        Self { config: Some(path.into()), basic: BTreeMap::new() }
+        Self { config: Some(path.into()), ..Self::default() }
+    }
+
+    /// Credentials fetched from `source` when a build starts (and so fresh for each build).
+    #[must_use]
+    pub fn source(mut self, source: impl CredentialSource) -> Self {
+        self.sources.push(Arc::new(source));
+        self
+    }
+
+    /// These credentials with every source's fetched now, as user and password entries.
+    pub async fn resolve(&self) -> Result<Self, BuildError> {
+        let mut resolved = self.clone();
+        for source in &self.sources {
+            let registry = source.registry().to_owned();
+            let (user, password) = source
+                .credentials()
+                .await
+                .map_err(|e| BuildError::CredentialsUnavailable { registry: registry.clone(), why: e.to_string() })?;
+            resolved.basic.insert(registry, (user, password));
+        }
+        resolved.sources.clear();
+        Ok(resolved)
     }
 
     /// A user and a password (or token) for `registry` (`host[:port]`), taking precedence over a config file's.
@@ -164,6 +199,36 @@ mod tests {
         let path = file.path().to_owned();
         drop(file);
         assert!(!path.exists(), "the authfile goes with its guard");
+    }
+
+    #[derive(Debug)]
+    struct Rotating(std::sync::atomic::AtomicU32);
+
+    #[async_trait::async_trait]
+    impl CredentialSource for Rotating {
+        fn registry(&self) -> &str {
+            "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
+        }
+
+        async fn credentials(&self) -> Result<(String, Secret), gantry_core::BoxError> {
+            let n = self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if n == 2 {
+                return Err("the token service is down".into());
+            }
+            Ok(("AWS".into(), Secret::new(format!("token-{n}"))))
+        }
+    }
+
+    #[tokio::test]
+    async fn sources_are_asked_for_fresh_credentials_at_each_build() {
+        let auth = RegistryAuth::new().source(Rotating(std::sync::atomic::AtomicU32::new(0)));
+        let registry = "123456789012.dkr.ecr.eu-west-1.amazonaws.com";
+        assert!(auth.credentials_for(registry).unwrap().is_none(), "nothing until resolved");
+        let first = auth.resolve().await.unwrap().credentials_for(registry).unwrap().unwrap();
+        let second = auth.resolve().await.unwrap().credentials_for(registry).unwrap().unwrap();
+        assert_eq!((first.0.as_str(), first.1.expose(), second.1.expose()), ("AWS", "token-0", "token-1"));
+        let e = auth.resolve().await.unwrap_err();
+        assert_eq!(e.to_string(), format!("no credentials for the registry {registry}: the token service is down"));
     }
 
     #[test]

@@ -60,6 +60,14 @@ pub enum BuildError {
         /// Whether credentials were given.
         given: bool,
     },
+    /// A credential source could not give credentials.
+    #[error("no credentials for the registry {registry}: {why}")]
+    CredentialsUnavailable {
+        /// The registry.
+        registry: String,
+        /// Why.
+        why: String,
+    },
     /// The push failed for another reason, or what the registry holds is not what was pushed.
     #[error("pushing {reference} failed: {why}")]
     PushFailed {
@@ -122,6 +130,6 @@ impl BuildError {
 
     /// Whether trying again may help: the registry was unreachable, or a push failed midway.
     pub fn is_transient(&self) -> bool {
-        matches!(self, Self::RegistryUnreachable { .. } | Self::PushFailed { .. })
+        matches!(self, Self::RegistryUnreachable { .. } | Self::PushFailed { .. } | Self::CredentialsUnavailable { .. })
     }
 }

@@ -50,7 +50,7 @@ mod registry;
 mod request;
 mod step;
 
-pub use auth::RegistryAuth;
+pub use auth::{CredentialSource, RegistryAuth};
 pub use buildah::Buildah;
 pub use builder::Builder;
 pub use docker::DockerEngine;

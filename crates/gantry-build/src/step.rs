@@ -357,7 +357,10 @@ async fn verify(registry: &Registry, tag: &ImageRef, digest: &str) -> Result<(),
 #[async_trait]
 impl Step for BuildImage {
     async fn run(&self, ctx: &StepContext) -> Result<(), StepError> {
-        let request = self.request(ctx)?;
+        let mut request = self.request(ctx)?;
+        if let Some(auth) = &request.auth {
+            request.auth = Some(auth.resolve().await?);
+        }
         let registry = Registry::new(request.auth.clone(), request.insecure_registries.clone())?;
         self.check_registries(&registry, &request).await?;
         let first = request.tags.first().cloned();
@@ -507,7 +510,8 @@ mod tests {
     fn bad_configuration_is_refused_before_the_run() {
         let untagged = BuildImage::new(Buildah::new(), "ctx");
         assert!(untagged.validate().unwrap_err().contains("needs a tag"));
-        let bad_id = BuildImage::new(Buildah::new(), "ctx").tag("r.example/x:1").secret("a,src=/etc/passwd", Secret::new("x"));
+        let bad_id =
+            BuildImage::new(Buildah::new(), "ctx").tag("r.example/x:1").secret("a,src=/etc/passwd", Secret::new("x"));
         assert!(bad_id.validate().unwrap_err().contains("build secret id `a,src=/etc/passwd`"));
         let bad_template = BuildImage::new(Buildah::new(), "ctx").tag("r.example/x:{{release");
         assert!(bad_template.validate().unwrap_err().contains("unclosed"));

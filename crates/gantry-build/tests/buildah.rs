@@ -62,7 +62,17 @@ impl Fixture {
             .insecure_registry(registry)
             .secret("token", Secret::new(SECRET))
             .label("org.opencontainers.image.title", "web")
-            .auth(RegistryAuth::new().basic(registry, REGISTRY_USER, Secret::new(REGISTRY_PASSWORD)))
+            .auth(RegistryAuth::docker_config(self.docker_config()))
+    }
+
+    /// A docker `config.json` with the registry's credentials, as `docker login` writes it.
+    fn docker_config(&self) -> PathBuf {
+        use base64::Engine as _;
+        let path = self.dir.path().join("docker-config.json");
+        let auth = base64::engine::general_purpose::STANDARD.encode(format!("{REGISTRY_USER}:{REGISTRY_PASSWORD}"));
+        let config = serde_json::json!({"auths": {self.registry.address(): {"auth": auth}}});
+        std::fs::write(&path, config.to_string()).unwrap();
+        path
     }
 }
 
