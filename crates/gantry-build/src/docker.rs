@@ -1,14 +1,16 @@
-//! The Docker Engine, through its API (bollard) on a unix socket: the classic builder, with `--cache-from` images
-//! pulled from a registry.
+//! The Docker Engine, through its API on a unix socket: BuildKit (the default) with inline cache, or the classic
+//! builder, with `--cache-from` images in a registry.
 //!
 //! A registry cache here is an image: `cache_to` pushes the built image to the cache repository (tag `buildcache`
-//! unless the reference names one), and `cache_from` pulls such images and names them to the builder, which reuses
-//! every step whose instruction and parent match. Steps are reported as from the registry cache when the cache image
-//! was pulled for this build, as cached when it was already in the daemon's storage.
+//! unless the reference names one) and `cache_from` names such images to the builder, which reuses every step whose
+//! instruction and parent match. With BuildKit the image carries its cache inline (`BUILDKIT_INLINE_CACHE=1`) and
+//! BuildKit fetches what it reuses from the registry; the classic builder needs the cache image pulled first, which
+//! this builder does. Cache hits are reported as from the registry cache when the Engine had nothing of its own
+//! (BuildKit: no build cache at all; classic: the cache image was pulled for this build), as cached otherwise.
 //!
-//! Not supported by the classic builder, and refused with a clear error: build secrets (`RUN --mount=type=secret`
-//! needs BuildKit). BuildKit through the API needs a gRPC session (bollard's `buildkit` feature), which this
-//! builder does not open.
+//! Not supported, and refused with a clear error: build secrets. `RUN --mount=type=secret` needs BuildKit with a
+//! client session (gRPC over the Engine's `/session`), which this builder does not open; for the same reason
+//! BuildKit pulls bases and caches anonymously. Use [`Buildah`](crate::Buildah) for builds with secrets.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -33,7 +35,7 @@ use crate::request::{BuildObserver, BuildRequest, LayerReport};
 /// How long an API call may take before the client gives up (a build streams for as long as it runs).
 const TIMEOUT_SECS: u64 = 3600;
 
-/// Builds with the Docker Engine's classic builder, pushes with the Engine.
+/// Builds with the Docker Engine (BuildKit, or the classic builder), pushes with the Engine.
 ///
 /// ```
 /// use gantry_build::DockerEngine;
@@ -44,12 +46,21 @@ const TIMEOUT_SECS: u64 = 3600;
 pub struct DockerEngine {
     socket: PathBuf,
     network: String,
+    buildkit: bool,
 }
 
 impl DockerEngine {
     /// The Engine listening on the unix socket `socket`; `RUN` steps on its default network.
     pub fn new(socket: impl Into<PathBuf>) -> Self {
-        Self { socket: socket.into(), network: "default".into() }
+        Self { socket: socket.into(), network: "default".into(), buildkit: true }
+    }
+
+    /// Builds with the Engine's classic builder instead of BuildKit (the default): its cache images are pulled
+    /// with the build's credentials, where BuildKit without a client session pulls them anonymously.
+    #[must_use]
+    pub fn classic(mut self) -> Self {
+        self.buildkit = false;
+        self
     }
 
     /// The network of `RUN` steps: `default`, `host`, `none`, or a network the Engine knows.
@@ -140,13 +151,36 @@ impl Builder for DockerEngine {
         if !request.secrets.is_empty() {
             return Err(BuildError::Unsupported {
                 builder: "docker",
-                what: "build secrets: the Engine's classic builder cannot mount them (they need BuildKit); \
-                       use Buildah, or pass no secrets"
+                what: "build secrets: mounting them needs a BuildKit client session, which this builder does not \
+                       open; use Buildah, or pass no secrets"
                     .into(),
             });
         }
         let docker = self.connect().await?;
         let (tar, dockerfile) = context_tar(request)?;
+        if self.buildkit {
+            let cache_from: Vec<String> =
+                request.cache_from.iter().map(|c| cache_image(c).map(|i| i.to_string())).collect::<Result<_, _>>()?;
+            let registry_cache = !cache_from.is_empty() && !crate::buildkit::has_build_cache(&self.socket).await?;
+            let outcome = crate::buildkit::build(
+                &self.socket,
+                request,
+                &self.network,
+                tar,
+                &dockerfile,
+                &cache_from,
+                registry_cache,
+                observer,
+                cancel,
+            )
+            .await?;
+            if let Some(cache) = &request.cache_to {
+                let image = cache_image(cache)?;
+                tag_as(&docker, &outcome.image_id, &image).await?;
+                push(&docker, request, &image, observer, cancel).await?;
+            }
+            return Ok(outcome.image_id);
+        }
 
         // The registry caches, pulled when the daemon does not have them.
         let mut cache_from = Vec::new();

@@ -1,7 +1,8 @@
 //! Gantry's image builds: a [`BuildImage`] step on real builders, layers cached in a registry, deploys by digest.
 //!
 //! A [`Builder`] builds a context and pushes the image: [`Buildah`] (daemonless; `buildah build --layers`) and
-//! [`DockerEngine`] (the Engine's API on its socket; the classic builder with `--cache-from` images). [`BuildImage`] renders its templates, checks the registries before building, builds with layer caches
+//! [`DockerEngine`] (the Engine's API on its socket: BuildKit with inline cache, or the classic builder, with
+//! `--cache-from` images). [`BuildImage`] renders its templates, checks the registries before building, builds with layer caches
 //! (`--cache-from` / `--cache-to`), passes secrets as build secrets, pushes, reads the pushed manifest back, and
 //! sets `<step>.image` to `registry/repository@sha256:...` for the deploy steps after it. Each step of the
 //! Containerfile is reported as an [`Event::BuildStep`](gantry_core::Event::BuildStep): from the local cache, from
@@ -42,6 +43,7 @@
 mod auth;
 mod buildah;
 mod builder;
+mod buildkit;
 mod docker;
 mod error;
 mod fingerprint;
