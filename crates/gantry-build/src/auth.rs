@@ -88,6 +88,17 @@ impl RegistryAuth {
         Ok(auths.get(registry).cloned())
     }
 
+    /// Every registry's user and password (or token), for masking them: the `basic` ones and those of the
+    /// config file. Sources are not asked; [`resolve`](Self::resolve) first.
+    pub fn passwords(&self) -> Result<Vec<(String, Secret)>, BuildError> {
+        let mut all: Vec<(String, Secret)> = match &self.config {
+            Some(path) => read_config(path)?.into_iter().map(|(r, (_, p))| (r, p)).collect(),
+            None => Vec::new(),
+        };
+        all.extend(self.basic.iter().map(|(r, (_, p))| (r.clone(), p.clone())));
+        Ok(all)
+    }
+
     /// Every registry's credentials as a `config.json` in a private directory (mode 0600), for a builder that reads
     /// one (`--authfile`). The directory goes when the returned value is dropped.
     pub(crate) fn write_authfile(&self) -> Result<AuthFile, BuildError> {
@@ -163,9 +174,14 @@ fn read_config(path: &Path) -> Result<BTreeMap<String, (String, Secret)>, BuildE
         let decoded = String::from_utf8(decoded).map_err(|_| bad(format!("the `auth` of {registry} is not UTF-8")))?;
         let (user, password) =
             decoded.split_once(':').ok_or_else(|| bad(format!("the `auth` of {registry} is not `user:password`")))?;
-        // A config names Docker Hub by its old index address; the registry's host is what a push names.
+        // A config names Docker Hub by its old index address (`https://index.docker.io/v1/`); image references
+        // name it `docker.io`.
         let registry = registry.trim_start_matches("https://").trim_start_matches("http://");
         let registry = registry.split('/').next().unwrap_or(registry);
+        let registry = match registry {
+            "index.docker.io" | "registry-1.docker.io" => "docker.io",
+            other => other,
+        };
         auths.insert(registry.to_owned(), (user.to_owned(), Secret::new(password.to_owned())));
     }
     Ok(auths)
@@ -180,12 +196,22 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("config.json");
         let encoded = STANDARD.encode("robot:from-config");
-        std::fs::write(&config, format!(r#"{{"auths": {{"https://ghcr.io": {{"auth": "{encoded}"}}, "x": {{}}}}}}"#))
-            .unwrap();
+        let hub = STANDARD.encode("me:hub-token");
+        std::fs::write(
+            &config,
+            format!(
+                r#"{{"auths": {{"https://ghcr.io": {{"auth": "{encoded}"}}, "x": {{}},
+                    "https://index.docker.io/v1/": {{"auth": "{hub}"}}}}}}"#
+            ),
+        )
+        .unwrap();
         let auth = RegistryAuth::docker_config(&config).basic("127.0.0.1:5000", "ci", Secret::new("tok"));
         let (user, password) = auth.credentials_for("ghcr.io").unwrap().unwrap();
         assert_eq!((user.as_str(), password.expose()), ("robot", "from-config"));
         assert!(auth.credentials_for("quay.io").unwrap().is_none());
+        let (user, _) = auth.credentials_for("docker.io").unwrap().expect("docker login's key is Docker Hub");
+        assert_eq!(user, "me");
+        assert_eq!(auth.passwords().unwrap().len(), 3);
         let file = auth.write_authfile().unwrap();
         #[cfg(unix)]
         {

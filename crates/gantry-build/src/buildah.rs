@@ -121,14 +121,12 @@ impl Builder for Buildah {
     ) -> Result<String, BuildError> {
         let private = private_dir()?;
         let iidfile = private.path().join("iid");
-        let authfile = request.auth.as_ref().map(|a| a.write_authfile()).transpose()?;
+        let authfile = authfile(request).await?;
+        let registries_conf = registries_conf(private.path(), &request.insecure_registries)?;
         let mut args = self.global_args();
         args.extend(["build".into(), "--layers".into(), format!("--network={}", self.network).into()]);
         args.extend(["-f".into(), request.containerfile.clone().into_os_string()]);
         args.extend(["--iidfile".into(), iidfile.clone().into_os_string()]);
-        if !request.insecure_registries.is_empty() {
-            args.push("--tls-verify=false".into());
-        }
         push_auth(&mut args, authfile.as_ref());
         for tag in &request.tags {
             args.extend(["-t".into(), tag.to_string().into()]);
@@ -158,7 +156,8 @@ impl Builder for Buildah {
         args.push(request.context.clone().into_os_string());
 
         let mut steps = StepParser::default();
-        let finished = process::run(&self.binary, &args, cancel, HINT, |stream, line| {
+        let env = registries_conf.iter().map(|p| ("CONTAINERS_REGISTRIES_CONF", p.as_os_str())).collect::<Vec<_>>();
+        let finished = process::run(&self.binary, &args, &env, cancel, HINT, |stream, line| {
             if stream == LogStream::Stdout
                 && let Some(report) = steps.feed(line, Instant::now())
             {
@@ -187,7 +186,7 @@ impl Builder for Buildah {
     ) -> Result<String, BuildError> {
         let private = private_dir()?;
         let digestfile = private.path().join("digest");
-        let authfile = request.auth.as_ref().map(|a| a.write_authfile()).transpose()?;
+        let authfile = authfile(request).await?;
         let mut args = self.global_args();
         args.extend(["push".into(), "--digestfile".into(), digestfile.clone().into_os_string()]);
         if request.is_insecure(to.registry()) {
@@ -196,7 +195,7 @@ impl Builder for Buildah {
         push_auth(&mut args, authfile.as_ref());
         args.extend([image_id.into(), format!("docker://{to}").into()]);
         let finished =
-            process::run(&self.binary, &args, cancel, HINT, |stream, line| observer.line(stream, line)).await?;
+            process::run(&self.binary, &args, &[], cancel, HINT, |stream, line| observer.line(stream, line)).await?;
         if !finished.status.success() {
             return Err(classify_push(to, finished, request.auth.is_some()));
         }
@@ -204,6 +203,33 @@ impl Builder for Buildah {
             std::fs::read_to_string(&digestfile).map_err(|e| BuildError::io("could not read the pushed digest", e))?;
         Ok(digest.trim().to_owned())
     }
+}
+
+/// The request's credentials as an auth file, credential sources asked now.
+async fn authfile(request: &BuildRequest) -> Result<Option<AuthFile>, BuildError> {
+    match &request.auth {
+        Some(auth) => Ok(Some(auth.resolve().await?.write_authfile()?)),
+        None => Ok(None),
+    }
+}
+
+/// A `registries.conf` that marks only `insecure` registries as reached without TLS (buildah's `--tls-verify=false`
+/// would lower it for every registry of the build, credentials included): the system's file, if any, with an entry
+/// for each insecure registry it does not name.
+fn registries_conf(dir: &std::path::Path, insecure: &[String]) -> Result<Option<PathBuf>, BuildError> {
+    if insecure.is_empty() {
+        return Ok(None);
+    }
+    let system = std::fs::read_to_string("/etc/containers/registries.conf").unwrap_or_default();
+    let mut conf = system.clone();
+    for registry in insecure {
+        if !system.contains(&format!("location = \"{registry}\"")) {
+            conf.push_str(&format!("\n[[registry]]\nlocation = \"{registry}\"\ninsecure = true\n"));
+        }
+    }
+    let path = dir.join("registries.conf");
+    write_private(&path, conf.as_bytes())?;
+    Ok(Some(path))
 }
 
 fn push_auth(args: &mut Vec<OsString>, authfile: Option<&AuthFile>) {
@@ -223,9 +249,6 @@ fn classify_build(request: &BuildRequest, finished: Finished) -> BuildError {
     if message.contains("cannot find Containerfile or Dockerfile") {
         return BuildError::ContainerfileMissing { path: request.containerfile.clone(), searched: false };
     }
-    if let Some(registry) = registry_problem(&message, request.tags.iter().chain(&request.cache_from)) {
-        return registry(request.auth.is_some());
-    }
     if let Some(rest) = message.strip_prefix("building at STEP \"") {
         let (instruction, why) = rest.split_once("\": ").unwrap_or((rest, ""));
         if let Some(why) = why.strip_prefix("while running runtime: ") {
@@ -234,6 +257,9 @@ fn classify_build(request: &BuildRequest, finished: Finished) -> BuildError {
             let tail = finished.tail[start..].iter().filter(|l| !l.starts_with("Error: ")).cloned().collect();
             return BuildError::StepFailed { instruction: instruction.trim().to_owned(), why: why.to_owned(), tail };
         }
+        if let Some(registry) = registry_problem(why, request.tags.iter().chain(&request.cache_from)) {
+            return registry(request.auth.is_some());
+        }
         // Anything else that stops a step before it runs is the Containerfile's fault: an unknown instruction,
         // a bad flag, a stage or file that is not there.
         let why = why.split(" &imagebuilder.Step").next().unwrap_or(why);
@@ -241,6 +267,9 @@ fn classify_build(request: &BuildRequest, finished: Finished) -> BuildError {
             file: request.containerfile.clone(),
             message: format!("at `{}`: {why}", instruction.trim()),
         };
+    }
+    if let Some(registry) = registry_problem(&message, request.tags.iter().chain(&request.cache_from)) {
+        return registry(request.auth.is_some());
     }
     if message.contains("parse") || message.contains("Dockerfile") || message.contains("Containerfile") {
         return BuildError::InvalidContainerfile { file: request.containerfile.clone(), message };
@@ -388,6 +417,16 @@ mod tests {
                 if instruction == "RUN echo failing; exit 3" && why == "exit status 3" && tail == &["failing"]),
             "{e:?}"
         );
+        // A step whose own words look like a registry's (no registry named) is still the step's failure.
+        let e = classify_build(
+            &request,
+            failed(&[
+                "STEP 2/2: RUN curl http://db:5432",
+                "curl: dial tcp 10.0.0.5:5432: connection refused; permission denied",
+                "Error: building at STEP \"RUN curl http://db:5432\": while running runtime: exit status 7",
+            ]),
+        );
+        assert!(matches!(&e, BuildError::StepFailed { why, .. } if why == "exit status 7"), "{e:?}");
         let e = classify_build(
             &request,
             failed(&[

@@ -90,6 +90,15 @@ impl DockerEngine {
     }
 }
 
+/// The request with its credential sources asked now.
+async fn resolved(request: &BuildRequest) -> Result<BuildRequest, BuildError> {
+    let mut request = request.clone();
+    if let Some(auth) = &request.auth {
+        request.auth = Some(auth.resolve().await?);
+    }
+    Ok(request)
+}
+
 /// The credentials for `image`'s registry, as the Engine takes them.
 fn credentials(request: &BuildRequest, image: &ImageRef) -> Result<Option<DockerCredentials>, BuildError> {
     let Some(auth) = &request.auth else { return Ok(None) };
@@ -148,6 +157,7 @@ impl Builder for DockerEngine {
         observer: &dyn BuildObserver,
         cancel: &CancellationToken,
     ) -> Result<String, BuildError> {
+        let request = &resolved(request).await?;
         if !request.secrets.is_empty() {
             return Err(BuildError::Unsupported {
                 builder: "docker",
@@ -182,21 +192,17 @@ impl Builder for DockerEngine {
             return Ok(outcome.image_id);
         }
 
-        // The registry caches, pulled when the daemon does not have them.
+        // The registry caches, pulled at each build (a pull of an unchanged image is a manifest request).
         let mut cache_from = Vec::new();
         let mut pulled = false;
         for cache in &request.cache_from {
             let image = cache_image(cache)?;
             let name = image.to_string();
-            if docker.inspect_image(&name).await.is_err() {
-                match pull(&docker, request, &image, observer, cancel).await {
-                    Ok(()) => pulled = true,
-                    // No cache yet: the first build.
-                    Err(BuildError::Builder { why, .. }) if why.contains("not found") || why.contains("unknown") => {
-                        observer.line(LogStream::Stdout, &format!("no cache at {name} yet"));
-                        continue;
-                    }
-                    Err(e) => return Err(e),
+            match pull(&docker, request, &image, observer, cancel).await? {
+                Some(newer) => pulled |= newer,
+                None => {
+                    observer.line(LogStream::Stdout, &format!("no cache at {name} yet"));
+                    continue;
                 }
             }
             cache_from.push(name);
@@ -293,6 +299,7 @@ impl Builder for DockerEngine {
         observer: &dyn BuildObserver,
         cancel: &CancellationToken,
     ) -> Result<String, BuildError> {
+        let request = &resolved(request).await?;
         let docker = self.connect().await?;
         tag_as(&docker, image_id, to).await?;
         push(&docker, request, to, observer, cancel).await
@@ -308,30 +315,38 @@ async fn tag_as(docker: &Docker, image_id: &str, tag: &ImageRef) -> Result<(), B
     })
 }
 
+/// Pulls `image`: whether it brought a newer image (`None`: the registry has no such image, so no cache yet).
 async fn pull(
     docker: &Docker,
     request: &BuildRequest,
     image: &ImageRef,
     observer: &dyn BuildObserver,
     cancel: &CancellationToken,
-) -> Result<(), BuildError> {
+) -> Result<Option<bool>, BuildError> {
     let options =
         CreateImageOptionsBuilder::new().from_image(&repository_of(image)).tag(image.tag().unwrap_or("latest")).build();
     let mut stream = docker.create_image(Some(options), None, credentials(request, image)?);
+    let mut newer = false;
     loop {
         let item = tokio::select! {
             item = stream.next() => item,
             () = cancel.cancelled() => return Err(BuildError::Cancelled),
         };
         match item {
-            None => return Ok(()),
+            None => return Ok(Some(newer)),
             Some(Ok(info)) => {
                 if let Some(status) = info.status {
+                    newer |= status.contains("Downloaded newer image");
                     observer.line(LogStream::Stdout, &status);
                 }
             }
             Some(Err(e)) => {
                 let why = e.to_string();
+                // Registries say "not found" or "manifest unknown" for a tag nobody pushed; Docker Hub and ECR
+                // say "pull access denied" for a repository that does not exist.
+                if ["not found", "manifest unknown", "pull access denied"].iter().any(|w| why.contains(w)) {
+                    return Ok(None);
+                }
                 if let Some(problem) = registry_problem(&why, [image]) {
                     return Err(problem(request.auth.is_some()));
                 }

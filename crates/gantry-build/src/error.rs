@@ -60,6 +60,15 @@ pub enum BuildError {
         /// Whether credentials were given.
         given: bool,
     },
+    /// A registry refused a request for another reason than the credentials (a 404 on its API root, a 400, a
+    /// token service that answers without a token).
+    #[error("the registry refused {reference}: {why}")]
+    RegistryRefused {
+        /// What was asked for.
+        reference: String,
+        /// Its answer.
+        why: String,
+    },
     /// A credential source could not give credentials.
     #[error("no credentials for the registry {registry}: {why}")]
     CredentialsUnavailable {

@@ -1,7 +1,7 @@
 //! The fingerprint of a build's input: what decides whether a service must be built again.
 //!
 //! It covers the Containerfile, the target, build arguments, labels, the ids of the build secrets (not their
-//! values) and every file of the context that `.dockerignore` does not exclude: its path, whether it is executable,
+//! values) and every file of the context that `.containerignore` (else `.dockerignore`) does not exclude: its path, whether it is executable,
 //! and its bytes (a symlink by where it points). Two builds with the same fingerprint make the same image from the
 //! same base; a changed base image is not seen (pin bases by digest, or rebuild on a schedule).
 
@@ -97,14 +97,17 @@ struct Ignore {
 }
 
 impl Ignore {
+    /// `.containerignore` if there is one (buildah reads it first), else `.dockerignore`.
     fn read(context: &Path) -> Result<Self, BuildError> {
-        let path = context.join(".dockerignore");
-        let text = match std::fs::read_to_string(&path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
-            Err(e) => return Err(BuildError::io(format!("could not read {}", path.display()), e)),
-        };
-        Ok(Self::parse(&text))
+        for name in [".containerignore", ".dockerignore"] {
+            let path = context.join(name);
+            match std::fs::read_to_string(&path) {
+                Ok(text) => return Ok(Self::parse(&text)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(BuildError::io(format!("could not read {}", path.display()), e)),
+            }
+        }
+        Ok(Self::default())
     }
 
     fn parse(text: &str) -> Self {

@@ -60,12 +60,13 @@ impl Drop for Group {
 pub(crate) async fn run(
     binary: &Path,
     args: &[OsString],
+    env: &[(&str, &std::ffi::OsStr)],
     cancel: &CancellationToken,
     hint: &'static str,
     mut on_line: impl FnMut(LogStream, &str) + Send,
 ) -> Result<Finished, BuildError> {
     let mut command = tokio::process::Command::new(binary);
-    command.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    command.args(args).envs(env.iter().copied()).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     // Not `kill_on_drop`: a `SIGKILL` would leave the builder no time to stop its `RUN` container.
     command.process_group(0);
     let mut child = command.spawn().map_err(|e| {
@@ -79,29 +80,40 @@ pub(crate) async fn run(
     let (Some(out), Some(err)) = (child.stdout.take(), child.stderr.take()) else {
         return Err(BuildError::io("the builder's output", std::io::Error::other("no pipes")));
     };
-    let (mut out, mut err) = (BufReader::new(out), BufReader::new(err));
-    let (mut out_buf, mut err_buf) = (Vec::new(), Vec::new());
-    let (mut out_open, mut err_open) = (true, true);
+    // The pipes are read by a task of their own, which goes on reading (and dropping) after the build is dropped:
+    // a builder whose output pipe closed would die of SIGPIPE before it stopped its `RUN` container.
+    let (lines, mut received) = tokio::sync::mpsc::unbounded_channel();
+    for (stream, reader) in [
+        (LogStream::Stdout, Box::new(out) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+        (LogStream::Stderr, Box::new(err)),
+    ] {
+        let lines = lines.clone();
+        tokio::spawn(async move {
+            let mut reader = BufReader::new(reader);
+            let mut buf = Vec::new();
+            while let Ok(n) = reader.read_until(b'\n', &mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                let text = String::from_utf8_lossy(&buf);
+                let _ = lines.send((stream, text.trim_end_matches(['\n', '\r']).to_owned()));
+                buf.clear();
+            }
+        });
+    }
+    drop(lines);
     let mut tail = VecDeque::with_capacity(TAIL);
-    let mut keep = |stream: LogStream, buf: &mut Vec<u8>, tail: &mut VecDeque<String>| {
-        let text = String::from_utf8_lossy(buf);
-        let line = text.trim_end_matches(['\n', '\r']);
-        on_line(stream, line);
-        if tail.len() == TAIL {
-            tail.pop_front();
-        }
-        tail.push_back(line.to_owned());
-        buf.clear();
-    };
-    while out_open || err_open {
+    loop {
         tokio::select! {
-            read = out.read_until(b'\n', &mut out_buf), if out_open => match read {
-                Ok(0) | Err(_) => out_open = false,
-                Ok(_) => keep(LogStream::Stdout, &mut out_buf, &mut tail),
-            },
-            read = err.read_until(b'\n', &mut err_buf), if err_open => match read {
-                Ok(0) | Err(_) => err_open = false,
-                Ok(_) => keep(LogStream::Stderr, &mut err_buf, &mut tail),
+            line = received.recv() => match line {
+                Some((stream, line)) => {
+                    on_line(stream, &line);
+                    if tail.len() == TAIL {
+                        tail.pop_front();
+                    }
+                    tail.push_back(line);
+                }
+                None => break,
             },
             () = cancel.cancelled() => {
                 group.signal(Signal::SIGTERM);

@@ -60,8 +60,8 @@ impl Registry {
         Ok(Self { http, auth, insecure })
     }
 
-    /// Checks that the registry of `image` answers and accepts the credentials for pulling and pushing its
-    /// repository.
+    /// Checks that the registry of `image` answers and accepts the credentials (`GET /v2/`, with the answer to its
+    /// challenge). Whether they may push to the repository shows only at the push.
     pub async fn check(&self, image: &ImageRef) -> Result<(), BuildError> {
         let url = format!("{}/v2/", self.base(image.registry()));
         let response = self.send(Method::GET, &url, image, None, None).await?;
@@ -124,7 +124,7 @@ impl Registry {
         accept: Option<&str>,
         body: Option<(&str, Vec<u8>)>,
     ) -> Result<reqwest::Response, BuildError> {
-        let request = |authorization: Option<&str>| {
+        let request = |authorization: Option<reqwest::header::HeaderValue>| {
             let mut request = self.http.request(method.clone(), url);
             if let Some(accept) = accept {
                 request = request.header(ACCEPT, accept);
@@ -142,11 +142,18 @@ impl Registry {
             return Ok(response);
         }
         let Some(challenge) = header(&response, WWW_AUTHENTICATE.as_str()) else { return Ok(response) };
-        let Some(credentials) = self.credentials(image)? else {
+        let credentials = self.credentials(image)?;
+        let bearer = challenge.get(..6).is_some_and(|s| s.eq_ignore_ascii_case("bearer"));
+        if credentials.is_none() && !bearer {
             return Err(BuildError::CredentialsRefused { registry: image.registry().to_owned(), given: false });
-        };
-        let authorization = self.authorize(&challenge, image, &credentials).await?;
-        request(Some(&authorization)).send().await.map_err(|e| unreachable(image, &e))
+        }
+        // A Bearer challenge without credentials asks for an anonymous token (public repositories).
+        let authorization = self.authorize(&challenge, image, credentials.as_ref()).await?;
+        let mut authorization = reqwest::header::HeaderValue::from_str(&authorization).map_err(|_| {
+            BuildError::CredentialsRefused { registry: image.registry().to_owned(), given: credentials.is_some() }
+        })?;
+        authorization.set_sensitive(true);
+        request(Some(authorization)).send().await.map_err(|e| unreachable(image, &e))
     }
 
     fn credentials(&self, image: &ImageRef) -> Result<Option<(String, Secret)>, BuildError> {
@@ -161,43 +168,44 @@ impl Registry {
         &self,
         challenge: &str,
         image: &ImageRef,
-        (user, password): &(String, Secret),
+        credentials: Option<&(String, Secret)>,
     ) -> Result<String, BuildError> {
-        let basic = format!("Basic {}", STANDARD.encode(format!("{user}:{}", password.expose())));
         let (scheme, params) = challenge.split_once(' ').unwrap_or((challenge, ""));
         if !scheme.eq_ignore_ascii_case("bearer") {
-            return Ok(basic);
+            let (user, password) = credentials.ok_or_else(|| BuildError::CredentialsRefused {
+                registry: image.registry().to_owned(),
+                given: false,
+            })?;
+            return Ok(format!("Basic {}", STANDARD.encode(format!("{user}:{}", password.expose()))));
         }
         let params = challenge_params(params);
         let param = |name: &str| params.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str());
-        let realm = param("realm").ok_or_else(|| BuildError::Builder {
-            builder: "registry",
-            why: format!("{} asked for a bearer token without a realm", image.registry()),
-            tail: Vec::new(),
-        })?;
+        let invalid = |why: String| BuildError::RegistryRefused { reference: image.to_string(), why };
+        let realm = param("realm").ok_or_else(|| invalid("it asked for a bearer token without a realm".into()))?;
+        // Credentials go to the token service only over TLS, unless the registry itself is reached without it.
+        let plain_allowed = realm.starts_with("http://") && self.insecure.iter().any(|r| r == image.registry());
+        if !(realm.starts_with("https://") || plain_allowed) {
+            return Err(invalid(format!("its token service `{realm}` is not reached over https")));
+        }
         let scope = format!("repository:{}:pull,push", image.repository());
         let mut query = vec![("scope", scope.as_str())];
         if let Some(service) = param("service") {
             query.push(("service", service));
         }
-        let response = self
-            .http
-            .get(realm)
-            .query(&query)
-            .header(AUTHORIZATION, basic)
-            .send()
-            .await
-            .map_err(|e| unreachable(image, &e))?;
+        let mut request = self.http.get(realm).query(&query);
+        if let Some((user, password)) = credentials {
+            request = request.basic_auth(user, Some(password.expose()));
+        }
+        let response = request.send().await.map_err(|e| unreachable(image, &e))?;
         if matches!(response.status(), StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
-            return Err(BuildError::CredentialsRefused { registry: image.registry().to_owned(), given: true });
+            return Err(BuildError::CredentialsRefused {
+                registry: image.registry().to_owned(),
+                given: credentials.is_some(),
+            });
         }
         let token: serde_json::Value = response.json().await.map_err(|e| unreachable(image, &e))?;
         let token = token.get("token").or_else(|| token.get("access_token")).and_then(|t| t.as_str());
-        let token = token.ok_or_else(|| BuildError::Builder {
-            builder: "registry",
-            why: format!("the token service of {} answered without a token", image.registry()),
-            tail: Vec::new(),
-        })?;
+        let token = token.ok_or_else(|| invalid("its token service answered without a token".into()))?;
         Ok(format!("Bearer {token}"))
     }
 
@@ -209,7 +217,7 @@ impl Registry {
         }
         let text = response.text().await.unwrap_or_default();
         let text: String = text.chars().take(300).collect();
-        BuildError::PushFailed { reference: image.to_string(), why: format!("the registry answered {status}: {text}") }
+        BuildError::RegistryRefused { reference: image.to_string(), why: format!("{status}: {text}") }
     }
 }
 
@@ -220,12 +228,20 @@ pub(crate) fn registry_problem<'a>(
     message: &str,
     images: impl IntoIterator<Item = &'a ImageRef>,
 ) -> Option<RegistryError> {
-    let registry = images
-        .into_iter()
-        .map(ImageRef::registry)
-        .find(|r| message.contains(r))
-        .map_or_else(|| "(the registry)".to_owned(), str::to_owned);
-    let refused = ["unauthorized", "authentication required", "denied", "invalid username/password"];
+    // Only a message that names a registry is about one: a `RUN` step's own "permission denied" is not.
+    let named = images.into_iter().map(ImageRef::registry).find(|r| message.contains(r)).map(str::to_owned);
+    let pinged = || {
+        let after = message.split_once("pinging container registry ")?.1;
+        let host = after.split_whitespace().next()?.trim_end_matches(':');
+        Some(host.to_owned())
+    };
+    let registry = named.or_else(pinged)?;
+    let refused = [
+        "unauthorized",
+        "authentication required",
+        "requested access to the resource is denied",
+        "invalid username/password",
+    ];
     if refused.iter().any(|r| message.contains(r)) {
         return Some(Box::new(move |given| BuildError::CredentialsRefused { registry, given }));
     }

@@ -205,6 +205,8 @@ impl BuildImage {
     /// Builds only when the context changed: the input's [fingerprint](crate::fingerprint) is pushed as the tag
     /// `ctx-<fingerprint>` beside the first tag, and a later run that finds that tag tags the same manifest again
     /// instead of building. For fan-outs over services sharing a cache, only the services that changed build.
+    /// Needs a push; tags in another repository than the first's make the step build anyway (a manifest is tagged
+    /// again within its repository only).
     #[must_use]
     pub fn skip_unchanged(mut self) -> Self {
         self.skip_unchanged = true;
@@ -359,12 +361,22 @@ impl Step for BuildImage {
     async fn run(&self, ctx: &StepContext) -> Result<(), StepError> {
         let mut request = self.request(ctx)?;
         if let Some(auth) = &request.auth {
-            request.auth = Some(auth.resolve().await?);
+            let resolved = auth.resolve().await?;
+            // Registry passwords and tokens are masked from now on, as build secrets are.
+            for (registry, password) in resolved.passwords()? {
+                ctx.set_secret(&format!("registry-password.{registry}"), password);
+            }
+            request.auth = Some(resolved);
         }
         let registry = Registry::new(request.auth.clone(), request.insecure_registries.clone())?;
         self.check_registries(&registry, &request).await?;
         let first = request.tags.first().cloned();
-        let unchanged_tag = match (&first, self.skip_unchanged && self.push) {
+        // Re-tagging copies a manifest within its repository only: tags in other repositories need a build.
+        let one_repository = request
+            .tags
+            .iter()
+            .all(|t| first.as_ref().is_some_and(|f| t.registry() == f.registry() && t.repository() == f.repository()));
+        let unchanged_tag = match (&first, self.skip_unchanged && self.push && one_repository) {
             (Some(first), true) => {
                 let print = fingerprint(&request)?;
                 Some(first.with_tag(&format!("ctx-{}", &print[..32])).map_err(BuildError::from)?)
@@ -468,6 +480,9 @@ impl Step for BuildImage {
     fn validate(&self) -> Result<(), String> {
         if self.tags.is_empty() {
             return Err("a build needs a tag (`registry/repository:tag`): add `.tag(..)`".into());
+        }
+        if self.skip_unchanged && !self.push {
+            return Err("`skip_unchanged` finds earlier builds in the registry, so it needs `push(true)`".into());
         }
         if let Some((id, _)) = self.secrets.iter().find(|(id, _)| !valid_secret_id(id)) {
             return Err(format!("the build secret id `{id}` is not letters, digits, `_`, `-` or `.`"));

@@ -123,14 +123,17 @@ impl DockerDaemon {
 impl Drop for DockerDaemon {
     fn drop(&mut self) {
         let group = format!("-{}", self.child.id());
-        let _ = std::process::Command::new("kill").args(["-TERM", "--", &group]).status();
+        let quiet = |signal: &str| {
+            std::process::Command::new("kill").args([signal, "--", &group]).stderr(Stdio::null()).status()
+        };
+        let _ = quiet("-TERM");
         for _ in 0..100 {
             if matches!(self.child.try_wait(), Ok(Some(_))) {
                 break;
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        let _ = std::process::Command::new("kill").args(["-KILL", "--", &group]).status();
+        let _ = quiet("-KILL");
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }

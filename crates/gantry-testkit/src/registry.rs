@@ -141,8 +141,8 @@ impl RegistryServer {
     }
 
     /// Builds a base image from the static busybox (`/bin/busybox` with its applets linked), pushes it to this
-    /// registry as `base/busybox:1` and returns its reference. `storage` is buildah's `--root` for the job (its
-    /// `--runroot` is `storage/run`).
+    /// registry as `base/busybox:1` and returns its reference. buildah works in `storage` (`--root storage/root`,
+    /// `--runroot storage/run`).
     pub async fn push_busybox_base(&self, storage: &Path) -> Result<String, RegistryError> {
         let reference = format!("{}/base/busybox:1", self.address);
         let buildah = Buildah::new(storage);
@@ -154,10 +154,17 @@ impl RegistryServer {
         buildah.run(&["commit", "-q", &container, "gantry-base"]).await?;
         buildah.run(&["rm", &container]).await?;
         let destination = format!("docker://{reference}");
-        let mut push = vec!["push", "--tls-verify=false"];
-        let creds = format!("{REGISTRY_USER}:{REGISTRY_PASSWORD}");
-        push.extend(["--creds", &creds, "gantry-base", &destination]);
-        buildah.run(&push).await?;
+        // Credentials in a file of the job's storage, not on a command line that `ps` shows.
+        std::fs::create_dir_all(storage).map_err(|e| RegistryError::Setup(e.to_string()))?;
+        let authfile = storage.join("auth.json");
+        let auth = base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            format!("{REGISTRY_USER}:{REGISTRY_PASSWORD}"),
+        );
+        let config = serde_json::json!({"auths": {&self.address: {"auth": auth}}});
+        std::fs::write(&authfile, config.to_string()).map_err(|e| RegistryError::Setup(e.to_string()))?;
+        let authfile = authfile.display().to_string();
+        buildah.run(&["push", "--tls-verify=false", "--authfile", &authfile, "gantry-base", &destination]).await?;
         Ok(reference)
     }
 }
@@ -189,7 +196,7 @@ impl Buildah {
             .map_err(|e| RegistryError::Setup(e.to_string()))?;
         if !output.status.success() {
             return Err(RegistryError::Buildah {
-                args: args.join(" ").replace(REGISTRY_PASSWORD, "***"),
+                args: args.join(" "),
                 stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
             });
         }
