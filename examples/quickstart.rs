@@ -273,9 +273,14 @@ async fn show(mut events: gantry::core::EventStream) {
                 }
                 format!("{step}: [{phase:?}] {message}")
             }
-            Event::BuildStep { step, number, of, instruction, source, duration, .. } => {
-                format!("{step}: step {number}/{of} {instruction}: {} in {duration:.2?}", source.describe())
-            }
+            Event::BuildStep { step, layer } => format!(
+                "{step}: step {}/{} {}: {} in {:.2?}",
+                layer.number,
+                layer.of,
+                layer.instruction,
+                layer.source.describe(),
+                layer.duration
+            ),
             Event::RunStarted { run_id, pipeline, .. } => format!("run {run_id} of {pipeline} started"),
             Event::RunFinished { status, duration, .. } => format!("run {status} in {duration:.2?}"),
             other => format!("{other:?}"),

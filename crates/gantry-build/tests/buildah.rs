@@ -114,7 +114,7 @@ fn layers(events: &[Event]) -> Vec<(String, LayerSource)> {
     events
         .iter()
         .filter_map(|e| match e {
-            Event::BuildStep { instruction, source, .. } => Some((instruction.to_string(), *source)),
+            Event::BuildStep { layer, .. } => Some((layer.instruction.to_string(), layer.source)),
             _ => None,
         })
         .collect()
@@ -196,7 +196,7 @@ async fn layers_come_from_the_local_cache_then_the_registry_cache_and_a_late_cha
     let steps: Vec<u32> = events
         .iter()
         .filter_map(|e| match e {
-            Event::BuildStep { number, of: 6, .. } => Some(*number),
+            Event::BuildStep { layer, .. } if layer.of == 6 => Some(layer.number),
             _ => None,
         })
         .collect();
@@ -375,7 +375,7 @@ async fn a_fan_out_over_services_shares_the_cache_and_rebuilds_only_the_service_
             let built: Vec<String> = events
                 .iter()
                 .filter_map(|e| match e {
-                    Event::BuildStep { image, number: 1, .. } => Some(image.to_string()),
+                    Event::BuildStep { layer, .. } if layer.number == 1 => Some(layer.image.to_string()),
                     _ => None,
                 })
                 .collect();
@@ -409,7 +409,7 @@ async fn a_fan_out_over_services_shares_the_cache_and_rebuilds_only_the_service_
     let web: Vec<LayerSource> = events
         .iter()
         .filter_map(|e| match e {
-            Event::BuildStep { source, instruction, .. } if !instruction.starts_with("FROM") => Some(*source),
+            Event::BuildStep { layer, .. } if !layer.instruction.starts_with("FROM") => Some(layer.source),
             _ => None,
         })
         .collect();

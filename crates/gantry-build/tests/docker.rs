@@ -55,7 +55,7 @@ fn sources(events: &[Event]) -> Vec<LayerSource> {
     events
         .iter()
         .filter_map(|e| match e {
-            Event::BuildStep { instruction, source, .. } if !instruction.starts_with("FROM") => Some(*source),
+            Event::BuildStep { layer, .. } if !layer.instruction.starts_with("FROM") => Some(layer.source),
             _ => None,
         })
         .collect()

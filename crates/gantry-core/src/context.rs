@@ -568,15 +568,15 @@ impl StepContext {
     ) {
         let instruction = self.redact(instruction);
         tracing::info!(step = %self.name(), image, number, of, instruction = %instruction, ?source, ?duration, "build step");
-        self.emit(Event::BuildStep {
-            step: Arc::clone(self.scope.name(self.node)),
+        let layer = crate::BuildLayer {
             image: Arc::from(self.redact(image).as_ref()),
             number,
             of,
             instruction: Arc::from(instruction.as_ref()),
             source,
             duration,
-        });
+        };
+        self.emit(Event::BuildStep { step: Arc::clone(self.scope.name(self.node)), layer: Arc::new(layer) });
     }
 
     /// Emits an event of this step through its coordinator, if anyone listens.

@@ -78,6 +78,25 @@ impl LayerSource {
     }
 }
 
+/// One finished step of an image build, as [`Event::BuildStep`] reports it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct BuildLayer {
+    /// The image being built (its first tag, or the context's name).
+    pub image: Arc<str>,
+    /// The step's number within its stage, from 1.
+    pub number: u32,
+    /// How many steps its stage has.
+    pub of: u32,
+    /// The instruction, as the builder printed it (with its stage, `[1/2] RUN make`, in multi-stage builds of
+    /// buildah; secrets masked).
+    pub instruction: Arc<str>,
+    /// Where its layer came from.
+    pub source: LayerSource,
+    /// How long it took.
+    pub duration: Duration,
+}
+
 /// Something that happened in a run. Step names of sub-pipelines are namespaced `outer/inner`.
 /// Every text in an event has had the run's secrets masked.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -120,22 +139,12 @@ pub enum Event {
         message: Arc<str>,
     },
     /// An image build finished one step of its Containerfile (a `FROM`, `RUN`, `COPY`...): where its layer came
-    /// from and how long it took.
+    /// from and how long it took. The details are behind an `Arc`, so that every event stays small.
     BuildStep {
         /// The pipeline step that builds.
         step: Arc<str>,
-        /// The image being built (its first tag, or the context's name).
-        image: Arc<str>,
-        /// The step's number in the Containerfile, from 1 (multi-stage builds count across stages).
-        number: u32,
-        /// How many steps the build has.
-        of: u32,
-        /// The instruction, as the builder printed it (secrets masked).
-        instruction: Arc<str>,
-        /// Where its layer came from.
-        source: LayerSource,
-        /// How long it took.
-        duration: Duration,
+        /// The Containerfile step.
+        layer: Arc<BuildLayer>,
     },
     /// An attempt failed with a retryable error and the step will run again after `delay`.
     StepRetrying {

@@ -70,7 +70,7 @@ pub use command::CommandStep;
 pub use context::{Context, OutputKey, StepContext};
 pub use debug::{Breakpoint, DebugHook, Debugger, FnHook, Hook, Pause, PauseReason, Recorder, Resume, hook_fn};
 pub use error::{BoxError, BuildError, ContextError, Problem, RunError, StepError, StepErrorKind, TemplateError};
-pub use event::{Event, EventStream, LayerSource, LogStream, Phase};
+pub use event::{BuildLayer, Event, EventStream, LayerSource, LogStream, Phase};
 pub use executor::Run;
 pub use image::{ImageRef, ImageRefError};
 pub use notify::{Notifier, NotifyError, RunInfo};
