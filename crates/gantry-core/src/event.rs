@@ -49,6 +49,12 @@ pub enum Phase {
     SwitchedBack,
     /// The previous version was restored.
     RolledBack,
+    /// A manual gate waits for a decision ([`Approval`](crate::Approval)).
+    WaitingForApproval,
+    /// A manual gate was approved: by whom, via what.
+    Approved,
+    /// A manual gate was rejected: by whom, via what, why.
+    Rejected,
 }
 
 /// Where the layer of one step of an image build came from, as [`Event::BuildStep`] reports it.

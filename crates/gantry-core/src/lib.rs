@@ -38,6 +38,7 @@
 //! ```
 
 pub mod analysis;
+mod approval;
 mod attempt;
 mod command;
 mod compose;
@@ -66,6 +67,7 @@ pub mod time;
 pub use async_trait::async_trait;
 pub use tokio_util::sync::CancellationToken;
 
+pub use approval::{Approval, ApprovalError, Approvals, DECISION, Decision, PendingApproval};
 pub use command::CommandStep;
 pub use context::{Context, OutputKey, StepContext};
 pub use debug::{Breakpoint, DebugHook, Debugger, FnHook, Hook, Pause, PauseReason, Recorder, Resume, hook_fn};

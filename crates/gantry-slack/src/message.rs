@@ -38,7 +38,7 @@ impl Notify {
     pub(crate) fn of_phase(phase: Phase) -> Option<Self> {
         match phase {
             Phase::Verdict => Some(Self::Verdict),
-            Phase::WaitingForPromotion => Some(Self::WaitingForApproval),
+            Phase::WaitingForPromotion | Phase::WaitingForApproval => Some(Self::WaitingForApproval),
             Phase::Aborted | Phase::RolledBack | Phase::SwitchedBack => Some(Self::RolledBack),
             _ => None,
         }
