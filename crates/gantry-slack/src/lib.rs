@@ -29,9 +29,11 @@
 //! ```
 
 mod error; // Why a message was not delivered: shown in the run report's `undelivered`.
+mod interactions;
 mod message;
 mod notifier;
 mod transport;
 
+pub use interactions::{APPROVE_ACTION, Interactions, REJECT_ACTION, Refusal, SlackUser, approval_buttons, sign};
 pub use message::Notify;
 pub use notifier::Slack;
