@@ -48,6 +48,7 @@ mod error;
 mod event;
 mod executor;
 mod export;
+mod history;
 pub mod http;
 mod image;
 mod notify;
@@ -74,6 +75,7 @@ pub use debug::{Breakpoint, DebugHook, Debugger, FnHook, Hook, Pause, PauseReaso
 pub use error::{BoxError, BuildError, ContextError, Problem, RunError, StepError, StepErrorKind, TemplateError};
 pub use event::{BuildLayer, Event, EventStream, LayerSource, LogStream, Phase};
 pub use executor::Run;
+pub use history::{MemoryHistory, RunHistory, RunPage, RunQuery, RunSummary};
 pub use image::{ImageRef, ImageRefError};
 pub use notify::{Notifier, NotifyError, RunInfo};
 pub use pipeline::{Pipeline, PipelineBuilder, StepBuilder};

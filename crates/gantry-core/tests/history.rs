@@ -1,0 +1,103 @@
+//! The run history: runs record themselves as they go (followed like a notifier), and the list filters, pages and
+//! gives each run's events from any number on.
+
+use std::time::Duration;
+
+use gantry_core::{
+    Approval, Approvals, CommandStep, Context, Decision, Event, MemoryHistory, Pipeline, Run, RunHistory, RunQuery,
+    RunStatus,
+};
+
+fn pipeline(name: &str, fail: bool) -> Pipeline {
+    Pipeline::builder(name)
+        .step("build", CommandStep::new(if fail { "false" } else { "true" }))
+        .step("deploy", CommandStep::new("true"))
+        .after(["build"])
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_are_listed_newest_first_filtered_and_paged() {
+    let history = MemoryHistory::new();
+    for (name, env, fail) in [
+        ("api", "staging", false),
+        ("web", "staging", true),
+        ("api", "production", false),
+        ("web", "production", false),
+    ] {
+        let context = Context::new().var("environment", env).var("sha", "3f9c2e1");
+        Run::new(&pipeline(name, fail), context).notify(history.clone()).execute().await.unwrap();
+    }
+    let all = history.list(&RunQuery::new()).await;
+    assert_eq!(all.total, 4);
+    let order: Vec<(&str, &str)> = all.runs.iter().map(|r| (&*r.pipeline, r.vars["environment"].as_str())).collect();
+    assert_eq!(order, [("web", "production"), ("api", "production"), ("web", "staging"), ("api", "staging")]);
+
+    let failed = history.list(&RunQuery::new().status(RunStatus::Failed)).await;
+    assert_eq!((failed.total, &*failed.runs[0].pipeline), (1, "web"));
+    assert_eq!(failed.runs[0].steps, [0, 1, 1, 0], "build failed, deploy skipped");
+    let production_api = history.list(&RunQuery::new().pipeline("api").var("environment", "production")).await;
+    assert_eq!(production_api.total, 1);
+    let second_page = history.list(&RunQuery::new().page(1, 2)).await;
+    assert_eq!((second_page.total, second_page.runs.len()), (4, 2));
+    assert_eq!(&*second_page.runs[0].pipeline, "api");
+    let ok = &all.runs[0];
+    assert_eq!((ok.status, ok.steps), (Some(RunStatus::Succeeded), [2, 0, 0, 0]));
+    assert!(ok.duration.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_run_is_listed_as_running_and_its_events_resume_from_a_number() {
+    let history = MemoryHistory::new();
+    let approvals = Approvals::new();
+    let pipeline = Pipeline::builder("release")
+        .step("approve", Approval::new(&approvals, "ship?"))
+        .step("deploy", CommandStep::new("true"))
+        .after(["approve"])
+        .build()
+        .unwrap();
+    let run = Run::new(&pipeline, Context::new()).notify(history.clone());
+    let handle = tokio::spawn(async move { run.execute().await.unwrap() });
+    let gate = loop {
+        if let Some(gate) = approvals.pending().pop() {
+            break gate;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    // The notifier reads the events in its own task: wait until it has recorded the run.
+    let running = loop {
+        if let Some(run) = history.get(&gate.run_id).await {
+            break run;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    assert_eq!((running.status, running.duration), (None, None), "still running");
+    approvals.decide(&gate.id, Decision::approve("ana", "api")).unwrap();
+    handle.await.unwrap();
+
+    let events = history.events(&gate.run_id, 0).await.unwrap();
+    assert!(matches!(events.first(), Some(Event::RunStarted { .. })), "{events:?}");
+    assert!(matches!(events.last(), Some(Event::RunFinished { status: RunStatus::Succeeded, .. })));
+    let resumed = history.events(&gate.run_id, 3).await.unwrap();
+    assert_eq!(resumed, events[3..], "a viewer that saw three events gets the rest");
+    assert_eq!(history.events(&gate.run_id, events.len() + 5).await, Some(Vec::new()));
+    assert_eq!(history.events("no-such-run", 0).await, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_oldest_runs_go_when_the_history_is_full() {
+    let history = MemoryHistory::with_capacity(2, 3);
+    for n in 0..3 {
+        Run::new(&pipeline("p", false), Context::new().var("n", n.to_string()))
+            .notify(history.clone())
+            .execute()
+            .await
+            .unwrap();
+    }
+    let page = history.list(&RunQuery::new()).await;
+    let kept: Vec<&str> = page.runs.iter().map(|r| r.vars["n"].as_str()).collect();
+    assert_eq!(kept, ["2", "1"]);
+    let events = history.events(&page.runs[0].run_id, 0).await.unwrap();
+    assert_eq!(events.len(), 3, "the first three events of the run are kept");
+}
