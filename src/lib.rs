@@ -2,7 +2,7 @@
 //!
 //! This facade re-exports the Gantry crates: [`core`] (always) and, behind features, the others: `kube` (Kubernetes
 //! steps), `datadog` and `prometheus` (canary analysis), `sops`, `helm`, `aws`, `github` (webhook triggers and
-//! deployment statuses), `slack` (notifications), `build` (image builds with layer caches), and `testkit` (the simulated Kubernetes API server and the other
+//! deployment statuses), `slack` (notifications), `build` (image builds with layer caches), `web` (the run view), and `testkit` (the simulated Kubernetes API server and the other
 //! stand-ins for tests).
 //! Most programs need only `use gantry::prelude::*`.
 //!
@@ -63,6 +63,11 @@ pub use gantry_slack as slack;
 /// the deploys after it (feature `build`).
 #[cfg(feature = "build")]
 pub use gantry_build as build;
+
+/// The run view: the run history as JSON and each run's events as server-sent events, an axum `Router` to mount
+/// (feature `web`).
+#[cfg(feature = "web")]
+pub use gantry_web as web;
 
 /// The names most pipelines use.
 pub mod prelude {
