@@ -15,15 +15,15 @@
 //! promoted; `web` 3.1.0 answers 35% slower with three times the errors, so the analysis fails and the canary is
 //! aborted: all traffic back on the stable version, with the verdict and its numbers in the output. The production
 //! run is told in Slack (a simulated Slack on this machine): one thread with the verdicts, the abort and the end.
+//!
+//! The output is the terminal view of `gantry::term`: one line per thing that happened, each verdict once, every
+//! line within 80 columns (spinners for the running steps on a terminal).
 #![allow(clippy::print_stdout)] // An example prints.
 
-use std::collections::HashMap;
-use std::io::IsTerminal;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use futures::StreamExt;
 use gantry::build::{BuildImage, Buildah};
 use gantry::core::analysis::{Analysis, ClassicJudge, Direction, Metric};
 use gantry::core::strategy::{Canary, Deploy};
@@ -34,11 +34,11 @@ use gantry::kube::kube::runtime::wait::await_condition;
 use gantry::kube::{Cluster, JobStep, KubeTarget, RollingDeploy};
 use gantry::prelude::*;
 use gantry::slack::Slack;
+use gantry::term::{TerminalView, fit};
 use gantry::testkit::datadog::DatadogSim;
 use gantry::testkit::kube::{ClusterSim, Health, PodScript};
 use gantry::testkit::registry::RegistryServer;
 use gantry::testkit::slack::{BOT_TOKEN, CHANNEL, SlackSim};
-use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 /// A registry that answers 503 to the first push of each service.
 fn push_step(failures: Arc<AtomicU32>) -> impl Step {
@@ -219,78 +219,6 @@ fn production(cluster: &Cluster, datadog: &DatadogSim) -> Result<Pipeline, Box<d
         .build()?)
 }
 
-/// Shows the run's events: one line per step with a spinner on a terminal, plain lines elsewhere.
-async fn show(mut events: gantry::core::EventStream) {
-    let live = std::io::stdout().is_terminal();
-    let view = MultiProgress::new();
-    let running = ProgressStyle::with_template("{spinner:.cyan} {prefix:<28} {wide_msg}").expect("valid template");
-    let done = ProgressStyle::with_template("{prefix:<30} {wide_msg}").expect("valid template");
-    let mut bars: HashMap<String, ProgressBar> = HashMap::new();
-    while let Some(event) = events.next().await {
-        let line = match &event {
-            Event::StepStarted { step, attempt } => {
-                let bar = bars.entry(step.to_string()).or_insert_with(|| {
-                    let bar =
-                        view.add(ProgressBar::new_spinner().with_style(running.clone()).with_prefix(step.to_string()));
-                    bar.enable_steady_tick(Duration::from_millis(80));
-                    bar
-                });
-                bar.set_message(if *attempt > 1 { format!("attempt {attempt}") } else { "running".into() });
-                format!("{step}: started (attempt {attempt})")
-            }
-            Event::Log { step, line, .. } => {
-                if let Some(bar) = bars.get(&**step) {
-                    bar.set_message(line.to_string());
-                }
-                format!("{step}: {line}")
-            }
-            Event::StepRetrying { step, error, delay, .. } => {
-                if let Some(bar) = bars.get(&**step) {
-                    bar.set_message(format!("{error}; retrying in {delay:?}"));
-                }
-                format!("{step}: {error}; retrying in {delay:?}")
-            }
-            Event::StepFinished { step, status, reason, duration, .. } => {
-                let mark = match status {
-                    StepStatus::Succeeded => "✔",
-                    StepStatus::Failed => "✘",
-                    StepStatus::Skipped => "⏭",
-                    StepStatus::Cancelled => "■",
-                };
-                let took = if *status == StepStatus::Skipped { String::new() } else { format!(" in {duration:.2?}") };
-                let why = reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default();
-                let text = format!("{mark} {status}{took}{why}");
-                let bar = bars
-                    .remove(&**step)
-                    .unwrap_or_else(|| view.add(ProgressBar::new_spinner().with_prefix(step.to_string())));
-                bar.set_style(done.clone());
-                bar.finish_with_message(text.clone());
-                format!("{step}: {text}")
-            }
-            Event::Phase { step, phase, message } => {
-                if let Some(bar) = bars.get(&**step) {
-                    bar.set_message(format!("{phase:?}: {message}"));
-                }
-                format!("{step}: [{phase:?}] {message}")
-            }
-            Event::BuildStep { step, layer } => format!(
-                "{step}: step {}/{} {}: {} in {:.2?}",
-                layer.number,
-                layer.of,
-                layer.instruction,
-                layer.source.describe(),
-                layer.duration
-            ),
-            Event::RunStarted { run_id, pipeline, .. } => format!("run {run_id} of {pipeline} started"),
-            Event::RunFinished { status, duration, .. } => format!("run {status} in {duration:.2?}"),
-            other => format!("{other:?}"),
-        };
-        if !live {
-            println!("{line}");
-        }
-    }
-}
-
 /// The simulated cluster: `api` and `web` running 2.9.0; release 3.0.0 of `web` crash-loops.
 async fn cluster() -> Result<(ClusterSim, Cluster), Box<dyn std::error::Error>> {
     let sim = ClusterSim::start().await?;
@@ -355,13 +283,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let context =
         Context::new().var("repo", "acme/shop").var("sha", "3f9c2e1").var("env", "staging").var("release", "3.0.0");
 
-    println!("{}", pipeline.plan(&context));
+    for line in pipeline.plan(&context).to_string().lines() {
+        println!("{}", fit(line, 80));
+    }
     let run = Run::new(&pipeline, context);
-    let view = tokio::spawn(show(run.subscribe()));
+    let view = tokio::spawn(TerminalView::new().follow(run.subscribe()));
     let report = run.execute().await?;
-    view.await?;
-
-    println!("\n{report}");
+    let staging_lines = view.await?;
+    assert!(staging_lines.iter().all(|l| l.chars().count() <= 80), "the view fits 80 columns");
+    println!("{}", fit(&format!("\nrun {}: {}", report.run_id, report.summary()), 80));
     let (api, web) = (image_of(&sim, "api").await?, image_of(&sim, "web").await?);
     println!("after the run: api runs {api}, web runs {web}");
     // What this example shows, checked, so that a regression fails the run command.
@@ -374,7 +304,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     assert_eq!(report.status, RunStatus::Failed, "a rolled-back release is a failed run");
     assert_eq!((api.as_str(), web.as_str()), ("shop/api:3.0.0", "shop/web:2.9.0"), "web was rolled back");
 
-    println!("\nproduction: release 3.1.0 as canaries, analysed on metrics from a simulated Datadog at the cluster\n");
+    println!("\nproduction: release 3.1.0 as canaries, analysed on simulated Datadog metrics\n");
     let datadog = DatadogSim::start("dd-api-key", "dd-app-key").await?;
     datadog.follow(&sim);
     let pipeline = production(&cluster, &datadog)?;
@@ -385,17 +315,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .dashboard_url("https://app.datadoghq.com/dashboard/shop-canary?tpl_var_release={release}");
     let context = Context::new().var("repo", "acme/shop").var("sha", "3f9c2e1").var("release", "3.1.0");
     let run = Run::new(&pipeline, context).notify(slack);
-    let view = tokio::spawn(show(run.subscribe()));
+    let view = tokio::spawn(TerminalView::new().follow(run.subscribe()));
     let report = run.execute().await?;
-    view.await?;
-    println!("\n{report}");
+    let lines = view.await?;
+    println!("{}", fit(&format!("\nrun {}: {}", report.run_id, report.summary()), 80));
     let (api, web) = (image_of(&sim, "api").await?, image_of(&sim, "web").await?);
     println!("after the canaries: api runs {api}, web runs {web}");
-    println!("\nSlack #deploys, as the team sees it:");
-    for m in slack_api.messages() {
-        let indent = if m.thread_ts.is_some() { "    ↳ " } else { "  " };
-        println!("{indent}{}", m.text);
-    }
+    let messages = slack_api.messages();
+    let thread = messages.iter().filter(|m| m.thread_ts.is_some()).count();
+    let header = messages.first().map(|m| m.text.clone()).unwrap_or_default();
+    println!("{}", fit(&format!("\nSlack #deploys: \"{header}\", {thread} replies in its thread"), 80));
     let told: String = slack_api.messages().iter().map(|m| m.all_text()).collect();
     assert!(told.contains("analysis verdict: Fail (score 0)"), "Slack got web's verdict with its numbers");
     assert!(told.contains(":rewind:"), "and the abort");
@@ -403,5 +332,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let reason = report.step("canary[web]/deploy").and_then(|s| s.reason.clone()).unwrap_or_default();
     assert!(reason.contains("analysis failed") && reason.contains("latency: High"), "web's canary failed: {reason}");
     assert_eq!((api.as_str(), web.as_str()), ("shop/api:3.1.0", "shop/web:2.9.0"), "web's canary was aborted");
+    assert!(lines.iter().all(|l| l.chars().count() <= 80), "the view fits 80 columns");
+    let verdicts = lines.iter().filter(|l| l.starts_with('◆')).count();
+    assert_eq!(verdicts, 3, "each verdict told once: two steps of api's canary, the first of web's (then aborted)");
     Ok(())
 }
