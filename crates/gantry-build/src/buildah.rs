@@ -13,7 +13,7 @@ use crate::builder::Builder;
 use crate::error::BuildError;
 use crate::process::{self, Finished};
 use crate::registry::registry_problem;
-use crate::request::{BuildObserver, BuildRequest, LayerReport};
+use crate::request::{BuildObserver, BuildRequest, LayerReport, OpenStep};
 
 const HINT: &str = "Debian: apt-get install buildah runc; `bash .ci/test-all` installs them";
 
@@ -311,22 +311,18 @@ fn step_line(line: &str) -> Option<(&str, u32, u32, &str)> {
 /// Follows buildah's output and reports each step once the next begins (or the image is committed).
 #[derive(Debug, Default)]
 struct StepParser {
-    open: Option<(LayerReport, Instant)>,
+    open: OpenStep,
 }
 
 impl StepParser {
     fn feed(&mut self, line: &str, now: Instant) -> Option<LayerReport> {
         if let Some((stage, number, of, instruction)) = step_line(line) {
-            let closed = self.finish(now);
-            let source = if instruction.starts_with("FROM ") { LayerSource::BaseImage } else { LayerSource::Built };
-            let instruction = format!("{stage}{instruction}");
-            self.open = Some((LayerReport { number, of, instruction, source, duration: Default::default() }, now));
-            return closed;
+            return self.open.begin(number, of, format!("{stage}{instruction}"), now);
         }
         if line.starts_with("COMMIT") {
-            return self.finish(now);
+            return self.open.end(now);
         }
-        if let Some((report, _)) = &mut self.open {
+        if let Some(report) = self.open.current() {
             if line.starts_with("--> Cache pulled from remote") {
                 report.source = LayerSource::RegistryCache;
             } else if line.starts_with("--> Using cache") && report.source == LayerSource::Built {
@@ -337,9 +333,7 @@ impl StepParser {
     }
 
     fn finish(&mut self, now: Instant) -> Option<LayerReport> {
-        let (mut report, started) = self.open.take()?;
-        report.duration = now.saturating_duration_since(started);
-        Some(report)
+        self.open.end(now)
     }
 }
 

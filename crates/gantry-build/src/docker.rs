@@ -30,7 +30,7 @@ use crate::builder::Builder;
 use crate::error::BuildError;
 use crate::fingerprint::context_files;
 use crate::registry::registry_problem;
-use crate::request::{BuildObserver, BuildRequest, LayerReport};
+use crate::request::{BuildObserver, BuildRequest, LayerReport, OpenStep};
 
 /// How long an API call may take before the client gives up (a build streams for as long as it runs).
 const TIMEOUT_SECS: u64 = 3600;
@@ -404,7 +404,7 @@ fn classify(request: &BuildRequest, steps: &ClassicParser, error: String, tail: 
         return problem(request.auth.is_some());
     }
     if error.contains("returned a non-zero code") {
-        let instruction = steps.open.as_ref().map(|(r, _)| r.instruction.clone()).unwrap_or_default();
+        let instruction = steps.open.instruction().unwrap_or_default().to_owned();
         let start = tail.iter().rposition(|l| classic_step(l).is_some()).map_or(0, |i| i + 1);
         let tail = tail[start..]
             .iter()
@@ -431,7 +431,7 @@ fn classic_step(line: &str) -> Option<(u32, u32, &str)> {
 /// Follows the classic builder's output.
 #[derive(Debug, Default)]
 struct ClassicParser {
-    open: Option<(LayerReport, Instant)>,
+    open: OpenStep,
     /// Whether cache hits come from images pulled from a registry for this build.
     registry_cache: bool,
 }
@@ -439,29 +439,23 @@ struct ClassicParser {
 impl ClassicParser {
     fn feed(&mut self, line: &str, now: Instant) -> Option<LayerReport> {
         if let Some((number, of, instruction)) = classic_step(line) {
-            let closed = self.finish(now);
-            let source = if instruction.starts_with("FROM ") { LayerSource::BaseImage } else { LayerSource::Built };
-            let report =
-                LayerReport { number, of, instruction: instruction.to_owned(), source, duration: Default::default() };
-            self.open = Some((report, now));
-            return closed;
+            return self.open.begin(number, of, instruction.to_owned(), now);
         }
         if line.starts_with("Successfully built") {
-            return self.finish(now);
+            return self.open.end(now);
         }
-        if let Some((report, _)) = &mut self.open
+        let registry_cache = self.registry_cache;
+        if let Some(report) = self.open.current()
             && line.trim() == "---> Using cache"
             && report.source == LayerSource::Built
         {
-            report.source = if self.registry_cache { LayerSource::RegistryCache } else { LayerSource::Cache };
+            report.source = if registry_cache { LayerSource::RegistryCache } else { LayerSource::Cache };
         }
         None
     }
 
     fn finish(&mut self, now: Instant) -> Option<LayerReport> {
-        let (mut report, started) = self.open.take()?;
-        report.duration = now.saturating_duration_since(started);
-        Some(report)
+        self.open.end(now)
     }
 }
 

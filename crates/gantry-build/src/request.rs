@@ -87,6 +87,48 @@ pub struct LayerReport {
     pub duration: Duration,
 }
 
+/// The Containerfile step a builder's output has begun and not yet ended: what both output parsers keep.
+#[derive(Debug, Default)]
+pub(crate) struct OpenStep(Option<(LayerReport, std::time::Instant)>);
+
+impl OpenStep {
+    /// Begins step `number` of `of` (a `FROM` is a stage's base image; anything else is built until the builder
+    /// says otherwise), ending the one before, which is returned.
+    pub(crate) fn begin(
+        &mut self,
+        number: u32,
+        of: u32,
+        instruction: String,
+        now: std::time::Instant,
+    ) -> Option<LayerReport> {
+        let ended = self.end(now);
+        let source = if instruction.starts_with("FROM ") || instruction.contains("] FROM ") {
+            LayerSource::BaseImage
+        } else {
+            LayerSource::Built
+        };
+        self.0 = Some((LayerReport { number, of, instruction, source, duration: Duration::ZERO }, now));
+        ended
+    }
+
+    /// Ends the open step, if any, with its duration.
+    pub(crate) fn end(&mut self, now: std::time::Instant) -> Option<LayerReport> {
+        let (mut report, started) = self.0.take()?;
+        report.duration = now.saturating_duration_since(started);
+        Some(report)
+    }
+
+    /// The open step's instruction.
+    pub(crate) fn instruction(&self) -> Option<&str> {
+        self.0.as_ref().map(|(report, _)| report.instruction.as_str())
+    }
+
+    /// The open step.
+    pub(crate) fn current(&mut self) -> Option<&mut LayerReport> {
+        self.0.as_mut().map(|(report, _)| report)
+    }
+}
+
 /// Follows a build: its output lines and its finished steps. The [`BuildImage`](crate::BuildImage) step turns them
 /// into log lines and [`Event::BuildStep`](gantry_core::Event::BuildStep)s.
 pub trait BuildObserver: Send + Sync {

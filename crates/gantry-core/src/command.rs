@@ -297,14 +297,6 @@ impl Step for CommandStep {
     }
 
     fn variables(&self) -> Result<Vec<String>, TemplateError> {
-        let mut names: Vec<String> = Vec::new();
-        for source in self.templates() {
-            for name in Template::parse(source)?.variables() {
-                if !names.iter().any(|n| n == name) {
-                    names.push(name.to_owned());
-                }
-            }
-        }
-        Ok(names)
+        Template::variables_of(self.templates())
     }
 }

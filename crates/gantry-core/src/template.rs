@@ -81,6 +81,20 @@ impl Template {
         &self.source
     }
 
+    /// The variables of several templates, each once, in the order they first appear: what a step's
+    /// [`variables`](crate::Step::variables) returns.
+    pub fn variables_of<'a>(sources: impl IntoIterator<Item = &'a str>) -> Result<Vec<String>, TemplateError> {
+        let mut names: Vec<String> = Vec::new();
+        for source in sources {
+            for name in Template::parse(source)?.variables() {
+                if !names.iter().any(|n| n == name) {
+                    names.push(name.to_owned());
+                }
+            }
+        }
+        Ok(names)
+    }
+
     /// The variable names the template refers to, in order of appearance (repeats included).
     pub fn variables(&self) -> impl Iterator<Item = &str> {
         self.pieces.iter().filter_map(|p| match p {
