@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use gantry::core::{OutputKey, PauseReason, Resume};
 use gantry::prelude::*;
+use gantry::term::TerminalView;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 const IMAGE: OutputKey<String> = OutputKey::new("image");
@@ -59,6 +60,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let (hook, mut debugger) = Debugger::stepping();
     let run = Run::new(&pipeline, context).hook(hook);
+    // The run as it goes, between the debugger's prompts: plain lines (spinners would fight the prompts), with the
+    // steps' output.
+    let view = tokio::spawn(TerminalView::new().plain().details(true).follow(run.subscribe()));
     let cancel = run.cancellation_token();
     let handle = tokio::spawn(run.execute());
     let mut input = BufReader::new(tokio::io::stdin()).lines();
@@ -101,6 +105,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         pause.resume(resume);
     }
     let report = handle.await??;
-    println!("\n{report}");
+    view.await?;
+    println!("\nrun {}: {}", report.run_id, report.summary());
     Ok(())
 }
