@@ -127,7 +127,7 @@ fn sources(events: &[Event]) -> Vec<LayerSource> {
 /// The manifest of `reference` (`repo:tag` or `repo@digest`) as the registry serves it: its digest header and body.
 async fn manifest(registry: &str, repository: &str, reference: &str) -> Option<(String, Vec<u8>)> {
     let url = format!("http://{registry}/v2/{repository}/manifests/{reference}");
-    let response = reqwest::Client::new()
+    let response = http_client()
         .get(url)
         .basic_auth(REGISTRY_USER, Some(REGISTRY_PASSWORD))
         .header(
@@ -489,4 +489,11 @@ async fn a_build_past_its_timeout_or_cancelled_stops_its_builder_and_pushes_noth
     })
     .await;
     assert!(manifest(&registry, "shop/slow", "1").await.is_none(), "nothing pushed");
+}
+
+/// A client for reading the registry back. reqwest is built without a default crypto provider; the workspace uses
+/// ring (installed here, not left to the step under test having done it first).
+fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
 }

@@ -79,7 +79,7 @@ async fn a_deploy_by_the_pushed_digest_rolls_out_exactly_what_was_built() {
     let (name, digest) = deployed.split_once('@').expect("the Deployment names a digest");
     assert_eq!(name, format!("{address}/shop/web"));
     // The digest is the one the registry serves for the tag that was pushed.
-    let served = reqwest::Client::new()
+    let served = http_client()
         .head(format!("http://{address}/v2/shop/web/manifests/3.1.0"))
         .header(
             "Accept",
@@ -108,4 +108,11 @@ async fn a_deploy_by_the_pushed_digest_rolls_out_exactly_what_was_built() {
         .map(|p| p.spec.as_ref().unwrap().containers[0].image.clone().unwrap())
         .collect();
     assert_eq!(running, [deployed.clone(), deployed]);
+}
+
+/// A client for reading the registry back. reqwest is built without a default crypto provider; the workspace uses
+/// ring (installed here, not left to the step under test having done it first).
+fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
 }

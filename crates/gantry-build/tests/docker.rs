@@ -95,7 +95,7 @@ async fn round_trip(classic: bool) {
     assert_eq!(sources(&events), [LayerSource::Built; 3]);
     let cold = built.unwrap();
     // The pushed manifest, read back by the step, is what the registry serves for the tag.
-    let served = reqwest::Client::new()
+    let served = http_client()
         .head(format!("http://{address}/v2/shop/web/manifests/1"))
         .header("Accept", "application/vnd.docker.distribution.manifest.v2+json")
         .send()
@@ -133,4 +133,11 @@ async fn round_trip(classic: bool) {
     let why = report.step("build").and_then(|s| s.reason.as_deref()).unwrap_or_default().to_owned();
     assert!(why.contains("build step `RUN echo no database >&2; exit 4` failed: exit code 4"), "{why}");
     assert!(why.contains("no database"), "{why}");
+}
+
+/// A client for reading the registry back. reqwest is built without a default crypto provider; the workspace uses
+/// ring (installed here, not left to the step under test having done it first).
+fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
 }

@@ -150,7 +150,8 @@ async fn probe(address: &str) -> std::io::Result<bool> {
     Ok(head[..n].starts_with(b"HTTP/1.1 200"))
 }
 
-fn which(tool: &str) -> Option<PathBuf> {
+/// A program on `PATH`.
+pub(crate) fn which(tool: &str) -> Option<PathBuf> {
     std::env::var_os("PATH")?.to_str()?.split(':').map(|d| PathBuf::from(d).join(tool)).find(|p| p.is_file())
 }
 

@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use crate::prometheus::which;
+
 /// The user of a registry started with [`RegistryServer::start_with_auth`].
 pub const REGISTRY_USER: &str = "gantry";
 /// Its password.
@@ -216,8 +218,4 @@ pub fn unique_dir(prefix: &str) -> PathBuf {
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
     std::env::temp_dir().join(format!("{prefix}-{}-{n}-{nanos}", std::process::id()))
-}
-
-fn which(tool: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")?.to_str()?.split(':').map(|d| PathBuf::from(d).join(tool)).find(|p| p.is_file())
 }
