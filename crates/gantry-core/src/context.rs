@@ -580,6 +580,11 @@ impl StepContext {
     }
 
     /// Emits an event of this step through its coordinator, if anyone listens.
+    /// The step's name, shared (for events).
+    pub(crate) fn name_arc(&self) -> Arc<str> {
+        Arc::clone(self.scope.name(self.node))
+    }
+
     pub(crate) fn emit(&self, event: Event) {
         if self.scope.journal.is_active() {
             self.scope.inbox.push(Raw::Event(event));

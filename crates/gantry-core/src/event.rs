@@ -103,6 +103,20 @@ pub struct BuildLayer {
     pub duration: Duration,
 }
 
+/// Where a strategy's traffic goes, as [`Event::Traffic`] reports it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct TrafficRoute {
+    /// The stable (blue/green: active) release, `web 2.0.0`.
+    pub stable: String,
+    /// The new (canary, preview) release.
+    pub candidate: String,
+    /// Percent of traffic to the candidate, 0–100.
+    pub weight: u8,
+    /// Requests that go to the candidate whatever the weight (a header rule), in words.
+    pub matching: Option<String>,
+}
+
 /// Something that happened in a run. Step names of sub-pipelines are namespaced `outer/inner`.
 /// Every text in an event has had the run's secrets masked.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -152,6 +166,23 @@ pub enum Event {
         /// The Containerfile step.
         layer: Arc<BuildLayer>,
     },
+    /// An analysis reached a verdict: every metric's evidence (the baseline's and the canary's points, the effect and
+    /// its interval, the decision), for dashboards that chart it. The [`Phase::Verdict`] event before it says the
+    /// same in words.
+    Analysis {
+        /// The step that analysed.
+        step: Arc<str>,
+        /// The verdict.
+        verdict: Arc<crate::analysis::Verdict>,
+    },
+    /// A strategy moved traffic between the stable version and the new one (a canary's weight, a blue/green preview
+    /// route or switch, a promotion, a restore): the state of the route after the move.
+    Traffic {
+        /// The step.
+        step: Arc<str>,
+        /// The route after the move.
+        route: Arc<TrafficRoute>,
+    },
     /// An attempt failed with a retryable error and the step will run again after `delay`.
     StepRetrying {
         /// The step.
@@ -195,6 +226,8 @@ impl Event {
             | Self::Log { step, .. }
             | Self::Phase { step, .. }
             | Self::BuildStep { step, .. }
+            | Self::Analysis { step, .. }
+            | Self::Traffic { step, .. }
             | Self::StepRetrying { step, .. }
             | Self::StepFinished { step, .. } => Some(step),
             Self::RunStarted { .. } | Self::RunFinished { .. } => None,

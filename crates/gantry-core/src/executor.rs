@@ -183,6 +183,8 @@ impl Run {
         let pipeline_name: Arc<str> = Arc::from(self.pipeline.name());
         let span = tracing::info_span!("gantry.run", pipeline = %pipeline_name, run_id = %self.run_id);
         let grace = self.notifiers.grace;
+        // Followers get the plan to draw the run's graph; nobody pays for it without them.
+        let plan = (!self.notifiers.list.is_empty()).then(|| Arc::new(self.pipeline.plan(&self.context)));
         let scope = Arc::new(Scope::root(
             Arc::clone(&self.run_id),
             self.pipeline,
@@ -191,7 +193,7 @@ impl Run {
             self.token,
             Arc::new(self.options),
         ));
-        let following = start_notifiers(&self.notifiers.list, &scope, &pipeline_name, &span);
+        let following = start_notifiers(&self.notifiers.list, &scope, &pipeline_name, plan, &span);
         let started = Instant::now();
         async {
             tracing::info!("run started");
@@ -237,6 +239,7 @@ fn start_notifiers(
     notifiers: &[Arc<dyn Notifier>],
     scope: &Scope,
     pipeline: &Arc<str>,
+    plan: Option<Arc<crate::Plan>>,
     span: &tracing::Span,
 ) -> Following {
     if notifiers.is_empty() {
@@ -253,7 +256,8 @@ fn start_notifiers(
         notifiers
             .iter()
             .map(|notifier| {
-                let info = RunInfo::new(Arc::clone(&scope.run_id), Arc::clone(pipeline), vars.clone());
+                let mut info = RunInfo::new(Arc::clone(&scope.run_id), Arc::clone(pipeline), vars.clone());
+                info.plan.clone_from(&plan);
                 let (notifier, events) = (Arc::clone(notifier), scope.journal.subscribe());
                 let name = notifier.name().to_owned();
                 let follow = async move { notifier.follow(info, events).await };

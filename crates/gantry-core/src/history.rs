@@ -13,6 +13,7 @@ use futures::StreamExt;
 
 use crate::event::{Event, EventStream};
 use crate::notify::{Notifier, NotifyError, RunInfo};
+use crate::plan::Plan;
 use crate::report::{RunStatus, StepStatus};
 
 /// One run as a run list shows it.
@@ -113,13 +114,43 @@ pub trait RunHistory: Send + Sync + 'static {
     async fn get(&self, run_id: &str) -> Option<RunSummary>;
 
     /// A run's events from number `from` on (0 for all; the number of an event is its place in the run, so a
-    /// viewer resumes after the last it saw), or `None` for a run the history does not know.
-    async fn events(&self, run_id: &str, from: usize) -> Option<Vec<Event>>;
+    /// viewer resumes after the last it saw), each with when it was recorded, or `None` for a run the history does
+    /// not know.
+    async fn events(&self, run_id: &str, from: usize) -> Option<Vec<RecordedEvent>>;
+
+    /// What the run was to do as it started ([`RunInfo::plan`]), if the history has it.
+    async fn plan(&self, run_id: &str) -> Option<Arc<Plan>>;
+}
+
+/// An event of a run, with when the history recorded it. As JSON: the event's fields and `at`, in milliseconds since
+/// the Unix epoch.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[non_exhaustive]
+pub struct RecordedEvent {
+    /// When it was recorded (a moment after it happened: events are published in batches).
+    #[serde(serialize_with = "unix_millis")]
+    pub at: SystemTime,
+    /// The event.
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+impl RecordedEvent {
+    /// `event`, recorded at `at`.
+    pub fn new(at: SystemTime, event: Event) -> Self {
+        Self { at, event }
+    }
+}
+
+fn unix_millis<S: serde::Serializer>(at: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    let millis = at.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_millis();
+    s.serialize_u64(u64::try_from(millis).unwrap_or(u64::MAX))
 }
 
 struct Record {
     summary: RunSummary,
-    events: Vec<Event>,
+    plan: Option<Arc<Plan>>,
+    events: Vec<RecordedEvent>,
 }
 
 /// The newest runs in memory (1,000 by default) with up to 100,000 events each. Clones share the runs.
@@ -185,7 +216,7 @@ impl MemoryHistory {
         if runs.len() == self.capacity {
             runs.pop_front();
         }
-        runs.push_back(Record { summary, events: Vec::new() });
+        runs.push_back(Record { summary, plan: run.plan.clone(), events: Vec::new() });
     }
 }
 
@@ -205,10 +236,15 @@ impl RunHistory for MemoryHistory {
         runs.iter().rev().find(|r| &*r.summary.run_id == run_id).map(|r| r.summary.clone())
     }
 
-    async fn events(&self, run_id: &str, from: usize) -> Option<Vec<Event>> {
+    async fn events(&self, run_id: &str, from: usize) -> Option<Vec<RecordedEvent>> {
         let runs = self.runs.read().unwrap_or_else(|e| e.into_inner());
         let record = runs.iter().rev().find(|r| &*r.summary.run_id == run_id)?;
-        Some(record.events.get(from..).map(<[Event]>::to_vec).unwrap_or_default())
+        Some(record.events.get(from..).map(<[RecordedEvent]>::to_vec).unwrap_or_default())
+    }
+
+    async fn plan(&self, run_id: &str) -> Option<Arc<Plan>> {
+        let runs = self.runs.read().unwrap_or_else(|e| e.into_inner());
+        runs.iter().rev().find(|r| &*r.summary.run_id == run_id)?.plan.clone()
     }
 }
 
@@ -241,7 +277,7 @@ impl Notifier for MemoryHistory {
                     _ => {}
                 }
                 if record.events.len() < cap {
-                    record.events.push(event.clone());
+                    record.events.push(RecordedEvent::new(SystemTime::now(), event.clone()));
                 }
             });
         }

@@ -22,12 +22,22 @@ pub struct RunInfo {
     /// The run's variables as it started (`repo`, `sha`, `environment`, ... for a GitHub-triggered run), with the
     /// run's secrets masked in them.
     pub vars: BTreeMap<String, String>,
+    /// What the run was to do as it started: every step (sub-pipelines' and fan-outs' too), what it waits for, and
+    /// what the plan expected of it ([`Pipeline::plan`](crate::Pipeline::plan) with the run's context). Run views
+    /// draw the pipeline's graph from it.
+    pub plan: Option<Arc<crate::Plan>>,
 }
 
 impl RunInfo {
     /// A run's description (for notifiers' own tests).
     pub fn new(run_id: impl Into<Arc<str>>, pipeline: impl Into<Arc<str>>, vars: BTreeMap<String, String>) -> Self {
-        Self { run_id: run_id.into(), pipeline: pipeline.into(), vars }
+        Self { run_id: run_id.into(), pipeline: pipeline.into(), vars, plan: None }
+    }
+
+    /// With the run's plan.
+    pub fn with_plan(mut self, plan: Arc<crate::Plan>) -> Self {
+        self.plan = Some(plan);
+        self
     }
 
     /// `template` with `{run_id}`, `{pipeline}` and every `{variable}` of the run filled in; `None` if it names a
@@ -57,6 +67,7 @@ impl RunInfo {
             run_id: Arc::from(percent_encode(&self.run_id)),
             pipeline: Arc::from(percent_encode(&self.pipeline)),
             vars: self.vars.iter().map(|(k, v)| (k.clone(), percent_encode(v))).collect(),
+            plan: None,
         };
         encoded.fill(template)
     }

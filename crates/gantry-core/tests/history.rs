@@ -77,8 +77,12 @@ async fn a_running_run_is_listed_as_running_and_its_events_resume_from_a_number(
     handle.await.unwrap();
 
     let events = history.events(&gate.run_id, 0).await.unwrap();
-    assert!(matches!(events.first(), Some(Event::RunStarted { .. })), "{events:?}");
-    assert!(matches!(events.last(), Some(Event::RunFinished { status: RunStatus::Succeeded, .. })));
+    assert!(matches!(events.first().map(|e| &e.event), Some(Event::RunStarted { .. })), "{events:?}");
+    assert!(matches!(events.last().map(|e| &e.event), Some(Event::RunFinished { status: RunStatus::Succeeded, .. })));
+    assert!(events.windows(2).all(|w| w[0].at <= w[1].at), "recorded in order, each with its time");
+    let plan = history.plan(&gate.run_id).await.expect("the history keeps the run's plan");
+    assert_eq!(plan.steps.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["approve", "deploy"]);
+    assert_eq!(plan.step("deploy").unwrap().after, ["approve"]);
     let resumed = history.events(&gate.run_id, 3).await.unwrap();
     assert_eq!(resumed, events[3..], "a viewer that saw three events gets the rest");
     assert_eq!(history.events(&gate.run_id, events.len() + 5).await, Some(Vec::new()));

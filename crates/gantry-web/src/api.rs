@@ -1,34 +1,24 @@
-//! The JSON and event-stream API over a run history.
+//! The JSON and event-stream API over a run history, and the gates' decisions.
 
 use std::convert::Infallible;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use gantry_core::{Event, RunHistory, RunQuery, RunStatus};
+use gantry_core::{Decision, Event, RunQuery, RunStatus};
+
+use crate::auth::Action;
+use crate::view::RunView;
 
 /// How often a live run's new events are looked for.
 const POLL: Duration = Duration::from_millis(100);
 
-/// The run view over a history.
-#[derive(Clone)]
-pub struct RunView {
-    history: Arc<dyn RunHistory>,
-}
-
-impl std::fmt::Debug for RunView {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RunView").finish_non_exhaustive()
-    }
-}
-
 /// The run list's query string.
 #[derive(Debug, Default, serde::Deserialize)]
-struct ListParams {
+pub(crate) struct ListParams {
     pipeline: Option<String>,
     status: Option<String>,
     env: Option<String>,
@@ -38,35 +28,19 @@ struct ListParams {
     limit: usize,
 }
 
-impl RunView {
-    /// A view of `history`.
-    pub fn new(history: Arc<dyn RunHistory>) -> Self {
-        Self { history }
-    }
-
-    /// The routes, to mount under any prefix.
-    pub fn router(self) -> axum::Router {
-        axum::Router::new()
-            .route("/api/runs", axum::routing::get(list))
-            .route("/api/runs/{id}", axum::routing::get(summary))
-            .route("/api/runs/{id}/events", axum::routing::get(events))
-            .with_state(self)
-    }
-}
-
-fn refuse(status: StatusCode, why: &str) -> Response {
+pub(crate) fn refuse(status: StatusCode, why: &str) -> Response {
     (status, Json(serde_json::json!({ "error": why }))).into_response()
 }
 
-async fn list(State(view): State<RunView>, Query(params): Query<ListParams>) -> Response {
+pub(crate) async fn list(State(view): State<RunView>, Query(params): Query<ListParams>) -> Response {
     let mut query = RunQuery::new().page(params.offset, params.limit.min(500));
-    if let Some(pipeline) = params.pipeline {
+    if let Some(pipeline) = params.pipeline.filter(|p| !p.is_empty()) {
         query = query.pipeline(pipeline);
     }
-    if let Some(env) = params.env {
+    if let Some(env) = params.env.filter(|e| !e.is_empty()) {
         query = query.var("environment", env);
     }
-    if let Some(status) = params.status.as_deref() {
+    if let Some(status) = params.status.as_deref().filter(|s| !s.is_empty()) {
         let status = match status {
             "succeeded" => RunStatus::Succeeded,
             "failed" => RunStatus::Failed,
@@ -75,24 +49,34 @@ async fn list(State(view): State<RunView>, Query(params): Query<ListParams>) -> 
         };
         query = query.status(status);
     }
-    Json(view.history.list(&query).await).into_response()
+    Json(view.inner.history.list(&query).await).into_response()
 }
 
-async fn summary(State(view): State<RunView>, Path(id): Path<String>) -> Response {
-    match view.history.get(&id).await {
+pub(crate) async fn summary(State(view): State<RunView>, Path(id): Path<String>) -> Response {
+    match view.inner.history.get(&id).await {
         Some(run) => Json(run).into_response(),
         None => refuse(StatusCode::NOT_FOUND, "no such run"),
     }
 }
 
-async fn events(State(view): State<RunView>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+pub(crate) async fn plan(State(view): State<RunView>, Path(id): Path<String>) -> Response {
+    if view.inner.history.get(&id).await.is_none() {
+        return refuse(StatusCode::NOT_FOUND, "no such run");
+    }
+    match view.inner.history.plan(&id).await {
+        Some(plan) => Json(&*plan).into_response(),
+        None => refuse(StatusCode::NOT_FOUND, "the history has no plan of this run"),
+    }
+}
+
+pub(crate) async fn events(State(view): State<RunView>, Path(id): Path<String>, headers: HeaderMap) -> Response {
     // Resume after the last event the viewer saw.
     let from = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<usize>().ok())
         .map_or(0, |last| last + 1);
-    if view.history.get(&id).await.is_none() {
+    if view.inner.history.get(&id).await.is_none() {
         return refuse(StatusCode::NOT_FOUND, "no such run");
     }
     let stream = futures::stream::unfold((view, id, from, false), |(view, id, next, done)| async move {
@@ -100,12 +84,16 @@ async fn events(State(view): State<RunView>, Path(id): Path<String>, headers: He
             return None;
         }
         loop {
-            let batch = view.history.events(&id, next).await?;
+            let batch = view.inner.history.events(&id, next).await?;
             if batch.is_empty() {
+                // A viewer that resumes after the last event of a finished run has seen everything.
+                if view.inner.history.get(&id).await.is_some_and(|run| run.status.is_some()) {
+                    return None;
+                }
                 tokio::time::sleep(POLL).await;
                 continue;
             }
-            let finished = batch.iter().any(|e| matches!(e, Event::RunFinished { .. }));
+            let finished = batch.iter().any(|e| matches!(e.event, Event::RunFinished { .. }));
             let sse: Vec<Result<SseEvent, Infallible>> = batch
                 .iter()
                 .enumerate()
@@ -120,4 +108,68 @@ async fn events(State(view): State<RunView>, Path(id): Path<String>, headers: He
     });
     use futures::StreamExt as _;
     Sse::new(stream.flatten()).keep_alive(KeepAlive::default()).into_response()
+}
+
+/// `?run=` of the gate list.
+#[derive(Debug, Default, serde::Deserialize)]
+pub(crate) struct GateParams {
+    run: Option<String>,
+}
+
+/// The gates waiting for a decision (of one run with `?run=`), and whether this viewer may decide.
+pub(crate) async fn gates(State(view): State<RunView>, Query(params): Query<GateParams>) -> Response {
+    let pending: Vec<_> = view
+        .inner
+        .approvals
+        .as_ref()
+        .map(|a| a.pending())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|g| params.run.as_deref().is_none_or(|run| g.run_id == run))
+        .collect();
+    Json(serde_json::json!({ "gates": pending, "can_act": view.inner.authorizer.is_some() })).into_response()
+}
+
+/// A decision from the page.
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct DecideBody {
+    gate: String,
+    approve: bool,
+    #[serde(default)]
+    comment: Option<String>,
+}
+
+/// Approves or rejects a gate: refused without an authorizer, without a valid anti-forgery token, or when the
+/// authorizer says no. The decision records who (the authorizer's answer), when, and `web`.
+pub(crate) async fn decide(State(view): State<RunView>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let Some(authorizer) = view.inner.authorizer.clone() else {
+        return refuse(StatusCode::FORBIDDEN, "this view is read-only: the host gave it no authorizer");
+    };
+    if let Some(why) = view.inner.csrf.check(&parts.headers) {
+        return refuse(StatusCode::FORBIDDEN, why);
+    }
+    let Ok(bytes) = axum::body::to_bytes(body, 64 * 1024).await else {
+        return refuse(StatusCode::PAYLOAD_TOO_LARGE, "the request is over 64 KiB");
+    };
+    let body: DecideBody = match serde_json::from_slice(&bytes) {
+        Ok(body) => body,
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, &format!("the request is not a decision: {e}")),
+    };
+    let Some(approvals) = view.inner.approvals.as_ref() else {
+        return refuse(StatusCode::NOT_FOUND, &format!("no gate `{}` waits for a decision", body.gate));
+    };
+    let action =
+        if body.approve { Action::Approve { gate: body.gate.clone() } } else { Action::Reject { gate: body.gate.clone() } };
+    let Some(who) = authorizer.authorize(&parts, &action).await else {
+        return refuse(StatusCode::FORBIDDEN, "the authorizer refused this request");
+    };
+    let mut decision = if body.approve { Decision::approve(who, "web") } else { Decision::reject(who, "web") };
+    if let Some(comment) = body.comment.filter(|c| !c.trim().is_empty()) {
+        decision = decision.comment(comment);
+    }
+    match approvals.decide(&body.gate, decision) {
+        Ok(()) => Json(serde_json::json!({ "decided": body.gate })).into_response(),
+        Err(e) => refuse(StatusCode::CONFLICT, &e.to_string()),
+    }
 }

@@ -155,6 +155,29 @@ pub struct Verdict {
 }
 
 impl Verdict {
+    /// A copy with every text passed through `mask` (the run's redactor), for events.
+    pub(crate) fn masked(&self, mask: impl Fn(&str) -> String) -> Self {
+        let mut out = self.clone();
+        out.reason = mask(&out.reason);
+        for m in &mut out.metrics {
+            m.metric.query = mask(&m.metric.query);
+            if let super::metric::Exposure::Requests(query) = &mut m.metric.exposure {
+                *query = mask(query);
+            }
+            let e = &mut m.evidence;
+            for q in &mut e.queries {
+                *q = mask(q);
+            }
+            for text in [&mut e.traffic, &mut e.statistic, &mut e.thresholds, &mut e.decision] {
+                *text = mask(text);
+            }
+            if let MetricOutcome::NoData(why) | MetricOutcome::QueryFailed(why) = &mut m.outcome {
+                *why = mask(why);
+            }
+        }
+        out
+    }
+
     /// What an inconclusive verdict does: the strictest policy among the metrics without a judgement, else `Abort`
     /// (a marginal score).
     pub fn on_inconclusive(&self) -> OnInconclusive {

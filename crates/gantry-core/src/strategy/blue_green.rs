@@ -114,7 +114,9 @@ impl BlueGreen {
         or_cancelled(ctx, target.deploy(Slot::Preview, release)).await?;
         ctx.phase(Phase::Deployed, format!("preview {release} is ready beside the active {stable}"));
         if let Some(rule) = &self.preview_route {
-            or_cancelled(ctx, target.set_traffic(&Traffic::matching(rule.clone()))).await?;
+            let traffic = Traffic::matching(rule.clone());
+            or_cancelled(ctx, target.set_traffic(&traffic)).await?;
+            super::report_traffic(ctx, stable, release, &traffic);
             ctx.phase(Phase::WeightChanged, format!("requests matching {rule:?} go to {release}"));
         }
         if let Some(analysis) = &self.pre_promotion {
@@ -140,7 +142,10 @@ impl Strategy for BlueGreen {
             let why = stop.reason();
             let outcome = match restore(ctx, target, &stable, &format!("blue/green of {release} aborted: {why}")).await
             {
-                Ok(()) => format!("{stable} stays active, preview removed"),
+                Ok(()) => {
+                    super::report_traffic(ctx, &stable, release, &Traffic::stable());
+                    format!("{stable} stays active, preview removed")
+                }
                 Err(left) => left,
             };
             return stopped(ctx, Phase::Aborted, format!("blue/green of {release} aborted: {why}; {outcome}"));
@@ -150,6 +155,7 @@ impl Strategy for BlueGreen {
         // and the promotion. Whatever stops it switches back.
         let after = async {
             or_cancelled(ctx, target.set_traffic(&Traffic::weighted(100))).await?;
+            super::report_traffic(ctx, &stable, release, &Traffic::weighted(100));
             ctx.phase(
                 Phase::WeightChanged,
                 format!("active traffic switched to {release}; {stable} kept for {:?}", self.scale_down_delay),
@@ -164,7 +170,10 @@ impl Strategy for BlueGreen {
         if let Err(stop) = after.await {
             let why = stop.reason();
             let outcome = match restore(ctx, target, &stable, &format!("{release} after promotion: {why}")).await {
-                Ok(()) => format!("switched back to {stable}"),
+                Ok(()) => {
+                    super::report_traffic(ctx, &stable, release, &Traffic::stable());
+                    format!("switched back to {stable}")
+                }
                 Err(left) => left,
             };
             return stopped(ctx, Phase::SwitchedBack, format!("{release} after promotion: {why}; {outcome}"));

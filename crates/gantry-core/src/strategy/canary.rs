@@ -104,7 +104,9 @@ impl Canary {
                 CanaryStep::SetWeight(weight) => {
                     // While traffic moves, no share holds: analyses leave those intervals out.
                     routed.changing();
-                    or_cancelled(ctx, target.set_traffic(&Traffic::weighted(*weight))).await?;
+                    let traffic = Traffic::weighted(*weight);
+                    or_cancelled(ctx, target.set_traffic(&traffic)).await?;
+                    super::report_traffic(ctx, stable, release, &traffic);
                     let note = record_share(target, routed, Some(f64::from(*weight) / 100.0), ctx).await?;
                     ctx.phase(Phase::WeightChanged, format!("{weight}% of traffic to {release}{note}"));
                 }
@@ -187,6 +189,7 @@ impl Strategy for Canary {
         };
         let why = match run.await {
             Ok(()) => {
+                super::report_traffic(ctx, &stable, release, &Traffic::weighted(100));
                 ctx.phase(Phase::Promoted, format!("{release} is stable, with all traffic"));
                 return Ok(());
             }
@@ -194,7 +197,10 @@ impl Strategy for Canary {
         };
         // Abort: the stable release restored, with all traffic; the canary removed.
         let outcome = match restore(ctx, target, &stable, &format!("canary {release} aborted: {why}")).await {
-            Ok(()) => format!("all traffic back on {stable}, canary removed"),
+            Ok(()) => {
+                super::report_traffic(ctx, &stable, release, &Traffic::stable());
+                format!("all traffic back on {stable}, canary removed")
+            }
             Err(left) => left,
         };
         stopped(ctx, Phase::Aborted, format!("canary {release} aborted: {why}; {outcome}"))

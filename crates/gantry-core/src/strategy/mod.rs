@@ -149,6 +149,7 @@ pub(crate) async fn weigh_verdict(
     }
     // One line per metric: the verdict event is what a person follows in the terminal or the run view.
     ctx.phase(crate::Phase::Verdict, format!("{verdict:#}"));
+    ctx.emit(crate::Event::Analysis { step: ctx.name_arc(), verdict: std::sync::Arc::new(verdict.masked(|t| ctx.redact(t).into_owned())) });
     ctx.publish(VERDICT, verdict.clone());
     match verdict.outcome {
         Outcome::Pass => Ok(()),
@@ -159,6 +160,22 @@ pub(crate) async fn weigh_verdict(
             OnInconclusive::Abort => Err(Stop::Abort(format!("analysis inconclusive: {verdict}"))),
         },
     }
+}
+
+/// Reports where traffic goes after a move: `traffic` between `stable` and `candidate` (an [`Event::Traffic`]
+/// (crate::Event::Traffic)).
+pub(crate) fn report_traffic(ctx: &StepContext, stable: &Release, candidate: &Release, traffic: &Traffic) {
+    let matching = traffic.matching.as_ref().map(|rule| match rule {
+        Match::Header { name, value } => format!("header {name}: {value}"),
+        Match::Cookie { name, value } => format!("cookie {name}={value}"),
+    });
+    let route = crate::TrafficRoute {
+        stable: ctx.redact(&stable.to_string()).into_owned(),
+        candidate: ctx.redact(&candidate.to_string()).into_owned(),
+        weight: traffic.weight,
+        matching: matching.map(|m| ctx.redact(&m).into_owned()),
+    };
+    ctx.emit(crate::Event::Traffic { step: ctx.name_arc(), route: std::sync::Arc::new(route) });
 }
 
 /// Ends a strategy that stopped early: reports `message` as `phase` and fails the step (as interrupted if it was told
