@@ -1,6 +1,6 @@
 //! Gantry's quickstart: a release of two services to a simulated Kubernetes cluster, run on this machine.
 //!
-//! `cargo run --example quickstart`
+//! `cargo run --example quickstart` (`-- --serve` also serves the web run view on loopback and prints its URL)
 //!
 //! A simulated cluster (the test kit's API server, which the real kube client and kubectl talk to) runs `api` and
 //! `web` on release 2.9.0. The pipeline checks out the code, then fans out over the two services. Each service builds
@@ -15,6 +15,9 @@
 //! promoted; `web` 3.1.0 answers 35% slower with three times the errors, so the analysis fails and the canary is
 //! aborted: all traffic back on the stable version, with the verdict and its numbers in the output. The production
 //! run is told in Slack (a simulated Slack on this machine): one thread with the verdicts, the abort and the end.
+//!
+//! With `--serve`, both runs are recorded in a run history and the web view of `gantry::web` serves it on
+//! 127.0.0.1: the run list, each run's live graph and logs, and the canary evidence; it stays up until Ctrl-C.
 //!
 //! The output is the terminal view of `gantry::term`: one line per thing that happened, each verdict once, every
 //! line within 80 columns (spinners for the running steps on a terminal).
@@ -39,6 +42,7 @@ use gantry::testkit::datadog::DatadogSim;
 use gantry::testkit::kube::{ClusterSim, Health, PodScript};
 use gantry::testkit::registry::RegistryServer;
 use gantry::testkit::slack::{BOT_TOKEN, CHANNEL, SlackSim};
+use gantry::web::RunView;
 
 /// A registry that answers 503 to the first push of each service.
 fn push_step(failures: Arc<AtomicU32>) -> impl Step {
@@ -266,8 +270,26 @@ async fn image_of(sim: &ClusterSim, service: &str) -> Result<String, Box<dyn std
     Ok(d.spec.and_then(|s| s.template.spec).and_then(|s| s.containers.first()?.image.clone()).unwrap_or_default())
 }
 
+/// Serves the web view of `history` on loopback; its URL.
+async fn serve(history: &MemoryHistory) -> Result<String, Box<dyn std::error::Error>> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/deploys", listener.local_addr()?);
+    let view = RunView::new(Arc::new(history.clone())).title("Gantry quickstart");
+    let app = axum::Router::new().nest("/deploys", view.router());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(url)
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let history = MemoryHistory::new();
+    let run_view = match std::env::args().any(|a| a == "--serve") {
+        true => Some(serve(&history).await?),
+        false => None,
+    };
+    if let Some(url) = &run_view {
+        println!("run view: {url}\n");
+    }
     let (sim, cluster) = cluster().await?;
     println!("simulated cluster at {}: api and web run shop/*:2.9.0\n", sim.url());
     let builds = Builds::start().await?;
@@ -286,7 +308,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for line in pipeline.plan(&context).to_string().lines() {
         println!("{}", fit(line, 80));
     }
-    let run = Run::new(&pipeline, context);
+    let run = Run::new(&pipeline, context).notify(history.clone());
     let view = tokio::spawn(TerminalView::new().follow(run.subscribe()));
     let report = run.execute().await?;
     let staging_lines = view.await?;
@@ -311,10 +333,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let slack_api = SlackSim::start().await?;
     let slack = Slack::bot(Secret::new(BOT_TOKEN), CHANNEL.0)
         .api_url(slack_api.api_url())
-        .run_url("https://deploys.example/runs/{run_id}")
+        .run_url(format!("{}/runs/{{run_id}}", run_view.as_deref().unwrap_or("https://deploys.example")))
         .dashboard_url("https://app.datadoghq.com/dashboard/shop-canary?tpl_var_release={release}");
     let context = Context::new().var("repo", "acme/shop").var("sha", "3f9c2e1").var("release", "3.1.0");
-    let run = Run::new(&pipeline, context).notify(slack);
+    let run = Run::new(&pipeline, context).notify(slack).notify(history.clone());
     let view = tokio::spawn(TerminalView::new().follow(run.subscribe()));
     let report = run.execute().await?;
     let lines = view.await?;
@@ -335,5 +357,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     assert!(lines.iter().all(|l| l.chars().count() <= 80), "the view fits 80 columns");
     let verdicts = lines.iter().filter(|l| l.starts_with('◆')).count();
     assert_eq!(verdicts, 3, "each verdict told once: two steps of api's canary, the first of web's (then aborted)");
+    if let Some(url) = run_view {
+        println!("\nthe run view stays at {url} (Ctrl-C to stop)");
+        tokio::signal::ctrl_c().await?;
+    }
     Ok(())
 }

@@ -76,8 +76,9 @@ pub use gantry_term as term;
 /// The names most pipelines use.
 pub mod prelude {
     pub use gantry_core::{
-        Breakpoint, CommandStep, Condition, Context, Debugger, Event, Notifier, OutputKey, Pipeline, RetryPolicy, Run,
-        RunReport, RunStatus, Secret, Step, StepContext, StepError, StepStatus, TriggerRule, async_trait, step_fn,
+        Approval, Approvals, Breakpoint, CommandStep, Condition, Context, Debugger, Decision, Event, MemoryHistory,
+        Notifier, OutputKey, Pipeline, RetryPolicy, Run, RunReport, RunStatus, Secret, Step, StepContext, StepError,
+        StepStatus, TriggerRule, async_trait, step_fn,
     };
 }
 

@@ -122,13 +122,13 @@ pub trait RunHistory: Send + Sync + 'static {
     async fn plan(&self, run_id: &str) -> Option<Arc<Plan>>;
 }
 
-/// An event of a run, with when the history recorded it. As JSON: the event's fields and `at`, in milliseconds since
-/// the Unix epoch.
+/// An event of a run, with when the history recorded it. As JSON: the event's fields and `recorded_at`, in
+/// milliseconds since the Unix epoch.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 #[non_exhaustive]
 pub struct RecordedEvent {
     /// When it was recorded (a moment after it happened: events are published in batches).
-    #[serde(serialize_with = "unix_millis")]
+    #[serde(rename = "recorded_at", serialize_with = "unix_millis")]
     pub at: SystemTime,
     /// The event.
     #[serde(flatten)]

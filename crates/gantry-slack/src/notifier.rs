@@ -30,6 +30,7 @@ pub struct Slack {
     links: Links,
     policy: Policy,
     http: reqwest::Client,
+    buttons: bool,
 }
 
 impl Slack {
@@ -44,6 +45,7 @@ impl Slack {
                 .backoff(Duration::from_millis(250), Duration::from_secs(4))
                 .max_retry_after(Duration::from_secs(10)),
             http: transport::client(),
+            buttons: false,
         }
     }
 
@@ -129,6 +131,14 @@ impl Slack {
     #[must_use]
     pub fn backoff(mut self, pause: Duration) -> Self {
         self.policy = self.policy.backoff(pause, pause.max(Duration::from_secs(4)));
+        self
+    }
+
+    /// Puts Approve and Reject buttons ([`approval_buttons`](crate::approval_buttons)) under each message about a
+    /// manual gate that waits: for apps whose interactivity URL is served by [`Interactions`](crate::Interactions).
+    #[must_use]
+    pub fn approval_buttons(mut self) -> Self {
+        self.buttons = true;
         self
     }
 
@@ -267,7 +277,15 @@ impl Notifier for Slack {
                 },
                 Event::Phase { step, phase, message: text, .. } => {
                     if let Some(kind) = Notify::of_phase(phase).filter(|k| wants(*k)) {
-                        talk.tell(&format!("`{step}` {phase:?}"), message::phase(kind, &step, &text)).await;
+                        let mut m = message::phase(kind, &step, &text);
+                        if self.buttons && phase == gantry_core::Phase::WaitingForApproval {
+                            // The gate's id, as `Approvals` names it.
+                            let gate = format!("{}/{step}", talk.run.run_id);
+                            if let Value::Array(blocks) = &mut m.blocks {
+                                blocks.push(crate::approval_buttons(&gate));
+                            }
+                        }
+                        talk.tell(&format!("`{step}` {phase:?}"), m).await;
                     }
                 }
                 Event::StepFinished { step, status: StepStatus::Failed, reason, .. } if failure.is_none() => {

@@ -122,3 +122,46 @@ async fn a_reject_click_takes_the_failure_path_and_without_an_authorizer_every_c
     let reason = report.step("approve").and_then(|s| s.reason.as_deref()).unwrap_or_default();
     assert_eq!(reason, "`ship web?` rejected by bob via slack");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_notifier_posts_buttons_for_a_waiting_gate_and_a_signed_click_on_them_lets_the_run_go_on() {
+    use gantry_testkit::slack::{BOT_TOKEN, CHANNEL, SlackSim};
+    let approvals = Approvals::new();
+    let (url, _server) =
+        serve(Interactions::new(Secret::new(SIGNING_SECRET), &approvals).authorize(|user, _| user.id == "U-ana")).await;
+    let slack_api = SlackSim::start().await.unwrap();
+    let slack =
+        gantry_slack::Slack::bot(Secret::new(BOT_TOKEN), CHANNEL.0).api_url(slack_api.api_url()).approval_buttons();
+    let pipeline = Pipeline::builder("release")
+        .step("approve", Approval::new(&approvals, "ship web?").timeout(Duration::from_secs(30)))
+        .step("deploy", gantry_core::CommandStep::new("true"))
+        .after(["approve"])
+        .build()
+        .unwrap();
+    let run = Run::new(&pipeline, Context::new()).notify(slack);
+    let handle = tokio::spawn(async move { run.execute().await.unwrap() });
+    let gate = waiting(&approvals).await;
+
+    // The buttons reach Slack under the message that says the gate waits, carrying the gate's id.
+    let buttons = loop {
+        let found = slack_api.messages().into_iter().find_map(|m| {
+            m.blocks.as_array()?.iter().find(|b| b["type"] == "actions").cloned().map(|b| (m.text.clone(), b))
+        });
+        if let Some(found) = found {
+            break found;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(buttons.0.contains("waiting for approval"), "{}", buttons.0);
+    let elements = buttons.1["elements"].as_array().unwrap();
+    let values: Vec<(&str, &str)> =
+        elements.iter().map(|e| (e["action_id"].as_str().unwrap(), e["value"].as_str().unwrap())).collect();
+    assert_eq!(values, [(APPROVE_ACTION, gate.as_str()), (REJECT_ACTION, gate.as_str())]);
+
+    // Slack posts the click on the Approve button: what the message carried decides the gate.
+    let (status, text) = post(&url, &click("ana", values[0].0, values[0].1), now(), SIGNING_SECRET).await;
+    assert_eq!((status, text.as_str()), (200, "approved by ana"));
+    let report = handle.await.unwrap();
+    assert_eq!(report.status, RunStatus::Succeeded, "{report:#?}");
+    assert_eq!(report.status_of("deploy"), Some(StepStatus::Succeeded));
+}

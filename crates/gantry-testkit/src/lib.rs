@@ -30,6 +30,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod browser;
 pub mod datadog;
 pub mod docker;
 pub mod kube;

@@ -36,7 +36,7 @@
     return m + " min " + Math.round(s % 60) + " s";
   }
   const fmtTime = (ms) => new Date(ms).toLocaleString();
-  const fmtNum = (x) => (Number.isFinite(x) ? (Math.abs(x) >= 100 ? x.toFixed(0) : Math.abs(x) >= 1 ? x.toFixed(2) : x.toPrecision(3)) : String(x));
+  const fmtNum = (x) => (x === 0 ? "0" : Number.isFinite(x) ? (Math.abs(x) >= 100 ? x.toFixed(0) : Math.abs(x) >= 1 ? x.toFixed(2) : x.toPrecision(3)) : String(x));
   async function getJSON(path) {
     const r = await fetch(base + path, { headers: { accept: "application/json" } });
     if (!r.ok) throw new Error(path + ": " + r.status);
@@ -198,6 +198,16 @@
       }
       paintGraph();
     }
+    // A line of a step's log: its output, and its phases (a deployment's story is told in them).
+    function appendLog(name, entry) {
+      const s = step(name);
+      s.logs.push(entry);
+      if (name === selected) {
+        const pane = $("log");
+        if (s.logs.length === 1) pane.replaceChildren();
+        pane.append(logLine(entry));
+      }
+    }
     function logLine([stream, line]) {
       return el("span", { class: stream }, line + "\n");
     }
@@ -219,7 +229,7 @@
     function onEvent(ev) {
       switch (ev.type) {
         case "run_started":
-          started = ev.at;
+          started = ev.recorded_at;
           break;
         case "step_started": {
           const s = step(ev.step);
@@ -235,12 +245,7 @@
           if (ev.type === "log") entry = [ev.stream, ev.line];
           else if (ev.type === "step_retrying") entry = ["stderr", `attempt ${ev.attempt} failed: ${ev.error}; again in ${fmtDur(secs(ev.delay))}`];
           else entry = ["stdout", `[${ev.layer.number}/${ev.layer.of}] ${ev.layer.instruction}: ${ev.layer.source.replace(/_/g, " ")} (${fmtDur(secs(ev.layer.duration))})`];
-          s.logs.push(entry);
-          if (ev.step === selected) {
-            const pane = $("log");
-            if (s.logs.length === 1) pane.replaceChildren();
-            pane.append(logLine(entry));
-          }
+          appendLog(ev.step, entry);
           break;
         }
         case "phase": {
@@ -248,6 +253,7 @@
           phases.push(ev);
           if (ev.phase === "waiting_for_approval" || ev.phase === "waiting_for_promotion") s.status = "waiting";
           else if (s.status === "waiting") s.status = "running";
+          appendLog(ev.step, ["phase", `${ev.phase.replace(/_/g, " ")}: ${ev.message}`]);
           $("phases").append(el("li", { "data-phase": ev.phase }, el("b", {}, ev.phase.replace(/_/g, " ")), el("code", {}, ev.step), " ", ev.message));
           if (ev.phase.startsWith("waiting") || ev.phase === "approved" || ev.phase === "rejected") loadGates();
           break;
@@ -392,7 +398,7 @@
     let finished = false;
     const since = (at) => (at - started) / 1000;
     function onEvent(ev) {
-      if (ev.type === "run_started") started = ev.at;
+      if (ev.type === "run_started") started = ev.recorded_at;
       if (ev.type === "analysis") analyses.push(ev);
       if (ev.type === "traffic") traffic.push(ev);
       if (ev.type === "run_finished") finished = true;
@@ -427,17 +433,21 @@
           )
         );
         // The weight over time: a step function from the run's start to now (or its end).
-        const points = [[0, 0]];
+        const points = [[Math.max(0, since(moves[0].recorded_at) - 1), 0]];
         for (const m of moves) {
-          const x = since(m.at);
+          const x = since(m.recorded_at);
           points.push([x, points[points.length - 1][1]], [x, m.route.weight]);
         }
         const end = finished ? points[points.length - 1][0] : Math.max(points[points.length - 1][0], (Date.now() - started) / 1000);
         points.push([end, points[points.length - 1][1]]);
-        const markers = analyses.filter((a) => a.step === name).map((a) => ({ x: since(a.at), label: a.verdict.outcome }));
+        const markers = analyses.filter((a) => a.step === name).map((a) => ({ x: since(a.recorded_at), label: a.verdict.outcome }));
         weights.append(
-          el("div", { class: "legend" }, el("span", {}, `weight to ${last.candidate}, % of traffic, seconds since the run started; dashed: verdicts`)),
-          chart([{ cls: "weight", points, dots: false }], { yRange: [0, 100], markers, label: "traffic weight over time", xLabel: (x) => fmtNum(x) + " s" })
+          el(
+            "div",
+            { class: "weight-chart", "data-step": name },
+            el("div", { class: "legend" }, el("code", {}, name), el("span", {}, `% of traffic to ${last.candidate} by seconds since the run started; dashed: verdicts`)),
+            chart([{ cls: "weight", points, dots: false }], { yRange: [0, 100], markers, label: "traffic weight over time", xLabel: (x) => fmtNum(x) + " s" })
+          )
         );
       }
     }
@@ -483,7 +493,7 @@
             "div",
             { class: "analysis", "data-index": i },
             el("h3", {}, badge(v.outcome === "pass" ? "succeeded" : v.outcome === "fail" ? "failed" : "waiting"), " ", el("code", {}, a.step), ` ${v.outcome}, score ${fmtNum(v.score)}: ${v.reason}`),
-            el("p", { class: "muted" }, `decided ${fmtDur(Math.max(0, since(a.at)))} after the run started (${fmtTime(a.at)})`),
+            el("p", { class: "muted" }, `decided ${fmtDur(Math.max(0, since(a.recorded_at)))} after the run started (${fmtTime(a.recorded_at)})`),
             el("div", { class: "metrics" }, ...metrics)
           )
         );

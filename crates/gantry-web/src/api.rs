@@ -159,8 +159,11 @@ pub(crate) async fn decide(State(view): State<RunView>, request: Request) -> Res
     let Some(approvals) = view.inner.approvals.as_ref() else {
         return refuse(StatusCode::NOT_FOUND, &format!("no gate `{}` waits for a decision", body.gate));
     };
-    let action =
-        if body.approve { Action::Approve { gate: body.gate.clone() } } else { Action::Reject { gate: body.gate.clone() } };
+    let action = if body.approve {
+        Action::Approve { gate: body.gate.clone() }
+    } else {
+        Action::Reject { gate: body.gate.clone() }
+    };
     let Some(who) = authorizer.authorize(&parts, &action).await else {
         return refuse(StatusCode::FORBIDDEN, "the authorizer refused this request");
     };

@@ -87,13 +87,15 @@ impl Csrf {
     }
 
     /// The browser's token from its cookie, if it has a valid one.
-    pub(crate) fn from_cookie(&self, headers: &HeaderMap) -> Option<String> {
+    pub(crate) fn token_in_cookie(&self, headers: &HeaderMap) -> Option<String> {
         cookie(headers, CSRF_COOKIE).filter(|t| self.valid(t))
     }
 
     /// Why a state-changing request is refused as a possible forgery, or `None` if it passes.
     pub(crate) fn check(&self, headers: &HeaderMap) -> Option<&'static str> {
-        let Some(cookie) = cookie(headers, CSRF_COOKIE) else { return Some("no anti-forgery cookie: load the page first") };
+        let Some(cookie) = cookie(headers, CSRF_COOKIE) else {
+            return Some("no anti-forgery cookie: load the page first");
+        };
         let sent = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
         if sent != Some(cookie.as_str()) || !self.valid(&cookie) {
             return Some("the anti-forgery token is missing or wrong");
@@ -149,9 +151,11 @@ mod tests {
         let other = Csrf::new().issue();
         let other_cookie = format!("{CSRF_COOKIE}={other}");
         assert!(csrf.check(&headers(&[("cookie", &other_cookie), (CSRF_HEADER, &other)])).is_some(), "another view's");
-        let cross = [("cookie", cookie.as_str()), (CSRF_HEADER, &token), ("origin", "https://evil.test"), ("host", "ci.test")];
+        let cross =
+            [("cookie", cookie.as_str()), (CSRF_HEADER, &token), ("origin", "https://evil.test"), ("host", "ci.test")];
         assert!(csrf.check(&headers(&cross)).is_some(), "another origin");
-        let same = [("cookie", cookie.as_str()), (CSRF_HEADER, &token), ("origin", "https://ci.test"), ("host", "ci.test")];
+        let same =
+            [("cookie", cookie.as_str()), (CSRF_HEADER, &token), ("origin", "https://ci.test"), ("host", "ci.test")];
         assert_eq!(csrf.check(&headers(&same)), None);
     }
 }

@@ -20,6 +20,9 @@ pub(crate) fn escape(text: &str) -> String {
 mod tests {
     #[test]
     fn markup_is_escaped() {
-        assert_eq!(super::escape(r#"<a href="x" title='y'>&</a>"#), "&lt;a href=&quot;x&quot; title=&#39;y&#39;&gt;&amp;&lt;/a&gt;");
+        assert_eq!(
+            super::escape(r#"<a href="x" title='y'>&</a>"#),
+            "&lt;a href=&quot;x&quot; title=&#39;y&#39;&gt;&amp;&lt;/a&gt;"
+        );
     }
 }

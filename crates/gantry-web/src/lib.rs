@@ -16,7 +16,7 @@
 //! - `GET /api/runs?pipeline=&status=&env=&offset=&limit=`: the run list, newest first, with the total.
 //! - `GET /api/runs/{id}`, `/api/runs/{id}/plan`: one run's summary, and its plan.
 //! - `GET /api/runs/{id}/events`: the run's events as `text/event-stream`, each with its number as its `id` and the
-//!   time it was recorded as `at`; a viewer that reconnects with `Last-Event-ID: n` gets the events after `n`.
+//!   time it was recorded as `recorded_at`; a viewer that reconnects with `Last-Event-ID: n` gets the events after `n`.
 //! - `GET /api/gates?run=`: the gates waiting for a decision; `POST /api/gates/decide` (`{"gate", "approve",
 //!   "comment"}`) decides one.
 //!

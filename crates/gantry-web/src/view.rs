@@ -149,8 +149,16 @@ impl RunView {
 
     /// A page: the shell with the view's script, the data it needs in attributes, and a fresh anti-forgery cookie
     /// for a browser without a valid one.
-    fn page(&self, headers: &HeaderMap, base: &str, kind: &str, run: Option<&str>, title: &str, body: &str) -> Response {
-        let (token, fresh) = match self.inner.csrf.from_cookie(headers) {
+    fn page(
+        &self,
+        headers: &HeaderMap,
+        base: &str,
+        kind: &str,
+        run: Option<&str>,
+        title: &str,
+        body: &str,
+    ) -> Response {
+        let (token, fresh) = match self.inner.csrf.token_in_cookie(headers) {
             Some(token) => (token, false),
             None => (self.inner.csrf.issue(), true),
         };
@@ -158,9 +166,9 @@ impl RunView {
         let html = format!(
             r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title}</title><link rel="stylesheet" href="{base}/assets/view.css"></head>
+<title>{title}</title><link rel="icon" href="data:,"><link rel="stylesheet" href="{base}/assets/view.css"></head>
 <body data-base="{base}" data-page="{kind}" data-run="{run}" data-csrf="{token}" data-can-act="{can_act}">
-<header class="top"><a class="brand" href="{base}/">{brand}</a><span class="crumbs">{crumbs}</span></header>
+<header class="top"><a class="brand" href="{home}">{brand}</a><span class="crumbs">{crumbs}</span></header>
 <main>{body}</main>
 <script src="{base}/assets/view.js"></script>
 </body></html>"#,
@@ -169,6 +177,8 @@ impl RunView {
             kind = kind,
             run = escape(run.unwrap_or("")),
             brand = escape(&self.inner.title),
+            // Under axum's `nest("/deploys", ..)` the run list is `/deploys` (not `/deploys/`).
+            home = if base.is_empty() { "/".to_owned() } else { escape(base) },
             crumbs = run.map(|r| format!("run <code>{}</code>", escape(r))).unwrap_or_default(),
         );
         let mut response = (
@@ -215,8 +225,11 @@ async fn run_page(State(view): State<RunView>, nested: Nested, headers: HeaderMa
         .iter()
         .map(|(label, url)| format!(r#"<a href="{}" rel="noopener noreferrer">{}</a>"#, escape(url), escape(label)))
         .collect();
-    let vars: String =
-        run.vars.iter().map(|(k, v)| format!("<span class=\"var\"><b>{}</b> {}</span>", escape(k), escape(v))).collect();
+    let vars: String = run
+        .vars
+        .iter()
+        .map(|(k, v)| format!("<span class=\"var\"><b>{}</b> {}</span>", escape(k), escape(v)))
+        .collect();
     let body = format!(
         r#"<section class="run-head"><h1><span id="run-status" class="badge st-running">running</span> {pipeline}</h1>
 <div class="vars">{vars}</div><div class="links">{links}<a href="{base}/runs/{id}/canary">Canary and traffic</a></div>

@@ -149,7 +149,10 @@ pub(crate) async fn weigh_verdict(
     }
     // One line per metric: the verdict event is what a person follows in the terminal or the run view.
     ctx.phase(crate::Phase::Verdict, format!("{verdict:#}"));
-    ctx.emit(crate::Event::Analysis { step: ctx.name_arc(), verdict: std::sync::Arc::new(verdict.masked(|t| ctx.redact(t).into_owned())) });
+    ctx.emit(crate::Event::Analysis {
+        step: ctx.name_arc(),
+        verdict: std::sync::Arc::new(verdict.masked(|t| ctx.redact(t).into_owned())),
+    });
     ctx.publish(VERDICT, verdict.clone());
     match verdict.outcome {
         Outcome::Pass => Ok(()),
