@@ -52,7 +52,7 @@ impl Decision {
         self
     }
 
-    fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         let verb = if self.approved { "approved" } else { "rejected" };
         let mut text = format!("{verb} by {} via {}", self.by, self.via);
         if let Some(comment) = &self.comment {
@@ -151,7 +151,7 @@ impl Approvals {
         waiting.decide.send(decision).map_err(|_| ApprovalError::NotWaiting(id.to_owned()))
     }
 
-    fn open(&self, pending: PendingApproval) -> (Registration, oneshot::Receiver<Decision>) {
+    pub(crate) fn open(&self, pending: PendingApproval) -> (Registration, oneshot::Receiver<Decision>) {
         let (decide, decided) = oneshot::channel();
         let id = pending.id.clone();
         self.gates.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone(), Waiting { pending, decide });
@@ -160,7 +160,7 @@ impl Approvals {
 }
 
 /// Takes a gate off the list when its step stops waiting, however it stops.
-struct Registration {
+pub(crate) struct Registration {
     gates: Arc<Mutex<BTreeMap<String, Waiting>>>,
     id: String,
 }

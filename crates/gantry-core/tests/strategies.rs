@@ -209,6 +209,48 @@ async fn a_canary_waits_for_its_promotion() {
     assert_eq!(target.stable().unwrap().version, "1.1");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_promotion_with_approvals_is_a_gate_approve_promotes_and_reject_aborts() {
+    for approve in [true, false] {
+        let target = target();
+        let approvals = gantry_core::Approvals::new();
+        let promotion = Promotion::new().with_approvals(&approvals);
+        let strategy = Canary::new().set_weight(25).pause_until_promoted().set_weight(75).promotion(promotion);
+        let pipeline = Pipeline::builder("release")
+            .step("deploy", Deploy::new(target.clone(), strategy, "web", "{{version}}"))
+            .build()
+            .unwrap();
+        let run = Run::new(&pipeline, version("1.1"));
+        let handle = tokio::spawn(run.execute());
+        let gate = loop {
+            if let Some(gate) = approvals.pending().pop() {
+                break gate;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        assert_eq!((gate.step.as_str(), gate.message.as_str()), ("deploy", "promote web 1.1? (reject aborts it)"));
+        assert_eq!(target.traffic().weight, 25, "paused at 25%");
+        let decision = if approve {
+            gantry_core::Decision::approve("ana", "web")
+        } else {
+            gantry_core::Decision::reject("ana", "slack").comment("errors are up")
+        };
+        approvals.decide(&gate.id, decision).unwrap();
+        let report = tokio::time::timeout(Duration::from_secs(10), handle).await.unwrap().unwrap().unwrap();
+        assert!(approvals.pending().is_empty());
+        if approve {
+            assert_eq!(report.status, RunStatus::Succeeded, "{report}");
+            assert_eq!(target.stable().unwrap().version, "1.1");
+        } else {
+            assert_eq!(report.status, RunStatus::Failed);
+            let reason = report.step("deploy").and_then(|s| s.reason.clone()).unwrap_or_default();
+            assert!(reason.contains("rejected by ana via slack: errors are up"), "{reason}");
+            assert_eq!(target.stable().unwrap().version, "1.0", "aborted: the stable version keeps all traffic");
+            assert_eq!(target.traffic().weight, 0);
+        }
+    }
+}
+
 fn blue_green() -> BlueGreen {
     BlueGreen::new().scale_down_delay(Duration::from_millis(1))
 }

@@ -127,12 +127,41 @@ pub(crate) async fn wait_for_promotion(
     release: &Release,
 ) -> Result<(), Stop> {
     ctx.phase(crate::Phase::WaitingForPromotion, format!("{release} waits for a promotion"));
-    or_cancelled(ctx, async {
-        promotion.wait().await;
-        Ok(())
-    })
-    .await?;
-    Ok(())
+    let Some(approvals) = promotion.gates() else {
+        or_cancelled(ctx, async {
+            promotion.wait().await;
+            Ok(())
+        })
+        .await?;
+        return Ok(());
+    };
+    // A gate too: approve promotes, reject aborts.
+    let id = format!("{}/{}", ctx.run_id(), ctx.name());
+    let message = ctx.redact(&format!("promote {release}? (reject aborts it)")).into_owned();
+    let pending = crate::PendingApproval {
+        id: id.clone(),
+        run_id: ctx.run_id().to_owned(),
+        step: ctx.name().to_owned(),
+        message: message.clone(),
+        since: std::time::SystemTime::now(),
+    };
+    let (_registration, decided) = approvals.open(pending);
+    ctx.phase(crate::Phase::WaitingForApproval, format!("waits for a decision on gate {id}: {message}"));
+    tokio::select! {
+        () = promotion.wait() => Ok(()),
+        () = ctx.cancellation().cancelled() => Err(Stop::Cancelled),
+        decision = decided => match decision {
+            Ok(decision) if decision.approved => {
+                ctx.phase(crate::Phase::Approved, decision.describe());
+                Ok(())
+            }
+            Ok(decision) => {
+                ctx.phase(crate::Phase::Rejected, decision.describe());
+                Err(Stop::Abort(format!("the promotion was {}", decision.describe())))
+            }
+            Err(_) => Err(Stop::Abort(format!("gate {id} was dropped"))),
+        },
+    }
 }
 
 /// Reports an analysis verdict (a phase event and the [`VERDICT`] output) and decides what it means: a pass goes

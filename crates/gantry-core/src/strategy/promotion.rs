@@ -19,12 +19,27 @@ use tokio::sync::Semaphore;
 #[derive(Clone, Debug)]
 pub struct Promotion {
     given: Arc<Semaphore>,
+    gates: Option<crate::Approvals>,
 }
 
 impl Promotion {
     /// A handle with no promotion given yet.
     pub fn new() -> Self {
-        Self { given: Arc::new(Semaphore::new(0)) }
+        Self { given: Arc::new(Semaphore::new(0)), gates: None }
+    }
+
+    /// Also lists each wait as a gate of `approvals` (`<run id>/<step>`, asking `promote web 3.1.0?`), so that
+    /// the run view's buttons, Slack's, or the host's [`Approvals::decide`](crate::Approvals::decide) decide it as
+    /// they decide an [`Approval`](crate::Approval): approving promotes; rejecting aborts the deployment (the stable
+    /// version keeps or gets back all traffic). [`promote`](Self::promote) still works.
+    #[must_use]
+    pub fn with_approvals(mut self, approvals: &crate::Approvals) -> Self {
+        self.gates = Some(approvals.clone());
+        self
+    }
+
+    pub(crate) fn gates(&self) -> Option<&crate::Approvals> {
+        self.gates.as_ref()
     }
 
     /// Promotes the deployment that waits (or the next one to wait).
