@@ -467,3 +467,60 @@ async fn a_deploy_that_met_a_passing_platform_fault_is_retried_and_one_that_did_
     assert_eq!(refused.to_string(), "the target failed to patch Deployment `web`: 403 Forbidden");
     assert_eq!(std::error::Error::source(&refused).unwrap().to_string(), "403 Forbidden");
 }
+
+/// The route after each move, as `Event::Traffic` reports it: (weight, matching).
+fn routes(events: &[Event]) -> Vec<(u8, Option<String>, String)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Traffic { route, .. } => Some((route.weight, route.matching.clone(), route.candidate.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strategies_report_each_move_of_traffic_and_each_verdict_with_its_evidence() {
+    // A canary: each weight, then all traffic at the promotion; the verdict with the points judged.
+    let pipeline = |strategy: Canary| {
+        Pipeline::builder("release")
+            .step("deploy", Deploy::new(target(), strategy, "web", "{{version}}"))
+            .build()
+            .unwrap()
+    };
+    let good = Canary::new().set_weight(25).analyze(analysis(provider("1.1", 1.0, 1.0), OnInconclusive::Abort)).set_weight(50);
+    let (report, events) = support::run_collecting(&pipeline(good), version("1.1")).await;
+    assert_eq!(report.status, RunStatus::Succeeded, "{report}");
+    let web11 = "web 1.1".to_owned();
+    assert_eq!(routes(&events), [(25, None, web11.clone()), (50, None, web11.clone()), (100, None, web11.clone())]);
+    let verdicts: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Analysis { step, verdict } => Some((step.to_string(), Arc::clone(verdict))),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(verdicts.len(), 1);
+    assert_eq!(verdicts[0].0, "deploy");
+    assert_eq!(verdicts[0].1.outcome, Outcome::Pass);
+    for metric in &verdicts[0].1.metrics {
+        assert!(!metric.evidence.baseline.is_empty() && !metric.evidence.canary.is_empty(), "{metric:?}");
+    }
+
+    // Aborted: back to none.
+    let bad = Canary::new().set_weight(25).analyze(analysis(provider("2.0", 1.3, 1.0), OnInconclusive::Abort));
+    let (report, events) = support::run_collecting(&pipeline(bad), version("2.0")).await;
+    assert_eq!(report.status, RunStatus::Failed);
+    let web20 = "web 2.0".to_owned();
+    assert_eq!(routes(&events), [(25, None, web20.clone()), (0, None, web20)]);
+
+    // Blue/green with an A/B route: the route while in preview, then the switch.
+    let rule = Match::Header { name: "x-variant".into(), value: "b".into() };
+    let bg = Pipeline::builder("release")
+        .step("deploy", Deploy::new(target(), blue_green().preview_route(rule), "web", "{{version}}"))
+        .build()
+        .unwrap();
+    let (report, events) = support::run_collecting(&bg, version("1.1")).await;
+    assert_eq!(report.status, RunStatus::Succeeded, "{report}");
+    assert_eq!(routes(&events), [(0, Some("header x-variant: b".into()), web11.clone()), (100, None, web11)]);
+}
