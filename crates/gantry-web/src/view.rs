@@ -31,8 +31,8 @@ pub(crate) struct Inner {
     title: String,
 }
 
-/// The run view over a history: pages, the JSON API and the live event streams, as an axum [`Router`]
-/// (axum::Router) to mount under any prefix. Clones share everything.
+/// The run view over a history: pages, the JSON API and the live event streams, as an axum
+/// [`Router`](axum::Router) to mount under any prefix. Clones share everything.
 #[derive(Clone)]
 pub struct RunView {
     pub(crate) inner: Arc<Inner>,
