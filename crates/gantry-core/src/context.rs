@@ -579,12 +579,12 @@ impl StepContext {
         self.emit(Event::BuildStep { step: Arc::clone(self.scope.name(self.node)), layer: Arc::new(layer) });
     }
 
-    /// Emits an event of this step through its coordinator, if anyone listens.
     /// The step's name, shared (for events).
     pub(crate) fn name_arc(&self) -> Arc<str> {
         Arc::clone(self.scope.name(self.node))
     }
 
+    /// Emits an event of this step through its coordinator, if anyone listens.
     pub(crate) fn emit(&self, event: Event) {
         if self.scope.journal.is_active() {
             self.scope.inbox.push(Raw::Event(event));

@@ -107,7 +107,8 @@ pub struct BuildLayer {
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct TrafficRoute {
-    /// The stable (blue/green: active) release, `web 2.0.0`.
+    /// The release that was stable when the deployment began, `web 2.0.0` (active until a weight of 100 switches
+    /// all traffic to the candidate).
     pub stable: String,
     /// The new (canary, preview) release.
     pub candidate: String,

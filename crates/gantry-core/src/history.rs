@@ -118,8 +118,11 @@ pub trait RunHistory: Send + Sync + 'static {
     /// not know.
     async fn events(&self, run_id: &str, from: usize) -> Option<Vec<RecordedEvent>>;
 
-    /// What the run was to do as it started ([`RunInfo::plan`]), if the history has it.
-    async fn plan(&self, run_id: &str) -> Option<Arc<Plan>>;
+    /// What the run was to do as it started ([`RunInfo::plan`]), if the history has it (`None` by default).
+    async fn plan(&self, run_id: &str) -> Option<Arc<Plan>> {
+        let _ = run_id;
+        None
+    }
 }
 
 /// An event of a run, with when the history recorded it. As JSON: the event's fields and `recorded_at`, in
@@ -145,6 +148,28 @@ impl RecordedEvent {
 fn unix_millis<S: serde::Serializer>(at: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
     let millis = at.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_millis();
     s.serialize_u64(u64::try_from(millis).unwrap_or(u64::MAX))
+}
+
+/// Records a run that ends without its end (its future dropped, which also stops its followers) as cancelled when
+/// the history stops following it, so that viewers do not wait for an end that never comes.
+struct Unended {
+    history: MemoryHistory,
+    run_id: Arc<str>,
+}
+
+impl Drop for Unended {
+    fn drop(&mut self) {
+        self.history.with_record(&self.run_id, |record| {
+            if record.summary.status.is_none() {
+                let duration = record.summary.started_at.elapsed().unwrap_or_default();
+                record.summary.status = Some(RunStatus::Cancelled);
+                record.summary.duration = Some(duration);
+                let run_id = Arc::clone(&self.run_id);
+                let end = Event::RunFinished { run_id, status: RunStatus::Cancelled, duration };
+                record.events.push(RecordedEvent::new(SystemTime::now(), end));
+            }
+        });
+    }
 }
 
 struct Record {
@@ -191,8 +216,9 @@ impl MemoryHistory {
         Self::with_capacity(1_000, 100_000)
     }
 
-    /// Keeps the newest `runs` runs and `events_per_run` events of each (the first ones: a run's start and its
-    /// structure matter more than the last log lines of a runaway step).
+    /// Keeps the newest `runs` runs and `events_per_run` events of each. Past that, a run's log lines and build steps
+    /// are dropped and its other events still kept: its structure (steps' starts and ends, phases, verdicts) and its
+    /// end matter more than the last log lines of a runaway step.
     pub fn with_capacity(runs: usize, events_per_run: usize) -> Self {
         Self { runs: Arc::default(), capacity: runs.max(1), events_per_run }
     }
@@ -256,6 +282,7 @@ impl Notifier for MemoryHistory {
 
     async fn follow(&self, run: RunInfo, mut events: EventStream) -> Vec<NotifyError> {
         self.start(&run);
+        let _end = Unended { history: self.clone(), run_id: Arc::clone(&run.run_id) };
         while let Some(event) = events.next().await {
             let cap = self.events_per_run;
             self.with_record(&run.run_id, |record| {
@@ -276,7 +303,9 @@ impl Notifier for MemoryHistory {
                     }
                     _ => {}
                 }
-                if record.events.len() < cap {
+                // Past the cap only output is dropped: the run's structure and its end are always kept.
+                let output = matches!(event, Event::Log { .. } | Event::BuildStep { .. });
+                if record.events.len() < cap || !output {
                     record.events.push(RecordedEvent::new(SystemTime::now(), event.clone()));
                 }
             });

@@ -103,5 +103,50 @@ async fn the_oldest_runs_go_when_the_history_is_full() {
     let kept: Vec<&str> = page.runs.iter().map(|r| r.vars["n"].as_str()).collect();
     assert_eq!(kept, ["2", "1"]);
     let events = history.events(&page.runs[0].run_id, 0).await.unwrap();
-    assert_eq!(events.len(), 3, "the first three events of the run are kept");
+    assert_eq!(events.len(), 6, "a run's structure is kept whatever the cap: {events:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_cap_log_lines_are_dropped_and_the_run_keeps_its_steps_and_its_end() {
+    let history = MemoryHistory::with_capacity(10, 8);
+    let chatty = Pipeline::builder("chatty")
+        .step("talk", CommandStep::new("sh").args(["-c", "for i in 1 2 3 4 5 6 7 8 9 10; do echo line $i; done"]))
+        .step("deploy", CommandStep::new("true"))
+        .after(["talk"])
+        .build()
+        .unwrap();
+    Run::new(&chatty, Context::new()).notify(history.clone()).execute().await.unwrap();
+    let run = history.list(&RunQuery::new()).await.runs.remove(0);
+    let events: Vec<Event> = history.events(&run.run_id, 0).await.unwrap().into_iter().map(|e| e.event).collect();
+    let logs = events.iter().filter(|e| matches!(e, Event::Log { .. })).count();
+    assert!(logs < 10, "the lines past the cap are dropped: {logs}");
+    let finished = events.iter().filter(|e| matches!(e, Event::StepFinished { .. })).count();
+    assert_eq!(finished, 2, "{events:?}");
+    assert!(matches!(events.last(), Some(Event::RunFinished { status: RunStatus::Succeeded, .. })));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_whose_future_is_dropped_is_recorded_as_cancelled() {
+    let history = MemoryHistory::new();
+    let approvals = Approvals::new();
+    let pipeline = Pipeline::builder("release").step("approve", Approval::new(&approvals, "ship?")).build().unwrap();
+    let run = Run::new(&pipeline, Context::new()).notify(history.clone());
+    let id = run.id().to_owned();
+    let handle = tokio::spawn(run.execute());
+    while approvals.pending().is_empty() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    handle.abort();
+    let _ = handle.await;
+    let mut status = None;
+    for _ in 0..200 {
+        status = history.get(&id).await.and_then(|r| r.status);
+        if status.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(status, Some(RunStatus::Cancelled), "viewers are not left waiting for an end that never comes");
+    let last = history.events(&id, 0).await.unwrap().pop().map(|e| e.event);
+    assert!(matches!(last, Some(Event::RunFinished { status: RunStatus::Cancelled, .. })), "{last:?}");
 }

@@ -488,7 +488,8 @@ async fn strategies_report_each_move_of_traffic_and_each_verdict_with_its_eviden
             .build()
             .unwrap()
     };
-    let good = Canary::new().set_weight(25).analyze(analysis(provider("1.1", 1.0, 1.0), OnInconclusive::Abort)).set_weight(50);
+    let good =
+        Canary::new().set_weight(25).analyze(analysis(provider("1.1", 1.0, 1.0), OnInconclusive::Abort)).set_weight(50);
     let (report, events) = support::run_collecting(&pipeline(good), version("1.1")).await;
     assert_eq!(report.status, RunStatus::Succeeded, "{report}");
     let web11 = "web 1.1".to_owned();

@@ -106,7 +106,8 @@ impl ChromeDriver {
         &self.url
     }
 
-    /// The capabilities of a headless Chromium with a window of `width` × `height`: its own profile directory, no
+    /// The capabilities of a headless Chromium with a window of `width` × `height` (one session at a time per driver:
+    /// its sessions share the driver's profile directory): its own profile directory, no
     /// sandbox (tests may run as root), no GPU, no background connections, and the browser console's messages kept
     /// for the driver's log (`goog:loggingPrefs`).
     pub fn capabilities(&self, width: u32, height: u32) -> serde_json::Map<String, serde_json::Value> {
@@ -141,12 +142,21 @@ impl ChromeDriver {
 impl Drop for ChromeDriver {
     fn drop(&mut self) {
         // The browsers the driver started are its children; a browser's own helpers end with it.
+        let mut browsers = Vec::new();
         if let Some(driver) = self.child.id() {
-            for pid in children_of(driver) {
+            browsers = children_of(driver);
+            for pid in &browsers {
                 let _ = std::process::Command::new("kill").arg("-KILL").arg(pid.to_string()).status();
             }
         }
         let _ = self.child.start_kill();
+        // The profile goes once the browsers have (a bounded wait: their helpers end with them).
+        for _ in 0..100 {
+            if browsers.iter().all(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists()) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = std::fs::remove_dir_all(&self.profile);
     }
 }

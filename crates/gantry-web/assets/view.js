@@ -6,7 +6,6 @@
   const base = body.dataset.base || "";
   const runId = body.dataset.run || "";
   const csrf = body.dataset.csrf || "";
-  const canAct = body.dataset.canAct === "true";
   const enc = encodeURIComponent;
   const $ = (id) => document.getElementById(id);
   const SVG = "http://www.w3.org/2000/svg";
@@ -36,7 +35,7 @@
     return m + " min " + Math.round(s % 60) + " s";
   }
   const fmtTime = (ms) => new Date(ms).toLocaleString();
-  const fmtNum = (x) => (x === 0 ? "0" : Number.isFinite(x) ? (Math.abs(x) >= 100 ? x.toFixed(0) : Math.abs(x) >= 1 ? x.toFixed(2) : x.toPrecision(3)) : String(x));
+  const fmtNum = (x) => (x === null || x === undefined ? "—" : x === 0 ? "0" : Number.isFinite(x) ? (Math.abs(x) >= 100 ? x.toFixed(0) : Math.abs(x) >= 1 ? x.toFixed(2) : x.toPrecision(3)) : String(x));
   async function getJSON(path) {
     const r = await fetch(base + path, { headers: { accept: "application/json" } });
     if (!r.ok) throw new Error(path + ": " + r.status);
@@ -293,6 +292,7 @@
       const took = finished ? "took " + fmtDur(secs(finished.duration)) : started ? "running for " + fmtDur((Date.now() - started) / 1000) : "";
       $("run-facts").textContent = [when, took, `${steps.size} steps: ${ok} succeeded, ${failed} failed`].filter(Boolean).join(" · ");
     }
+    // The waiting gates, reconciled by id: a row stays (with what is typed in it) while its gate waits.
     async function loadGates() {
       const section = $("gates");
       let answer;
@@ -301,35 +301,41 @@
       } catch (e) {
         return;
       }
+      if (!section.querySelector("h2")) section.append(el("h2", {}, "Waiting for a decision"));
+      const waiting = new Set(answer.gates.map((g) => g.id));
+      for (const row of section.querySelectorAll(".gate")) if (!waiting.has(row.dataset.gate)) row.remove();
+      const shown = new Set([...section.querySelectorAll(".gate")].map((row) => row.dataset.gate));
+      for (const g of answer.gates) if (!shown.has(g.id)) section.append(gateRow(g, answer.read_only));
       section.hidden = answer.gates.length === 0;
-      section.replaceChildren(
-        el("h2", {}, "Waiting for a decision"),
-        ...answer.gates.map((g) => {
-          const comment = el("input", { placeholder: "comment (optional)", "aria-label": "comment" });
-          const note = el("span", { class: "muted" });
-          const decide = async (approve) => {
-            for (const b of row.querySelectorAll("button")) b.disabled = true;
-            const r = await fetch(base + "/api/gates/decide", {
-              method: "POST",
-              headers: { "content-type": "application/json", "x-gantry-csrf": csrf },
-              body: JSON.stringify({ gate: g.id, approve, comment: comment.value }),
-            });
-            if (!r.ok) {
-              const why = await r.json().catch(() => ({ error: String(r.status) }));
-              note.textContent = "refused: " + why.error;
-              for (const b of row.querySelectorAll("button")) b.disabled = false;
-            } else {
-              note.textContent = approve ? "approved" : "rejected";
-              loadGates();
-            }
-          };
-          const actions = answer.can_act
-            ? [comment, el("button", { class: "approve", type: "button", onclick: () => decide(true) }, "Approve"), el("button", { class: "reject", type: "button", onclick: () => decide(false) }, "Reject")]
-            : [el("span", { class: "muted" }, "read-only view: decide from Slack or the host")];
-          const row = el("div", { class: "gate", "data-gate": g.id }, el("span", { class: "q" }, g.message), el("code", {}, g.step), ...actions, note);
-          return row;
-        })
-      );
+    }
+    function gateRow(g, readOnly) {
+      const comment = el("input", { placeholder: "comment (optional)", "aria-label": "comment" });
+      const note = el("span", { class: "muted" });
+      const buttons = [];
+      const decide = async (approve) => {
+        for (const b of buttons) b.disabled = true;
+        const r = await fetch(base + "/api/gates/decide", {
+          method: "POST",
+          headers: { "content-type": "application/json", "x-gantry-csrf": csrf },
+          body: JSON.stringify({ gate: g.id, approve, comment: comment.value }),
+        });
+        if (!r.ok) {
+          const why = await r.json().catch(() => ({ error: String(r.status) }));
+          note.textContent = "refused: " + why.error;
+          for (const b of buttons) b.disabled = false;
+        } else {
+          note.textContent = approve ? "approved" : "rejected";
+        }
+      };
+      let actions;
+      if (g.can_act) {
+        buttons.push(el("button", { class: "approve", type: "button", onclick: () => decide(true) }, "Approve"));
+        buttons.push(el("button", { class: "reject", type: "button", onclick: () => decide(false) }, "Reject"));
+        actions = [comment, ...buttons];
+      } else {
+        actions = [el("span", { class: "muted" }, readOnly ? "read-only view: decide from Slack or the host" : "you may not decide this gate")];
+      }
+      return el("div", { class: "gate", "data-gate": g.id }, el("span", { class: "q" }, g.message), el("code", {}, g.step), ...actions, note);
     }
     async function loadPlan() {
       try {
@@ -362,10 +368,12 @@
     const w = opts.width || 440;
     const h = opts.height || 170;
     const pad = { l: 44, r: 10, t: 10, b: 24 };
+    // Points without a number (JSON null for NaN or infinity) are left out.
+    series = series.map((s) => ({ ...s, points: s.points.filter((p) => Number.isFinite(p[0]) && Number.isFinite(p[1])) }));
+    const range = (values) => values.reduce(([lo, hi], v) => [Math.min(lo, v), Math.max(hi, v)], [Infinity, -Infinity]);
     const xs = series.flatMap((s) => s.points.map((p) => p[0])).concat((opts.markers || []).map((m) => m.x));
-    const ys = series.flatMap((s) => s.points.map((p) => p[1]));
-    let [x0, x1] = [Math.min(...xs), Math.max(...xs)];
-    let [y0, y1] = opts.yRange || [Math.min(...ys), Math.max(...ys)];
+    let [x0, x1] = range(xs);
+    let [y0, y1] = opts.yRange || range(series.flatMap((s) => s.points.map((p) => p[1])));
     if (!Number.isFinite(x0)) [x0, x1] = [0, 1];
     if (!Number.isFinite(y0)) [y0, y1] = [0, 1];
     if (x1 === x0) x1 = x0 + 1;

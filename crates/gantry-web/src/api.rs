@@ -15,6 +15,8 @@ use crate::view::RunView;
 
 /// How often a live run's new events are looked for.
 const POLL: Duration = Duration::from_millis(100);
+/// Events sent to a viewer per read of the history.
+const BATCH: usize = 1_000;
 
 /// The run list's query string.
 #[derive(Debug, Default, serde::Deserialize)]
@@ -75,7 +77,8 @@ pub(crate) async fn events(State(view): State<RunView>, Path(id): Path<String>, 
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<usize>().ok())
-        .map_or(0, |last| last + 1);
+        // A number past any run's end (`u64::MAX`) resumes after the end: nothing more.
+        .map_or(0, |last| last.saturating_add(1));
     if view.inner.history.get(&id).await.is_none() {
         return refuse(StatusCode::NOT_FOUND, "no such run");
     }
@@ -84,15 +87,19 @@ pub(crate) async fn events(State(view): State<RunView>, Path(id): Path<String>, 
             return None;
         }
         loop {
-            let batch = view.inner.history.events(&id, next).await?;
+            // Whether the run had ended is read before its events: an event recorded between the two reads is in
+            // this batch or the next, never skipped by ending early.
+            let ended = view.inner.history.get(&id).await.is_some_and(|run| run.status.is_some());
+            let mut batch = view.inner.history.events(&id, next).await?;
             if batch.is_empty() {
-                // A viewer that resumes after the last event of a finished run has seen everything.
-                if view.inner.history.get(&id).await.is_some_and(|run| run.status.is_some()) {
+                if ended {
                     return None;
                 }
                 tokio::time::sleep(POLL).await;
                 continue;
             }
+            // At most a batch at a time in memory per viewer, however long the run.
+            batch.truncate(BATCH);
             let finished = batch.iter().any(|e| matches!(e.event, Event::RunFinished { .. }));
             let sse: Vec<Result<SseEvent, Infallible>> = batch
                 .iter()
@@ -116,18 +123,24 @@ pub(crate) struct GateParams {
     run: Option<String>,
 }
 
-/// The gates waiting for a decision (of one run with `?run=`), and whether this viewer may decide.
-pub(crate) async fn gates(State(view): State<RunView>, Query(params): Query<GateParams>) -> Response {
-    let pending: Vec<_> = view
-        .inner
-        .approvals
-        .as_ref()
-        .map(|a| a.pending())
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|g| params.run.as_deref().is_none_or(|run| g.run_id == run))
-        .collect();
-    Json(serde_json::json!({ "gates": pending, "can_act": view.inner.authorizer.is_some() })).into_response()
+/// The gates waiting for a decision (of one run with `?run=`), each with whether this viewer may decide it (the
+/// authorizer asked as for an approval).
+pub(crate) async fn gates(State(view): State<RunView>, Query(params): Query<GateParams>, request: Request) -> Response {
+    let (parts, _) = request.into_parts();
+    let pending = view.inner.approvals.as_ref().map(|a| a.pending()).unwrap_or_default();
+    let mut gates = Vec::new();
+    for gate in pending.into_iter().filter(|g| params.run.as_deref().is_none_or(|run| g.run_id == run)) {
+        let can_act = match &view.inner.authorizer {
+            Some(authorizer) => {
+                authorizer.authorize(&parts, &Action::Approve { gate: gate.id.clone() }).await.is_some()
+            }
+            None => false,
+        };
+        let mut value = serde_json::to_value(&gate).unwrap_or_default();
+        value["can_act"] = can_act.into();
+        gates.push(value);
+    }
+    Json(serde_json::json!({ "gates": gates, "read_only": view.inner.authorizer.is_none() })).into_response()
 }
 
 /// A decision from the page.

@@ -57,9 +57,19 @@ pub(crate) struct Csrf {
 }
 
 impl Csrf {
+    /// A random key: tokens are valid for this process only.
     pub(crate) fn new() -> Self {
         let mut key = [0_u8; 32];
         getrandom::fill(&mut key).expect("the operating system gives random bytes");
+        Self { key }
+    }
+
+    /// A key derived from `secret`: replicas that share it accept each other's tokens.
+    pub(crate) fn from_secret(secret: &str) -> Self {
+        use sha2::Digest as _;
+        let digest = Sha256::digest(format!("gantry-web csrf key\n{secret}").as_bytes());
+        let mut key = [0_u8; 32];
+        key.copy_from_slice(&digest);
         Self { key }
     }
 
@@ -100,10 +110,13 @@ impl Csrf {
         if sent != Some(cookie.as_str()) || !self.valid(&cookie) {
             return Some("the anti-forgery token is missing or wrong");
         }
-        if let (Some(origin), Some(host)) = (headers.get("origin"), headers.get("host")) {
+        // Behind a proxy that rewrites `Host`, the browser's host is in `X-Forwarded-Host`.
+        let host = headers.get("x-forwarded-host").or_else(|| headers.get("host"));
+        if let (Some(origin), Some(host)) = (headers.get("origin"), host) {
             let origin = origin.to_str().unwrap_or("");
             let origin_host = origin.split_once("://").map_or("", |(_, rest)| rest);
-            if origin_host != host.to_str().unwrap_or("") {
+            let host = host.to_str().unwrap_or("").split(',').next().unwrap_or("").trim();
+            if origin_host != host {
                 return Some("the request comes from another site");
             }
         }

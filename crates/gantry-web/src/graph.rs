@@ -126,6 +126,30 @@ pub(crate) fn layout(plan: &Plan, open: &BTreeSet<String>) -> Layout {
             edges.push((from, to));
         }
     }
+    // What waits for an open holder waits for what it holds: its edges start at the holder's last visible nodes
+    // (those nothing inside the holder waits for), so that it is drawn after them.
+    let inside = |holder: &str, name: &str| {
+        name.len() > holder.len() && name.starts_with(holder) && matches!(name.as_bytes()[holder.len()], b'/' | b'[')
+    };
+    let mut rerouted = Vec::with_capacity(edges.len());
+    for &(from, to) in &edges {
+        let holder = &nodes[from];
+        if !holder.open || inside(&holder.name, &nodes[to].name) {
+            rerouted.push((from, to));
+            continue;
+        }
+        let last = (0..nodes.len()).filter(|&n| {
+            inside(&holder.name, &nodes[n].name)
+                && !edges.iter().any(|&(f, t)| f == n && inside(&holder.name, &nodes[t].name))
+        });
+        let before = rerouted.len();
+        rerouted.extend(last.map(|n| (n, to)));
+        if rerouted.len() == before {
+            rerouted.push((from, to));
+        }
+    }
+    let mut edges = rerouted;
+    edges.dedup();
     // Layers: one right of the furthest node waited for. Nodes are in an order where what a node waits for comes
     // first, so one pass suffices.
     edges.sort_unstable_by_key(|&(from, to)| (to, from));
@@ -290,10 +314,21 @@ mod tests {
         // A sub-pipeline's first steps hang off their holder; its last waits for them.
         assert_eq!((layers["checks/lint"], layers["checks/unit"], layers["checks/report"]), (2, 2, 3));
         // An open fan-out shows its items; an open item, its steps; a closed item, nothing inside.
-        assert_eq!((layers["services[web]"], layers["services[api]"]), (3, 3));
-        assert_eq!((layers["services[web]/deploy"], layers["services[web]/smoke"]), (4, 5));
+        // What waits for the open sub-pipeline comes after its last step.
+        assert_eq!(layers["services"], 4);
+        assert_eq!((layers["services[web]"], layers["services[api]"]), (5, 5));
+        assert_eq!((layers["services[web]/deploy"], layers["services[web]/smoke"]), (6, 7));
         assert!(!layers.contains_key("services[api]/deploy"));
         assert_eq!(unfolded.nodes.iter().find(|n| n.name == "services[web]").unwrap().kind, Kind::Item);
+        // What waits for an open holder is drawn after what it holds, with edges from its last steps.
+        assert!(layers["notify"] > layers["services[web]/smoke"], "{layers:?}");
+        let into_notify: Vec<&str> = unfolded
+            .edges
+            .iter()
+            .filter(|&&(_, to)| unfolded.nodes[to].name == "notify")
+            .map(|&(from, _)| unfolded.nodes[from].name.as_str())
+            .collect();
+        assert_eq!(into_notify, ["services[web]/smoke", "services[api]"], "a closed item is its own last node");
     }
 
     #[test]

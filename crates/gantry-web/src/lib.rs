@@ -6,7 +6,8 @@
 //! - `/runs/{id}`: a run: the pipeline's graph (a layered layout computed here, drawn as SVG, coloured live by
 //!   status; sub-pipelines and fan-outs folded until clicked), each step's attempts and duration, a live log per
 //!   step, the deployment's phases, the plan as the run started, the run's links (commit, GitHub deployment, the
-//!   host's dashboards), and the gates that wait for a decision, with Approve and Reject for those allowed.
+//!   host's dashboards), and the gates that wait for a decision, with Approve and Reject for the viewers the
+//!   authorizer allows.
 //!   Slack and GitHub messages link here: give them `https://<host><prefix>/runs/{run_id}`.
 //! - `/runs/{id}/canary`: each analysis (per metric the baseline's and the canary's points on one chart, the
 //!   verdict, the effect with its interval, the decision and when it was taken) and the traffic: the weight over

@@ -68,8 +68,8 @@ impl RunView {
         self
     }
 
-    /// Lists the waiting gates of `approvals` on run pages, with Approve and Reject buttons for those the
-    /// [`authorizer`](Self::authorizer) lets act.
+    /// Lists the waiting gates of `approvals` on run pages, with Approve and Reject buttons for the viewers the
+    /// [`authorizer`](Self::authorizer) would let approve.
     pub fn approvals(self, approvals: &Approvals) -> Self {
         let approvals = approvals.clone();
         self.with(|inner| inner.approvals = Some(approvals))
@@ -82,18 +82,26 @@ impl RunView {
 
     /// A link shown on each run's page whose variables it has: `template` is filled as
     /// [`RunInfo::fill_url`](gantry_core::RunInfo::fill_url) does (`{run_id}`, `{pipeline}`, `{service}`...). Runs
-    /// with `repo` and `sha` (GitHub's triggers set them) link their commit, and with `deployment_id` their GitHub
-    /// deployment, without one.
+    /// with `repo` and `sha` (GitHub's triggers set them) link their commit, and with `deployment_id` the
+    /// repository's deployments, without one.
     pub fn link(self, label: impl Into<String>, template: impl Into<String>) -> Self {
         let link = (label.into(), template.into());
         self.with(|inner| inner.links.push(link))
     }
 
     /// The prefix the view is served under, for hosts that mount it by other means than axum's `nest` (which the
-    /// view reads by itself).
+    /// view reads by itself), and under a `nest` whose path has parameters (`/{team}/deploys`): the view would see
+    /// the pattern, not the path.
     pub fn mounted_at(self, prefix: impl Into<String>) -> Self {
         let prefix = prefix.into().trim_end_matches('/').to_owned();
         self.with(|inner| inner.mounted_at = Some(prefix))
+    }
+
+    /// The key of the anti-forgery tokens, for replicas behind one address: each accepts the others' tokens. By
+    /// default the key is random, and tokens are valid for this process only.
+    pub fn csrf_key(self, key: &gantry_core::Secret) -> Self {
+        let csrf = Csrf::from_secret(key.expose());
+        self.with(|inner| inner.csrf = csrf)
     }
 
     /// The title of the pages (`Gantry`).
@@ -162,12 +170,11 @@ impl RunView {
             Some(token) => (token, false),
             None => (self.inner.csrf.issue(), true),
         };
-        let can_act = self.inner.authorizer.is_some();
         let html = format!(
             r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{title}</title><link rel="icon" href="data:,"><link rel="stylesheet" href="{base}/assets/view.css"></head>
-<body data-base="{base}" data-page="{kind}" data-run="{run}" data-csrf="{token}" data-can-act="{can_act}">
+<body data-base="{base}" data-page="{kind}" data-run="{run}" data-csrf="{token}">
 <header class="top"><a class="brand" href="{home}">{brand}</a><span class="crumbs">{crumbs}</span></header>
 <main>{body}</main>
 <script src="{base}/assets/view.js"></script>
@@ -193,7 +200,10 @@ impl RunView {
             .into_response();
         if fresh {
             let path = if base.is_empty() { "/" } else { base };
-            let cookie = format!("{CSRF_COOKIE}={token}; Path={path}; SameSite=Strict; HttpOnly");
+            // `Secure` when the browser came over https (directly, or through a proxy that says so).
+            let https = headers.get("x-forwarded-proto").is_some_and(|p| p.as_bytes().eq_ignore_ascii_case(b"https"));
+            let secure = if https { "; Secure" } else { "" };
+            let cookie = format!("{CSRF_COOKIE}={token}; Path={path}; SameSite=Strict; HttpOnly{secure}");
             if let Ok(value) = HeaderValue::from_str(&cookie) {
                 response.headers_mut().insert(header::SET_COOKIE, value);
             }
@@ -291,7 +301,14 @@ async fn graph_svg(State(view): State<RunView>, Path(id): Path<String>, RawQuery
         .map(percent_decode)
         .collect();
     let drawing = graph::svg(&graph::layout(&plan, &open));
-    ([(header::CONTENT_TYPE, "image/svg+xml"), (header::CACHE_CONTROL, "no-store")], drawing).into_response()
+    let headers = [
+        (header::CONTENT_TYPE, "image/svg+xml"),
+        (header::CACHE_CONTROL, "no-store"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        // Opened on its own, the drawing runs nothing.
+        (header::CONTENT_SECURITY_POLICY, "default-src 'none'; style-src 'self'"),
+    ];
+    (headers, drawing).into_response()
 }
 
 async fn script() -> Response {

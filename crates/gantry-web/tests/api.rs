@@ -272,3 +272,38 @@ async fn pages_escape_what_runs_carry_and_link_only_to_the_web() {
     approvals.decide(&gate, gantry_core::Decision::approve("ana", "api")).unwrap();
     handle.await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_resuming_after_a_finished_runs_last_event_gets_an_ended_stream_and_gates_say_who_may_act() {
+    let (history, approvals) = (MemoryHistory::new(), Approvals::new());
+    let view = RunView::new(Arc::new(history.clone())).approvals(&approvals).authorizer(
+        |request: &axum::http::request::Parts, _: &gantry_web::Action| {
+            request.headers.get("x-user").and_then(|v| v.to_str().ok()).filter(|u| *u == "ana").map(str::to_owned)
+        },
+    );
+    let url = serve_view(view).await;
+    let (gate, handle) = waiting_run(&history, &approvals, &[]).await;
+    let client = reqwest::Client::new();
+    let gates = |user: &'static str| client.get(format!("{url}/api/gates")).header("x-user", user).send();
+    let for_ana: serde_json::Value = gates("ana").await.unwrap().json().await.unwrap();
+    let for_bob: serde_json::Value = gates("bob").await.unwrap().json().await.unwrap();
+    assert_eq!(
+        (for_ana["gates"][0]["id"].as_str(), for_ana["gates"][0]["can_act"].as_bool()),
+        (Some(gate.as_str()), Some(true))
+    );
+    assert_eq!(for_bob["gates"][0]["can_act"], false, "the authorizer is asked for each viewer");
+    approvals.decide(&gate, gantry_core::Decision::approve("ana", "api")).unwrap();
+    handle.await.unwrap();
+
+    let run_id = gate.split('/').next().unwrap();
+    let all = client.get(format!("{url}/api/runs/{run_id}/events")).send().await.unwrap();
+    let events = tokio::time::timeout(Duration::from_secs(5), all.text()).await.expect("a finished run's stream ends");
+    let last = events.unwrap().lines().rev().find_map(|l| l.strip_prefix("id:")).unwrap().trim().to_owned();
+    for after in [last.as_str(), "18446744073709551615"] {
+        let resumed = client.get(format!("{url}/api/runs/{run_id}/events")).header("Last-Event-ID", after).send();
+        let body = tokio::time::timeout(Duration::from_secs(5), async { resumed.await.unwrap().text().await.unwrap() })
+            .await
+            .expect("the stream after the last event ends at once");
+        assert!(!body.contains("data:"), "nothing after event {after}: {body}");
+    }
+}

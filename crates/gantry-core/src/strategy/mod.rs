@@ -126,8 +126,8 @@ pub(crate) async fn wait_for_promotion(
     promotion: &Promotion,
     release: &Release,
 ) -> Result<(), Stop> {
-    ctx.phase(crate::Phase::WaitingForPromotion, format!("{release} waits for a promotion"));
     let Some(approvals) = promotion.gates() else {
+        ctx.phase(crate::Phase::WaitingForPromotion, format!("{release} waits for a promotion"));
         or_cancelled(ctx, async {
             promotion.wait().await;
             Ok(())
@@ -135,6 +135,11 @@ pub(crate) async fn wait_for_promotion(
         .await?;
         return Ok(());
     };
+    if promotion.take_given() {
+        // Promoted before it waited: no gate to list.
+        ctx.phase(crate::Phase::WaitingForPromotion, format!("{release} was promoted before it waited"));
+        return Ok(());
+    }
     // A gate too: approve promotes, reject aborts.
     let id = format!("{}/{}", ctx.run_id(), ctx.name());
     let message = ctx.redact(&format!("promote {release}? (reject aborts it)")).into_owned();
@@ -146,10 +151,11 @@ pub(crate) async fn wait_for_promotion(
         since: std::time::SystemTime::now(),
     };
     let (_registration, decided) = approvals.open(pending);
-    ctx.phase(crate::Phase::WaitingForApproval, format!("waits for a decision on gate {id}: {message}"));
+    // One phase: the wait is a gate (Slack puts its buttons under it).
+    ctx.phase(crate::Phase::WaitingForApproval, format!("{release} waits for a promotion on gate {id}: {message}"));
     tokio::select! {
-        () = promotion.wait() => Ok(()),
-        () = ctx.cancellation().cancelled() => Err(Stop::Cancelled),
+        // A decision taken together with a promotion wins: a rejection is never overridden.
+        biased;
         decision = decided => match decision {
             Ok(decision) if decision.approved => {
                 ctx.phase(crate::Phase::Approved, decision.describe());
@@ -161,6 +167,8 @@ pub(crate) async fn wait_for_promotion(
             }
             Err(_) => Err(Stop::Abort(format!("gate {id} was dropped"))),
         },
+        () = ctx.cancellation().cancelled() => Err(Stop::Cancelled),
+        () = promotion.wait() => Ok(()),
     }
 }
 

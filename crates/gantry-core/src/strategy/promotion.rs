@@ -47,6 +47,17 @@ impl Promotion {
         self.given.add_permits(1);
     }
 
+    /// Takes a promotion given before the wait, if there is one.
+    pub(crate) fn take_given(&self) -> bool {
+        match self.given.try_acquire() {
+            Ok(permit) => {
+                permit.forget();
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
     /// Waits for a promotion and takes it.
     pub async fn wait(&self) {
         if let Ok(permit) = self.given.acquire().await {
