@@ -2,7 +2,7 @@
 //!
 //! This facade re-exports the Gantry crates: [`core`] (always) and, behind features, the others: `kube` (Kubernetes
 //! steps), `datadog` and `prometheus` (canary analysis), `sops`, `helm`, `aws`, `github` (webhook triggers and
-//! deployment statuses), `slack` (notifications), `build` (image builds with layer caches), `web` (the run view), `term` (the terminal view), and `testkit` (the simulated Kubernetes API server and the other
+//! deployment statuses), `slack` (notifications), `build` (image builds with layer caches), `web` (the run view), `term` (the terminal view), `store` (durable runs in SQLite), and `testkit` (the simulated Kubernetes API server and the other
 //! stand-ins for tests).
 //! Most programs need only `use gantry::prelude::*`.
 //!
@@ -68,6 +68,10 @@ pub use gantry_build as build;
 /// (feature `web`).
 #[cfg(feature = "web")]
 pub use gantry_web as web;
+
+/// Durable runs: the journals of runs in SQLite, to resume them after the host died (feature `store`).
+#[cfg(feature = "store")]
+pub use gantry_store as store;
 
 /// The terminal view: a run told compactly in 80 columns, with spinners on a terminal (feature `term`).
 #[cfg(feature = "term")]

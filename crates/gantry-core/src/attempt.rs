@@ -24,6 +24,18 @@ pub(crate) struct Attempted {
 
 /// Runs a step's attempts with its timeout and retries, between the run's hooks.
 pub(crate) async fn attempts(node: &Node, ctx: &StepContext, scope: &Scope) -> Attempted {
+    let durable = scope.options.durable.as_deref();
+    if let Some(durable) = durable {
+        use crate::durable::Before;
+        match durable.before(ctx, node.step.idempotent()).await {
+            Before::Run => {}
+            Before::Replay(result, attempts) => return Attempted { result, attempts, started: None },
+            Before::Refuse(error) => {
+                let result = durable.after(ctx, Err(error), crate::StepStatus::Failed, 0).await;
+                return Attempted { result, attempts: 0, started: None };
+            }
+        }
+    }
     let hooks = &scope.options.hooks;
     for hook in hooks {
         hook.before_step(ctx).await;
@@ -60,6 +72,13 @@ pub(crate) async fn attempts(node: &Node, ctx: &StepContext, scope: &Scope) -> A
     for hook in hooks {
         hook.after_step(ctx, &result).await;
     }
+    let result = match durable {
+        Some(durable) => {
+            let status = if ctx.is_cancelled() { crate::StepStatus::Cancelled } else { crate::StepStatus::Failed };
+            durable.after(ctx, result, status, attempt).await
+        }
+        None => result,
+    };
     Attempted { result, attempts: attempt, started }
 }
 

@@ -46,6 +46,7 @@ pub struct CommandStep {
     tail_lines: usize,
     /// Exit codes worth another attempt; `None`: any failure (a non-zero exit, a signal).
     retry_on: Option<Vec<i32>>,
+    idempotent: bool,
 }
 
 struct Rendered {
@@ -67,7 +68,16 @@ impl CommandStep {
             kill_grace: Duration::from_secs(10),
             tail_lines: 20,
             retry_on: None,
+            idempotent: false,
         }
+    }
+
+    /// Says that running the command again after an interruption is safe (it converges: `kubectl apply`, an upload
+    /// that overwrites), so a resumed [durable run](crate::Run::resume) runs it again instead of failing it.
+    #[must_use]
+    pub fn idempotent(mut self) -> Self {
+        self.idempotent = true;
+        self
     }
 
     /// Adds an argument.
@@ -216,6 +226,10 @@ fn pump(
 
 #[async_trait]
 impl Step for CommandStep {
+    fn idempotent(&self) -> bool {
+        self.idempotent
+    }
+
     async fn run(&self, ctx: &StepContext) -> Result<(), StepError> {
         let r = self.render(ctx)?;
         let mut command = tokio::process::Command::new(&r.program);

@@ -50,6 +50,11 @@ impl SubPipeline {
 
 #[async_trait]
 impl Step for SubPipeline {
+    /// Its steps resume inside: those that ended are replayed, the others follow their own policy.
+    fn idempotent(&self) -> bool {
+        true
+    }
+
     async fn run(&self, ctx: &StepContext) -> Result<(), StepError> {
         let scope = Arc::new(Scope::child(ctx, self.pipeline.clone(), ctx.name(), HashMap::new()));
         let outcome = drive(&scope).await;
@@ -87,6 +92,11 @@ impl FanOut {
 
 #[async_trait]
 impl Step for FanOut {
+    /// Its sub-runs resume inside: steps that ended are replayed, the others follow their own policy.
+    fn idempotent(&self) -> bool {
+        true
+    }
+
     async fn run(&self, ctx: &StepContext) -> Result<(), StepError> {
         let shown = shown_items(self.runs.iter().map(|(item, _)| item.as_str()), &ctx.scope.secrets.redactor);
         let sub_runs = self.runs.iter().zip(&shown).map(|((item, pipeline), shown)| async move {

@@ -57,6 +57,16 @@ impl Context {
         self
     }
 
+    /// Whether the context has a secret of this name.
+    pub fn has_secret(&self, name: &str) -> bool {
+        self.secrets.contains_key(name)
+    }
+
+    /// The names of the context's secrets.
+    pub(crate) fn secret_names(&self) -> Vec<String> {
+        self.secrets.keys().cloned().collect()
+    }
+
     /// Every variable, by name (secrets are not variables).
     pub fn vars(&self) -> &BTreeMap<String, String> {
         &self.vars

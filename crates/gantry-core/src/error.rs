@@ -297,6 +297,14 @@ pub enum RunError {
         /// Every problem found, in step order.
         problems: Vec<Problem>,
     },
+    /// The run store refused the run's start: nothing ran.
+    #[error("run `{run_id}` cannot start, nothing ran: {error}")]
+    Store {
+        /// The run.
+        run_id: String,
+        /// What the store said.
+        error: String,
+    },
 }
 
 /// A read of the run context that failed.

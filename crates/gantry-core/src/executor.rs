@@ -43,6 +43,8 @@ pub(crate) struct RunOptions {
     pub(crate) limit: Option<Arc<tokio::sync::Semaphore>>,
     pub(crate) grace: Duration,
     pub(crate) hooks: Vec<Arc<dyn Hook>>,
+    /// The run's journaling, for a durable run.
+    pub(crate) durable: Option<Arc<crate::durable::Durable>>,
 }
 
 /// The notifiers of a run (top level only: sub-runs report through their parent's events).
@@ -53,7 +55,7 @@ struct Notifiers {
 
 impl Default for RunOptions {
     fn default() -> Self {
-        Self { limit: None, grace: Duration::from_secs(30), hooks: Vec::new() }
+        Self { limit: None, grace: Duration::from_secs(30), hooks: Vec::new(), durable: None }
     }
 }
 
@@ -85,6 +87,8 @@ pub struct Run {
     token: CancellationToken,
     run_id: Arc<str>,
     notifiers: Notifiers,
+    store: Option<Arc<dyn crate::durable::RunStore>>,
+    resumed: Option<crate::durable::Resumed>,
 }
 
 impl Run {
@@ -98,7 +102,79 @@ impl Run {
             token: CancellationToken::new(),
             run_id: Arc::from(new_run_id()),
             notifiers: Notifiers { list: Vec::new(), grace: Duration::from_secs(2) },
+            store: None,
+            resumed: None,
         }
+    }
+
+    /// Journals the run in `store` (durable runs): each step's start is stored before it runs and its end before
+    /// any step that waits for it starts, so that [`resume`](Self::resume) can take the run over after the host
+    /// died. Secrets' values are never stored.
+    pub fn store(mut self, store: Arc<dyn crate::durable::RunStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// The run `run_id` of `pipeline`, journaled in `store`, taken over after its host stopped: steps that ended
+    /// are not run again (their outcome is replayed); a step that was running is run again only if it is
+    /// [idempotent](crate::Step::idempotent), else it fails ("interrupted; not idempotent") and the failure path
+    /// runs. `context` gives the run's secrets again (and variables that held one); the run's other variables come
+    /// from the journal. Refused, writing nothing, if the run ended, if the pipeline's structure changed (naming the
+    /// steps that differ), or if a secret is missing.
+    ///
+    /// Resume a run only once its host is gone: two processes running one run would both act.
+    pub async fn resume(
+        pipeline: &Pipeline,
+        store: Arc<dyn crate::durable::RunStore>,
+        run_id: &str,
+        context: Context,
+    ) -> Result<Self, crate::durable::ResumeError> {
+        use crate::durable::{JournalRecord, ResumeError, Resumed, differences, fingerprint};
+        let records = store.records(run_id).await?.ok_or_else(|| ResumeError::UnknownRun(run_id.to_owned()))?;
+        if let Some(JournalRecord::RunEnded { status, .. }) =
+            records.iter().rev().find(|r| matches!(r, JournalRecord::RunEnded { .. }))
+        {
+            return Err(ResumeError::Ended { run_id: run_id.to_owned(), status: *status });
+        }
+        let Some(JournalRecord::RunStarted {
+            pipeline: name,
+            fingerprint: recorded,
+            vars,
+            sealed_vars,
+            secret_names,
+            ..
+        }) = records.first()
+        else {
+            return Err(ResumeError::Unreadable(run_id.to_owned()));
+        };
+        let missing: Vec<String> = secret_names.iter().filter(|n| !context.has_secret(n)).cloned().collect();
+        if !missing.is_empty() {
+            return Err(ResumeError::MissingSecrets { run_id: run_id.to_owned(), names: missing });
+        }
+        let missing: Vec<String> = sealed_vars.iter().filter(|n| context.get_var(n).is_none()).cloned().collect();
+        if !missing.is_empty() {
+            return Err(ResumeError::MissingVariables { run_id: run_id.to_owned(), names: missing });
+        }
+        let mut full = context.clone();
+        for (k, v) in vars {
+            if context.get_var(k).is_none() {
+                full = full.var(k.clone(), v.clone());
+            }
+        }
+        let mut diffs = differences(recorded, &fingerprint(&pipeline.plan(&full)));
+        if name != pipeline.name() {
+            diffs.insert(0, format!("the run is of pipeline `{name}`"));
+        }
+        if !diffs.is_empty() {
+            return Err(ResumeError::Changed {
+                pipeline: pipeline.name().to_owned(),
+                run_id: run_id.to_owned(),
+                differences: diffs,
+            });
+        }
+        let mut run = Self::new(pipeline, full).with_id(run_id).store(store);
+        run.resumed = Some(Resumed::from_records(&records));
+        Ok(run)
     }
 
     /// Tells `notifier` about the run: it follows the run's events in a task of its own, so it never slows or fails
@@ -180,6 +256,38 @@ impl Run {
         if !problems.is_empty() {
             return Err(RunError::Templates { pipeline: self.pipeline.name().to_owned(), problems });
         }
+        let mut options = self.options;
+        if let Some(store) = self.store {
+            use crate::durable::{Durable, JournalRecord, now_ms};
+            let started = match &self.resumed {
+                Some(_) => store.append(&self.run_id, &[JournalRecord::RunResumed { at_ms: now_ms() }]).await,
+                None => {
+                    let redactor = self.context.redactor();
+                    let (mut vars, mut sealed_vars) = (std::collections::BTreeMap::new(), Vec::new());
+                    for (k, v) in self.context.vars() {
+                        match redactor.redact(v) {
+                            std::borrow::Cow::Borrowed(_) => {
+                                vars.insert(k.clone(), v.clone());
+                            }
+                            std::borrow::Cow::Owned(_) => sealed_vars.push(k.clone()),
+                        }
+                    }
+                    let record = JournalRecord::RunStarted {
+                        pipeline: self.pipeline.name().to_owned(),
+                        fingerprint: crate::durable::fingerprint(&self.pipeline.plan(&self.context)),
+                        vars,
+                        sealed_vars,
+                        secret_names: self.context.secret_names(),
+                        at_ms: now_ms(),
+                    };
+                    store.create(&self.run_id, &record).await
+                }
+            };
+            if let Err(e) = started {
+                return Err(RunError::Store { run_id: self.run_id.to_string(), error: e.to_string() });
+            }
+            options.durable = Some(Arc::new(Durable { store, resumed: self.resumed }));
+        }
         let pipeline_name: Arc<str> = Arc::from(self.pipeline.name());
         let span = tracing::info_span!("gantry.run", pipeline = %pipeline_name, run_id = %self.run_id);
         let grace = self.notifiers.grace;
@@ -191,7 +299,7 @@ impl Run {
             self.context,
             Arc::clone(&self.journal),
             self.token,
-            Arc::new(self.options),
+            Arc::new(options),
         ));
         let following = start_notifiers(&self.notifiers.list, &scope, &pipeline_name, plan, &span);
         let started = Instant::now();
@@ -211,7 +319,15 @@ impl Run {
                 duration,
             });
             self.journal.close();
-            let undelivered = await_notifiers(following, grace).await;
+            let mut undelivered = await_notifiers(following, grace).await;
+            if let Some(durable) = &scope.options.durable {
+                let end =
+                    crate::durable::JournalRecord::RunEnded { status: outcome.status, at_ms: crate::durable::now_ms() };
+                if let Err(e) = durable.store.append(&self.run_id, &[end]).await {
+                    tracing::warn!(error = %e, "the run store could not record the run's end");
+                    undelivered.push(format!("run store: the run's end: {e}"));
+                }
+            }
             Ok(RunReport {
                 run_id: self.run_id.to_string(),
                 pipeline: pipeline_name.to_string(),
@@ -672,7 +788,9 @@ impl<'a> Coordinator<'a> {
         }
         let started = self.clock();
         let span = tracing::info_span!("gantry.step", step = %self.scope.name(i));
-        let future = if node.needs_wrapper() || !self.scope.options.hooks.is_empty() || !span.is_disabled() {
+        let options = &self.scope.options;
+        let wrap = node.needs_wrapper() || !options.hooks.is_empty() || options.durable.is_some();
+        let future = if wrap || !span.is_disabled() {
             StepFuture::Wrapped(Box::pin(attempts(node, ctx, self.scope).instrument(span)))
         } else {
             StepFuture::Direct(node.step.run(ctx))

@@ -61,6 +61,14 @@ pub trait Step: Send + Sync + 'static {
         std::time::Duration::ZERO
     }
 
+    /// Whether running the step again from its start, after its host stopped while it ran, is safe (it converges, or
+    /// checks what it did before acting). A [durable run](crate::Run::resume) runs such a step again when it resumes;
+    /// a step that is not idempotent (the default) fails instead, with "interrupted; not idempotent", and the failure
+    /// path runs.
+    fn idempotent(&self) -> bool {
+        false
+    }
+
     /// Checks the step's own configuration when it is added to a pipeline: an `Err` (saying what is wrong) makes
     /// [`PipelineBuilder::build`](crate::PipelineBuilder::build) fail with
     /// [`BuildError::InvalidStep`](crate::BuildError::InvalidStep), before anything runs. The default accepts.
@@ -73,6 +81,7 @@ pub trait Step: Send + Sync + 'static {
 pub struct FnStep<F> {
     f: F,
     description: String,
+    idempotent: bool,
 }
 
 /// Makes a step from an async closure that gets a clone of the [`StepContext`].
@@ -93,7 +102,7 @@ where
     F: Fn(StepContext) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<(), StepError>> + Send + 'static,
 {
-    FnStep { f, description: "closure step".to_owned() }
+    FnStep { f, description: "closure step".to_owned(), idempotent: false }
 }
 
 impl<F> FnStep<F> {
@@ -101,6 +110,13 @@ impl<F> FnStep<F> {
     #[must_use]
     pub fn describe(mut self, description: impl Into<String>) -> Self {
         self.description = description.into();
+        self
+    }
+
+    /// Says that running the closure again after an interruption is safe ([`Step::idempotent`]).
+    #[must_use]
+    pub fn idempotent(mut self) -> Self {
+        self.idempotent = true;
         self
     }
 }
@@ -117,6 +133,10 @@ where
 
     fn describe(&self, _ctx: &StepContext) -> String {
         self.description.clone()
+    }
+
+    fn idempotent(&self) -> bool {
+        self.idempotent
     }
 }
 

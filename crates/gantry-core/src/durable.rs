@@ -1,0 +1,371 @@
+//! Durable runs: a journal of each run in a [`RunStore`], written before a step's effect is acknowledged to the rest
+//! of the run, and [`Run::resume`](crate::Run::resume) after the host died.
+//!
+//! The journal of a run is an append-only list of [`JournalRecord`]s: the run's start (the pipeline, a fingerprint
+//! of its structure, its variables and the *names* of its secrets, never their values), each step's start and end
+//! (status, reason, attempts), and the run's end. A step's start is in the store before the step runs, and its end
+//! before any step that waits for it starts, so a resumed run knows every step that finished and every step that
+//! was in flight.
+//!
+//! On resume, finished steps are not run again: their recorded outcome is replayed. A step that was in flight is run
+//! again only if it declares itself [idempotent](crate::Step::idempotent) (sub-pipelines and fan-outs do: their
+//! steps resume inside); otherwise it fails with "interrupted; not idempotent" and the failure path runs.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+
+use crate::context::StepContext;
+use crate::error::{StepError, error_chain};
+use crate::plan::Plan;
+use crate::report::{RunStatus, StepStatus};
+
+/// One record of a run's journal.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum JournalRecord {
+    /// The run started.
+    RunStarted {
+        /// The pipeline's name.
+        pipeline: String,
+        /// The structure it had: a digest per step.
+        fingerprint: Vec<StepPrint>,
+        /// The run's variables, those that hold no secret.
+        vars: BTreeMap<String, String>,
+        /// Variables that held a secret of the run: not stored, to be given again on resume.
+        sealed_vars: Vec<String>,
+        /// The names of the run's secrets (never their values).
+        secret_names: Vec<String>,
+        /// When, in milliseconds since the Unix epoch.
+        at_ms: u64,
+    },
+    /// A new process took the run over.
+    RunResumed {
+        /// When, in milliseconds since the Unix epoch.
+        at_ms: u64,
+    },
+    /// A step started (written before it runs).
+    StepStarted {
+        /// The step's full name (`deploy[web]/smoke`).
+        step: String,
+        /// When, in milliseconds since the Unix epoch.
+        at_ms: u64,
+    },
+    /// A step ended (written before any step that waits for it starts).
+    StepEnded {
+        /// The step's full name.
+        step: String,
+        /// How it ended.
+        status: StepStatus,
+        /// Why it failed, secrets masked.
+        reason: Option<String>,
+        /// How many attempts ran.
+        attempts: u32,
+        /// When, in milliseconds since the Unix epoch.
+        at_ms: u64,
+    },
+    /// The run ended.
+    RunEnded {
+        /// How.
+        status: RunStatus,
+        /// When, in milliseconds since the Unix epoch.
+        at_ms: u64,
+    },
+}
+
+/// A step's part of a pipeline's fingerprint.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StepPrint {
+    /// The step's full name.
+    pub step: String,
+    /// A digest of its trigger rule, its condition and what it waits for.
+    pub digest: String,
+}
+
+/// Why a store failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// A run of that id is in the store already.
+    #[error("the store has a run `{0}` already")]
+    Exists(String),
+    /// No run of that id is in the store.
+    #[error("the store has no run `{0}`")]
+    UnknownRun(String),
+    /// A record of the journal cannot be read.
+    #[error("record {position} of run `{run_id}` cannot be read: {why}")]
+    Corrupt {
+        /// The run.
+        run_id: String,
+        /// The record's place in the journal, from 0.
+        position: usize,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// The store was written by a newer Gantry: its schema is unknown to this one.
+    #[error("the store's schema is version {found}; this Gantry knows versions up to {known}: upgrade Gantry")]
+    SchemaTooNew {
+        /// The store's version.
+        found: i64,
+        /// The newest this code knows.
+        known: i64,
+    },
+    /// The store cannot be reached or refused the operation.
+    #[error("the run store failed: {0}")]
+    Unavailable(String),
+}
+
+/// Where runs' journals are kept. Appends are durable when they return `Ok`.
+#[async_trait]
+pub trait RunStore: Send + Sync + 'static {
+    /// Starts the journal of a new run with its first record.
+    async fn create(&self, run_id: &str, first: &JournalRecord) -> Result<(), StoreError>;
+
+    /// Appends `records` to a run's journal, in order, durably.
+    async fn append(&self, run_id: &str, records: &[JournalRecord]) -> Result<(), StoreError>;
+
+    /// A run's journal in order; `None` for a run the store does not know.
+    async fn records(&self, run_id: &str) -> Result<Option<Vec<JournalRecord>>, StoreError>;
+}
+
+/// Journals in memory: for tests, and for hosts that want a run's journal without durability. Clones share them.
+#[derive(Clone, Debug, Default)]
+pub struct MemoryStore {
+    runs: Arc<Mutex<HashMap<String, Vec<JournalRecord>>>>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+#[async_trait]
+impl RunStore for MemoryStore {
+    async fn create(&self, run_id: &str, first: &JournalRecord) -> Result<(), StoreError> {
+        let mut runs = self.runs.lock().unwrap_or_else(|e| e.into_inner());
+        if runs.contains_key(run_id) {
+            return Err(StoreError::Exists(run_id.to_owned()));
+        }
+        runs.insert(run_id.to_owned(), vec![first.clone()]);
+        Ok(())
+    }
+
+    async fn append(&self, run_id: &str, records: &[JournalRecord]) -> Result<(), StoreError> {
+        let mut runs = self.runs.lock().unwrap_or_else(|e| e.into_inner());
+        let journal = runs.get_mut(run_id).ok_or_else(|| StoreError::UnknownRun(run_id.to_owned()))?;
+        journal.extend_from_slice(records);
+        Ok(())
+    }
+
+    async fn records(&self, run_id: &str) -> Result<Option<Vec<JournalRecord>>, StoreError> {
+        Ok(self.runs.lock().unwrap_or_else(|e| e.into_inner()).get(run_id).cloned())
+    }
+}
+
+/// Why a run could not be resumed. A failed resume writes nothing to the journal.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ResumeError {
+    /// The store has no run of that id.
+    #[error("the store has no run `{0}` to resume")]
+    UnknownRun(String),
+    /// The run ended: there is nothing to resume.
+    #[error("run `{run_id}` ended ({status}): there is nothing to resume")]
+    Ended {
+        /// The run.
+        run_id: String,
+        /// How it ended.
+        status: RunStatus,
+    },
+    /// The journal does not start with the run's start.
+    #[error("the journal of run `{0}` does not start with the run's start")]
+    Unreadable(String),
+    /// The pipeline is another one, or its structure changed since the run started.
+    #[error(
+        "pipeline `{pipeline}` is not the one run `{run_id}` started with: {}",
+        differences.join("; ")
+    )]
+    Changed {
+        /// The pipeline given.
+        pipeline: String,
+        /// The run.
+        run_id: String,
+        /// What differs, a step at a time (`` `smoke` added ``, `` `deploy` changed ``).
+        differences: Vec<String>,
+    },
+    /// Secrets the run had are missing from the context given.
+    #[error("run `{run_id}` needs the secrets {} again (secrets are never stored)", names.join(", "))]
+    MissingSecrets {
+        /// The run.
+        run_id: String,
+        /// The secrets' names.
+        names: Vec<String>,
+    },
+    /// Variables that held a secret (so were not stored) are missing from the context given.
+    #[error("run `{run_id}` needs the variables {} again (they held a secret, so were not stored)", names.join(", "))]
+    MissingVariables {
+        /// The run.
+        run_id: String,
+        /// The variables' names.
+        names: Vec<String>,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The fingerprint of a pipeline's structure: per step (at every depth), a digest of its name, trigger rule,
+/// condition and the steps it waits for. Descriptions, timeouts and retries are left out: tuning them is a reason to
+/// resume, not a change of structure.
+pub(crate) fn fingerprint(plan: &Plan) -> Vec<StepPrint> {
+    use sha2::Digest as _;
+    plan.steps
+        .iter()
+        .map(|step| {
+            let mut after = step.after.clone();
+            after.sort();
+            let text = format!(
+                "gantry-fp/1\n{}\n{}\n{}\n{}",
+                step.name,
+                step.rule.as_str(),
+                step.condition.as_deref().unwrap_or(""),
+                after.join("\n")
+            );
+            let digest = sha2::Sha256::digest(text.as_bytes());
+            let digest: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+            StepPrint { step: step.name.clone(), digest }
+        })
+        .collect()
+}
+
+/// What differs between two fingerprints, a step at a time.
+pub(crate) fn differences(recorded: &[StepPrint], now: &[StepPrint]) -> Vec<String> {
+    let before: HashMap<&str, &str> = recorded.iter().map(|p| (p.step.as_str(), p.digest.as_str())).collect();
+    let after: HashMap<&str, &str> = now.iter().map(|p| (p.step.as_str(), p.digest.as_str())).collect();
+    let mut out = Vec::new();
+    for p in now {
+        match before.get(p.step.as_str()) {
+            None => out.push(format!("`{}` added", p.step)),
+            Some(d) if *d != p.digest => out.push(format!("`{}` changed", p.step)),
+            Some(_) => {}
+        }
+    }
+    for p in recorded {
+        if !after.contains_key(p.step.as_str()) {
+            out.push(format!("`{}` removed", p.step));
+        }
+    }
+    out
+}
+
+pub(crate) fn now_ms() -> u64 {
+    let millis = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_millis();
+    u64::try_from(millis).unwrap_or(u64::MAX)
+}
+
+/// What a resumed run knows from its journal.
+#[derive(Debug, Default)]
+pub(crate) struct Resumed {
+    /// Steps that ended: their status, reason and attempts.
+    pub(crate) ended: HashMap<String, (StepStatus, Option<String>, u32)>,
+    /// Steps that started and did not end: the host died while they ran.
+    pub(crate) in_flight: HashSet<String>,
+}
+
+impl Resumed {
+    pub(crate) fn from_records(records: &[JournalRecord]) -> Self {
+        let mut resumed = Self::default();
+        for record in records {
+            match record {
+                JournalRecord::StepStarted { step, .. } => {
+                    resumed.ended.remove(step);
+                    resumed.in_flight.insert(step.clone());
+                }
+                JournalRecord::StepEnded { step, status, reason, attempts, .. } => {
+                    resumed.in_flight.remove(step);
+                    resumed.ended.insert(step.clone(), (*status, reason.clone(), *attempts));
+                }
+                _ => {}
+            }
+        }
+        resumed
+    }
+}
+
+/// A run's journaling: the store, and what the run knows from an earlier incarnation.
+pub(crate) struct Durable {
+    pub(crate) store: Arc<dyn RunStore>,
+    pub(crate) resumed: Option<Resumed>,
+}
+
+/// What journaling says before a step's attempts.
+pub(crate) enum Before {
+    /// Run it (its start is in the store).
+    Run,
+    /// It ended in an earlier incarnation: this is its outcome, not run again.
+    Replay(Result<(), StepError>, u32),
+    /// Do not run it: it fails with this error.
+    Refuse(StepError),
+}
+
+impl Durable {
+    /// Before a step's attempts: replays a step that ended, refuses an interrupted step that is not idempotent, and
+    /// records the start of a step that runs (durably, before it runs).
+    pub(crate) async fn before(&self, ctx: &StepContext, idempotent: bool) -> Before {
+        let step = ctx.name();
+        if let Some(resumed) = &self.resumed {
+            if let Some((status, reason, attempts)) = resumed.ended.get(step) {
+                let result = match status {
+                    StepStatus::Succeeded | StepStatus::Skipped => Ok(()),
+                    StepStatus::Failed | StepStatus::Cancelled => {
+                        Err(StepError::new(reason.clone().unwrap_or_else(|| "failed before the run resumed".into())))
+                    }
+                };
+                return Before::Replay(result, *attempts);
+            }
+            if resumed.in_flight.contains(step) && !idempotent {
+                return Before::Refuse(StepError::new(
+                    "interrupted; not idempotent: it was running when the host stopped, and running it again could \
+                     repeat what it did",
+                ));
+            }
+        }
+        let record = JournalRecord::StepStarted { step: step.to_owned(), at_ms: now_ms() };
+        match self.store.append(ctx.run_id(), &[record]).await {
+            Ok(()) => Before::Run,
+            Err(e) => Before::Refuse(StepError::new(format!(
+                "not started: the run store could not record its start: {}",
+                ctx.redact(&e.to_string())
+            ))),
+        }
+    }
+
+    /// After a step's attempts: records its end durably; a failure to record fails the step, so that nothing goes
+    /// on from a result the journal does not hold.
+    pub(crate) async fn after(
+        &self,
+        ctx: &StepContext,
+        result: Result<(), StepError>,
+        status_if_err: StepStatus,
+        attempts: u32,
+    ) -> Result<(), StepError> {
+        let (status, reason) = match &result {
+            Ok(()) => (StepStatus::Succeeded, None),
+            Err(e) => (status_if_err, Some(ctx.redact(&error_chain(e)).into_owned())),
+        };
+        let record =
+            JournalRecord::StepEnded { step: ctx.name().to_owned(), status, reason, attempts, at_ms: now_ms() };
+        match self.store.append(ctx.run_id(), &[record]).await {
+            Ok(()) => result,
+            Err(e) => Err(StepError::new(format!(
+                "the run store could not record the end of this step: {}",
+                ctx.redact(&e.to_string())
+            ))),
+        }
+    }
+}

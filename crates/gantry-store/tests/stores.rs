@@ -1,0 +1,169 @@
+//! One conformance suite for every store (in memory, SQLite), then what only a file can show: a journal that
+//! outlives its process, a run resumed from a reopened file, a damaged record and a newer schema refused by name.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use gantry_core::{
+    Context, JournalRecord, MemoryStore, Pipeline, Run, RunStatus, RunStore, Secret, StepStatus, StoreError, step_fn,
+};
+use gantry_store::SqliteStore;
+
+fn started(pipeline: &str) -> JournalRecord {
+    serde_json::from_value(serde_json::json!({
+        "kind": "run_started", "pipeline": pipeline, "fingerprint": [], "vars": {"env": "prod"},
+        "sealed_vars": [], "secret_names": ["token"], "at_ms": 1
+    }))
+    .unwrap()
+}
+
+fn step(kind: &str, step: &str) -> JournalRecord {
+    let mut value = serde_json::json!({"kind": kind, "step": step, "at_ms": 2});
+    if kind == "step_ended" {
+        value["status"] = "succeeded".into();
+        value["reason"] = serde_json::Value::Null;
+        value["attempts"] = 1.into();
+    }
+    serde_json::from_value(value).unwrap()
+}
+
+async fn conformance(store: &dyn RunStore) {
+    assert!(store.records("r1").await.unwrap().is_none(), "unknown run");
+    store.create("r1", &started("release")).await.unwrap();
+    assert!(matches!(store.create("r1", &started("release")).await, Err(StoreError::Exists(id)) if id == "r1"));
+    store.append("r1", &[step("step_started", "build")]).await.unwrap();
+    store.append("r1", &[step("step_ended", "build"), step("step_started", "deploy")]).await.unwrap();
+    store.create("r2", &started("other")).await.unwrap();
+    store.append("r2", &[step("step_started", "x")]).await.unwrap();
+    let records = store.records("r1").await.unwrap().unwrap();
+    assert_eq!(
+        records,
+        [
+            started("release"),
+            step("step_started", "build"),
+            step("step_ended", "build"),
+            step("step_started", "deploy")
+        ],
+        "in the order appended, each run its own"
+    );
+    assert!(matches!(store.append("nope", &[step("step_started", "x")]).await, Err(StoreError::UnknownRun(_))));
+    store.append("r1", &[]).await.unwrap();
+    assert_eq!(store.records("r1").await.unwrap().unwrap().len(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_store_keeps_journals_the_same_way() {
+    conformance(&MemoryStore::new()).await;
+    let dir = tempfile::tempdir().unwrap();
+    conformance(&SqliteStore::open(dir.path().join("runs.db")).unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journal_outlives_its_store_and_a_run_resumes_from_a_reopened_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("runs.db");
+    let (built, deployed) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let pipeline = {
+        let (built, deployed) = (Arc::clone(&built), Arc::clone(&deployed));
+        Pipeline::builder("release")
+            .step(
+                "build",
+                step_fn(move |_| {
+                    let built = Arc::clone(&built);
+                    async move {
+                        built.fetch_add(1, Ordering::SeqCst);
+                        Ok(())
+                    }
+                }),
+            )
+            .step(
+                "deploy",
+                step_fn(move |ctx| {
+                    let (deployed, tx) = (Arc::clone(&deployed), tx.clone());
+                    async move {
+                        ctx.secret("token")?;
+                        if deployed.fetch_add(1, Ordering::SeqCst) == 0 {
+                            let _ = tx.send(());
+                            std::future::pending::<()>().await;
+                        }
+                        Ok(())
+                    }
+                })
+                .idempotent(),
+            )
+            .after(["build"])
+            .build()
+            .unwrap()
+    };
+    let secret = "tok-77ab01c9d2";
+    let context = || Context::new().var("env", "prod").secret("token", Secret::new(secret));
+
+    // The first host: its store, a run, and the host dies in `deploy`.
+    let id = {
+        let store = Arc::new(SqliteStore::open(&path).unwrap());
+        let run = Run::new(&pipeline, context()).store(store);
+        let id = run.id().to_owned();
+        let handle = tokio::spawn(run.execute());
+        tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.unwrap().unwrap();
+        handle.abort();
+        let _ = handle.await;
+        id
+    };
+
+    // The next host opens the file again and resumes.
+    let store = Arc::new(SqliteStore::open(&path).unwrap());
+    let report = Run::resume(&pipeline, store.clone(), &id, context()).await.unwrap().execute().await.unwrap();
+    assert_eq!(report.status, RunStatus::Succeeded, "{report}");
+    assert_eq!((built.load(Ordering::SeqCst), deployed.load(Ordering::SeqCst)), (1, 2));
+    let records = store.records(&id).await.unwrap().unwrap();
+    let ends: Vec<(&str, StepStatus)> = records
+        .iter()
+        .filter_map(|r| match r {
+            JournalRecord::StepEnded { step, status, .. } => Some((step.as_str(), *status)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ends, [("build", StepStatus::Succeeded), ("deploy", StepStatus::Succeeded)]);
+    assert!(matches!(records.last(), Some(JournalRecord::RunEnded { status: RunStatus::Succeeded, .. })));
+    drop(store);
+
+    // The secret's value is nowhere in the file (nor in its write-ahead log).
+    for file in std::fs::read_dir(dir.path()).unwrap() {
+        let bytes = std::fs::read(file.unwrap().path()).unwrap();
+        assert!(!bytes.windows(secret.len()).any(|w| w == secret.as_bytes()), "the secret is in the store's files");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_record_and_a_newer_schema_are_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("runs.db");
+    let store = SqliteStore::open(&path).unwrap();
+    store.create("r1", &started("release")).await.unwrap();
+    store.append("r1", &[step("step_started", "build")]).await.unwrap();
+    drop(store);
+    behind_the_stores_back(&path, "UPDATE records SET body = '{\"kind\": \"step_started\"' WHERE seq = 1");
+    let store = SqliteStore::open(&path).unwrap();
+    let error = store.records("r1").await.unwrap_err();
+    assert!(matches!(&error, StoreError::Corrupt { run_id, position: 1, .. } if run_id == "r1"), "{error}");
+    assert!(error.to_string().starts_with("record 1 of run `r1` cannot be read: "), "{error}");
+    // A resume of that run is refused with the same words, and writes nothing.
+    let pipeline = Pipeline::builder("release").step("build", step_fn(|_| async { Ok(()) })).build().unwrap();
+    let refused = Run::resume(&pipeline, Arc::new(store), "r1", Context::new()).await.err().unwrap();
+    assert!(refused.to_string().contains("record 1 of run `r1` cannot be read"), "{refused}");
+
+    behind_the_stores_back(&path, "PRAGMA user_version = 99");
+    let newer = SqliteStore::open(&path).unwrap_err();
+    assert!(matches!(newer, StoreError::SchemaTooNew { found: 99, known: 1 }), "{newer}");
+    assert_eq!(
+        newer.to_string(),
+        "the store's schema is version 99; this Gantry knows versions up to 1: upgrade Gantry"
+    );
+}
+
+/// Changes the file behind the store's back, as a damaged disk or a newer Gantry would.
+fn behind_the_stores_back(path: &std::path::Path, sql: &str) {
+    rusqlite::Connection::open(path).unwrap().execute_batch(sql).unwrap();
+}
