@@ -106,4 +106,8 @@ pub mod docs {
     pub struct Secrets;
     #[doc = include_str!("../docs/guides/image-builds.md")]
     pub struct ImageBuilds;
+    #[doc = include_str!("../docs/guides/run-view.md")]
+    pub struct RunView;
+    #[doc = include_str!("../docs/guides/durable-runs.md")]
+    pub struct DurableRuns;
 }

@@ -5,6 +5,9 @@
 //! machine. Its schema is versioned (`PRAGMA user_version`) and migrated when opened; a file from a newer Gantry is
 //! refused with [`StoreError::SchemaTooNew`](gantry_core::StoreError::SchemaTooNew).
 //!
+//! [`PostgresStore`] keeps them in a PostgreSQL database (tables `gantry_runs`, `gantry_records`, and the schema's
+//! version in `gantry_schema`, migrated under an advisory lock), for hosts with several replicas.
+//!
 //! ```
 //! use std::sync::Arc;
 //! use gantry_core::{CommandStep, Context, Pipeline, Run, RunStatus};
@@ -18,6 +21,8 @@
 //! # });
 //! ```
 
+mod postgres;
 mod sqlite;
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;

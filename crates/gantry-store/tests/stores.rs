@@ -167,3 +167,57 @@ async fn a_damaged_record_and_a_newer_schema_are_refused_by_name() {
 fn behind_the_stores_back(path: &std::path::Path, sql: &str) {
     rusqlite::Connection::open(path).unwrap().execute_batch(sql).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL 15 (/usr/lib/postgresql/15/bin): run bash .ci/test-all"]
+async fn postgres_keeps_journals_the_same_way_through_a_crash_of_the_server() {
+    use gantry_store::PostgresStore;
+    use gantry_testkit::postgres::PostgresServer;
+    let server = PostgresServer::start().await.unwrap();
+    let config = server.connection_string("postgres");
+    let store = PostgresStore::connect(&config).await.unwrap();
+    conformance(&store).await;
+    // A second process's connection: the schema is there, migrated once.
+    let other = PostgresStore::connect(&config).await.unwrap();
+    assert_eq!(other.records("r1").await.unwrap().unwrap().len(), 4);
+
+    // A run journaled there, then the server crashes (no clean shutdown) and comes back: every committed append is
+    // still there, and a run resumes from it.
+    let built = Arc::new(AtomicU32::new(0));
+    let pipeline = {
+        let built = Arc::clone(&built);
+        Pipeline::builder("release")
+            .step(
+                "build",
+                step_fn(move |_| {
+                    let built = Arc::clone(&built);
+                    async move {
+                        built.fetch_add(1, Ordering::SeqCst);
+                        Ok(())
+                    }
+                }),
+            )
+            .build()
+            .unwrap()
+    };
+    let report = Run::new(&pipeline, Context::new()).store(Arc::new(store.clone())).execute().await.unwrap();
+    let before = store.records(&report.run_id).await.unwrap().unwrap();
+    server.crash().unwrap();
+    assert!(matches!(store.records(&report.run_id).await, Err(StoreError::Unavailable(_))), "the server is down");
+    server.restart().unwrap();
+    let store = PostgresStore::connect(&config).await.unwrap();
+    assert_eq!(store.records(&report.run_id).await.unwrap().unwrap(), before);
+    let ended = Run::resume(&pipeline, Arc::new(store.clone()), &report.run_id, Context::new()).await.err().unwrap();
+    assert!(ended.to_string().contains("ended (succeeded)"), "{ended}");
+
+    // A damaged record, and a newer schema.
+    let (client, connection) = tokio_postgres::connect(&config, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    client.batch_execute("UPDATE gantry_records SET body = '{' WHERE run_id = 'r1' AND seq = 2").await.unwrap();
+    let damaged = store.records("r1").await.unwrap_err();
+    assert!(matches!(damaged, StoreError::Corrupt { position: 2, .. }), "{damaged}");
+    client.batch_execute("UPDATE gantry_schema SET version = 7").await.unwrap();
+    let newer = PostgresStore::connect(&config).await.unwrap_err();
+    assert!(matches!(newer, StoreError::SchemaTooNew { found: 7, known: 1 }), "{newer}");
+    assert_eq!(built.load(Ordering::SeqCst), 1);
+}

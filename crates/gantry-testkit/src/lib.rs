@@ -36,6 +36,7 @@ pub mod docker;
 pub mod kube;
 pub mod metrics;
 pub mod moto;
+pub mod postgres;
 pub mod prometheus;
 pub mod receiver;
 pub mod registry;
