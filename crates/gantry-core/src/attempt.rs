@@ -25,10 +25,12 @@ pub(crate) struct Attempted {
 /// Runs a step's attempts with its timeout and retries, between the run's hooks.
 pub(crate) async fn attempts(node: &Node, ctx: &StepContext, scope: &Scope) -> Attempted {
     let durable = scope.options.durable.as_deref();
+    let mut interrupted = None;
     if let Some(durable) = durable {
         use crate::durable::Before;
-        match durable.before(ctx, node.step.idempotent()).await {
+        match durable.before(ctx).await {
             Before::Run => {}
+            Before::Resume(state) => interrupted = Some(state),
             Before::Replay(result, attempts) => return Attempted { result, attempts, started: None },
             Before::Refuse(error) => {
                 let result = durable.after(ctx, Err(error), crate::StepStatus::Failed, 0).await;
@@ -48,7 +50,8 @@ pub(crate) async fn attempts(node: &Node, ctx: &StepContext, scope: &Scope) -> A
         if attempt > 1 {
             ctx.emit_attempt(attempt);
         }
-        let result = one_attempt(node, ctx).await;
+        // The first attempt of a step taken over after its host stopped goes through `Step::resume`.
+        let result = one_attempt(node, ctx, interrupted.take().as_ref()).await;
         match (&result, node.retry()) {
             (Err(error), Some(policy))
                 if error.is_retryable() && attempt <= policy.retries() && !ctx.is_cancelled() =>
@@ -84,8 +87,16 @@ pub(crate) async fn attempts(node: &Node, ctx: &StepContext, scope: &Scope) -> A
 
 /// One call of `Step::run`, under the step's timeout if it has one; a panic is the attempt's failure (so hooks,
 /// the debugger and retries see it like any other error).
-async fn one_attempt(node: &Node, ctx: &StepContext) -> Result<(), StepError> {
-    let run = std::panic::AssertUnwindSafe(node.step.run(ctx)).catch_unwind();
+async fn one_attempt(
+    node: &Node,
+    ctx: &StepContext,
+    interrupted: Option<&crate::Interrupted>,
+) -> Result<(), StepError> {
+    let attempt = match interrupted {
+        Some(interrupted) => node.step.resume(ctx, interrupted),
+        None => node.step.run(ctx),
+    };
+    let run = std::panic::AssertUnwindSafe(attempt).catch_unwind();
     let caught = |outcome: Result<Result<(), StepError>, Box<dyn std::any::Any + Send>>| {
         outcome.unwrap_or_else(|panic| Err(StepError::new(format!("step panicked: {}", panic_message(&*panic)))))
     };

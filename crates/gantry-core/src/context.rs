@@ -117,18 +117,45 @@ impl fmt::Debug for Context {
 /// ```
 pub struct OutputKey<T> {
     name: &'static str,
+    codec: Option<Codec>,
     _type: PhantomData<fn() -> T>,
+}
+
+/// How a durable output is written to a run's journal and read back.
+#[derive(Clone, Copy)]
+pub(crate) struct Codec {
+    pub(crate) encode: fn(&(dyn Any + Send + Sync)) -> Option<serde_json::Value>,
+    pub(crate) decode: fn(&serde_json::Value) -> Option<Arc<dyn Any + Send + Sync>>,
+}
+
+fn encode_as<T: serde::Serialize + Any>(value: &(dyn Any + Send + Sync)) -> Option<serde_json::Value> {
+    value.downcast_ref::<T>().and_then(|v| serde_json::to_value(v).ok())
+}
+
+fn decode_as<T: serde::de::DeserializeOwned + Any + Send + Sync>(
+    value: &serde_json::Value,
+) -> Option<Arc<dyn Any + Send + Sync>> {
+    serde_json::from_value::<T>(value.clone()).ok().map(|v| Arc::new(v) as Arc<dyn Any + Send + Sync>)
 }
 
 impl<T> OutputKey<T> {
     /// A key with this name.
     pub const fn new(name: &'static str) -> Self {
-        Self { name, _type: PhantomData }
+        Self { name, codec: None, _type: PhantomData }
     }
 
     /// The key's name.
     pub const fn name(&self) -> &'static str {
         self.name
+    }
+}
+
+impl<T: serde::Serialize + serde::de::DeserializeOwned + Any + Send + Sync> OutputKey<T> {
+    /// A key whose outputs outlive the process: in a [durable run](crate::Run::store) each output is written to the
+    /// journal (as JSON, with the step's end) and, when the run [resumes](crate::Run::resume), read back for the
+    /// steps after it. An output that holds a secret of the run is not written: after a resume it is missing.
+    pub const fn durable(name: &'static str) -> Self {
+        Self { name, codec: Some(Codec { encode: encode_as::<T>, decode: decode_as::<T> }), _type: PhantomData }
     }
 }
 
@@ -457,9 +484,29 @@ impl StepContext {
 
     /// Sets the variable `<this step's name>.<key>`, visible to every step that runs after this one.
     pub fn set_var(&self, key: &str, value: impl Into<String>) {
+        let value = value.into();
+        if let Some(durable) = &self.scope.options.durable {
+            durable.var(self, key, &value);
+        }
+        self.set_var_here(key, value);
+    }
+
+    /// Records `state` as this step's progress: in a [durable run](crate::Run::store) it is in the store when this
+    /// returns, and if the host stops before the step ends, [`Step::resume`](crate::Step::resume) gets the last one
+    /// (a Job's name, the revision a rollout started from, a canary's weight). Without a store it does nothing.
+    /// Refused for a state that holds a secret of the run, or that does not serialise.
+    pub async fn checkpoint<T: serde::Serialize + ?Sized>(&self, state: &T) -> Result<(), crate::StepError> {
+        let Some(durable) = &self.scope.options.durable else { return Ok(()) };
+        let state = serde_json::to_value(state)
+            .map_err(|e| crate::StepError::new(format!("a checkpoint cannot be written: {e}")))?;
+        durable.checkpoint(self, state).await
+    }
+
+    /// Sets the variable in this run only (replaying a journal).
+    pub(crate) fn set_var_here(&self, key: &str, value: String) {
         let local = &self.scope.pipeline.node(self.node as usize).name;
         let mut vars = self.scope.vars.write().unwrap_or_else(|e| e.into_inner());
-        vars.insert(format!("{local}.{key}"), value.into());
+        vars.insert(format!("{local}.{key}"), value);
     }
 
     /// A secret by name.
@@ -516,7 +563,11 @@ impl StepContext {
         T: Any + Send + Sync + fmt::Debug,
     {
         let rendered = format!("{value:?}");
-        let stored = StoredOutput { value: Arc::new(value), rendered };
+        let value: Arc<dyn Any + Send + Sync> = Arc::new(value);
+        if let (Some(durable), Some(codec)) = (&self.scope.options.durable, key.codec) {
+            durable.output(self, key.name(), (codec.encode)(&*value));
+        }
+        let stored = StoredOutput { value, rendered };
         let mut outputs = self.scope.outputs.lock().unwrap_or_else(|e| e.into_inner());
         outputs.insert((self.node, key.name()), stored);
     }
@@ -529,8 +580,19 @@ impl StepContext {
         let mut scope = Some(&self.scope);
         while let Some(s) = scope {
             if let Some(node) = s.pipeline.index_of(step) {
-                let outputs = s.outputs.lock().unwrap_or_else(|e| e.into_inner());
+                let mut outputs = s.outputs.lock().unwrap_or_else(|e| e.into_inner());
                 let missing = || ContextError::MissingOutput { step: step.to_owned(), key: key.name().to_owned() };
+                if let std::collections::hash_map::Entry::Vacant(slot) = outputs.entry((node, key.name())) {
+                    // A resumed run: the output of a step that ended before, read back from the journal.
+                    let restored = s.options.durable.as_ref().zip(key.codec).and_then(|(durable, codec)| {
+                        let json = durable.restored_output(s.name(node), key.name())?;
+                        (codec.decode)(&json)
+                    });
+                    if let Some(value) = restored {
+                        let rendered = "(restored from the run's journal)".to_owned();
+                        slot.insert(StoredOutput { value, rendered });
+                    }
+                }
                 let stored = outputs.get(&(node, key.name())).ok_or_else(missing)?;
                 return Arc::clone(&stored.value).downcast::<T>().map_err(|_| ContextError::OutputType {
                     step: step.to_owned(),

@@ -67,6 +67,31 @@ pub enum JournalRecord {
         /// When, in milliseconds since the Unix epoch.
         at_ms: u64,
     },
+    /// A step published a [durable output](crate::OutputKey::durable) (written with its end).
+    Output {
+        /// The step's full name.
+        step: String,
+        /// The output's key.
+        key: String,
+        /// The value, as JSON.
+        value: serde_json::Value,
+    },
+    /// A step recorded its progress ([`StepContext::checkpoint`]).
+    Checkpoint {
+        /// The step's full name.
+        step: String,
+        /// The state, as JSON.
+        state: serde_json::Value,
+    },
+    /// A step set a variable ([`StepContext::set_var`]; written with its end).
+    VarSet {
+        /// The step's full name.
+        step: String,
+        /// The variable's key (the step's own: `<step>.<key>` for later steps).
+        key: String,
+        /// Its value.
+        value: String,
+    },
     /// The run ended.
     RunEnded {
         /// How.
@@ -275,6 +300,31 @@ pub(crate) struct Resumed {
     pub(crate) ended: HashMap<String, (StepStatus, Option<String>, u32)>,
     /// Steps that started and did not end: the host died while they ran.
     pub(crate) in_flight: HashSet<String>,
+    /// The durable outputs of steps that ended, by step and key.
+    pub(crate) outputs: HashMap<(String, String), serde_json::Value>,
+    /// The variables steps that ended had set, by step.
+    pub(crate) vars: HashMap<String, Vec<(String, String)>>,
+    /// The last checkpoint of each step that has not ended.
+    pub(crate) checkpoints: HashMap<String, serde_json::Value>,
+}
+
+/// What a step that was running when its host stopped had done, as [`Step::resume`](crate::Step::resume) gets it.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct Interrupted {
+    checkpoint: Option<serde_json::Value>,
+}
+
+impl Interrupted {
+    /// The step's last [checkpoint](StepContext::checkpoint), if it wrote one; an error if it cannot be read as a
+    /// `T` (the step's state changed shape between versions).
+    pub fn checkpoint<T: serde::de::DeserializeOwned>(&self) -> Result<Option<T>, StepError> {
+        self.checkpoint
+            .clone()
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(|e| StepError::new(format!("the step's last checkpoint cannot be read: {e}")))
+    }
 }
 
 impl Resumed {
@@ -285,9 +335,22 @@ impl Resumed {
                 JournalRecord::StepStarted { step, .. } => {
                     resumed.ended.remove(step);
                     resumed.in_flight.insert(step.clone());
+                    // What an earlier attempt of the step left is not what it will leave.
+                    resumed.outputs.retain(|(s, _), _| s != step);
+                    resumed.vars.remove(step);
+                }
+                JournalRecord::Output { step, key, value } => {
+                    resumed.outputs.insert((step.clone(), key.clone()), value.clone());
+                }
+                JournalRecord::Checkpoint { step, state } => {
+                    resumed.checkpoints.insert(step.clone(), state.clone());
+                }
+                JournalRecord::VarSet { step, key, value } => {
+                    resumed.vars.entry(step.clone()).or_default().push((key.clone(), value.clone()));
                 }
                 JournalRecord::StepEnded { step, status, reason, attempts, .. } => {
                     resumed.in_flight.remove(step);
+                    resumed.checkpoints.remove(step);
                     resumed.ended.insert(step.clone(), (*status, reason.clone(), *attempts));
                 }
                 _ => {}
@@ -301,6 +364,8 @@ impl Resumed {
 pub(crate) struct Durable {
     pub(crate) store: Arc<dyn RunStore>,
     pub(crate) resumed: Option<Resumed>,
+    /// Records written with the next step end (outputs, variables).
+    pub(crate) pending: Mutex<Vec<JournalRecord>>,
 }
 
 /// What journaling says before a step's attempts.
@@ -309,6 +374,8 @@ pub(crate) enum Before {
     Run,
     /// It ended in an earlier incarnation: this is its outcome, not run again.
     Replay(Result<(), StepError>, u32),
+    /// It was running when the host stopped: take it over through `Step::resume` (its start is in the store).
+    Resume(Interrupted),
     /// Do not run it: it fails with this error.
     Refuse(StepError),
 }
@@ -316,28 +383,30 @@ pub(crate) enum Before {
 impl Durable {
     /// Before a step's attempts: replays a step that ended, refuses an interrupted step that is not idempotent, and
     /// records the start of a step that runs (durably, before it runs).
-    pub(crate) async fn before(&self, ctx: &StepContext, idempotent: bool) -> Before {
+    pub(crate) async fn before(&self, ctx: &StepContext) -> Before {
         let step = ctx.name();
-        if let Some(resumed) = &self.resumed {
-            if let Some((status, reason, attempts)) = resumed.ended.get(step) {
-                let result = match status {
-                    StepStatus::Succeeded | StepStatus::Skipped => Ok(()),
-                    StepStatus::Failed | StepStatus::Cancelled => {
-                        Err(StepError::new(reason.clone().unwrap_or_else(|| "failed before the run resumed".into())))
-                    }
-                };
-                return Before::Replay(result, *attempts);
+        if let Some(resumed) = &self.resumed
+            && let Some((status, reason, attempts)) = resumed.ended.get(step)
+        {
+            for (key, value) in resumed.vars.get(step).into_iter().flatten() {
+                ctx.set_var_here(key, value.clone());
             }
-            if resumed.in_flight.contains(step) && !idempotent {
-                return Before::Refuse(StepError::new(
-                    "interrupted; not idempotent: it was running when the host stopped, and running it again could \
-                     repeat what it did",
-                ));
-            }
+            let result = match status {
+                StepStatus::Succeeded | StepStatus::Skipped => Ok(()),
+                StepStatus::Failed | StepStatus::Cancelled => {
+                    Err(StepError::new(reason.clone().unwrap_or_else(|| "failed before the run resumed".into())))
+                }
+            };
+            return Before::Replay(result, *attempts);
         }
+        let interrupted = self
+            .resumed
+            .as_ref()
+            .filter(|r| r.in_flight.contains(step))
+            .map(|r| Interrupted { checkpoint: r.checkpoints.get(step).cloned() });
         let record = JournalRecord::StepStarted { step: step.to_owned(), at_ms: now_ms() };
         match self.store.append(ctx.run_id(), &[record]).await {
-            Ok(()) => Before::Run,
+            Ok(()) => interrupted.map_or(Before::Run, Before::Resume),
             Err(e) => Before::Refuse(StepError::new(format!(
                 "not started: the run store could not record its start: {}",
                 ctx.redact(&e.to_string())
@@ -360,12 +429,57 @@ impl Durable {
         };
         let record =
             JournalRecord::StepEnded { step: ctx.name().to_owned(), status, reason, attempts, at_ms: now_ms() };
-        match self.store.append(ctx.run_id(), &[record]).await {
+        // The outputs and variables written so far go with it: durable before anything waits on them.
+        let mut records = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
+        records.push(record);
+        match self.store.append(ctx.run_id(), &records).await {
             Ok(()) => result,
             Err(e) => Err(StepError::new(format!(
                 "the run store could not record the end of this step: {}",
                 ctx.redact(&e.to_string())
             ))),
         }
+    }
+}
+
+impl Durable {
+    /// A step published a durable output: written with the next step end, unless it holds a secret of the run.
+    pub(crate) fn output(&self, ctx: &StepContext, key: &str, value: Option<serde_json::Value>) {
+        let Some(value) = value else { return };
+        let text = value.to_string();
+        if ctx.redact(&text) != text {
+            tracing::debug!(step = %ctx.name(), key, "an output holding a secret is not journaled");
+            return;
+        }
+        let record = JournalRecord::Output { step: ctx.name().to_owned(), key: key.to_owned(), value };
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).push(record);
+    }
+
+    /// A step set a variable: written with the next step end, unless it holds a secret of the run.
+    pub(crate) fn var(&self, ctx: &StepContext, key: &str, value: &str) {
+        if ctx.redact(value) != value {
+            return;
+        }
+        let (step, key, value) = (ctx.name().to_owned(), key.to_owned(), value.to_owned());
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).push(JournalRecord::VarSet { step, key, value });
+    }
+
+    /// The journaled output `key` of the step `step` (its full name), in a resumed run.
+    pub(crate) fn restored_output(&self, step: &str, key: &str) -> Option<serde_json::Value> {
+        self.resumed.as_ref()?.outputs.get(&(step.to_owned(), key.to_owned())).cloned()
+    }
+}
+
+impl Durable {
+    /// Records a step's progress durably.
+    pub(crate) async fn checkpoint(&self, ctx: &StepContext, state: serde_json::Value) -> Result<(), StepError> {
+        let text = state.to_string();
+        if ctx.redact(&text) != text {
+            return Err(StepError::new("a checkpoint cannot hold a secret of the run: secrets are never stored"));
+        }
+        let record = JournalRecord::Checkpoint { step: ctx.name().to_owned(), state };
+        self.store.append(ctx.run_id(), &[record]).await.map_err(|e| {
+            StepError::new(format!("the run store could not record a checkpoint: {}", ctx.redact(&e.to_string())))
+        })
     }
 }

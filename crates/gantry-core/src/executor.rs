@@ -286,7 +286,7 @@ impl Run {
             if let Err(e) = started {
                 return Err(RunError::Store { run_id: self.run_id.to_string(), error: e.to_string() });
             }
-            options.durable = Some(Arc::new(Durable { store, resumed: self.resumed }));
+            options.durable = Some(Arc::new(Durable { store, resumed: self.resumed, pending: Default::default() }));
         }
         let pipeline_name: Arc<str> = Arc::from(self.pipeline.name());
         let span = tracing::info_span!("gantry.run", pipeline = %pipeline_name, run_id = %self.run_id);

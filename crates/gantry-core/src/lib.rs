@@ -73,7 +73,7 @@ pub use approval::{Approval, ApprovalError, Approvals, DECISION, Decision, Pendi
 pub use command::CommandStep;
 pub use context::{Context, OutputKey, StepContext};
 pub use debug::{Breakpoint, DebugHook, Debugger, FnHook, Hook, Pause, PauseReason, Recorder, Resume, hook_fn};
-pub use durable::{JournalRecord, MemoryStore, ResumeError, RunStore, StepPrint, StoreError};
+pub use durable::{Interrupted, JournalRecord, MemoryStore, ResumeError, RunStore, StepPrint, StoreError};
 pub use error::{BoxError, BuildError, ContextError, Problem, RunError, StepError, StepErrorKind, TemplateError};
 pub use event::{BuildLayer, Event, EventStream, LayerSource, LogStream, Phase, TrafficRoute};
 pub use executor::Run;

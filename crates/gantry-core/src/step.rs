@@ -69,6 +69,23 @@ pub trait Step: Send + Sync + 'static {
         false
     }
 
+    /// Takes over an attempt that was running when the host stopped, when a [durable run](crate::Run::resume)
+    /// resumes: `interrupted` has the step's last [checkpoint](StepContext::checkpoint). A step that can find what
+    /// it started (a Job by its name, a rollout by its revision) re-attaches here. The default runs the step again
+    /// if it is [idempotent](Self::idempotent), and otherwise fails it ("interrupted; not idempotent"), so the
+    /// failure path runs.
+    async fn resume(&self, ctx: &StepContext, interrupted: &crate::Interrupted) -> Result<(), StepError> {
+        let _ = interrupted;
+        if self.idempotent() {
+            self.run(ctx).await
+        } else {
+            Err(StepError::new(
+                "interrupted; not idempotent: it was running when the host stopped, and running it again could repeat \
+                 what it did",
+            ))
+        }
+    }
+
     /// Checks the step's own configuration when it is added to a pipeline: an `Err` (saying what is wrong) makes
     /// [`PipelineBuilder::build`](crate::PipelineBuilder::build) fail with
     /// [`BuildError::InvalidStep`](crate::BuildError::InvalidStep), before anything runs. The default accepts.

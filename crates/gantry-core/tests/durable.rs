@@ -306,3 +306,129 @@ async fn a_step_whose_start_cannot_be_stored_does_not_run() {
     let reason = report.step("deploy").and_then(|s| s.reason.clone()).unwrap_or_default();
     assert!(reason.contains("disk full"), "{reason}");
 }
+
+const IMAGE: gantry_core::OutputKey<String> = gantry_core::OutputKey::durable("image");
+const TYPED_ONLY: gantry_core::OutputKey<String> = gantry_core::OutputKey::new("typed_only");
+const TOKEN_ECHO: gantry_core::OutputKey<String> = gantry_core::OutputKey::durable("token_echo");
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn durable_outputs_and_variables_of_finished_steps_are_read_back_after_a_resume() {
+    let store: Arc<dyn RunStore> = Arc::new(MemoryStore::new());
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let pipeline = {
+        let seen = Arc::clone(&seen);
+        let first = Arc::new(AtomicU32::new(0));
+        Pipeline::builder("release")
+            .step(
+                "build",
+                step_fn(|ctx| async move {
+                    ctx.publish(IMAGE, "registry.example/web@sha256:5e1f".to_owned());
+                    ctx.publish(TYPED_ONLY, "kept in memory only".to_owned());
+                    let token = ctx.secret("token")?;
+                    ctx.publish(TOKEN_ECHO, format!("Bearer {}", token.expose()));
+                    ctx.set_var("tag", "v1.2.3");
+                    Ok(())
+                }),
+            )
+            .step(
+                "deploy",
+                step_fn(move |ctx| {
+                    let (seen, first, tx) = (Arc::clone(&seen), Arc::clone(&first), tx.clone());
+                    async move {
+                        if first.fetch_add(1, Ordering::SeqCst) == 0 {
+                            let _ = tx.send(());
+                            std::future::pending::<()>().await;
+                        }
+                        let mut seen = seen.lock().unwrap();
+                        seen.push(format!("{:?}", ctx.output("build", IMAGE).map(|v| v.to_string())));
+                        seen.push(format!("{:?}", ctx.var("build.tag")));
+                        seen.push(format!("{}", ctx.output("build", TYPED_ONLY).is_err()));
+                        seen.push(format!("{}", ctx.output("build", TOKEN_ECHO).is_err()));
+                        Ok(())
+                    }
+                })
+                .idempotent(),
+            )
+            .after(["build"])
+            .build()
+            .unwrap()
+    };
+    let context = || Context::new().secret("token", Secret::new("tok-aa81f2c3"));
+    let run = Run::new(&pipeline, context()).store(Arc::clone(&store));
+    let id = run.id().to_owned();
+    let handle = tokio::spawn(run.execute());
+    tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.unwrap().unwrap();
+    handle.abort();
+    let _ = handle.await;
+    let journal = serde_json::to_string(&store.records(&id).await.unwrap().unwrap()).unwrap();
+    assert!(!journal.contains("tok-aa81f2c3"), "an output holding a secret is not journaled: {journal}");
+
+    let report = Run::resume(&pipeline, Arc::clone(&store), &id, context()).await.unwrap().execute().await.unwrap();
+    assert_eq!(report.status, RunStatus::Succeeded, "{report}");
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            "Ok(\"registry.example/web@sha256:5e1f\")".to_owned(),
+            "Some(\"v1.2.3\")".to_owned(),
+            "true".to_owned(), // a key that is not durable: not restored
+            "true".to_owned(), // it held a secret: not journaled
+        ]
+    );
+}
+
+/// A step that starts a "Job", checkpoints its name, and on resume re-attaches to it by that name.
+struct JobLike {
+    created: Arc<AtomicU32>,
+    attached: Arc<std::sync::Mutex<Option<String>>>,
+    started: tokio::sync::mpsc::UnboundedSender<()>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct JobState {
+    job: String,
+}
+
+#[gantry_core::async_trait]
+impl gantry_core::Step for JobLike {
+    async fn run(&self, ctx: &gantry_core::StepContext) -> Result<(), gantry_core::StepError> {
+        self.created.fetch_add(1, Ordering::SeqCst);
+        ctx.checkpoint(&JobState { job: format!("smoke-{}", ctx.run_id()) }).await?;
+        let _ = self.started.send(());
+        std::future::pending::<()>().await;
+        Ok(())
+    }
+
+    async fn resume(
+        &self,
+        _ctx: &gantry_core::StepContext,
+        interrupted: &gantry_core::Interrupted,
+    ) -> Result<(), gantry_core::StepError> {
+        let state: Option<JobState> = interrupted.checkpoint()?;
+        *self.attached.lock().unwrap() = state.map(|s| s.job);
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_step_is_taken_over_through_resume_with_its_last_checkpoint() {
+    let store: Arc<dyn RunStore> = Arc::new(MemoryStore::new());
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let (created, attached) = (Arc::new(AtomicU32::new(0)), Arc::new(std::sync::Mutex::new(None)));
+    let step = JobLike { created: Arc::clone(&created), attached: Arc::clone(&attached), started: tx };
+    let pipeline = Pipeline::builder("release").step("smoke", step).build().unwrap();
+    let id = {
+        let run = Run::new(&pipeline, Context::new()).store(Arc::clone(&store));
+        let id = run.id().to_owned();
+        let handle = tokio::spawn(run.execute());
+        tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.unwrap().unwrap();
+        handle.abort();
+        let _ = handle.await;
+        id
+    };
+    let report =
+        Run::resume(&pipeline, Arc::clone(&store), &id, Context::new()).await.unwrap().execute().await.unwrap();
+    assert_eq!(report.status, RunStatus::Succeeded, "{report}");
+    assert_eq!(created.load(Ordering::SeqCst), 1, "no second Job");
+    assert_eq!(attached.lock().unwrap().as_deref(), Some(format!("smoke-{id}").as_str()), "re-attached by name");
+}

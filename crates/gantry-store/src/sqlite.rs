@@ -88,6 +88,9 @@ fn kind(record: &JournalRecord) -> &'static str {
         JournalRecord::RunResumed { .. } => "run_resumed",
         JournalRecord::StepStarted { .. } => "step_started",
         JournalRecord::StepEnded { .. } => "step_ended",
+        JournalRecord::Output { .. } => "output",
+        JournalRecord::VarSet { .. } => "var_set",
+        JournalRecord::Checkpoint { .. } => "checkpoint",
         JournalRecord::RunEnded { .. } => "run_ended",
         _ => "other",
     }
