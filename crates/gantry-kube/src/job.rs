@@ -123,10 +123,10 @@ impl JobStep {
 /// `<prefix>-<run id>-<hash of the step's full name>`: unique for each step of each run, fan-outs included, as a
 /// DNS label.
 fn job_name(prefix: &str, run_id: &str, step: &str) -> String {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    step.hash(&mut h);
-    let suffix = format!("{}-{:06x}", dns_label(run_id, 24), h.finish() & 0xff_ffff);
+    // SHA-256: the same in every process and every build (a resumed run finds its Job by this name).
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(step.as_bytes());
+    let suffix = format!("{}-{:02x}{:02x}{:02x}", dns_label(run_id, 24), digest[0], digest[1], digest[2]);
     let prefix = dns_label(prefix, 63 - suffix.len() - 1);
     format!("{prefix}-{suffix}")
 }
@@ -260,6 +260,12 @@ impl Drop for DeleteOnDrop {
 
 #[async_trait]
 impl Step for JobStep {
+    /// Its Job's name is the same in every process that runs this step of this run: a resumed run finds the Job
+    /// it started and follows it, never starting a second one.
+    fn idempotent(&self) -> bool {
+        true
+    }
+
     async fn run(&self, ctx: &StepContext) -> Result<(), StepError> {
         let prefix = Template::parse(&self.prefix).and_then(|t| ctx.render(&t))?;
         let name = job_name(&prefix, ctx.run_id(), ctx.name());
@@ -268,11 +274,16 @@ impl Step for JobStep {
         let jobs: Api<Job> = Api::namespaced(client.clone(), &namespace);
         let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
         let job = self.job(ctx, &name)?;
-        jobs.create(&PostParams::default(), &job)
-            .await
-            .map_err(|e| KubeError::api(format!("create Job `{name}`"), e))?;
+        match jobs.create(&PostParams::default(), &job).await {
+            Ok(_) => ctx.log(format!("started Job {namespace}/{name}")),
+            // The Job of this step of this run exists: it was started before the run resumed (its host stopped).
+            // Follow it instead of starting a second one.
+            Err(kube::Error::Api(status)) if status.code == 409 => {
+                ctx.log(format!("re-attached to Job {namespace}/{name}, started before the run resumed"));
+            }
+            Err(e) => return Err(KubeError::api(format!("create Job `{name}`"), e).into()),
+        }
         let mut cleanup = DeleteOnDrop { jobs: (!self.keep).then(|| jobs.clone()), name: name.clone() };
-        ctx.log(format!("started Job {namespace}/{name}"));
 
         let job_changes = changes(
             jobs.clone(),
@@ -381,6 +392,8 @@ mod tests {
         let a = job_name("Preflight", "1a2b-0", "deploy[api]/preflight");
         let b = job_name("Preflight", "1a2b-0", "deploy[web]/preflight");
         assert_ne!(a, b);
+        // The same in every process and build: a resumed run finds its Job by it.
+        assert_eq!(job_name("smoke", "r1", "smoke"), "smoke-r1-04d588");
         let long = job_name(&"x".repeat(100), "run", "s");
         for n in [&a, &b, &long] {
             assert!(

@@ -516,3 +516,53 @@ async fn a_jobs_output_is_logged_while_it_runs_not_only_at_the_end() {
     assert!(seen[1].1 - seen[0].1 >= Duration::from_millis(600), "{:?} apart", seen[1].1 - seen[0].1);
     c.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumed_run_follows_the_job_it_started_instead_of_starting_another() {
+    let c = TestCluster::new("job-resume").await.unwrap();
+    if let Some(sim) = c.sim() {
+        sim.script(
+            "smoke:slow",
+            PodScript::Exit { after: Duration::from_millis(1500), code: 0, logs: vec!["GET /health -> 200".into()] },
+        );
+    }
+    let store: std::sync::Arc<dyn gantry_core::RunStore> = std::sync::Arc::new(gantry_core::MemoryStore::new());
+    let pipeline = Pipeline::builder("release")
+        .step("smoke", JobStep::image(cluster(&c), "smoke", "smoke:slow", ["smoke"]).keep())
+        .build()
+        .unwrap();
+    let jobs: Api<k8s_openapi::api::batch::v1::Job> = Api::namespaced(c.client.clone(), &c.namespace);
+    let run = Run::new(&pipeline, Context::new()).store(std::sync::Arc::clone(&store));
+    let id = run.id().to_owned();
+    let handle = tokio::spawn(run.execute());
+    // The host stops once the Job exists.
+    let selector = ListParams::default().labels(&format!("gantry.dev/run={id}"));
+    for _ in 0..200 {
+        if !jobs.list(&selector).await.unwrap().items.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    handle.abort();
+    let _ = handle.await;
+    assert_eq!(jobs.list(&selector).await.unwrap().items.len(), 1);
+
+    let resumed = Run::resume(&pipeline, store, &id, Context::new()).await.unwrap();
+    let events = resumed.subscribe();
+    let report = tokio::time::timeout(Duration::from_secs(60), resumed.execute()).await.unwrap().unwrap();
+    assert_eq!(report.status, RunStatus::Succeeded, "{report}");
+    assert_eq!(jobs.list(&selector).await.unwrap().items.len(), 1, "no second Job");
+    use futures::StreamExt as _;
+    let lines: Vec<String> = events
+        .filter_map(|e| async move {
+            match e {
+                gantry_core::Event::Log { line, .. } => Some(line.to_string()),
+                _ => None,
+            }
+        })
+        .collect()
+        .await;
+    assert!(lines.iter().any(|l| l.contains("re-attached to Job")), "{lines:?}");
+    assert!(lines.iter().any(|l| l.contains("GET /health -> 200")), "the Job's own output is followed: {lines:?}");
+    c.cleanup().await;
+}
