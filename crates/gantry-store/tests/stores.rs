@@ -28,6 +28,18 @@ fn step(kind: &str, step: &str) -> JournalRecord {
     serde_json::from_value(value).unwrap()
 }
 
+/// A step that counts its runs.
+fn counted(count: &Arc<AtomicU32>) -> impl gantry_core::Step {
+    let count = Arc::clone(count);
+    step_fn(move |_| {
+        let count = Arc::clone(&count);
+        async move {
+            count.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+    })
+}
+
 async fn conformance(store: &dyn RunStore) {
     assert!(store.records("r1").await.unwrap().is_none(), "unknown run");
     store.create("r1", &started("release")).await.unwrap();
@@ -66,18 +78,9 @@ async fn a_journal_outlives_its_store_and_a_run_resumes_from_a_reopened_file() {
     let (built, deployed) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     let pipeline = {
-        let (built, deployed) = (Arc::clone(&built), Arc::clone(&deployed));
+        let deployed = Arc::clone(&deployed);
         Pipeline::builder("release")
-            .step(
-                "build",
-                step_fn(move |_| {
-                    let built = Arc::clone(&built);
-                    async move {
-                        built.fetch_add(1, Ordering::SeqCst);
-                        Ok(())
-                    }
-                }),
-            )
+            .step("build", counted(&built))
             .step(
                 "deploy",
                 step_fn(move |ctx| {
@@ -184,22 +187,7 @@ async fn postgres_keeps_journals_the_same_way_through_a_crash_of_the_server() {
     // A run journaled there, then the server crashes (no clean shutdown) and comes back: every committed append is
     // still there, and a run resumes from it.
     let built = Arc::new(AtomicU32::new(0));
-    let pipeline = {
-        let built = Arc::clone(&built);
-        Pipeline::builder("release")
-            .step(
-                "build",
-                step_fn(move |_| {
-                    let built = Arc::clone(&built);
-                    async move {
-                        built.fetch_add(1, Ordering::SeqCst);
-                        Ok(())
-                    }
-                }),
-            )
-            .build()
-            .unwrap()
-    };
+    let pipeline = Pipeline::builder("release").step("build", counted(&built)).build().unwrap();
     let report = Run::new(&pipeline, Context::new()).store(Arc::new(store.clone())).execute().await.unwrap();
     let before = store.records(&report.run_id).await.unwrap().unwrap();
     server.crash().unwrap();
