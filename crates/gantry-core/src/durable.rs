@@ -365,7 +365,8 @@ pub(crate) struct Durable {
     pub(crate) store: Arc<dyn RunStore>,
     pub(crate) resumed: Option<Resumed>,
     /// Records written with the next step end (outputs, variables).
-    pub(crate) pending: Mutex<Vec<JournalRecord>>,
+    /// By step: each step's records go with its own end, never with another's.
+    pub(crate) pending: Mutex<HashMap<String, Vec<JournalRecord>>>,
 }
 
 /// What journaling says before a step's attempts.
@@ -430,7 +431,7 @@ impl Durable {
         let record =
             JournalRecord::StepEnded { step: ctx.name().to_owned(), status, reason, attempts, at_ms: now_ms() };
         // The outputs and variables written so far go with it: durable before anything waits on them.
-        let mut records = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut records = self.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(ctx.name()).unwrap_or_default();
         records.push(record);
         match self.store.append(ctx.run_id(), &records).await {
             Ok(()) => result,
@@ -452,7 +453,8 @@ impl Durable {
             return;
         }
         let record = JournalRecord::Output { step: ctx.name().to_owned(), key: key.to_owned(), value };
-        self.pending.lock().unwrap_or_else(|e| e.into_inner()).push(record);
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        pending.entry(ctx.name().to_owned()).or_default().push(record);
     }
 
     /// A step set a variable: written with the next step end, unless it holds a secret of the run.
@@ -461,12 +463,15 @@ impl Durable {
             return;
         }
         let (step, key, value) = (ctx.name().to_owned(), key.to_owned(), value.to_owned());
-        self.pending.lock().unwrap_or_else(|e| e.into_inner()).push(JournalRecord::VarSet { step, key, value });
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        pending.entry(step.clone()).or_default().push(JournalRecord::VarSet { step, key, value });
     }
 
     /// The journaled output `key` of the step `step` (its full name), in a resumed run.
     pub(crate) fn restored_output(&self, step: &str, key: &str) -> Option<serde_json::Value> {
-        self.resumed.as_ref()?.outputs.get(&(step.to_owned(), key.to_owned())).cloned()
+        // Only a step that ended has outputs to give: what an interrupted step published is not its result.
+        let resumed = self.resumed.as_ref()?;
+        resumed.ended.contains_key(step).then(|| resumed.outputs.get(&(step.to_owned(), key.to_owned())).cloned())?
     }
 }
 

@@ -432,3 +432,64 @@ async fn an_interrupted_step_is_taken_over_through_resume_with_its_last_checkpoi
     assert_eq!(created.load(Ordering::SeqCst), 1, "no second Job");
     assert_eq!(attached.lock().unwrap().as_deref(), Some(format!("smoke-{id}").as_str()), "re-attached by name");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_steps_outputs_are_journaled_with_its_own_end_never_with_anothers() {
+    let store: Arc<dyn RunStore> = Arc::new(MemoryStore::new());
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let b_published = Arc::new(tokio::sync::Notify::new());
+    let pipeline = {
+        let waiting = Arc::clone(&b_published);
+        let published = Arc::clone(&b_published);
+        Pipeline::builder("release")
+            .step(
+                "a",
+                step_fn(move |ctx| {
+                    let waiting = Arc::clone(&waiting);
+                    async move {
+                        // Ends after `b` published, while `b` still runs.
+                        waiting.notified().await;
+                        ctx.publish(IMAGE, "a's image".to_owned());
+                        Ok(())
+                    }
+                }),
+            )
+            .step(
+                "b",
+                step_fn(move |ctx| {
+                    let (published, tx) = (Arc::clone(&published), tx.clone());
+                    async move {
+                        ctx.publish(IMAGE, "b's unfinished image".to_owned());
+                        published.notify_one();
+                        let _ = tx.send(());
+                        std::future::pending::<()>().await;
+                        Ok(())
+                    }
+                }),
+            )
+            .build()
+            .unwrap()
+    };
+    let run = Run::new(&pipeline, Context::new()).store(Arc::clone(&store));
+    let id = run.id().to_owned();
+    let handle = tokio::spawn(run.execute());
+    tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.unwrap().unwrap();
+    // Wait for `a`'s end to be journaled, then the host dies.
+    for _ in 0..500 {
+        if ended(&store.records(&id).await.unwrap().unwrap(), "a").is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    handle.abort();
+    let _ = handle.await;
+    let records = store.records(&id).await.unwrap().unwrap();
+    let outputs: Vec<&str> = records
+        .iter()
+        .filter_map(|r| match r {
+            JournalRecord::Output { step, .. } => Some(step.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(outputs, ["a"], "b had not ended: its output is not its result");
+}
