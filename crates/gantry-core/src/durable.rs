@@ -447,8 +447,7 @@ impl Durable {
     /// A step published a durable output: written with the next step end, unless it holds a secret of the run.
     pub(crate) fn output(&self, ctx: &StepContext, key: &str, value: Option<serde_json::Value>) {
         let Some(value) = value else { return };
-        let text = value.to_string();
-        if ctx.redact(&text) != text {
+        if holds_secret(ctx, &value) {
             tracing::debug!(step = %ctx.name(), key, "an output holding a secret is not journaled");
             return;
         }
@@ -478,13 +477,24 @@ impl Durable {
 impl Durable {
     /// Records a step's progress durably.
     pub(crate) async fn checkpoint(&self, ctx: &StepContext, state: serde_json::Value) -> Result<(), StepError> {
-        let text = state.to_string();
-        if ctx.redact(&text) != text {
+        if holds_secret(ctx, &state) {
             return Err(StepError::new("a checkpoint cannot hold a secret of the run: secrets are never stored"));
         }
         let record = JournalRecord::Checkpoint { step: ctx.name().to_owned(), state };
         self.store.append(ctx.run_id(), &[record]).await.map_err(|e| {
             StepError::new(format!("the run store could not record a checkpoint: {}", ctx.redact(&e.to_string())))
         })
+    }
+}
+
+/// Whether any text in `value` (its strings and keys, unescaped: JSON escaping could hide a secret holding `"` or
+/// `\\` from a check of the encoded text) holds a secret of the run.
+fn holds_secret(ctx: &StepContext, value: &serde_json::Value) -> bool {
+    let secret = |text: &str| ctx.redact(text) != text;
+    match value {
+        serde_json::Value::String(text) => secret(text),
+        serde_json::Value::Array(items) => items.iter().any(|v| holds_secret(ctx, v)),
+        serde_json::Value::Object(map) => map.iter().any(|(k, v)| secret(k) || holds_secret(ctx, v)),
+        _ => false,
     }
 }

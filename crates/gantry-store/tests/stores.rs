@@ -101,7 +101,8 @@ async fn a_journal_outlives_its_store_and_a_run_resumes_from_a_reopened_file() {
             .unwrap()
     };
     let secret = "tok-77ab01c9d2";
-    let context = || Context::new().var("env", "prod").secret("token", Secret::new(secret));
+    // The secret is in a variable too: only its name may be stored.
+    let context = || Context::new().var("auth", format!("Bearer {secret}")).secret("token", Secret::new(secret));
 
     // The first host: its store, a run, and the host dies in `deploy`.
     let id = {
